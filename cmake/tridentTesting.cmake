@@ -1,0 +1,43 @@
+# trident_add_test(NAME <name> SOURCES <files...> [RANKS <n...>] [TIMEOUT <s>])
+# Builds one test executable (Catch2 with trident's MPI+Kokkos main) and registers it with
+# CTest once per rank count, as <name>_np<N>. Ranks are oversubscribed: the suite must run
+# on a laptop or a 2-core CI machine.
+find_package(Catch2 REQUIRED)
+
+set(TRIDENT_TEST_MAX_RANKS 8 CACHE STRING "Largest rank count a test is registered with")
+execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _trident_mpiexec_version ERROR_QUIET)
+if(_trident_mpiexec_version MATCHES "Open MPI|OpenRTE")
+  # mpi_yield_when_idle keeps busy-polling ranks from starving each other when oversubscribed.
+  set(_trident_default_mpiexec_flags --oversubscribe --mca mpi_yield_when_idle 1)
+else()
+  set(_trident_default_mpiexec_flags "")
+endif()
+set(TRIDENT_MPIEXEC_FLAGS "${_trident_default_mpiexec_flags}" CACHE STRING "Flags passed to mpiexec for tests")
+
+add_library(trident_test_main STATIC ${PROJECT_SOURCE_DIR}/tests/test_main.cpp)
+target_link_libraries(trident_test_main PUBLIC trident::trident Catch2::Catch2 trident_warnings)
+target_include_directories(trident_test_main PUBLIC ${PROJECT_SOURCE_DIR}/tests)
+
+function(trident_add_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;RANKS;LABELS" ${ARGN})
+  if(NOT ARG_RANKS)
+    set(ARG_RANKS 1)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  add_executable(${ARG_NAME} ${ARG_SOURCES})
+  target_link_libraries(${ARG_NAME} PRIVATE trident_test_main)
+  foreach(np IN LISTS ARG_RANKS)
+    if(np GREATER TRIDENT_TEST_MAX_RANKS)
+      continue()
+    endif()
+    add_test(NAME ${ARG_NAME}_np${np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${TRIDENT_MPIEXEC_FLAGS}
+                     ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${ARG_NAME}> ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(${ARG_NAME}_np${np} PROPERTIES
+      TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${ARG_LABELS}"
+      # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMP_PROC_BIND=false")
+  endforeach()
+endfunction()
