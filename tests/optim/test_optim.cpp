@@ -1,0 +1,120 @@
+// AdamW, the learning-rate schedule and clipping against the torch formulas written out here.
+
+#include "trident_test.hpp"
+
+#include <trident/core/parameter_store.hpp>
+#include <trident/optim/adamw.hpp>
+#include <trident/optim/clip.hpp>
+#include <trident/optim/lr_schedule.hpp>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using Space = Kokkos::DefaultExecutionSpace;
+using Memory = Space::memory_space;
+
+// torch.optim.AdamW, one element, in double.
+struct ReferenceAdamW {
+  double p, m = 0, v = 0;
+  void step(double g, int t, double lr, double b1, double b2, double eps, double wd) {
+    p *= 1 - lr * wd;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    const double m_hat = m / (1 - std::pow(b1, t)), v_hat = v / (1 - std::pow(b2, t));
+    p -= lr * m_hat / (std::sqrt(v_hat) + eps);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("AdamW follows torch.optim.AdamW, decaying matrices only", "[optim]") {
+  trident::ParameterStore<double, Memory> store;
+  store.declare("w", {2, 3}, true);
+  store.declare("b", {3}, false);
+  store.allocate();
+  const int n = static_cast<int>(store.size());
+  auto values = Kokkos::create_mirror_view(store.values());
+  std::vector<ReferenceAdamW> reference;
+  for (int i = 0; i < n; ++i) {
+    values(i) = 0.5 - 0.1 * i;
+    reference.push_back({values(i)});
+  }
+  Kokkos::deep_copy(store.values(), values);
+
+  trident::optim::AdamWSettings settings{0.9, 0.95, 1e-8, 0.1};
+  trident::optim::AdamW<double, Memory> adamw(store, settings);
+  auto grads = Kokkos::create_mirror_view(store.grads());
+  for (int t = 1; t <= 5; ++t) {
+    const double lr = 1e-2 * t;
+    for (int i = 0; i < n; ++i) {
+      grads(i) = std::sin(1.0 + i * t) * (i % 3 == 0 ? 1e-3 : 1.0);
+      reference[static_cast<std::size_t>(i)].step(grads(i), t, lr, 0.9, 0.95, 1e-8, i < 6 ? 0.1 : 0.0);
+    }
+    Kokkos::deep_copy(store.grads(), grads);
+    adamw.step(Space(), store, t, lr);
+  }
+  Kokkos::deep_copy(values, store.values());
+  for (int i = 0; i < n; ++i) CHECK(std::abs(values(i) - reference[static_cast<std::size_t>(i)].p) < 1e-14);
+}
+
+TEST_CASE("the first AdamW step moves each parameter by about lr", "[optim]") {
+  // With bias correction the first update is lr * g/|g| (up to eps), whatever the scale of g.
+  Kokkos::View<float*, Memory> p("p", 2), g("g", 2), m("m", 2), v("v", 2);
+  auto hg = Kokkos::create_mirror_view(g);
+  hg(0) = 1e-4f;
+  hg(1) = -30.0f;
+  Kokkos::deep_copy(g, hg);
+  trident::optim::adamw_update(Space(), p, g, m, v, {0.9, 0.95, 1e-8, 0.0}, 1, 0.5, false);
+  auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p);
+  CHECK(std::abs(hp(0) + 0.5f) < 1e-4f);
+  CHECK(std::abs(hp(1) - 0.5f) < 1e-6f);
+  CHECK_THROWS_AS(trident::optim::adamw_update(Space(), p, g, m, v, {}, 0, 0.5, false), trident::InvalidArgument);
+}
+
+TEST_CASE("the cosine schedule warms up linearly and decays to its floor", "[optim]") {
+  trident::optim::CosineSchedule no_warmup{6e-4, 0, 100, 0.1};
+  CHECK(no_warmup(1) == 6e-4);  // exactly --lr on the first step
+  CHECK(std::abs(no_warmup(100) - 6e-5) < 1e-18);
+  CHECK(std::abs(no_warmup(50) - (6e-5 + 0.5 * (1 + std::cos(M_PI * 49.0 / 99.0)) * 5.4e-4)) < 1e-15);
+
+  trident::optim::CosineSchedule warm{1e-3, 10, 110, 0.0};
+  CHECK(warm(1) == 1e-4);
+  CHECK(std::abs(warm(5) - 5e-4) < 1e-18);
+  CHECK(warm(10) == 1e-3);
+  CHECK(warm(11) == 1e-3);
+  CHECK(std::abs(warm(110)) < 1e-18);
+  for (int s = 11; s < 110; ++s) CHECK(warm(s + 1) <= warm(s));
+}
+
+TEST_CASE("clip_grad_norm_ semantics", "[optim]") {
+  Kokkos::View<double*, Memory> g("g", 4);
+  auto hg = Kokkos::create_mirror_view(g);
+  hg(0) = 3;
+  hg(1) = 4;
+  hg(2) = 0;
+  hg(3) = 12;
+  Kokkos::deep_copy(g, hg);
+  const double norm = std::sqrt(trident::optim::sum_of_squares(Space(), g));
+  CHECK(norm == 13.0);
+  const double coef = trident::optim::clip_coefficient(norm, 1.0);
+  CHECK(coef == 1.0 / (13.0 + 1e-6));
+  trident::optim::scale_in_place(Space(), g, coef);
+  Kokkos::deep_copy(hg, g);
+  CHECK(std::abs(hg(3) - 12.0 / (13.0 + 1e-6)) < 1e-15);
+  CHECK(trident::optim::clip_coefficient(0.5, 1.0) == 1.0);
+}
+
+TEST_CASE("ParameterStore lays named tensors out contiguously", "[optim]") {
+  trident::ParameterStore<float, Memory> store;
+  store.declare("a", {2, 3}, true);
+  store.declare("b", {4}, false);
+  store.allocate();
+  CHECK(store.size() == 10);
+  CHECK(store.info("b").offset == 6);
+  CHECK(store.matrix("a").extent(1) == 3);
+  CHECK(store.vector("b").data() == store.values().data() + 6);
+  CHECK_THROWS_AS(store.info("c"), trident::InvalidArgument);
+  CHECK_THROWS_WITH(store.matrix("b"), Catch::Contains("'b' is not a matrix"));
+}
