@@ -1,0 +1,163 @@
+// The timing simulator against timelines worked out by hand and against the analytic bubble
+// formulas, and the activation memory of each schedule.
+
+#include "pipeline_test_helpers.hpp"
+#include "trident_test.hpp"
+
+#include <trident/pipeline/activation_memory.hpp>
+#include <trident/pipeline/bubble.hpp>
+#include <trident/pipeline/schedules.hpp>
+#include <trident/pipeline/simulate.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+using namespace trident::pipeline;
+using pipeline_test::contains;
+using pipeline_test::message_of;
+
+namespace {
+
+// The start and end of each compute pass of one rank, in list order.
+std::vector<std::pair<double, double>> pass_times(const Simulation& sim, int rank) {
+  std::vector<std::pair<double, double>> times;
+  for (const TimedAction& t : sim.timeline[static_cast<std::size_t>(rank)]) {
+    if (is_compute(t.action.type)) times.emplace_back(t.start, t.end);
+  }
+  return times;
+}
+
+using Times = std::vector<std::pair<double, double>>;
+
+}  // namespace
+
+TEST_CASE("the 1F1B timeline for p = 2, m = 3 with F = 1, B = 2", "[pipeline][simulate]") {
+  const Simulation sim = simulate(one_f_one_b(2, 3), 1.0, 1.5, 0.5);
+  // Rank 0: F0 F1 B0 F2 B1 B2. B0 waits for rank 1's B0 (done at 4); B2 waits for rank 1's B2 (done at 10).
+  CHECK(pass_times(sim, 0) == Times{{0, 1}, {1, 2}, {4, 6}, {6, 7}, {7, 9}, {10, 12}});
+  // Rank 1: F0 B0 F1 B1 F2 B2, F0 waits for rank 0's F0.
+  CHECK(pass_times(sim, 1) == Times{{1, 2}, {2, 4}, {4, 5}, {5, 7}, {7, 8}, {8, 10}});
+  CHECK(sim.makespan == 12.0);
+  CHECK(sim.busy == std::vector<double>{9.0, 9.0});
+  CHECK(sim.bubble == std::vector<double>{0.25, 0.25});
+  CHECK(sim.bubble_fraction() == 0.25);  // (p - 1) / (m + p - 1) = 1 / 4
+}
+
+TEST_CASE("transfers delay the receiver by their cost", "[pipeline][simulate]") {
+  const Simulation sim = simulate(one_f_one_b(2, 1), 1.0, 1.0, 1.0, 0.5);
+  CHECK(pass_times(sim, 0) == Times{{0, 1}, {5, 7}});
+  CHECK(pass_times(sim, 1) == Times{{1.5, 2.5}, {2.5, 4.5}});
+  CHECK(sim.makespan == 7.0);
+  // Rank 1's receive of the activation waits from 0 to 1.5.
+  const TimedAction& receive = sim.timeline[1][0];
+  CHECK(receive.action.type == ActionType::recv_forward);
+  CHECK(receive.start == 0.0);
+  CHECK(receive.end == 1.5);
+  CHECK(contains(message_of<trident::InvalidArgument>([] { simulate(gpipe(2, 2), 1, 1, 1, -1); }), "got -1"));
+  CHECK(contains(message_of<trident::InvalidArgument>([] { simulate(gpipe(2, 2), 1, NAN, 1); }), "nan"));
+}
+
+TEST_CASE("GPipe and 1F1B bubbles equal (p - 1) / (m + p - 1) exactly", "[pipeline][simulate]") {
+  for (int p : {1, 2, 3, 4, 8}) {
+    for (int m : {1, 2, 3, 4, 7, 8, 16, 32}) {
+      const double expected = gpipe_bubble_fraction(p, m);
+      CHECK(expected == static_cast<double>(p - 1) / (m + p - 1));
+      CHECK(one_f_one_b_bubble_fraction(p, m) == expected);
+      // Unit passes, and a backward twice the forward split unevenly: the formula holds for any F, B.
+      for (const Simulation& sim : {simulate(gpipe(p, m), 1, 1, 1), simulate(one_f_one_b(p, m), 1, 1, 1),
+                                    simulate(one_f_one_b(p, m), 2, 3.5, 0.5)}) {
+        INFO("p=" << p << " m=" << m);
+        CHECK(sim.bubble_fraction() == expected);
+        for (double rank_bubble : sim.bubble) CHECK(rank_bubble == expected);
+      }
+    }
+  }
+}
+
+TEST_CASE("interleaving divides the 1F1B bubble by v", "[pipeline][simulate]") {
+  for (int p : {1, 2, 4, 8}) {
+    for (int m : {8, 16, 32}) {
+      for (int v : {1, 2, 3, 4}) {
+        INFO("p=" << p << " m=" << m << " v=" << v);
+        // Each pass of a chunk costs one unit: idle (p - 1) chunk-passes against v m busy ones.
+        const Simulation sim = simulate(interleaved_one_f_one_b(p, m, v), 1, 1, 1);
+        const double expected = interleaved_bubble_fraction(p, m, v);
+        CHECK(expected == static_cast<double>(p - 1) / (v * m + p - 1));
+        CHECK(sim.bubble_fraction() == expected);
+        CHECK(sim.makespan == 3.0 * (v * m + p - 1));
+        CHECK(bubble_ratio(expected) == Approx(static_cast<double>(p - 1) / (v * m)).epsilon(1e-14));
+      }
+    }
+  }
+  CHECK(interleaved_bubble_fraction(4, 8, 1) == one_f_one_b_bubble_fraction(4, 8));
+}
+
+TEST_CASE("ZB-H1 cuts the 1F1B bubble to a third with equal passes", "[pipeline][simulate]") {
+  for (int p : {1, 2, 3, 4, 8}) {
+    for (int m = p; m <= 32; m += 5) {
+      INFO("p=" << p << " m=" << m);
+      const Simulation zb = simulate(zero_bubble_h1(p, m), 1, 1, 1);
+      const Simulation ofob = simulate(one_f_one_b(p, m), 1, 1, 1);
+      CHECK(zb.bubble_fraction() == static_cast<double>(p - 1) / (3 * m + p - 1));
+      CHECK(zb.bubble_fraction() == zero_bubble_h1_bubble_fraction(p, m, 1, 1, 1));
+      CHECK(zb.makespan - 3.0 * m == p - 1);
+      CHECK(ofob.makespan - 3.0 * m == 3.0 * (p - 1));
+    }
+  }
+}
+
+TEST_CASE("ZB-H1 against its formula for unequal passes", "[pipeline][simulate]") {
+  struct Case {
+    double f, bi, w;
+  };
+  // The paper's regime W <= min(F, Bi), and beyond it, where the start-up waits dominate.
+  for (const Case c : {Case{1, 1, 0.5}, Case{2, 2, 1}, Case{1, 2, 1}, Case{1, 0.5, 0.5}, Case{1, 1, 2}, Case{0.5, 2, 1},
+                       Case{2, 0.5, 1.5}}) {
+    for (int p : {2, 4, 8}) {
+      for (int m : {8, 32}) {
+        INFO("F=" << c.f << " Bi=" << c.bi << " W=" << c.w << " p=" << p << " m=" << m);
+        const Simulation sim = simulate(zero_bubble_h1(p, m), c.f, c.bi, c.w);
+        const double idle = (p - 1) * std::max({c.f + c.bi - c.w, c.f, c.bi});
+        CHECK(sim.makespan == m * (c.f + c.bi + c.w) + idle);
+        CHECK(sim.bubble_fraction() == Approx(zero_bubble_h1_bubble_fraction(p, m, c.f, c.bi, c.w)).epsilon(1e-14));
+        for (double rank_bubble : sim.bubble) CHECK(rank_bubble == Approx(sim.bubble_fraction()).epsilon(1e-14));
+      }
+    }
+  }
+  CHECK(contains(message_of<trident::InvalidArgument>([] { zero_bubble_h1_bubble_fraction(4, 3, 1, 1, 1); }), "m = 3"));
+}
+
+TEST_CASE("per-stage pass costs from a cost function", "[pipeline][simulate]") {
+  // GPipe, p = 2, m = 2: rank 1 twice as slow. Its forwards start at 1 and 3, back-to-back.
+  const PassCost cost = [](int rank, const Action& pass) {
+    return (rank == 1 ? 2.0 : 1.0) * (pass.type == ActionType::forward ? 1.0 : 2.0);
+  };
+  const Simulation sim = simulate(gpipe(2, 2), cost);
+  CHECK(pass_times(sim, 1) == Times{{1, 3}, {3, 5}, {5, 9}, {9, 13}});
+  CHECK(pass_times(sim, 0) == Times{{0, 1}, {1, 2}, {9, 11}, {13, 15}});
+  CHECK(sim.makespan == 15.0);
+  CHECK(sim.busy == std::vector<double>{6.0, 12.0});
+}
+
+TEST_CASE("peak activations: GPipe holds m, 1F1B p - r, ZB-H1 p until W", "[pipeline][memory]") {
+  for (int p : {1, 2, 4, 8}) {
+    for (int m : {1, 3, 8, 32}) {
+      INFO("p=" << p << " m=" << m);
+      CHECK(peak_activations(gpipe(p, m)) == std::vector<int>(static_cast<std::size_t>(p), m));
+      const std::vector<int> ofob = peak_activations(one_f_one_b(p, m));
+      for (int r = 0; r < p; ++r) CHECK(ofob[static_cast<std::size_t>(r)] == std::min(p - r, m));
+      if (m < p) continue;
+      const Schedule zb = zero_bubble_h1(p, m);
+      const std::vector<int> zb_input = peak_activations(zb);
+      for (int r = 0; r < p; ++r) CHECK(zb_input[static_cast<std::size_t>(r)] == p - r);
+      // Counting until the weight gradient, every rank reaches 1F1B's rank-0 peak and no more.
+      CHECK(peak_activations(zb, ActivationsFreedBy::backward_weight) ==
+            std::vector<int>(static_cast<std::size_t>(p), p));
+    }
+  }
+  // Interleaved, in chunk activations: rank 0's warm-up (v - 1) p + 2 (p - 1) plus one steady forward.
+  CHECK(peak_activations(interleaved_one_f_one_b(4, 8, 2)) == std::vector<int>{11, 9, 7, 5});
+  CHECK(peak_activations(interleaved_one_f_one_b(4, 4, 2)) == std::vector<int>{8, 8, 7, 5});
+}
