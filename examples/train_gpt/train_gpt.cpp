@@ -1,0 +1,198 @@
+// Trains GPT-2 with trident: on a synthetic language whose entropy floor is known, on any
+// text file (bytes, V = 256), or on llm.c token files. Prints one progress line per step.
+
+#include <trident/data/synthetic.hpp>
+#include <trident/data/text.hpp>
+#include <trident/data/token_files.hpp>
+#include <trident/io/token_file.hpp>
+#include <trident/model/gemm_peak.hpp>
+#include <trident/model/gpt2_trainer.hpp>
+
+#include "flags.hpp"
+
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <numeric>
+
+namespace {
+
+using Space = Kokkos::DefaultExecutionSpace;
+
+struct Options {
+  trident::model::Gpt2Config config;
+  trident::model::TrainerSettings training;
+  std::int64_t steps = 0;
+  std::uint64_t seed = 0;
+  std::string data, save, load, log_json;
+  int successors = 0;
+  double peak_gflops = 0;
+};
+
+Options parse(int argc, char** argv, bool& help) {
+  trident_examples::Flags flags(argc, argv, "train_gpt");
+  Options o;
+  o.config.layers = flags.number<int>("layers", 2, "transformer blocks L");
+  o.config.heads = flags.number<int>("heads", 4, "attention heads H");
+  o.config.hidden = flags.number<int>("hidden", 128, "width C");
+  o.config.seq = flags.number<int>("seq", 64, "context T (sequence length)");
+  o.config.vocab = flags.number<int>("vocab", 256, "vocabulary size V (256 for text files)");
+  o.training.batch = flags.number<std::int64_t>("batch", 16, "global batch, sequences per step");
+  o.training.micro_batch = flags.number<std::int64_t>("micro-batch", 16, "sequences per micro-batch");
+  o.steps = flags.number<std::int64_t>("steps", 600, "total steps (a loaded run continues to this step)");
+  o.training.schedule.max_lr = flags.number<double>("lr", 2e-3, "peak learning rate");
+  o.training.schedule.warmup_steps = flags.number<std::int64_t>("warmup", 20, "linear warmup steps");
+  o.training.adamw.weight_decay = flags.number<double>("weight-decay", 0.1, "AdamW weight decay (matrices, embeddings)");
+  o.training.adamw.beta1 = flags.number<double>("beta1", 0.9, "AdamW beta1");
+  o.training.adamw.beta2 = flags.number<double>("beta2", 0.95, "AdamW beta2");
+  o.training.grad_clip = flags.number<double>("grad-clip", 1.0, "max global gradient norm (0: off)");
+  o.seed = flags.number<std::uint64_t>("seed", 1337, "seed of initialisation and synthetic data");
+  o.data = flags.text("data", "synthetic", "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
+  o.successors = flags.number<int>("successors", 4, "successors per token of the synthetic language");
+  o.save = flags.text("save", "", "write a checkpoint here at the end");
+  o.load = flags.text("load", "", "resume from this checkpoint");
+  o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
+  o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
+  help = flags.help_requested();
+  if (help) {
+    std::cout << flags.usage();
+    return o;
+  }
+  flags.finish();
+  o.training.seq = o.config.seq;
+  o.training.schedule.total_steps = o.steps;
+  return o;
+}
+
+bool is_token_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::int32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in && magic == 20240520;
+}
+
+std::vector<std::string> split_paths(const std::string& list) {
+  std::vector<std::string> paths;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const auto comma = list.find(',', start);
+    paths.push_back(list.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return paths;
+}
+
+// The token stream, and the loss floor when it is known.
+trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
+  entropy_floor = NAN;
+  if (o.data == "synthetic") {
+    trident::data::SyntheticMarkovLanguage language(o.config.vocab, o.successors, o.seed);
+    entropy_floor = language.entropy_rate();
+    const std::int64_t length = std::max<std::int64_t>(1 << 20, o.training.batch * o.config.seq * 64 + 1);
+    return language.generate(length);
+  }
+  const auto paths = split_paths(o.data);
+  if (is_token_file(paths.front())) return trident::data::read_token_files(paths, o.config.vocab);
+  trident::require_argument(paths.size() == 1, "train_gpt: several --data files must all be llm.c token files");
+  trident::require_argument(o.config.vocab >= 256, "train_gpt: a text file is read as bytes, so --vocab must be >= 256 (got ",
+                            o.config.vocab, ")");
+  auto text = trident::data::read_text_bytes(paths.front());
+  text.vocab_size = o.config.vocab;
+  return text;
+}
+
+int run(int argc, char** argv, int rank, int size) {
+  bool help = false;
+  const Options o = parse(argc, argv, help);
+  if (help) return 0;
+  trident::require_argument(size == 1, "train_gpt: started on ", size,
+                            " ranks, but this program trains on one rank (launch it without mpiexec -n)");
+  double floor = NAN;
+  trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
+
+  Space space;
+  trident::model::Gpt2Trainer<float, Space> trainer(space, o.config, o.training, o.seed);
+  if (!o.load.empty()) trainer.load(o.load);
+
+  const double tokens_per_step = static_cast<double>(o.training.batch) * o.config.seq;
+  const double flops_per_token = o.config.training_flops_per_token();
+  const double peak = o.peak_gflops > 0 ? o.peak_gflops
+                                        : trident::model::measure_gemm_gflops<float>(
+                                              space, o.training.micro_batch * o.config.seq, 4 * o.config.hidden,
+                                              o.config.hidden);
+  if (rank == 0) {
+    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, 1 rank\n", o.config.describe().c_str(),
+                static_cast<long long>(trainer.model().parameters().size()), Space::name());
+    std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
+                static_cast<long long>(data.stream_length()), static_cast<long long>(o.training.batch), o.config.seq,
+                static_cast<long long>(o.training.micro_batch));
+    if (!std::isnan(floor))
+      std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
+                  std::log(static_cast<double>(o.config.vocab)), floor);
+    std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
+                o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
+    if (!o.load.empty())
+      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.progress().step));
+  }
+  std::unique_ptr<std::ofstream> json;
+  if (!o.log_json.empty()) {
+    json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
+    trident::require(json->good(), "train_gpt: cannot open --log-json file '", o.log_json, "'");
+  }
+  std::vector<double> recent;
+  while (trainer.progress().step < o.steps) {
+    const auto r = trainer.train_step(data);
+    const double tokens_per_second = tokens_per_step / r.seconds;
+    const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
+    recent.push_back(r.loss);
+    std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
+                static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
+                r.seconds * 1e3, tokens_per_second, 100 * mfu);
+    std::fflush(stdout);
+    if (json) {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.4f,\"tokens_per_s\":%.1f,"
+                    "\"mfu\":%.5f}\n",
+                    static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm, r.seconds * 1e3, tokens_per_second,
+                    mfu);
+      *json << line << std::flush;
+    }
+  }
+  if (!std::isnan(floor) && recent.size() >= 10) {
+    const double last = std::accumulate(recent.end() - 10, recent.end(), 0.0) / 10;
+    const double lnv = std::log(static_cast<double>(o.config.vocab));
+    std::printf("mean loss of the last 10 steps %.4f: %.1f%% of the gap from ln V = %.4f to the floor %.4f closed\n",
+                last, 100 * (lnv - last) / (lnv - floor), lnv, floor);
+  }
+  if (!o.save.empty()) {
+    trainer.save(o.save);
+    std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  Kokkos::initialize(argc, argv);
+  int status = 0;
+  try {
+    status = run(argc, argv, rank, size);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+    status = 2;
+  }
+  Kokkos::finalize();
+  MPI_Finalize();
+  return status;
+}

@@ -1,0 +1,208 @@
+#pragma once
+// How the operators map their loops onto an execution space.
+//
+// Row-wise work (a reduction over a row, then a write of the row) runs as one team per row on
+// devices, so the threads of a team share the row's reductions and write coalesced; on host
+// spaces it runs as a plain loop over rows with the row's loops sequential and vectorisable.
+// Both paths execute the same row body, written once against the small `Row` interface below
+// (for_each, sum, max, single).
+
+#include <trident/ops/detail/fast_math.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+namespace trident {
+namespace ops {
+namespace detail {
+
+template <class ExecutionSpace>
+constexpr bool runs_on_host() {
+  return std::is_same<typename ExecutionSpace::memory_space, Kokkos::HostSpace>::value;
+}
+
+template <class ExecutionSpace>
+using IndexRange = Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>;
+
+// Deterministic column reductions (bias and layer-norm parameter gradients, embedding
+// backward) give each work item a block of adjacent columns and walk the rows in order: 16
+// columns keep a host core's vector registers busy; one column per GPU thread keeps a warp's
+// reads of a row coalesced.
+template <class ExecutionSpace>
+constexpr int column_block_width() {
+  return runs_on_host<ExecutionSpace>() ? 16 : 1;
+}
+
+template <class Body>
+using body_value_t = std::decay_t<decltype(std::declval<const Body&>()(std::int64_t{}))>;
+
+// The loops of one row, run by the calling thread alone. Sums keep 8 independent partial
+// results (combined pairwise at the end) so the compiler can vectorise them without
+// reassociating floating-point additions itself; a float maximum runs on order-preserving
+// integer keys, which the compiler vectorises as it is.
+struct SequentialRow {
+  static constexpr int lanes = 8;
+
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION void for_each(std::int64_t count, const Body& body) const {
+    for (std::int64_t i = 0; i < count; ++i) body(i);
+  }
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION body_value_t<Body> sum(std::int64_t count, const Body& body) const {
+    using Value = body_value_t<Body>;
+    Value partial[lanes] = {};
+    std::int64_t i = 0;
+    for (; i + lanes <= count; i += lanes)
+      for (int j = 0; j < lanes; ++j) partial[j] += body(i + j);
+    for (int j = 0; i < count; ++i, ++j) partial[j] += body(i);
+    return ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+           ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+  }
+  // The maximum of body(i) over [0, count); count must be positive.
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION body_value_t<Body> max(std::int64_t count, const Body& body) const {
+    using Value = body_value_t<Body>;
+    if constexpr (std::is_same<Value, float>::value) {
+      std::int32_t result = ordered_key(body(0));
+      for (std::int64_t i = 1; i < count; ++i) {
+        const std::int32_t key = ordered_key(body(i));
+        result = key > result ? key : result;
+      }
+      return from_ordered_key(result);
+    } else {
+      Value result = body(0);
+      for (std::int64_t i = 1; i < count; ++i) {
+        const Value value = body(i);
+        result = value > result ? value : result;
+      }
+      return result;
+    }
+  }
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION void single(const Body& body) const {
+    body();
+  }
+};
+
+// The loops of one row, shared by the threads of a team. Reductions return the same value on
+// every thread; for_each ends with a barrier so later loops see what it wrote.
+template <class Member>
+struct TeamRow {
+  const Member& m_team;
+
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION void for_each(std::int64_t count, const Body& body) const {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(m_team, count), body);
+    m_team.team_barrier();
+  }
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION body_value_t<Body> sum(std::int64_t count, const Body& body) const {
+    body_value_t<Body> total = 0;
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(m_team, count),
+        [&](std::int64_t i, body_value_t<Body>& partial) { partial += body(i); }, total);
+    return total;
+  }
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION body_value_t<Body> max(std::int64_t count, const Body& body) const {
+    using Value = body_value_t<Body>;
+    Value result{};
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(m_team, count),
+        [&](std::int64_t i, Value& partial) {
+          const Value value = body(i);
+          partial = value > partial ? value : partial;
+        },
+        Kokkos::Max<Value>(result));
+    return result;
+  }
+  template <class Body>
+  KOKKOS_INLINE_FUNCTION void single(const Body& body) const {
+    Kokkos::single(Kokkos::PerTeam(m_team), body);
+  }
+};
+
+template <class RowBody>
+struct SequentialRows {
+  RowBody m_body;
+  KOKKOS_FUNCTION void operator()(const std::int64_t row) const { m_body(row, SequentialRow{}); }
+};
+
+template <class RowBody, class Member>
+struct TeamRows {
+  RowBody m_body;
+  KOKKOS_FUNCTION void operator()(const Member& team) const {
+    m_body(static_cast<std::int64_t>(team.league_rank()), TeamRow<Member>{team});
+  }
+};
+
+// Runs body(row, Row) for every row in [0, rows); the body is a functor with a templated
+// KOKKOS_FUNCTION operator()(std::int64_t row, const Row& loops) const.
+template <class ExecutionSpace, class RowBody>
+void for_each_row(const ExecutionSpace& space, const std::string& label, std::int64_t rows, const RowBody& body) {
+  if (rows <= 0) return;
+  if constexpr (runs_on_host<ExecutionSpace>()) {
+    Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, rows), SequentialRows<RowBody>{body});
+  } else {
+    using Policy = Kokkos::TeamPolicy<ExecutionSpace>;
+    Kokkos::parallel_for(label, Policy(space, static_cast<int>(rows), Kokkos::AUTO),
+                         TeamRows<RowBody, typename Policy::member_type>{body});
+  }
+}
+
+template <class ElementBody>
+struct ElementsByRow {
+  ElementBody m_body;
+  std::int64_t m_cols;
+  KOKKOS_FUNCTION void operator()(const std::int64_t row) const {
+    for (std::int64_t col = 0; col < m_cols; ++col) m_body(row, col);
+  }
+};
+
+template <class ElementBody>
+struct ElementsFlat {
+  ElementBody m_body;
+  std::int64_t m_cols;
+  KOKKOS_FUNCTION void operator()(const std::int64_t index) const { m_body(index / m_cols, index % m_cols); }
+};
+
+// Runs body(row, col) for every element of a [rows, cols] grid: rows in parallel with a
+// vectorisable inner loop on host spaces, one thread per element on devices.
+template <class ExecutionSpace, class ElementBody>
+void for_each_element(const ExecutionSpace& space, const std::string& label, std::int64_t rows, std::int64_t cols,
+                      const ElementBody& body) {
+  if (rows <= 0 || cols <= 0) return;
+  if constexpr (runs_on_host<ExecutionSpace>()) {
+    Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, rows), ElementsByRow<ElementBody>{body, cols});
+  } else {
+    Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, rows * cols),
+                         ElementsFlat<ElementBody>{body, cols});
+  }
+}
+
+// For copies whose host loop is best written per row (contiguous runs, few index
+// computations) and whose device loop is one thread per element: the functor provides
+// operator()(RowTag, row) and operator()(ElementTag, index) with index in [0, rows * cols).
+struct RowTag {};
+struct ElementTag {};
+
+template <class ExecutionSpace, class Functor>
+void for_each_row_or_element(const ExecutionSpace& space, const std::string& label, std::int64_t rows,
+                             std::int64_t cols, const Functor& functor) {
+  if (rows <= 0 || cols <= 0) return;
+  if constexpr (runs_on_host<ExecutionSpace>()) {
+    Kokkos::parallel_for(
+        label, Kokkos::RangePolicy<ExecutionSpace, RowTag, Kokkos::IndexType<std::int64_t>>(space, 0, rows), functor);
+  } else {
+    Kokkos::parallel_for(
+        label, Kokkos::RangePolicy<ExecutionSpace, ElementTag, Kokkos::IndexType<std::int64_t>>(space, 0, rows * cols),
+        functor);
+  }
+}
+
+}  // namespace detail
+}  // namespace ops
+}  // namespace trident

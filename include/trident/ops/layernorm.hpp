@@ -1,0 +1,186 @@
+#pragma once
+// Layer normalisation over the last dimension:
+//   out = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps)  (biased variance)
+// The forward keeps mean and rstd per row for the backward.
+
+#include <trident/core/compat.hpp>
+#include <trident/core/profiling.hpp>
+#include <trident/ops/detail/checks.hpp>
+#include <trident/ops/detail/launch.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace trident {
+namespace ops {
+namespace detail {
+
+template <class OutView, class MeanView, class RstdView, class InpView, class WeightView, class BiasView>
+struct LayerNormForwardRow {
+  using Scalar = typename OutView::non_const_value_type;
+  OutView m_out;
+  MeanView m_mean;
+  RstdView m_rstd;
+  InpView m_inp;
+  WeightView m_weight;
+  BiasView m_bias;
+  std::int64_t m_cols;
+  Scalar m_eps;
+
+  template <class Row>
+  KOKKOS_FUNCTION void operator()(const std::int64_t n, const Row& row) const {
+    const Scalar inv_cols = Scalar(1) / static_cast<Scalar>(m_cols);
+    // Two passes (mean, then squared deviations) keep the variance accurate when |mean| >> std.
+    const Scalar mean = row.sum(m_cols, [&](std::int64_t c) { return static_cast<Scalar>(m_inp(n, c)); }) * inv_cols;
+    const Scalar var = row.sum(m_cols, [&](std::int64_t c) {
+      const Scalar d = m_inp(n, c) - mean;
+      return d * d;
+    }) * inv_cols;
+    const Scalar rstd = Scalar(1) / math::sqrt(var + m_eps);
+    row.for_each(m_cols, [&](std::int64_t c) { m_out(n, c) = (m_inp(n, c) - mean) * rstd * m_weight(c) + m_bias(c); });
+    row.single([&]() {
+      m_mean(n) = mean;
+      m_rstd(n) = rstd;
+    });
+  }
+};
+
+// dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight, xhat = (x - mean) * rstd
+template <class DInpView, class DOutView, class InpView, class WeightView, class MeanView, class RstdView>
+struct LayerNormBackwardRow {
+  using Scalar = typename DOutView::non_const_value_type;
+  DInpView m_dinp;
+  DOutView m_dout;
+  InpView m_inp;
+  WeightView m_weight;
+  MeanView m_mean;
+  RstdView m_rstd;
+  std::int64_t m_cols;
+  bool m_accumulate;
+
+  template <class Row>
+  KOKKOS_FUNCTION void operator()(const std::int64_t n, const Row& row) const {
+    const Scalar mean = m_mean(n), rstd = m_rstd(n), inv_cols = Scalar(1) / static_cast<Scalar>(m_cols);
+    const Scalar mean_g =
+        row.sum(m_cols, [&](std::int64_t c) { return static_cast<Scalar>(m_dout(n, c) * m_weight(c)); }) * inv_cols;
+    const Scalar mean_g_xhat = row.sum(m_cols, [&](std::int64_t c) {
+      return static_cast<Scalar>(m_dout(n, c) * m_weight(c) * (m_inp(n, c) - mean) * rstd);
+    }) * inv_cols;
+    if (m_accumulate) {
+      row.for_each(m_cols, [&](std::int64_t c) {
+        const Scalar xhat = (m_inp(n, c) - mean) * rstd;
+        m_dinp(n, c) += rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
+      });
+    } else {
+      row.for_each(m_cols, [&](std::int64_t c) {
+        const Scalar xhat = (m_inp(n, c) - mean) * rstd;
+        m_dinp(n, c) = rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
+      });
+    }
+  }
+};
+
+// dweight[c] += sum_n dout[n, c] * xhat[n, c];  dbias[c] += sum_n dout[n, c]
+// Blocks of Width columns, rows in order: deterministic, no atomics.
+template <class DWeightView, class DBiasView, class DOutView, class InpView, class MeanView, class RstdView, int Width>
+struct LayerNormParameterGradients {
+  using Scalar = typename DOutView::non_const_value_type;
+  DWeightView m_dweight;
+  DBiasView m_dbias;
+  DOutView m_dout;
+  InpView m_inp;
+  MeanView m_mean;
+  RstdView m_rstd;
+  std::int64_t m_rows, m_cols;
+  bool m_want_weight, m_want_bias;
+
+  KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
+    const std::int64_t c0 = block * Width;
+    const int width = c0 + Width <= m_cols ? Width : static_cast<int>(m_cols - c0);
+    Scalar acc_weight[Width] = {}, acc_bias[Width] = {};
+    if (width == Width) {
+      for (std::int64_t n = 0; n < m_rows; ++n) {
+        const Scalar mean = m_mean(n), rstd = m_rstd(n);
+        for (int j = 0; j < Width; ++j) {
+          const Scalar g = m_dout(n, c0 + j);
+          acc_weight[j] += g * (m_inp(n, c0 + j) - mean) * rstd;
+          acc_bias[j] += g;
+        }
+      }
+    } else {
+      for (std::int64_t n = 0; n < m_rows; ++n) {
+        const Scalar mean = m_mean(n), rstd = m_rstd(n);
+        for (int j = 0; j < width; ++j) {
+          const Scalar g = m_dout(n, c0 + j);
+          acc_weight[j] += g * (m_inp(n, c0 + j) - mean) * rstd;
+          acc_bias[j] += g;
+        }
+      }
+    }
+    for (int j = 0; j < width; ++j) {
+      if (m_want_weight) m_dweight(c0 + j) += acc_weight[j];
+      if (m_want_bias) m_dbias(c0 + j) += acc_bias[j];
+    }
+  }
+};
+
+}  // namespace detail
+
+// out[N, C] = layernorm(inp[N, C]) * weight[C] + bias[C]; writes mean[N] and rstd[N].
+template <class ExecutionSpace, class OutView, class MeanView, class RstdView, class InpView, class WeightView,
+          class BiasView>
+void layernorm_forward(const ExecutionSpace& space, const OutView& out, const MeanView& mean, const RstdView& rstd,
+                       const InpView& inp, const WeightView& weight, const BiasView& bias,
+                       typename OutView::non_const_value_type eps = 1e-5) {
+  detail::assert_accessible<ExecutionSpace, OutView, MeanView, RstdView, InpView, WeightView, BiasView>();
+  ScopedRegion region("trident::ops::layernorm_forward");
+  const char* op = "trident::ops::layernorm_forward";
+  const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1);
+  detail::require_shape(out, n, c, op, "out");
+  detail::require_length(mean, n, op, "mean");
+  detail::require_length(rstd, n, op, "rstd");
+  detail::require_length(weight, c, op, "weight");
+  detail::require_length(bias, c, op, "bias");
+  require_argument(c > 0, op, ": inp has no columns");
+  using Row = detail::LayerNormForwardRow<OutView, MeanView, RstdView, InpView, WeightView, BiasView>;
+  detail::for_each_row(space, "trident::ops::layernorm_forward", n, Row{out, mean, rstd, inp, weight, bias, c, eps});
+}
+
+// dinp[N, C] (=, or += with accumulate); dweight[C] += ...; dbias[C] += ... Any gradient view
+// may be empty (skipped).
+template <class ExecutionSpace, class DInpView, class DWeightView, class DBiasView, class DOutView, class InpView,
+          class WeightView, class MeanView, class RstdView>
+void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const DWeightView& dweight,
+                        const DBiasView& dbias, const DOutView& dout, const InpView& inp, const WeightView& weight,
+                        const MeanView& mean, const RstdView& rstd, bool accumulate = false) {
+  detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DBiasView, DOutView, InpView, WeightView, MeanView,
+                            RstdView>();
+  ScopedRegion region("trident::ops::layernorm_backward");
+  const char* op = "trident::ops::layernorm_backward";
+  const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1);
+  detail::require_shape(dout, n, c, op, "dout");
+  detail::require_length(weight, c, op, "weight");
+  detail::require_length(mean, n, op, "mean");
+  detail::require_length(rstd, n, op, "rstd");
+  const bool want_weight = !detail::is_empty(dweight), want_bias = !detail::is_empty(dbias);
+  if (want_weight) detail::require_length(dweight, c, op, "dweight");
+  if (want_bias) detail::require_length(dbias, c, op, "dbias");
+  if (!detail::is_empty(dinp)) {
+    detail::require_shape(dinp, n, c, op, "dinp");
+    using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView>;
+    detail::for_each_row(space, "trident::ops::layernorm_backward", n,
+                         Row{dinp, dout, inp, weight, mean, rstd, c, accumulate});
+  }
+  if ((want_weight || want_bias) && c > 0) {
+    constexpr int width = detail::column_block_width<ExecutionSpace>();
+    using Columns =
+        detail::LayerNormParameterGradients<DWeightView, DBiasView, DOutView, InpView, MeanView, RstdView, width>;
+    Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",
+                         detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
+                         Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
+  }
+}
+
+}  // namespace ops
+}  // namespace trident

@@ -1,0 +1,157 @@
+#pragma once
+// Fully connected layers in the Hugging Face Conv1D layout (weight [in, out], y = x W + b),
+// and the tied output head (weight [V, C] used transposed, y = x W^T, no bias).
+//
+// Backward conventions (every *_backward in trident::ops): parameter gradients are
+// accumulated (+=, so micro-batches add up); the input gradient is written, or added when
+// `accumulate` is true (residual streams); an empty view means "not needed" and is skipped.
+
+#include <trident/core/profiling.hpp>
+#include <trident/ops/detail/checks.hpp>
+#include <trident/ops/detail/launch.hpp>
+#include <trident/ops/matmul.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace trident {
+namespace ops {
+namespace detail {
+
+// out[n, o] = bias[o]: the bias is laid down first so the GEMM adds onto it (beta = 1).
+template <class OutView, class BiasView>
+struct BroadcastBias {
+  OutView m_out;
+  BiasView m_bias;
+  KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t o) const { m_out(n, o) = m_bias(o); }
+};
+
+// dbias[o] += sum_n dout[n, o], over a block of Width columns with the rows in order, so the
+// result does not depend on the thread count.
+template <class DBiasView, class DOutView, int Width>
+struct ColumnSumAccumulate {
+  using Scalar = typename DBiasView::non_const_value_type;
+  DBiasView m_dbias;
+  DOutView m_dout;
+  std::int64_t m_rows, m_cols;
+
+  KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
+    const std::int64_t c0 = block * Width;
+    if (c0 + Width <= m_cols) {
+      Scalar acc[Width] = {};
+      for (std::int64_t n = 0; n < m_rows; ++n)
+        for (int j = 0; j < Width; ++j) acc[j] += m_dout(n, c0 + j);
+      for (int j = 0; j < Width; ++j) m_dbias(c0 + j) += acc[j];
+    } else {
+      for (std::int64_t c = c0; c < m_cols; ++c) {
+        Scalar acc = 0;
+        for (std::int64_t n = 0; n < m_rows; ++n) acc += m_dout(n, c);
+        m_dbias(c) += acc;
+      }
+    }
+  }
+};
+
+template <class ExecutionSpace, class DBiasView, class DOutView>
+void column_sum_accumulate(const ExecutionSpace& space, const char* label, const DBiasView& dbias,
+                           const DOutView& dout) {
+  constexpr int width = column_block_width<ExecutionSpace>();
+  const std::int64_t rows = extent(dout, 0), cols = extent(dout, 1);
+  if (cols == 0) return;
+  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, (cols + width - 1) / width),
+                       ColumnSumAccumulate<DBiasView, DOutView, width>{dbias, dout, rows, cols});
+}
+
+}  // namespace detail
+
+// out[N, O] = inp[N, I] · weight[I, O] + bias[O]  (bias may be empty: no bias)
+template <class ExecutionSpace, class OutView, class InpView, class WeightView, class BiasView>
+void linear_forward(const ExecutionSpace& space, const OutView& out, const InpView& inp, const WeightView& weight,
+                    const BiasView& bias) {
+  detail::assert_accessible<ExecutionSpace, OutView, InpView, WeightView, BiasView>();
+  ScopedRegion region("trident::ops::linear_forward");
+  const char* op = "trident::ops::linear_forward";
+  const std::int64_t n = detail::extent(inp, 0), in = detail::extent(inp, 1), o = detail::extent(weight, 1);
+  require_argument(detail::extent(weight, 0) == in, op, ": inp has ", in, " columns but weight has ", weight.extent(0),
+                   " rows");
+  detail::require_shape(out, n, o, op, "out");
+  const bool has_bias = !detail::is_empty(bias);
+  if (has_bias) {
+    detail::require_length(bias, o, op, "bias");
+    detail::for_each_element(space, "trident::ops::linear_bias", n, o,
+                             detail::BroadcastBias<OutView, BiasView>{out, bias});
+  }
+  using Scalar = typename OutView::non_const_value_type;
+  matmul(space, 'N', 'N', Scalar(1), inp, weight, has_bias ? Scalar(1) : Scalar(0), out);
+}
+
+// dinp[N, I] (=, or += with accumulate) dout · weight^T;  dweight[I, O] += inp^T · dout;
+// dbias[O] += column sums of dout. dinp, dweight, dbias may each be empty (skipped).
+template <class ExecutionSpace, class DInpView, class DWeightView, class DBiasView, class DOutView, class InpView,
+          class WeightView>
+void linear_backward(const ExecutionSpace& space, const DInpView& dinp, const DWeightView& dweight,
+                     const DBiasView& dbias, const DOutView& dout, const InpView& inp, const WeightView& weight,
+                     bool accumulate = false) {
+  detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DBiasView, DOutView, InpView, WeightView>();
+  ScopedRegion region("trident::ops::linear_backward");
+  const char* op = "trident::ops::linear_backward";
+  using Scalar = typename DOutView::non_const_value_type;
+  const std::int64_t n = detail::extent(inp, 0), in = detail::extent(inp, 1), o = detail::extent(weight, 1);
+  require_argument(detail::extent(weight, 0) == in, op, ": inp has ", in, " columns but weight has ", weight.extent(0),
+                   " rows");
+  detail::require_shape(dout, n, o, op, "dout");
+  if (!detail::is_empty(dinp)) {
+    detail::require_shape(dinp, n, in, op, "dinp");
+    matmul(space, 'N', 'T', Scalar(1), dout, weight, accumulate ? Scalar(1) : Scalar(0), dinp);
+  }
+  if (!detail::is_empty(dweight)) {
+    detail::require_shape(dweight, in, o, op, "dweight");
+    matmul(space, 'T', 'N', Scalar(1), inp, dout, Scalar(1), dweight);
+  }
+  if (!detail::is_empty(dbias)) {
+    detail::require_length(dbias, o, op, "dbias");
+    detail::column_sum_accumulate(space, "trident::ops::linear_dbias", dbias, dout);
+  }
+}
+
+// out[N, V] = inp[N, C] · weight[V, C]^T  (the output head tied to the token embedding)
+template <class ExecutionSpace, class OutView, class InpView, class WeightView>
+void linear_transposed_forward(const ExecutionSpace& space, const OutView& out, const InpView& inp,
+                               const WeightView& weight) {
+  detail::assert_accessible<ExecutionSpace, OutView, InpView, WeightView>();
+  ScopedRegion region("trident::ops::linear_transposed_forward");
+  const char* op = "trident::ops::linear_transposed_forward";
+  const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1), v = detail::extent(weight, 0);
+  require_argument(detail::extent(weight, 1) == c, op, ": inp has ", c, " columns but weight has ", weight.extent(1),
+                   " columns");
+  detail::require_shape(out, n, v, op, "out");
+  using Scalar = typename OutView::non_const_value_type;
+  matmul(space, 'N', 'T', Scalar(1), inp, weight, Scalar(0), out);
+}
+
+// dinp[N, C] (=, or += with accumulate) dout · weight;  dweight[V, C] += dout^T · inp.
+template <class ExecutionSpace, class DInpView, class DWeightView, class DOutView, class InpView, class WeightView>
+void linear_transposed_backward(const ExecutionSpace& space, const DInpView& dinp, const DWeightView& dweight,
+                                const DOutView& dout, const InpView& inp, const WeightView& weight,
+                                bool accumulate = false) {
+  detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DOutView, InpView, WeightView>();
+  ScopedRegion region("trident::ops::linear_transposed_backward");
+  const char* op = "trident::ops::linear_transposed_backward";
+  using Scalar = typename DOutView::non_const_value_type;
+  const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1), v = detail::extent(weight, 0);
+  require_argument(detail::extent(weight, 1) == c, op, ": inp has ", c, " columns but weight has ", weight.extent(1),
+                   " columns");
+  detail::require_shape(dout, n, v, op, "dout");
+  if (!detail::is_empty(dinp)) {
+    detail::require_shape(dinp, n, c, op, "dinp");
+    matmul(space, 'N', 'N', Scalar(1), dout, weight, accumulate ? Scalar(1) : Scalar(0), dinp);
+  }
+  if (!detail::is_empty(dweight)) {
+    detail::require_shape(dweight, v, c, op, "dweight");
+    matmul(space, 'T', 'N', Scalar(1), dout, inp, Scalar(1), dweight);
+  }
+}
+
+}  // namespace ops
+}  // namespace trident

@@ -1,0 +1,167 @@
+// Causal multi-head attention against a naive softmax(Q K^T / sqrt(d) + mask) V, its backward
+// against central finite differences, and the buffers' conventions.
+
+#include "ops_test_helpers.hpp"
+
+#include <trident/ops/attention.hpp>
+
+#include <algorithm>
+
+using namespace ops_test;
+
+namespace {
+
+// out[n, h*hd + d] for qkv rows laid out [Q | K | V], head h in columns [h*hd, (h+1)*hd).
+std::vector<double> naive_attention(const std::vector<double>& qkv, int B, int T, int H, int hd) {
+  const int cl = H * hd;
+  std::vector<double> out(static_cast<std::size_t>(B) * T * cl, 0.0);
+  auto at = [&](int b, int t, int part, int h, int d) { return qkv[(b * T + t) * 3 * cl + part * cl + h * hd + d]; };
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h)
+      for (int t = 0; t < T; ++t) {
+        std::vector<double> scores(t + 1);
+        double max = -1e300;
+        for (int j = 0; j <= t; ++j) {
+          double s = 0;
+          for (int d = 0; d < hd; ++d) s += at(b, t, 0, h, d) * at(b, j, 1, h, d);
+          scores[j] = s / std::sqrt(static_cast<double>(hd));
+          max = std::max(max, scores[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j <= t; ++j) sum += std::exp(scores[j] - max);
+        for (int d = 0; d < hd; ++d) {
+          double y = 0;
+          for (int j = 0; j <= t; ++j) y += std::exp(scores[j] - max) / sum * at(b, j, 2, h, d);
+          out[(b * T + t) * cl + h * hd + d] = y;
+        }
+      }
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("attention_forward matches the naive causal softmax(QK^T/sqrt(d))V", "[ops][attention]", float,
+                   double) {
+  const int B = 2, T = 5, H = 3, hd = 4, cl = H * hd;
+  const auto qkv = random_matrix<TestType>("qkv", B * T, 3 * cl, -2.0, 2.0);
+  const auto expected = naive_attention(values(qkv), B, T, H, hd);
+  const double tolerance = std::is_same<TestType, float>::value ? 1e-6 : 1e-14;
+  // Causal blocks of 1, 2 (a partial last block), 3, exactly T, and more than T rows.
+  for (int block : {1, 2, 3, 5, 64}) {
+    INFO("causal block = " << block);
+    trident::ops::AttentionBuffers<TestType, Memory> buffers(B, T, H, hd, block);
+    Matrix<TestType> out("out", B * T, cl);
+    trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
+    CHECK(relative_error(values(out), expected) < tolerance);
+    CHECK(elementwise_error(values(out), expected) < 100 * tolerance);
+
+    // The stored probabilities: each row sums to one, zero right of the diagonal.
+    const auto probs = to_host(buffers.probs);
+    const auto& blocks = buffers.blocks;
+    for (int bh = 0; bh < B * H; ++bh)
+      for (int t = 0; t < T; ++t) {
+        double total = 0;
+        for (std::int64_t j = 0; j < blocks.row_width(t); ++j) {
+          const double p = probs(bh, blocks.row_offset(t) + j);
+          if (j > t) CHECK(p == 0);
+          total += p;
+        }
+        CHECK(std::abs(total - 1.0) < 10 * tolerance);
+      }
+  }
+}
+
+TEST_CASE("causal blocks tile the lower triangle without overlap", "[ops][attention]") {
+  for (int T : {1, 5, 64, 100}) {
+    for (int block : {1, 3, 32, 64}) {
+      const trident::ops::CausalBlocks blocks{T, std::min(block, T)};
+      INFO("T = " << T << ", block = " << block);
+      std::vector<int> owner(static_cast<std::size_t>(blocks.size()), 0);
+      for (int t = 0; t < T; ++t) {
+        CHECK(blocks.row_width(t) > t);
+        CHECK(blocks.row_width(t) <= T);
+        for (std::int64_t j = 0; j < blocks.row_width(t); ++j)
+          ++owner[static_cast<std::size_t>(blocks.row_offset(t) + j)];
+      }
+      CHECK(std::count(owner.begin(), owner.end(), 1) == static_cast<long>(owner.size()));
+    }
+  }
+}
+
+TEST_CASE("attention_forward is stable for large scores", "[ops][attention]") {
+  const int B = 1, T = 4, H = 2, hd = 3, cl = H * hd;
+  const auto qkv = random_matrix<float>("qkv", B * T, 3 * cl, -40.0, 40.0);
+  trident::ops::AttentionBuffers<float, Memory> buffers(B, T, H, hd);
+  Matrix<float> out("out", B * T, cl);
+  trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
+  const auto got = values(out);
+  for (double v : got) CHECK(std::isfinite(v));
+  CHECK(relative_error(got, naive_attention(values(qkv), B, T, H, hd)) < 1e-5);
+}
+
+TEST_CASE("attention_backward matches finite differences", "[ops][attention]") {
+  const int B = 2, T = 5, H = 3, hd = 2, cl = H * hd;
+  auto qkv = random_matrix<double>("qkv", B * T, 3 * cl, -1.5, 1.5);
+  const auto upstream = random_matrix<double>("upstream", B * T, cl);
+  const auto g = values(upstream);
+  const int block = GENERATE(2, 5);  // several causal blocks (the last one partial), and one
+  INFO("causal block = " << block);
+  trident::ops::AttentionBuffers<double, Memory> buffers(B, T, H, hd, block);
+  Matrix<double> out("out", B * T, cl);
+  auto loss = [&]() {
+    trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
+    return dot(values(out), g);
+  };
+  loss();
+  Matrix<double> dqkv("dqkv", B * T, 3 * cl);
+  trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, B, T, H);
+  const auto analytic = values(dqkv);
+  check_gradient(analytic, finite_differences(qkv, loss));
+
+  SECTION("accumulate adds, repeated backward is stable") {
+    loss();
+    trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, B, T, H, true);
+    const auto twice = values(dqkv);
+    for (std::size_t i = 0; i < analytic.size(); ++i) CHECK(std::abs(twice[i] - 2 * analytic[i]) < 1e-13);
+  }
+}
+
+TEST_CASE("attention buffers can share scratch between layers", "[ops][attention]") {
+  const int B = 1, T = 6, H = 2, hd = 3, cl = H * hd;
+  const auto qkv1 = random_matrix<double>("qkv1", B * T, 3 * cl), qkv2 = random_matrix<double>("qkv2", B * T, 3 * cl);
+  const auto dout = random_matrix<double>("dout", B * T, cl);
+  trident::ops::AttentionBuffers<double, Memory> layer1(B, T, H, hd);
+  auto layer2 = trident::ops::AttentionBuffers<double, Memory>::sharing_scratch_with(layer1);
+  CHECK(layer2.q.data() == layer1.q.data());
+  CHECK(layer2.probs.data() != layer1.probs.data());
+  Matrix<double> out1("out1", B * T, cl), out2("out2", B * T, cl), d1("d1", B * T, 3 * cl), d2("d2", B * T, 3 * cl);
+  trident::ops::attention_forward(Space(), out1, layer1, qkv1, B, T, H);
+  trident::ops::attention_forward(Space(), out2, layer2, qkv2, B, T, H);
+  // Backward in reverse order, as a model does, after the other layer overwrote the scratch.
+  trident::ops::attention_backward(Space(), d2, dout, layer2, qkv2, B, T, H);
+  trident::ops::attention_backward(Space(), d1, dout, layer1, qkv1, B, T, H);
+
+  trident::ops::AttentionBuffers<double, Memory> alone(B, T, H, hd);
+  Matrix<double> reference("reference", B * T, 3 * cl), out("out", B * T, cl);
+  trident::ops::attention_forward(Space(), out, alone, qkv1, B, T, H);
+  trident::ops::attention_backward(Space(), reference, dout, alone, qkv1, B, T, H);
+  CHECK(values(d1) == values(reference));
+}
+
+TEST_CASE("attention handles T = 1 and rejects inconsistent shapes", "[ops][attention]") {
+  const int B = 3, T = 1, H = 2, hd = 2, cl = H * hd;
+  const auto qkv = random_matrix<double>("qkv", B * T, 3 * cl);
+  trident::ops::AttentionBuffers<double, Memory> buffers(B, T, H, hd);
+  Matrix<double> out("out", B * T, cl);
+  trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
+  // With one position, attention returns V.
+  const auto hq = values(qkv), ho = values(out);
+  for (int n = 0; n < B; ++n)
+    for (int c = 0; c < cl; ++c) CHECK(ho[n * cl + c] == hq[n * 3 * cl + 2 * cl + c]);
+
+  CHECK_THROWS_AS(trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, 3), trident::InvalidArgument);
+  CHECK_THROWS_WITH(trident::ops::attention_forward(Space(), out, buffers, qkv, B, 2, H),
+                    Catch::Matchers::Contains("qkv has 3 rows but B*T = 3*2"));
+  Matrix<double> wrong("wrong", B * T, cl + 1);
+  CHECK_THROWS_AS(trident::ops::attention_forward(Space(), wrong, buffers, qkv, B, T, H), trident::InvalidArgument);
+}

@@ -1,0 +1,167 @@
+// The building blocks under the operators: the float exponential and select, the integer-key
+// maximum, and the device code paths (one team per row, one thread per element) run on the
+// host, compared with the host paths the other tests check against references.
+
+#include "ops_test_helpers.hpp"
+
+#include <trident/ops/attention.hpp>
+#include <trident/ops/cross_entropy.hpp>
+#include <trident/ops/detail/fast_math.hpp>
+#include <trident/ops/detail/launch.hpp>
+#include <trident/ops/gelu.hpp>
+#include <trident/ops/layernorm.hpp>
+
+#include <limits>
+
+using namespace ops_test;
+namespace detail = trident::ops::detail;
+
+using HostSpace = Kokkos::DefaultHostExecutionSpace;
+using HostMatrix = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace>;
+using HostVector = Kokkos::View<float*, Kokkos::LayoutRight, Kokkos::HostSpace>;
+
+TEST_CASE("fast_exp is within one ulp of exp and saturates outside the float range", "[ops][detail]") {
+  double worst = 0;
+  for (double x = -87.3; x < 88.3; x += 1.7e-3) {
+    const float xf = static_cast<float>(x);
+    const double reference = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(detail::fast_exp(xf) - reference) / reference);
+  }
+  INFO("worst relative error " << worst);
+  CHECK(worst < std::numeric_limits<float>::epsilon());  // below one ulp
+  CHECK(detail::fast_exp(0.0f) == 1.0f);
+  CHECK(detail::fast_exp(-1000.0f) >= 0.0f);
+  CHECK(detail::fast_exp(-1000.0f) < 1.2e-38f);
+  CHECK(std::isfinite(detail::fast_exp(1000.0f)));
+  CHECK(detail::fast_exp(1000.0f) > 1e38f);
+  CHECK(std::isnan(detail::fast_exp(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(detail::fast_exp(0.5) == std::exp(0.5));  // double goes to the library
+}
+
+TEST_CASE("select and the order-preserving integer keys", "[ops][detail]") {
+  CHECK(detail::select(true, 1.5f, -2.0f) == 1.5f);
+  CHECK(detail::select(false, 1.5f, -2.0f) == -2.0f);
+  CHECK(detail::select(false, 1.0, 2.0) == 2.0);
+  const std::vector<float> ordered = {
+      -std::numeric_limits<float>::infinity(), -3e38f, -2.5f, -1e-30f, -0.0f, 0.0f, 1e-42f, 1.0f, 7.25f, 3e38f,
+      std::numeric_limits<float>::infinity()};
+  for (std::size_t i = 0; i < ordered.size(); ++i) {
+    CHECK(detail::from_ordered_key(detail::ordered_key(ordered[i])) == ordered[i]);
+    if (i > 0) CHECK(detail::ordered_key(ordered[i - 1]) < detail::ordered_key(ordered[i]));
+  }
+}
+
+namespace {
+
+// Runs a row body both ways on the host: sequentially (the host path) and as one team per row
+// (the device path), into separate outputs.
+template <class Body>
+void run_both_ways(std::int64_t rows, const Body& sequential_body, const Body& team_body) {
+  Kokkos::parallel_for("test::sequential", detail::IndexRange<HostSpace>(HostSpace(), 0, rows),
+                       detail::SequentialRows<Body>{sequential_body});
+  using Policy = Kokkos::TeamPolicy<HostSpace>;
+  Kokkos::parallel_for("test::team", Policy(HostSpace(), static_cast<int>(rows), Kokkos::AUTO),
+                       detail::TeamRows<Body, Policy::member_type>{team_body});
+  Kokkos::fence();
+}
+
+template <class View>
+void check_close(const View& a, const View& b, double tolerance) {
+  const auto va = values(a), vb = values(b);
+  CHECK(relative_error(va, vb) <= tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("the team-per-row path computes what the host path computes", "[ops][detail]") {
+  const std::int64_t n = 7, v = 45;
+  auto logits = to_host(random_matrix<float>("logits", n, v, -8.0, 8.0));
+  HostMatrix dlogits_seq("dseq", n, v), dlogits_team("dteam", n, v);
+  HostVector losses_seq("lseq", n), losses_team("lteam", n);
+  Kokkos::View<int*, Kokkos::HostSpace> targets("targets", n);
+  for (std::int64_t i = 0; i < n; ++i) targets(i) = static_cast<int>((i * 13) % v);
+  targets(3) = -1;
+
+  SECTION("cross-entropy forward and backward") {
+    using Forward = detail::CrossEntropyForwardRow<HostVector, HostMatrix, decltype(targets)>;
+    run_both_ways(n, Forward{losses_seq, logits, targets, v}, Forward{losses_team, logits, targets, v});
+    check_close(losses_seq, losses_team, 1e-6);
+    CHECK(losses_team(3) == 0.0f);
+    using Backward = detail::CrossEntropyBackwardRow<HostMatrix, HostMatrix, decltype(targets), HostVector, true>;
+    HostVector fused_seq("fused_seq", n), fused_team("fused_team", n);
+    run_both_ways(n, Backward{dlogits_seq, logits, targets, v, 0.25f, fused_seq},
+                  Backward{dlogits_team, logits, targets, v, 0.25f, fused_team});
+    check_close(dlogits_seq, dlogits_team, 1e-6);
+    check_close(fused_team, losses_team, 1e-6);
+  }
+
+  SECTION("layer norm forward and backward") {
+    const auto w = to_host(random_vector<float>("w", v)), b = to_host(random_vector<float>("b", v));
+    HostVector mean_seq("m1", n), rstd_seq("r1", n), mean_team("m2", n), rstd_team("r2", n);
+    using Forward = detail::LayerNormForwardRow<HostMatrix, HostVector, HostVector, HostMatrix, HostVector, HostVector>;
+    run_both_ways(n, Forward{dlogits_seq, mean_seq, rstd_seq, logits, w, b, v, 1e-5f},
+                  Forward{dlogits_team, mean_team, rstd_team, logits, w, b, v, 1e-5f});
+    check_close(dlogits_seq, dlogits_team, 1e-6);
+    check_close(rstd_seq, rstd_team, 1e-6);
+    HostMatrix dx_seq("dx1", n, v), dx_team("dx2", n, v);
+    using Backward =
+        detail::LayerNormBackwardRow<HostMatrix, HostMatrix, HostMatrix, HostVector, HostVector, HostVector>;
+    run_both_ways(n, Backward{dx_seq, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false},
+                  Backward{dx_team, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false});
+    check_close(dx_seq, dx_team, 1e-5);
+  }
+}
+
+TEST_CASE("the device paths of attention's softmax and head copies match the host paths", "[ops][detail]") {
+  const int B = 2, T = 7, H = 2, hd = 3;
+  using Buffers = trident::ops::AttentionBuffers<float, Kokkos::HostSpace>;
+  Buffers seq(B, T, H, hd, 3), team(B, T, H, hd, 3);
+  const auto scores = to_host(random_matrix<float>("scores", B * H, seq.blocks.size(), -3.0, 3.0));
+  Kokkos::deep_copy(seq.probs, scores);
+  Kokkos::deep_copy(team.probs, scores);
+  using Softmax = detail::CausalSoftmaxRow<Buffers::scores_view>;
+  run_both_ways(B * H * T, Softmax{seq.probs, seq.blocks, 0}, Softmax{team.probs, team.blocks, 0});
+  check_close(seq.probs, team.probs, 1e-6);
+  const auto dp = to_host(random_matrix<float>("dp", B * H, seq.blocks.size()));
+  Kokkos::deep_copy(seq.dscores, dp);
+  Kokkos::deep_copy(team.dscores, dp);
+  using SoftmaxBackward = detail::CausalSoftmaxBackwardRow<Buffers::scores_view, Buffers::scores_view>;
+  run_both_ways(B * H * T, SoftmaxBackward{seq.dscores, seq.probs, seq.blocks, 0.5f, 0},
+                SoftmaxBackward{team.dscores, team.probs, team.blocks, 0.5f, 0});
+  check_close(seq.dscores, team.dscores, 1e-6);
+
+  // Head split and merge: by row (host) and by element (device) give the same copies.
+  const auto qkv = to_host(random_matrix<float>("qkv", B * T, 3 * H * hd));
+  using Split = detail::SplitHeads<Buffers::heads_view, HostMatrix>;
+  const Split by_row{{seq.q, seq.k, seq.v}, qkv, T, H, hd, 3}, by_element{{team.q, team.k, team.v}, qkv, T, H, hd, 3};
+  Kokkos::parallel_for(Kokkos::RangePolicy<HostSpace, detail::RowTag>(0, B * T), by_row);
+  Kokkos::parallel_for(Kokkos::RangePolicy<HostSpace, detail::ElementTag>(0, B * T * 3 * H * hd), by_element);
+  Kokkos::fence();
+  for (const auto& pair :
+       {std::make_pair(seq.q, team.q), std::make_pair(seq.k, team.k), std::make_pair(seq.v, team.v)}) {
+    const auto& a = pair.first;
+    const auto& b = pair.second;
+    int mismatches = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) mismatches += a.data()[i] != b.data()[i];
+    CHECK(mismatches == 0);
+  }
+  HostMatrix merged_row("merged_row", B * T, 3 * H * hd), merged_element("merged_element", B * T, 3 * H * hd);
+  using Merge = detail::MergeHeads<HostMatrix, Buffers::heads_view, false>;
+  Kokkos::parallel_for(Kokkos::RangePolicy<HostSpace, detail::RowTag>(0, B * T),
+                       Merge{merged_row, {seq.q, seq.k, seq.v}, T, H, hd, 3});
+  Kokkos::parallel_for(Kokkos::RangePolicy<HostSpace, detail::ElementTag>(0, B * T * 3 * H * hd),
+                       Merge{merged_element, {seq.q, seq.k, seq.v}, T, H, hd, 3});
+  Kokkos::fence();
+  CHECK(values(merged_row) == values(qkv));
+  CHECK(values(merged_element) == values(qkv));
+}
+
+TEST_CASE("the one-thread-per-element path matches the row loop", "[ops][detail]") {
+  const auto x = to_host(random_matrix<float>("x", 5, 9, -4.0, 4.0));
+  HostMatrix by_row("by_row", 5, 9), flat("flat", 5, 9);
+  using Gelu = detail::PointwiseForward<trident::ops::Gelu, HostMatrix, HostMatrix>;
+  Kokkos::parallel_for(detail::IndexRange<HostSpace>(0, 5), detail::ElementsByRow<Gelu>{Gelu{by_row, x}, 9});
+  Kokkos::parallel_for(detail::IndexRange<HostSpace>(0, 45), detail::ElementsFlat<Gelu>{Gelu{flat, x}, 9});
+  Kokkos::fence();
+  CHECK(values(by_row) == values(flat));
+}
