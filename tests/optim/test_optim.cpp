@@ -105,16 +105,3 @@ TEST_CASE("clip_grad_norm_ semantics", "[optim]") {
   CHECK(std::abs(hg(3) - 12.0 / (13.0 + 1e-6)) < 1e-15);
   CHECK(trident::optim::clip_coefficient(0.5, 1.0) == 1.0);
 }
-
-TEST_CASE("ParameterStore lays named tensors out contiguously", "[optim]") {
-  trident::ParameterStore<float, Memory> store;
-  store.declare("a", {2, 3}, true);
-  store.declare("b", {4}, false);
-  store.allocate();
-  CHECK(store.size() == 10);
-  CHECK(store.info("b").offset == 6);
-  CHECK(store.matrix("a").extent(1) == 3);
-  CHECK(store.vector("b").data() == store.values().data() + 6);
-  CHECK_THROWS_AS(store.info("c"), trident::InvalidArgument);
-  CHECK_THROWS_WITH(store.matrix("b"), Catch::Contains("'b' is not a matrix"));
-}

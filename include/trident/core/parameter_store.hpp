@@ -14,6 +14,17 @@
 
 namespace trident {
 
+// A rectangle of a local tensor and where it sits in the global tensor: local rows
+// [local_row, local_row + rows) and columns [local_col, local_col + cols) are global rows
+// [global_row, ...) and columns [global_col, ...). A shard is a list of such blocks: one for
+// a row or column slice, three for c_attn split by heads (its Q, K and V column blocks).
+// Rank-1 tensors use rows only (cols = 1).
+struct ShardBlock {
+  std::int64_t local_row = 0, local_col = 0;
+  std::int64_t global_row = 0, global_col = 0;
+  std::int64_t rows = 0, cols = 1;
+};
+
 struct ParameterInfo {
   std::string name;                        // global name, e.g. "h.0.attn.c_attn.weight"
   std::vector<std::int64_t> global_shape;  // shape of the one-rank tensor
@@ -23,6 +34,7 @@ struct ParameterInfo {
   // True when every rank of the tensor-parallel group holds the same values (LayerNorm,
   // row-parallel biases): the global gradient norm must count it once, not tp times.
   bool replicated = true;
+  std::vector<ShardBlock> blocks;  // where the local tensor sits in the global one
 
   std::int64_t size() const {
     std::int64_t n = 1;
@@ -38,22 +50,41 @@ class ParameterStore {
   using vector_view = Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   using matrix_view = Kokkos::View<Scalar**, Kokkos::LayoutRight, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-  // Declare a tensor; call allocate() once all are declared.
+  // Declare a shard of a global tensor, made of `blocks`; call allocate() once all are declared.
   void declare(std::string name, std::vector<std::int64_t> global_shape, std::vector<std::int64_t> local_shape,
-               bool weight_decay, bool replicated = true) {
-    require_argument(!m_values.data(), "trident::ParameterStore::declare: '", name, "' declared after allocate()");
-    require_argument(m_index.count(name) == 0, "trident::ParameterStore::declare: '", name, "' declared twice");
+               std::vector<ShardBlock> blocks, bool weight_decay, bool replicated) {
+    const char* op = "trident::ParameterStore::declare";
+    require_argument(!m_values.data(), op, ": '", name, "' declared after allocate()");
+    require_argument(m_index.count(name) == 0, op, ": '", name, "' declared twice");
     require_argument(local_shape.size() == global_shape.size() && !local_shape.empty() && local_shape.size() <= 2,
-                     "trident::ParameterStore::declare: '", name, "' must be rank 1 or 2");
+                     op, ": '", name, "' must be rank 1 or 2");
     ParameterInfo info{std::move(name), std::move(global_shape), std::move(local_shape), m_size, weight_decay,
-                       replicated};
+                       replicated, std::move(blocks)};
+    const std::int64_t local_cols = info.local_shape.size() == 2 ? info.local_shape[1] : 1;
+    const std::int64_t global_cols = info.global_shape.size() == 2 ? info.global_shape[1] : 1;
+    std::int64_t covered = 0;
+    for (const auto& b : info.blocks) {
+      require_argument(b.rows >= 0 && b.cols >= 0 && b.local_row >= 0 && b.local_col >= 0 && b.global_row >= 0 &&
+                           b.global_col >= 0 && b.local_row + b.rows <= info.local_shape[0] &&
+                           b.local_col + b.cols <= local_cols && b.global_row + b.rows <= info.global_shape[0] &&
+                           b.global_col + b.cols <= global_cols,
+                       op, ": a block of '", info.name, "' lies outside its local or global shape");
+      covered += b.rows * b.cols;
+    }
+    require_argument(covered == info.size(), op, ": the blocks of '", info.name, "' cover ", covered, " of its ",
+                     info.size(), " local elements");
     m_size += info.size();
     m_index.emplace(info.name, m_tensors.size());
     m_tensors.push_back(std::move(info));
   }
 
+  // Declare a whole (unsharded) tensor.
   void declare(const std::string& name, const std::vector<std::int64_t>& shape, bool weight_decay) {
-    declare(name, shape, shape, weight_decay, true);
+    require_argument(!shape.empty(), "trident::ParameterStore::declare: '", name, "' has no shape");
+    ShardBlock whole;
+    whole.rows = shape[0];
+    whole.cols = shape.size() == 2 ? shape[1] : 1;
+    declare(name, shape, shape, {whole}, weight_decay, true);
   }
 
   // One allocation each for values and gradients, zero-initialised.
