@@ -49,6 +49,22 @@ struct Gpt2Activations {
   // Gradient scratch, reused by every block.
   matrix d_residual, d_ln, d_attn_out, d_qkv, d_fc, d_fc_gelu;
 
+  // Bytes held, attention scratch shared between blocks counted once.
+  std::size_t bytes() const {
+    std::size_t total = (tokens.span() + targets.span()) * sizeof(int);
+    for (const auto* m : {&embedded, &ln_f, &logits, &d_residual, &d_ln, &d_attn_out, &d_qkv, &d_fc, &d_fc_gelu})
+      total += m->span() * sizeof(Scalar);
+    total += (ln_f_mean.span() + ln_f_rstd.span() + losses.span()) * sizeof(Scalar);
+    for (std::size_t l = 0; l < blocks.size(); ++l) {
+      const auto& b = blocks[l];
+      for (const auto* m : {&b.ln_1, &b.qkv, &b.attn_out, &b.residual_attn, &b.ln_2, &b.fc, &b.fc_gelu, &b.residual_mlp})
+        total += m->span() * sizeof(Scalar);
+      total += (b.ln_1_mean.span() + b.ln_1_rstd.span() + b.ln_2_mean.span() + b.ln_2_rstd.span()) * sizeof(Scalar);
+      total += l == 0 ? b.attention.bytes() : b.attention.probs.span() * sizeof(Scalar);
+    }
+    return total;
+  }
+
   Gpt2Activations() = default;
   Gpt2Activations(const Gpt2Config& config, int batch_size, int seq_len) : batch(batch_size), seq(seq_len) {
     const auto n = static_cast<std::size_t>(batch_size) * static_cast<std::size_t>(seq_len);
