@@ -3,6 +3,37 @@
 
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
+#include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/core/random.hpp>
 #include <trident/core/version.hpp>
+
+#include <trident/comm/comm.hpp>
+#include <trident/mesh/process_mesh.hpp>
+
+#include <trident/ops/ops.hpp>
+#include <trident/optim/adamw.hpp>
+#include <trident/optim/clip.hpp>
+#include <trident/optim/lr_schedule.hpp>
+
+#include <trident/io/checkpoint.hpp>
+#include <trident/io/safetensors.hpp>
+#include <trident/io/sharded_checkpoint.hpp>
+#include <trident/io/token_file.hpp>
+
+#include <trident/data/batches.hpp>
+#include <trident/data/synthetic.hpp>
+#include <trident/data/text.hpp>
+#include <trident/data/token_files.hpp>
+
+#include <trident/pipeline/pipeline.hpp>
+
+#include <trident/tensor_parallel/grad_norm.hpp>
+#include <trident/tensor_parallel/group.hpp>
+#include <trident/tensor_parallel/mappings.hpp>
+#include <trident/tensor_parallel/vocab_parallel_cross_entropy.hpp>
+
+#include <trident/model/gemm_peak.hpp>
+#include <trident/model/gpt2.hpp>
+#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/model/gpt2_trainer.hpp>

@@ -4,6 +4,7 @@
 // model config, the optimizer settings and the data position.
 
 #include <trident/io/checkpoint.hpp>
+#include <trident/io/sharded_checkpoint.hpp>
 #include <trident/model/gpt2_config.hpp>
 #include <trident/optim/adamw.hpp>
 
@@ -64,14 +65,23 @@ std::vector<io::StateBuffer<Scalar, MemorySpace>> adamw_state_buffers(const opti
   return {{"optimizer.exp_avg.", adamw.exp_avg()}, {"optimizer.exp_avg_sq.", adamw.exp_avg_sq()}};
 }
 
+// Writes the one-rank checkpoint; a store sharded over `group` (tensor parallelism) is
+// gathered to the group's first rank, which writes.
 template <class Scalar, class MemorySpace>
 void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                           const ParameterStore<Scalar, MemorySpace>& store,
-                          const optim::AdamW<Scalar, MemorySpace>& adamw, const TrainingProgress& progress) {
-  io::save_checkpoint(path, store, adamw_state_buffers(adamw), gpt2_checkpoint_metadata(config, adamw.settings(), progress));
+                          const optim::AdamW<Scalar, MemorySpace>& adamw, const TrainingProgress& progress,
+                          const comm::Communicator* group = nullptr) {
+  const auto metadata = gpt2_checkpoint_metadata(config, adamw.settings(), progress);
+  if (group != nullptr && group->size() > 1) {
+    io::save_sharded_checkpoint(path, store, adamw_state_buffers(adamw), metadata, *group);
+  } else {
+    io::save_checkpoint(path, store, adamw_state_buffers(adamw), metadata);
+  }
 }
 
-// Loads parameters and AdamW moments; the checkpoint's config must equal `config`.
+// Loads parameters and AdamW moments (this rank's shard of them); the checkpoint's config
+// must equal `config`.
 template <class Scalar, class MemorySpace>
 TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                                       const ParameterStore<Scalar, MemorySpace>& store,
@@ -80,7 +90,8 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
   const Gpt2Config saved = checkpoint_config(header.metadata(), path);
   require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
                    " but the model asked for has ", config.describe());
-  const auto metadata = io::load_checkpoint(path, store, adamw_state_buffers(adamw));
+  // Each rank reads its own blocks: any file loads in any tensor-parallel layout.
+  const auto metadata = io::load_sharded_checkpoint(path, store, adamw_state_buffers(adamw));
   TrainingProgress progress;
   try {
     progress.step = std::stoll(detail::metadata_entry(metadata, "step", path));

@@ -6,6 +6,7 @@
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/random.hpp>
 #include <trident/model/gpt2_config.hpp>
+#include <trident/tensor_parallel/group.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -15,28 +16,88 @@ namespace trident::model {
 
 inline std::string layer_name(int layer, const char* suffix) { return "h." + std::to_string(layer) + "." + suffix; }
 
-// Declares every tensor of the one-rank model in Hugging Face order.
+// How a tensor-parallel rank holds GPT-2 (Megatron's split): c_attn by heads (the Q, K and V
+// columns of each head on the same rank), c_fc by columns, both c_proj by rows, wte by
+// vocabulary rows (uneven when V % tp != 0); LayerNorms, wpe and the row-parallel biases
+// replicated. tp_size = 1 is the one-rank model.
+struct Gpt2Split {
+  int tp_size = 1;
+  int tp_rank = 0;
+};
+
+inline void validate_gpt2_split(const Gpt2Config& config, const Gpt2Split& split) {
+  require_argument(split.tp_size >= 1 && split.tp_rank >= 0 && split.tp_rank < split.tp_size,
+                   "trident::model: tensor-parallel rank ", split.tp_rank, " of ", split.tp_size);
+  require_argument(split.tp_size <= config.heads, "trident::model: tensor parallelism over ", split.tp_size,
+                   " ranks needs at least as many heads, but the model has ", config.heads);
+  require_argument(config.heads % split.tp_size == 0, "trident::model: ", config.heads,
+                   " heads do not divide over ", split.tp_size, " tensor-parallel ranks");
+  require_argument((4 * config.hidden) % split.tp_size == 0, "trident::model: the MLP width 4C = ", 4 * config.hidden,
+                   " does not divide over ", split.tp_size, " tensor-parallel ranks");
+  require_argument(config.vocab >= split.tp_size, "trident::model: a vocabulary of ", config.vocab,
+                   " cannot be split over ", split.tp_size, " tensor-parallel ranks");
+}
+
+// This rank's vocabulary rows of wte: [offset, offset + count).
+inline tensor_parallel::Range gpt2_vocab_range(const Gpt2Config& config, const Gpt2Split& split) {
+  return tensor_parallel::even_split(config.vocab, split.tp_size, split.tp_rank);
+}
+
+// Declares every tensor in Hugging Face order, as the shard this rank holds.
 template <class Scalar, class MemorySpace>
-void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config) {
-  const std::int64_t c = config.hidden, v = config.vocab, t = config.seq;
-  store.declare("wte.weight", {v, c}, true);
-  store.declare("wpe.weight", {t, c}, true);
+void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config,
+                             const Gpt2Split& split = {}) {
+  validate_gpt2_split(config, split);
+  const std::int64_t c = config.hidden, t = config.seq, tp = split.tp_size, r = split.tp_rank;
+  const std::int64_t cl = c / tp, fl = 4 * c / tp;
+  const auto vocab = gpt2_vocab_range(config, split);
+  auto whole = [&](const std::string& name, std::vector<std::int64_t> shape, bool decay) {
+    store.declare(name, shape, decay);
+  };
+  auto rows = [&](const std::string& name, std::vector<std::int64_t> global, std::int64_t offset, std::int64_t count,
+                  bool decay) {
+    std::vector<std::int64_t> local = global;
+    local[0] = count;
+    const std::int64_t cols = global.size() == 2 ? global[1] : 1;
+    store.declare(name, global, local, {ShardBlock{0, 0, offset, 0, count, cols}}, decay, tp == 1);
+  };
+  // Per-head split of [Q | K | V] columns (3 blocks of width cl), for the weight and the bias.
+  auto heads = [&](const std::string& name, bool matrix) {
+    std::vector<ShardBlock> blocks;
+    for (std::int64_t part = 0; part < 3; ++part) {
+      if (matrix) {
+        blocks.push_back({0, part * cl, 0, part * c + r * cl, c, cl});
+      } else {
+        blocks.push_back({part * cl, 0, part * c + r * cl, 0, cl, 1});
+      }
+    }
+    if (matrix) {
+      store.declare(name, {c, 3 * c}, {c, 3 * cl}, blocks, true, tp == 1);
+    } else {
+      store.declare(name, {3 * c}, {3 * cl}, blocks, false, tp == 1);
+    }
+  };
+  auto columns = [&](const std::string& name, std::int64_t in, std::int64_t out, std::int64_t width) {
+    store.declare(name, {in, out}, {in, width}, {ShardBlock{0, 0, 0, r * width, in, width}}, true, tp == 1);
+  };
+  rows("wte.weight", {config.vocab, c}, vocab.offset, vocab.count, true);
+  whole("wpe.weight", {t, c}, true);
   for (int l = 0; l < config.layers; ++l) {
-    store.declare(layer_name(l, "ln_1.weight"), {c}, false);
-    store.declare(layer_name(l, "ln_1.bias"), {c}, false);
-    store.declare(layer_name(l, "attn.c_attn.weight"), {c, 3 * c}, true);
-    store.declare(layer_name(l, "attn.c_attn.bias"), {3 * c}, false);
-    store.declare(layer_name(l, "attn.c_proj.weight"), {c, c}, true);
-    store.declare(layer_name(l, "attn.c_proj.bias"), {c}, false);
-    store.declare(layer_name(l, "ln_2.weight"), {c}, false);
-    store.declare(layer_name(l, "ln_2.bias"), {c}, false);
-    store.declare(layer_name(l, "mlp.c_fc.weight"), {c, 4 * c}, true);
-    store.declare(layer_name(l, "mlp.c_fc.bias"), {4 * c}, false);
-    store.declare(layer_name(l, "mlp.c_proj.weight"), {4 * c, c}, true);
-    store.declare(layer_name(l, "mlp.c_proj.bias"), {c}, false);
+    whole(layer_name(l, "ln_1.weight"), {c}, false);
+    whole(layer_name(l, "ln_1.bias"), {c}, false);
+    heads(layer_name(l, "attn.c_attn.weight"), true);
+    heads(layer_name(l, "attn.c_attn.bias"), false);
+    rows(layer_name(l, "attn.c_proj.weight"), {c, c}, r * cl, cl, true);
+    whole(layer_name(l, "attn.c_proj.bias"), {c}, false);
+    whole(layer_name(l, "ln_2.weight"), {c}, false);
+    whole(layer_name(l, "ln_2.bias"), {c}, false);
+    columns(layer_name(l, "mlp.c_fc.weight"), c, 4 * c, fl);
+    rows(layer_name(l, "mlp.c_fc.bias"), {4 * c}, r * fl, fl, false);
+    rows(layer_name(l, "mlp.c_proj.weight"), {4 * c, c}, r * fl, fl, true);
+    whole(layer_name(l, "mlp.c_proj.bias"), {c}, false);
   }
-  store.declare("ln_f.weight", {c}, false);
-  store.declare("ln_f.bias", {c}, false);
+  whole("ln_f.weight", {c}, false);
+  whole("ln_f.bias", {c}, false);
 }
 
 // The unit (see Gpt2Hooks) whose backward makes a tensor's gradient final: 0 for the
@@ -58,8 +119,8 @@ inline bool is_layernorm_gain(const std::string& name) {
   return name.find("ln_") != std::string::npos && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
 }
 
-// GPT-2 initialisation of every tensor in the store (local shards included: each fills its
-// own slice of the global tensor).
+// GPT-2 initialisation of every tensor in the store: each shard fills its blocks with the
+// values of its slice of the global tensor.
 template <class ExecutionSpace, class Scalar, class MemorySpace>
 void initialize_gpt2_parameters(const ExecutionSpace& space, const ParameterStore<Scalar, MemorySpace>& store,
                                 const Gpt2Config& config, std::uint64_t seed) {
@@ -72,7 +133,13 @@ void initialize_gpt2_parameters(const ExecutionSpace& space, const ParameterStor
       Kokkos::deep_copy(space, flat, Scalar(0));
     } else {
       const double stddev = is_residual_projection(t.name) ? residual_std : 0.02;
-      fill_normal(space, store.matrix(t.name), random_stream(seed, t.name), 0.0, stddev);
+      const auto matrix = store.matrix(t.name);
+      for (const auto& b : t.blocks) {
+        auto block = Kokkos::subview(matrix, Kokkos::make_pair(b.local_row, b.local_row + b.rows),
+                                     Kokkos::make_pair(b.local_col, b.local_col + b.cols));
+        fill_normal(space, block, random_stream(seed, t.name), 0.0, stddev,
+                    GlobalSlice{t.global_shape[1], b.global_row, b.global_col});
+      }
     }
   }
 }

@@ -1,0 +1,113 @@
+#pragma once
+// A nonblocking operation in flight. It owns what the transfer needs until it completes (packed
+// and host-staging temporaries, counts arrays, a reference to the user's Views) and, on
+// wait(), finishes the operation: copies results out of host staging, unpacks them into
+// strided Views and fences. A Request destroyed while still pending waits in its destructor,
+// because freeing memory MPI is still writing would corrupt it.
+
+#include <trident/comm/communicator.hpp>
+#include <trident/core/profiling.hpp>
+
+#include <mpi.h>
+
+#include <exception>
+#include <functional>
+#include <utility>
+#include <vector>
+
+namespace trident {
+namespace comm {
+
+class Request {
+ public:
+  using Completion = std::function<void(const MPI_Status&)>;
+
+  // A request with nothing to wait for.
+  Request() = default;
+  Request(MPI_Request request, Completion on_completion)
+      : m_request(request), m_on_completion(std::move(on_completion)) {}
+
+  Request(Request&& other) noexcept
+      : m_request(std::exchange(other.m_request, MPI_REQUEST_NULL)),
+        m_on_completion(std::exchange(other.m_on_completion, nullptr)) {}
+  Request& operator=(Request&& other) {
+    if (this != &other) {
+      wait();
+      m_request = std::exchange(other.m_request, MPI_REQUEST_NULL);
+      m_on_completion = std::exchange(other.m_on_completion, nullptr);
+    }
+    return *this;
+  }
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request() {
+    if (!pending()) return;
+    try {
+      wait();
+    } catch (...) {  // a destructor must not throw; wait() explicitly to see the error
+    }
+  }
+
+  // True until wait() or a successful test() has finished the operation.
+  bool pending() const { return m_request != MPI_REQUEST_NULL || static_cast<bool>(m_on_completion); }
+
+  void wait() {
+    if (!pending()) return;
+    ScopedRegion region("trident::comm::wait");
+    MPI_Status status{};
+    Impl::check_mpi(MPI_Wait(&m_request, &status), "trident::comm::wait");
+    complete(status);
+  }
+
+  // Finishes the operation if MPI has completed it; never blocks.
+  bool test() {
+    if (!pending()) return true;
+    int done = 0;
+    MPI_Status status{};
+    Impl::check_mpi(MPI_Test(&m_request, &done, &status), "trident::comm::test");
+    if (done) complete(status);
+    return done != 0;
+  }
+
+  // Waits for all of them at once (one MPI_Waitall), then finishes each in order. If a
+  // completion throws, the rest still complete and the first error is rethrown.
+  friend void wait_all(std::vector<Request>& requests) {
+    ScopedRegion region("trident::comm::wait_all");
+    std::vector<MPI_Request> handles;
+    handles.reserve(requests.size());
+    for (const auto& request : requests) handles.push_back(request.m_request);
+    std::vector<MPI_Status> statuses(handles.size());
+    Impl::check_mpi(MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data()),
+                    "trident::comm::wait_all");
+    std::exception_ptr first_error;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      requests[i].m_request = handles[i];
+      try {
+        requests[i].complete(statuses[i]);
+      } catch (...) {
+        if (!first_error) first_error = std::current_exception();
+      }
+    }
+    if (first_error) std::rethrow_exception(first_error);
+  }
+
+ private:
+  void complete(const MPI_Status& status) {
+    auto on_completion = std::exchange(m_on_completion, nullptr);
+    if (on_completion) on_completion(status);
+  }
+
+  MPI_Request m_request = MPI_REQUEST_NULL;
+  Completion m_on_completion;  // also what keeps the operation's buffers alive
+};
+
+void wait_all(std::vector<Request>& requests);
+
+namespace Impl {
+// Every operation has one implementation; the blocking call finishes before it returns, the
+// nonblocking one returns a Request that finishes it.
+enum class Mode { blocking, nonblocking };
+}  // namespace Impl
+
+}  // namespace comm
+}  // namespace trident
