@@ -12,7 +12,8 @@ function(run_step)
 endfunction()
 
 set(configure_args -S "${CONSUMER_DIR}" -B "${WORK_DIR}/build" -DCMAKE_BUILD_TYPE=Release
-                   -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+                   -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DKokkos_DIR=${KOKKOS_DIR}
+                   -DKokkosKernels_DIR=${KOKKOSKERNELS_DIR})
 if(MODE STREQUAL "find_package")
   run_step(${CMAKE_COMMAND} --install "${TRIDENT_BINARY_DIR}" --prefix "${WORK_DIR}/prefix")
   if(NOT EXISTS "${WORK_DIR}/prefix/include/trident/trident.hpp")
