@@ -35,6 +35,9 @@ class RegionTimer {
   RegionTimer& operator=(const RegionTimer&) = delete;
 
   void reset() { m_totals.clear(); }
+  // Regions opened while paused are not timed (pause only between top-level regions).
+  void pause() { m_paused = true; }
+  void resume() { m_paused = false; }
   const std::map<std::string, Totals>& totals() const { return m_totals; }
 
  private:
@@ -49,10 +52,12 @@ class RegionTimer {
     static RegionTimer* timer = nullptr;
     return timer;
   }
-  static void on_push(const char* name) { instance()->m_open.push_back({name, clock::now(), 0}); }
+  static void on_push(const char* name) {
+    if (!instance()->m_paused) instance()->m_open.push_back({name, clock::now(), 0});
+  }
   static void on_pop() {
     auto& self = *instance();
-    if (self.m_open.empty()) return;
+    if (self.m_paused || self.m_open.empty()) return;
     const Open region = self.m_open.back();
     self.m_open.pop_back();
     const double seconds = std::chrono::duration<double>(clock::now() - region.start).count();
@@ -63,6 +68,7 @@ class RegionTimer {
     if (!self.m_open.empty()) self.m_open.back().child_seconds += seconds;
   }
 
+  bool m_paused = false;
   std::vector<Open> m_open;
   std::map<std::string, Totals> m_totals;
 };
