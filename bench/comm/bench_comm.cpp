@@ -20,8 +20,8 @@
 
 #include <trident/comm/comm.hpp>
 
-#include <Kokkos_Core.hpp>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -44,7 +44,7 @@ struct Options {
   std::int64_t min_bytes = 8;
   std::int64_t max_bytes = std::int64_t(64) << 20;
   int factor = 2;
-  int reps = 9;
+  int reps = 15;
   std::vector<std::string> ops = {"allreduce", "allgather", "reduce_scatter", "broadcast", "sendrecv"};
   std::vector<std::string> layouts = {"contiguous", "strided"};
 };
@@ -174,9 +174,7 @@ Case make_case(const std::string& op, const std::string& layout, std::int64_t by
         };
       } else {
         c.trident_call = [=] { trident::comm::reduce_scatter(Space(), comm, large, small); };
-        c.raw_call = [=] {
-          MPI_Reduce_scatter_block(large.data(), small.data(), int(block), MPI_FLOAT, MPI_SUM, mpi);
-        };
+        c.raw_call = [=] { MPI_Reduce_scatter_block(large.data(), small.data(), int(block), MPI_FLOAT, MPI_SUM, mpi); };
       }
       c.raw_method = "same_buffers";
     }
@@ -254,8 +252,9 @@ int main(int argc, char** argv) {
         for (std::int64_t bytes = options.min_bytes; bytes <= options.max_bytes; bytes *= options.factor) {
           for (const auto& layout : options.layouts) {
             Case c = make_case(op, layout, bytes, world);
-            // About 64 MiB of payload per timed batch, at least two calls.
-            const int iterations = int(std::clamp<std::int64_t>((std::int64_t(64) << 20) / c.bytes, 2, 200));
+            // About 32 MiB of payload per timed batch, at least two calls: short batches, many
+            // repetitions, so a burst of load from elsewhere spoils few of them.
+            const int iterations = int(std::clamp<std::int64_t>((std::int64_t(32) << 20) / c.bytes, 2, 200));
             for (int warmup = 0; warmup < 2; ++warmup) {
               time_per_call(c.trident_call, std::min(iterations, 20), world.mpi());
               time_per_call(c.raw_call, std::min(iterations, 20), world.mpi());

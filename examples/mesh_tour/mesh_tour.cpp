@@ -10,8 +10,8 @@
 #include <trident/comm/comm.hpp>
 #include <trident/mesh/process_mesh.hpp>
 
-#include <Kokkos_Core.hpp>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 
 #include <algorithm>
 #include <iomanip>
@@ -204,12 +204,12 @@ int main(int argc, char** argv) {
       out << "\nTraffic on rank 0, per axis communicator:\n";
       for (MeshAxis axis : axes) {
         const auto& stats = mesh.axis(axis).stats();
-        out << "  " << trident::mesh_axis_name(axis) << ": " << stats.total_calls() << " calls, "
-            << stats.total_bytes() << " bytes";
-        for (auto op : {trident::comm::Operation::allreduce, trident::comm::Operation::allgather,
-                        trident::comm::Operation::reduce_scatter, trident::comm::Operation::broadcast,
-                        trident::comm::Operation::alltoall, trident::comm::Operation::send,
-                        trident::comm::Operation::recv}) {
+        out << "  " << trident::mesh_axis_name(axis) << ": " << stats.total_calls() << " calls, " << stats.total_bytes()
+            << " bytes";
+        for (auto op :
+             {trident::comm::Operation::allreduce, trident::comm::Operation::allgather,
+              trident::comm::Operation::reduce_scatter, trident::comm::Operation::broadcast,
+              trident::comm::Operation::alltoall, trident::comm::Operation::send, trident::comm::Operation::recv}) {
           out << (op == trident::comm::Operation::allreduce ? " (" : ", ") << trident::comm::operation_name(op) << " "
               << stats[op].bytes;
         }

@@ -1,10 +1,13 @@
 // Trains GPT-2 with trident: on a synthetic language whose entropy floor is known, on any
 // text file (bytes, V = 256), or on llm.c token files. Prints one progress line per step.
+// On several ranks (mpiexec -n N ... --dp N) it trains data-parallel, optionally with ZeRO
+// stage 1-3; rank 0 prints.
 
 #include <trident/data/synthetic.hpp>
 #include <trident/data/text.hpp>
 #include <trident/data/token_files.hpp>
 #include <trident/io/token_file.hpp>
+#include <trident/core/memory_accounting.hpp>
 #include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 
@@ -31,6 +34,8 @@ struct Options {
   std::string data, save, load, log_json;
   int successors = 0;
   double peak_gflops = 0;
+  int dp = 1;
+  trident::data_parallel::DataParallelSettings parallel;
 };
 
 Options parse(int argc, char** argv, bool& help) {
@@ -57,6 +62,10 @@ Options parse(int argc, char** argv, bool& help) {
   o.load = flags.text("load", "", "resume from this checkpoint");
   o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
   o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
+  o.dp = flags.number<int>("dp", 1, "data-parallel ranks (the number of ranks mpiexec starts)");
+  o.parallel.zero_stage =
+      flags.number<int>("zero", 0, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters");
+  o.parallel.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
   help = flags.help_requested();
   if (help) {
     std::cout << flags.usage();
@@ -110,13 +119,21 @@ int run(int argc, char** argv, int rank, int size) {
   bool help = false;
   const Options o = parse(argc, argv, help);
   if (help) return 0;
-  trident::require_argument(size == 1, "train_gpt: started on ", size,
-                            " ranks, but this program trains on one rank (launch it without mpiexec -n)");
+  trident::require_argument(o.dp == size, "train_gpt: started on ", size, " rank(s) but --dp is ", o.dp,
+                            " (data parallelism is the only layout: pass --dp ", size, ")");
+  o.parallel.validate();
+  // One rank without ZeRO is the one-rank trainer itself; anything else trains data-parallel.
+  const bool data_parallel = size > 1 || o.parallel.zero_stage > 0;
   double floor = NAN;
   trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
 
   Space space;
-  trident::model::Gpt2Trainer<float, Space> trainer(space, o.config, o.training, o.seed);
+  using Trainer = trident::model::Gpt2Trainer<float, Space>;
+  const trident::comm::Communicator world(MPI_COMM_WORLD, "dp");
+  std::unique_ptr<Trainer> trainer_owner =
+      data_parallel ? std::make_unique<Trainer>(space, o.config, o.training, o.seed, world, o.parallel)
+                    : std::make_unique<Trainer>(space, o.config, o.training, o.seed);
+  Trainer& trainer = *trainer_owner;
   if (!o.load.empty()) trainer.load(o.load);
 
   const double tokens_per_step = static_cast<double>(o.training.batch) * o.config.seq;
@@ -126,8 +143,14 @@ int run(int argc, char** argv, int rank, int size) {
                                               space, o.training.micro_batch * o.config.seq, 4 * o.config.hidden,
                                               o.config.hidden);
   if (rank == 0) {
-    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, 1 rank\n", o.config.describe().c_str(),
+    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, ", o.config.describe().c_str(),
                 static_cast<long long>(trainer.model().parameters().size()), Space::name());
+    if (data_parallel) {
+      std::printf("%d data-parallel rank(s), ZeRO-%d, gradient buckets of %g MiB\n", size, o.parallel.zero_stage,
+                  o.parallel.bucket_mb);
+    } else {
+      std::printf("1 rank\n");
+    }
     std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
                 static_cast<long long>(data.stream_length()), static_cast<long long>(o.training.batch), o.config.seq,
                 static_cast<long long>(o.training.micro_batch));
@@ -140,7 +163,7 @@ int run(int argc, char** argv, int rank, int size) {
       std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.progress().step));
   }
   std::unique_ptr<std::ofstream> json;
-  if (!o.log_json.empty()) {
+  if (!o.log_json.empty() && rank == 0) {
     json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
     trident::require(json->good(), "train_gpt: cannot open --log-json file '", o.log_json, "'");
   }
@@ -150,6 +173,7 @@ int run(int argc, char** argv, int rank, int size) {
     const double tokens_per_second = tokens_per_step / r.seconds;
     const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
     recent.push_back(r.loss);
+    if (rank != 0) continue;
     std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
                 static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
                 r.seconds * 1e3, tokens_per_second, 100 * mfu);
@@ -164,15 +188,18 @@ int run(int argc, char** argv, int rank, int size) {
       *json << line << std::flush;
     }
   }
-  if (!std::isnan(floor) && recent.size() >= 10) {
+  if (rank == 0 && !std::isnan(floor) && recent.size() >= 10) {
     const double last = std::accumulate(recent.end() - 10, recent.end(), 0.0) / 10;
     const double lnv = std::log(static_cast<double>(o.config.vocab));
     std::printf("mean loss of the last 10 steps %.4f: %.1f%% of the gap from ln V = %.4f to the floor %.4f closed\n",
                 last, 100 * (lnv - last) / (lnv - floor), lnv, floor);
   }
+  if (rank == 0 && data_parallel)
+    std::printf("%s", trident::memory_report(trainer.parallel()->memory(), "memory of rank 0").c_str());
   if (!o.save.empty()) {
     trainer.save(o.save);
-    std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
+    if (rank == 0)
+      std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
   }
   return 0;
 }
@@ -189,7 +216,12 @@ int main(int argc, char** argv) {
   try {
     status = run(argc, argv, rank, size);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+    // Collective checks make every rank fail together; each says why, under its rank.
+    if (size > 1) {
+      std::fprintf(stderr, "train_gpt: error (rank %d): %s\n", rank, e.what());
+    } else {
+      std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+    }
     status = 2;
   }
   Kokkos::finalize();

@@ -114,9 +114,15 @@ inline std::vector<double> expected_reduction(int size, std::int64_t n,
     const auto other = own_values(r, n, offset);
     for (std::size_t i = 0; i < result.size(); ++i) {
       switch (op) {
-        case trident::comm::ReduceOp::sum: result[i] += other[i]; break;
-        case trident::comm::ReduceOp::max: result[i] = std::max(result[i], other[i]); break;
-        case trident::comm::ReduceOp::min: result[i] = std::min(result[i], other[i]); break;
+        case trident::comm::ReduceOp::sum:
+          result[i] += other[i];
+          break;
+        case trident::comm::ReduceOp::max:
+          result[i] = std::max(result[i], other[i]);
+          break;
+        case trident::comm::ReduceOp::min:
+          result[i] = std::min(result[i], other[i]);
+          break;
       }
     }
   }

@@ -166,8 +166,8 @@ TEMPLATE_TEST_CASE("reduce_scatter leaves rank r the reduction of block r", "[co
   CHECK(strided_recv.untouched_violations() == 0);
 }
 
-TEMPLATE_TEST_CASE("reduce_scatter_v leaves rank r the reduction of its uneven block", "[comm][reduce_scatter]",
-                   float, double) {
+TEMPLATE_TEST_CASE("reduce_scatter_v leaves rank r the reduction of its uneven block", "[comm][reduce_scatter]", float,
+                   double) {
   const auto comm = world();
   const int size = comm.size(), rank = comm.rank();
   std::vector<int> counts, offsets;

@@ -92,12 +92,12 @@ TEST_CASE("different sizes, roots and reductions are caught", "[comm][consistenc
   Kokkos::View<double*, Memory> longer("longer", 12), shorter("shorter", 10);
 
   // The last rank is the odd one out: rank 0 is compared with it.
-  std::string message = error_of([&] {
-    trident::comm::allreduce(Space(), comm, rank == last ? shorter : longer, ReduceOp::sum);
-  });
-  CHECK(message == "trident::comm: collective mismatch on communicator 'dp' at call #1: rank 0 called allreduce(12 x "
-                   "double, sum) but rank " +
-                       std::to_string(last) + " called allreduce(10 x double, sum)");
+  std::string message =
+      error_of([&] { trident::comm::allreduce(Space(), comm, rank == last ? shorter : longer, ReduceOp::sum); });
+  CHECK(message ==
+        "trident::comm: collective mismatch on communicator 'dp' at call #1: rank 0 called allreduce(12 x "
+        "double, sum) but rank " +
+            std::to_string(last) + " called allreduce(10 x double, sum)");
   CHECK(same_message_everywhere(message));
 
   message = error_of([&] { trident::comm::broadcast(Space(), comm, longer, rank == last ? 1 : 0); });
@@ -109,15 +109,16 @@ TEST_CASE("different sizes, roots and reductions are caught", "[comm][consistenc
     auto request = trident::comm::iallreduce(Space(), comm, longer, rank == last ? ReduceOp::min : ReduceOp::max);
     request.wait();
   });
-  CHECK_THAT(message, Catch::Matchers::Contains("called allreduce(12 x double, max) but rank " +
-                                                std::to_string(last) + " called allreduce(12 x double, min)"));
+  CHECK_THAT(message, Catch::Matchers::Contains("called allreduce(12 x double, max) but rank " + std::to_string(last) +
+                                                " called allreduce(12 x double, min)"));
   CHECK(same_message_everywhere(message));
 }
 
 TEST_CASE("the mismatch message names both call numbers when they differ", "[comm][consistency]") {
-  trident::comm::Fingerprint a = trident::comm::make_fingerprint(Operation::allreduce,
-                                                                 trident::comm::ElementType::float32, 12, ReduceOp::sum);
-  trident::comm::Fingerprint b = trident::comm::make_fingerprint(Operation::barrier, trident::comm::ElementType::none, 0);
+  trident::comm::Fingerprint a =
+      trident::comm::make_fingerprint(Operation::allreduce, trident::comm::ElementType::float32, 12, ReduceOp::sum);
+  trident::comm::Fingerprint b =
+      trident::comm::make_fingerprint(Operation::barrier, trident::comm::ElementType::none, 0);
   a.sequence = 4;
   b.sequence = 3;
   CHECK(trident::comm::Impl::mismatch_message("pp", a, 0, b, 2) ==

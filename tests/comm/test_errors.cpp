@@ -40,8 +40,8 @@ TEST_CASE("mismatched lengths are refused before any MPI call", "[comm][errors]"
   Kokkos::View<float*, Memory> odd("odd", 3 * p + 1);
   if (p > 1) {  // one rank takes any number of elements as one block
     check_refused([&] { trident::comm::allgather(Space(), comm, odd); },
-                  {"trident::comm::allgather (in place)", std::to_string(3 * p + 1) + " elements do not split into " +
-                                                              size + " equal blocks"});
+                  {"trident::comm::allgather (in place)",
+                   std::to_string(3 * p + 1) + " elements do not split into " + size + " equal blocks"});
   }
   check_refused([&] { trident::comm::reduce_scatter(Space(), comm, ten, three); },
                 {"trident::comm::reduce_scatter on communicator 'tp' (size " + size +
@@ -78,9 +78,9 @@ TEST_CASE("uneven counts that do not fit are refused", "[comm][errors]") {
   check_refused([&] { trident::comm::allgatherv(Space(), comm, two, many, wrong_mine); },
                 {"rank " + std::to_string(rank) + " sends 2 elements but counts[" + std::to_string(rank) + "] is 3"});
   Kokkos::View<double*, Memory> short_recv("short_recv", 2 * p - 1);
-  check_refused([&] { trident::comm::allgatherv(Space(), comm, two, short_recv, twos); },
-                {"recv has " + std::to_string(2 * p - 1) + " elements but the counts add up to " +
-                 std::to_string(2 * p)});
+  check_refused(
+      [&] { trident::comm::allgatherv(Space(), comm, two, short_recv, twos); },
+      {"recv has " + std::to_string(2 * p - 1) + " elements but the counts add up to " + std::to_string(2 * p)});
   check_refused([&] { trident::comm::reduce_scatter_v(Space(), comm, short_recv, two, twos); },
                 {"trident::comm::reduce_scatter_v", "send has " + std::to_string(2 * p - 1) +
                                                         " elements but the counts add up to " + std::to_string(2 * p)});

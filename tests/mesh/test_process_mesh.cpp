@@ -91,8 +91,8 @@ TEST_CASE("every factorisation and order gives consistent coordinates and sub-co
   const int rank = world.rank();
   for (const Sizes& sizes : factorisations(world.size())) {
     for (const auto& order : all_orders()) {
-      INFO("dp " << sizes.dp << " tp " << sizes.tp << " pp " << sizes.pp << " order " << mesh_axis_name(order[0])
-                 << "," << mesh_axis_name(order[1]) << "," << mesh_axis_name(order[2]));
+      INFO("dp " << sizes.dp << " tp " << sizes.tp << " pp " << sizes.pp << " order " << mesh_axis_name(order[0]) << ","
+                 << mesh_axis_name(order[1]) << "," << mesh_axis_name(order[2]));
       const trident::ProcessMesh mesh(world, sizes.dp, sizes.tp, sizes.pp, order);
       CHECK(mesh.dp_size() == sizes.dp);
       CHECK(mesh.tp_size() == sizes.tp);
@@ -145,11 +145,11 @@ TEST_CASE("sizes that do not fit the communicator are refused", "[mesh][errors]"
   const int n = world.size();
   const std::string size = std::to_string(n);
   CHECK_THROWS_AS(trident::ProcessMesh(world, 0, n, 1), trident::InvalidArgument);
-  CHECK_THROWS_WITH(trident::ProcessMesh(world, 1, -1, 1),
-                    "trident::ProcessMesh: sizes must be at least 1, got dp 1, tp -1, pp 1 for a communicator of size " +
-                        size);
-  CHECK_THROWS_WITH(trident::ProcessMesh(world, 2, n, 3), "trident::ProcessMesh: dp 2 x tp " + size + " x pp 3 = " +
-                                                              std::to_string(6 * n) +
+  CHECK_THROWS_WITH(
+      trident::ProcessMesh(world, 1, -1, 1),
+      "trident::ProcessMesh: sizes must be at least 1, got dp 1, tp -1, pp 1 for a communicator of size " + size);
+  CHECK_THROWS_WITH(trident::ProcessMesh(world, 2, n, 3), "trident::ProcessMesh: dp 2 x tp " + size +
+                                                              " x pp 3 = " + std::to_string(6 * n) +
                                                               " does not match the communicator size " + size);
   CHECK_THROWS_WITH(trident::ProcessMesh(world, 1, n, 1, {MeshAxis::tp, MeshAxis::tp, MeshAxis::pp}),
                     "trident::MeshLayout: the order must name dp, tp and pp once each, got (tp, tp, pp)");

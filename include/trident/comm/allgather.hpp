@@ -75,8 +75,7 @@ Request allgather_in_place(Mode mode, const ExecutionSpace& space, const Communi
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data(), block, type, comm.mpi(), &request),
-            name);
+  check_mpi(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data(), block, type, comm.mpi(), &request), name);
   return Request(request, [buffer](const MPI_Status&) { buffer.finish(); });
 }
 
@@ -95,9 +94,9 @@ Request allgatherv(Mode mode, const ExecutionSpace& space, const Communicator& c
   require_argument(static_cast<std::int64_t>(recv.size()) == blocks->total, name, " on communicator '", comm.name(),
                    "': recv has ", recv.size(), " elements but the counts add up to ", blocks->total);
   require_disjoint(name, send, recv);
-  CommunicatorAccess::begin_collective(
-      comm, make_fingerprint(Operation::allgatherv, element_type_of<T>(), blocks->total),
-      static_cast<std::int64_t>(recv.size() * sizeof(T)));
+  CommunicatorAccess::begin_collective(comm,
+                                       make_fingerprint(Operation::allgatherv, element_type_of<T>(), blocks->total),
+                                       static_cast<std::int64_t>(recv.size() * sizeof(T)));
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);

@@ -64,8 +64,8 @@ Request allreduce_in_place(Mode mode, const ExecutionSpace& space, const Communi
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(
-      MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request), name);
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
+            name);
   return Request(request, [buffer](const MPI_Status&) { buffer.finish(); });
 }
 

@@ -58,7 +58,7 @@ void alltoall(const ExecutionSpace& space, const Communicator& comm, const SendV
 
 template <class ExecutionSpace, class SendView, class RecvView>
 [[nodiscard]] Request ialltoall(const ExecutionSpace& space, const Communicator& comm, const SendView& send,
-                               const RecvView& recv) {
+                                const RecvView& recv) {
   ScopedRegion region("trident::comm::ialltoall");
   return Impl::alltoall(Impl::Mode::nonblocking, space, comm, send, recv);
 }

@@ -19,8 +19,7 @@ struct BlockCounts {
   std::int64_t total = 0;
 };
 
-inline BlockCounts make_block_counts(const char* operation, const Communicator& comm,
-                                     const std::vector<int>& counts) {
+inline BlockCounts make_block_counts(const char* operation, const Communicator& comm, const std::vector<int>& counts) {
   require_argument(static_cast<int>(counts.size()) == comm.size(), operation, " on communicator '", comm.name(),
                    "': counts has ", counts.size(), " entries but the communicator has ", comm.size(), " ranks");
   BlockCounts blocks;

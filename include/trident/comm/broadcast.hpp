@@ -27,8 +27,7 @@ Request broadcast(Mode mode, const ExecutionSpace& space, const Communicator& co
                    " is not a rank of a communicator of size ", comm.size());
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::broadcast, element_type_of<T>(), count, root),
                                        static_cast<std::int64_t>(count * sizeof(T)));
-  auto buffer =
-      make_buffer(space, comm, view, comm.rank() == root ? Direction::send : Direction::receive, name);
+  auto buffer = make_buffer(space, comm, view, comm.rank() == root ? Direction::send : Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
     check_mpi(MPI_Bcast(buffer.data(), count, mpi_datatype<T>(), root, comm.mpi()), name);

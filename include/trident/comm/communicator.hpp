@@ -32,7 +32,8 @@ inline void check_mpi(int result, const char* operation) {
   char text[MPI_MAX_ERROR_STRING] = {};
   int length = 0;
   MPI_Error_string(result, text, &length);
-  throw Error(detail::concat(operation, ": MPI error ", result, ": ", std::string(text, static_cast<std::size_t>(length))));
+  throw Error(
+      detail::concat(operation, ": MPI error ", result, ": ", std::string(text, static_cast<std::size_t>(length))));
 }
 
 // TRIDENT_COMM_CHECK=1 turns the consistency check on for every communicator made afterwards.

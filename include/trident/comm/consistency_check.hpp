@@ -58,7 +58,8 @@ inline std::string describe(const Fingerprint& fingerprint) {
     text += std::to_string(fingerprint.count) + " x " +
             element_type_name(static_cast<ElementType>(fingerprint.element_type));
   }
-  if (fingerprint.reduce_op >= 0) text += std::string(", ") + reduce_op_name(static_cast<ReduceOp>(fingerprint.reduce_op));
+  if (fingerprint.reduce_op >= 0)
+    text += std::string(", ") + reduce_op_name(static_cast<ReduceOp>(fingerprint.reduce_op));
   if (fingerprint.root >= 0) text += ", root " + std::to_string(fingerprint.root);
   return text + ")";
 }
@@ -74,8 +75,8 @@ inline std::string mismatch_message(const std::string& communicator_name, const 
            describe(a) + " but rank " + std::to_string(rank_b) + " called " + describe(b);
   }
   return where + ": rank " + std::to_string(rank_a) + " called " + describe(a) + " as call #" +
-         std::to_string(a.sequence) + " but rank " + std::to_string(rank_b) + " called " + describe(b) +
-         " as call #" + std::to_string(b.sequence);
+         std::to_string(a.sequence) + " but rank " + std::to_string(rank_b) + " called " + describe(b) + " as call #" +
+         std::to_string(b.sequence);
 }
 
 // Collective over `comm`: throws the same trident::Error on every rank when any rank's
@@ -86,8 +87,8 @@ inline void verify_fingerprints(MPI_Comm comm, const std::string& communicator_n
   std::vector<Fingerprint> all(static_cast<std::size_t>(size));
   const int result = MPI_Allgather(&mine, static_cast<int>(sizeof(Fingerprint)), MPI_BYTE, all.data(),
                                    static_cast<int>(sizeof(Fingerprint)), MPI_BYTE, comm);
-  require(result == MPI_SUCCESS, "trident::comm: the consistency check's exchange on communicator '",
-          communicator_name, "' failed with MPI error ", result);
+  require(result == MPI_SUCCESS, "trident::comm: the consistency check's exchange on communicator '", communicator_name,
+          "' failed with MPI error ", result);
   for (int rank = 1; rank < size; ++rank) {
     const auto& other = all[static_cast<std::size_t>(rank)];
     if (other != all[0]) throw Error(mismatch_message(communicator_name, all[0], 0, other, rank));

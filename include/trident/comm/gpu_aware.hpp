@@ -6,8 +6,8 @@
 
 #include <trident/core/error.hpp>
 
-#include <Kokkos_Core.hpp>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 #if __has_include(<mpi-ext.h>)
 #include <mpi-ext.h>  // Open MPI's MPIX_Query_cuda_support / MPIX_Query_rocm_support
 #endif
@@ -27,9 +27,12 @@ enum class Transport {
 
 inline const char* transport_name(Transport transport) {
   switch (transport) {
-    case Transport::automatic: return "automatic";
-    case Transport::host_staged: return "host_staged";
-    case Transport::direct: return "direct";
+    case Transport::automatic:
+      return "automatic";
+    case Transport::host_staged:
+      return "host_staged";
+    case Transport::direct:
+      return "direct";
   }
   return "unknown";
 }
@@ -40,8 +43,7 @@ namespace Impl {
 inline std::optional<bool> parse_gpu_aware_override(const char* value) {
   if (value == nullptr || *value == '\0') return std::nullopt;
   const std::string text(value);
-  require_argument(text == "0" || text == "1", "trident::comm: TRIDENT_GPU_AWARE_MPI must be 0 or 1, got '", text,
-                   "'");
+  require_argument(text == "0" || text == "1", "trident::comm: TRIDENT_GPU_AWARE_MPI must be 0 or 1, got '", text, "'");
   return text == "1";
 }
 

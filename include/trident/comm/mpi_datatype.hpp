@@ -13,26 +13,37 @@ enum class ElementType : int { none, int8, uint8, int16, uint16, int32, uint32, 
 
 inline const char* element_type_name(ElementType type) {
   switch (type) {
-    case ElementType::none: return "none";
-    case ElementType::int8: return "int8";
-    case ElementType::uint8: return "uint8";
-    case ElementType::int16: return "int16";
-    case ElementType::uint16: return "uint16";
-    case ElementType::int32: return "int32";
-    case ElementType::uint32: return "uint32";
-    case ElementType::int64: return "int64";
-    case ElementType::uint64: return "uint64";
-    case ElementType::float32: return "float";
-    case ElementType::float64: return "double";
+    case ElementType::none:
+      return "none";
+    case ElementType::int8:
+      return "int8";
+    case ElementType::uint8:
+      return "uint8";
+    case ElementType::int16:
+      return "int16";
+    case ElementType::uint16:
+      return "uint16";
+    case ElementType::int32:
+      return "int32";
+    case ElementType::uint32:
+      return "uint32";
+    case ElementType::int64:
+      return "int64";
+    case ElementType::uint64:
+      return "uint64";
+    case ElementType::float32:
+      return "float";
+    case ElementType::float64:
+      return "double";
   }
   return "unknown";
 }
 
 // bool and long double have no portable MPI reduction; everything else arithmetic does.
 template <class T>
-inline constexpr bool is_supported_element_v =
-    std::is_same<T, float>::value || std::is_same<T, double>::value ||
-    (std::is_integral<T>::value && !std::is_same<T, bool>::value && sizeof(T) <= 8);
+inline constexpr bool is_supported_element_v = std::is_same<T, float>::value || std::is_same<T, double>::value ||
+                                               (std::is_integral<T>::value && !std::is_same<T, bool>::value &&
+                                                sizeof(T) <= 8);
 
 template <class T>
 constexpr ElementType element_type_of() {
@@ -57,17 +68,28 @@ namespace Impl {
 
 inline MPI_Datatype mpi_datatype(ElementType type) {
   switch (type) {
-    case ElementType::int8: return MPI_INT8_T;
-    case ElementType::uint8: return MPI_UINT8_T;
-    case ElementType::int16: return MPI_INT16_T;
-    case ElementType::uint16: return MPI_UINT16_T;
-    case ElementType::int32: return MPI_INT32_T;
-    case ElementType::uint32: return MPI_UINT32_T;
-    case ElementType::int64: return MPI_INT64_T;
-    case ElementType::uint64: return MPI_UINT64_T;
-    case ElementType::float32: return MPI_FLOAT;
-    case ElementType::float64: return MPI_DOUBLE;
-    case ElementType::none: break;
+    case ElementType::int8:
+      return MPI_INT8_T;
+    case ElementType::uint8:
+      return MPI_UINT8_T;
+    case ElementType::int16:
+      return MPI_INT16_T;
+    case ElementType::uint16:
+      return MPI_UINT16_T;
+    case ElementType::int32:
+      return MPI_INT32_T;
+    case ElementType::uint32:
+      return MPI_UINT32_T;
+    case ElementType::int64:
+      return MPI_INT64_T;
+    case ElementType::uint64:
+      return MPI_UINT64_T;
+    case ElementType::float32:
+      return MPI_FLOAT;
+    case ElementType::float64:
+      return MPI_DOUBLE;
+    case ElementType::none:
+      break;
   }
   return MPI_DATATYPE_NULL;
 }

@@ -37,22 +37,21 @@ Request reduce_scatter(Mode mode, const ExecutionSpace& space, const Communicato
                    comm.name(), "' (size ", comm.size(), "): send has ", send.size(), " elements but needs ",
                    comm.size(), " x ", recv.size(), " = ", comm.size() * recv.size());
   require_disjoint(name, send, recv);
-  CommunicatorAccess::begin_collective(
-      comm, make_fingerprint(Operation::reduce_scatter, element_type_of<T>(), count, op),
-      static_cast<std::int64_t>(send.size() * sizeof(T)));
+  CommunicatorAccess::begin_collective(comm,
+                                       make_fingerprint(Operation::reduce_scatter, element_type_of<T>(), count, op),
+                                       static_cast<std::int64_t>(send.size() * sizeof(T)));
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
-    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi()),
-              name);
+    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ireduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi(),
-                                      &request),
-            name);
+  check_mpi(
+      MPI_Ireduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
+      name);
   return Request(request, [in, out](const MPI_Status&) { out.finish(); });
 }
 
@@ -66,8 +65,8 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
   const int block = element_count(name, "recv", recv);
   auto blocks = std::make_shared<BlockCounts>(make_block_counts(name, comm, counts));
   const int mine = blocks->counts[static_cast<std::size_t>(comm.rank())];
-  require_argument(block == mine, name, " on communicator '", comm.name(), "': rank ", comm.rank(), " receives ",
-                   block, " elements but counts[", comm.rank(), "] is ", mine);
+  require_argument(block == mine, name, " on communicator '", comm.name(), "': rank ", comm.rank(), " receives ", block,
+                   " elements but counts[", comm.rank(), "] is ", mine);
   require_argument(static_cast<std::int64_t>(send.size()) == blocks->total, name, " on communicator '", comm.name(),
                    "': send has ", send.size(), " elements but the counts add up to ", blocks->total);
   require_disjoint(name, send, recv);
@@ -78,15 +77,15 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
-    check_mpi(MPI_Reduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op),
-                                 comm.mpi()),
-              name);
+    check_mpi(
+        MPI_Reduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op), comm.mpi()),
+        name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ireduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op),
-                                comm.mpi(), &request),
+  check_mpi(MPI_Ireduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op), comm.mpi(),
+                                &request),
             name);
   // MPI reads the counts until completion: the Request keeps them alive.
   return Request(request, [in, out, blocks](const MPI_Status&) { out.finish(); });
@@ -102,8 +101,8 @@ void reduce_scatter(const ExecutionSpace& space, const Communicator& comm, const
 }
 
 template <class ExecutionSpace, class SendView, class RecvView>
-void reduce_scatter_v(const ExecutionSpace& space, const Communicator& comm, const SendView& send,
-                      const RecvView& recv, const std::vector<int>& counts, ReduceOp op = ReduceOp::sum) {
+void reduce_scatter_v(const ExecutionSpace& space, const Communicator& comm, const SendView& send, const RecvView& recv,
+                      const std::vector<int>& counts, ReduceOp op = ReduceOp::sum) {
   ScopedRegion region("trident::comm::reduce_scatter_v");
   Impl::reduce_scatter_v(Impl::Mode::blocking, space, comm, send, recv, counts, op);
 }

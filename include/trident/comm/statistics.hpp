@@ -36,16 +36,26 @@ inline constexpr int operation_count = 10;
 
 inline const char* operation_name(Operation operation) {
   switch (operation) {
-    case Operation::barrier: return "barrier";
-    case Operation::allreduce: return "allreduce";
-    case Operation::allgather: return "allgather";
-    case Operation::allgatherv: return "allgatherv";
-    case Operation::reduce_scatter: return "reduce_scatter";
-    case Operation::reduce_scatter_v: return "reduce_scatter_v";
-    case Operation::broadcast: return "broadcast";
-    case Operation::alltoall: return "alltoall";
-    case Operation::send: return "send";
-    case Operation::recv: return "recv";
+    case Operation::barrier:
+      return "barrier";
+    case Operation::allreduce:
+      return "allreduce";
+    case Operation::allgather:
+      return "allgather";
+    case Operation::allgatherv:
+      return "allgatherv";
+    case Operation::reduce_scatter:
+      return "reduce_scatter";
+    case Operation::reduce_scatter_v:
+      return "reduce_scatter_v";
+    case Operation::broadcast:
+      return "broadcast";
+    case Operation::alltoall:
+      return "alltoall";
+    case Operation::send:
+      return "send";
+    case Operation::recv:
+      return "recv";
   }
   return "unknown";
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace trident {
@@ -101,10 +102,28 @@ class ParameterStore {
   flat_view values() const { return m_values; }
   flat_view grads() const { return m_grads; }
 
-  vector_view vector(const std::string& name) const { return vector_of(m_values, info(name)); }
-  matrix_view matrix(const std::string& name) const { return matrix_of(m_values, info(name)); }
-  vector_view grad_vector(const std::string& name) const { return vector_of(m_grads, info(name)); }
-  matrix_view grad_matrix(const std::string& name) const { return matrix_of(m_grads, info(name)); }
+  // A tensor's values and gradient: a slice of the flat buffer, or of the storage that backs it.
+  vector_view vector(const std::string& name) const { return tensor_vector(m_values, m_value_backing, name); }
+  matrix_view matrix(const std::string& name) const { return tensor_matrix(m_values, m_value_backing, name); }
+  vector_view grad_vector(const std::string& name) const { return tensor_vector(m_grads, m_grad_backing, name); }
+  matrix_view grad_matrix(const std::string& name) const { return tensor_matrix(m_grads, m_grad_backing, name); }
+
+  // Storage other than the two flat buffers, for ZeRO: stage 2 holds no full gradients between
+  // steps, stage 3 no full parameters, only the unit it is computing.
+  //
+  // Replaces the flat values / gradients: a view of size() elements, or an empty view to hold none.
+  void set_values(flat_view values) { m_values = checked_flat(std::move(values), "set_values"); }
+  void set_grads(flat_view grads) { m_grads = checked_flat(std::move(grads), "set_grads"); }
+
+  // Backs tensors [first, last) (store order, so contiguous in the flat layout) by `storage`,
+  // which holds exactly their elements laid out as in the flat buffer. An empty view returns
+  // them to the flat buffer. The store keeps `storage` alive while it backs them.
+  void back_values(std::size_t first, std::size_t last, flat_view storage) {
+    back_range(m_value_backing, first, last, std::move(storage), "back_values");
+  }
+  void back_grads(std::size_t first, std::size_t last, flat_view storage) {
+    back_range(m_grad_backing, first, last, std::move(storage), "back_grads");
+  }
 
   // The flat slice of any buffer laid out like the parameters (gradients, AdamW moments).
   static vector_view vector_of(const flat_view& flat, const ParameterInfo& t) {
@@ -117,6 +136,55 @@ class ParameterStore {
   }
 
  private:
+  // Where a backed tensor's elements are: `storage` holds the flat range starting at `base`.
+  struct Backing {
+    flat_view storage;
+    std::int64_t base = 0;
+  };
+
+  flat_view checked_flat(flat_view view, const char* operation) const {
+    require_argument(view.extent(0) == 0 || static_cast<std::int64_t>(view.extent(0)) == m_size,
+                     "trident::ParameterStore::", operation, ": a view of ", view.extent(0),
+                     " elements cannot hold the ", m_size, " elements of the store");
+    return view;
+  }
+
+  void back_range(std::vector<Backing>& backing, std::size_t first, std::size_t last, flat_view storage,
+                  const char* operation) {
+    require_argument(first < last && last <= m_tensors.size(), "trident::ParameterStore::", operation,
+                     ": tensors [", first, ", ", last, ") are not a range of the ", m_tensors.size(), " tensors");
+    const std::int64_t base = m_tensors[first].offset;
+    const std::int64_t count = m_tensors[last - 1].offset + m_tensors[last - 1].size() - base;
+    require_argument(storage.extent(0) == 0 || static_cast<std::int64_t>(storage.extent(0)) == count,
+                     "trident::ParameterStore::", operation, ": tensors '", m_tensors[first].name, "' to '",
+                     m_tensors[last - 1].name, "' hold ", count, " elements but the storage has ", storage.extent(0));
+    backing.resize(m_tensors.size());
+    for (std::size_t i = first; i < last; ++i) backing[i] = storage.extent(0) == 0 ? Backing{} : Backing{storage, base};
+  }
+
+  Scalar* tensor_data(const flat_view& flat, const std::vector<Backing>& backing, std::size_t index) const {
+    const auto& t = m_tensors[index];
+    if (index < backing.size() && backing[index].storage.extent(0) != 0)
+      return backing[index].storage.data() + (t.offset - backing[index].base);
+    require_argument(static_cast<std::int64_t>(flat.extent(0)) == m_size || t.size() == 0,
+                     "trident::ParameterStore: '", t.name, "' has no storage (its flat buffer is not held and nothing ",
+                     "backs it)");
+    return flat.data() + t.offset;
+  }
+
+  vector_view tensor_vector(const flat_view& flat, const std::vector<Backing>& backing, const std::string& name) const {
+    const auto index = index_of(name);
+    return vector_view(tensor_data(flat, backing, index), static_cast<std::size_t>(m_tensors[index].size()));
+  }
+
+  matrix_view tensor_matrix(const flat_view& flat, const std::vector<Backing>& backing, const std::string& name) const {
+    const auto index = index_of(name);
+    const auto& t = m_tensors[index];
+    require_argument(t.local_shape.size() == 2, "trident::ParameterStore: '", t.name, "' is not a matrix");
+    return matrix_view(tensor_data(flat, backing, index), static_cast<std::size_t>(t.local_shape[0]),
+                       static_cast<std::size_t>(t.local_shape[1]));
+  }
+
   std::size_t index_of(const std::string& name) const {
     auto it = m_index.find(name);
     if (it == m_index.end()) throw InvalidArgument("trident::ParameterStore: no parameter named '" + name + "'");
@@ -127,6 +195,7 @@ class ParameterStore {
   std::unordered_map<std::string, std::size_t> m_index;
   std::int64_t m_size = 0;
   flat_view m_values, m_grads;
+  std::vector<Backing> m_value_backing, m_grad_backing;  // empty, or one entry per tensor
 };
 
 }  // namespace trident

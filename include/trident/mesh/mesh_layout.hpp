@@ -15,9 +15,12 @@ enum class MeshAxis : int { dp, tp, pp };
 
 inline const char* mesh_axis_name(MeshAxis axis) {
   switch (axis) {
-    case MeshAxis::dp: return "dp";
-    case MeshAxis::tp: return "tp";
-    case MeshAxis::pp: return "pp";
+    case MeshAxis::dp:
+      return "dp";
+    case MeshAxis::tp:
+      return "tp";
+    case MeshAxis::pp:
+      return "pp";
   }
   return "unknown";
 }
@@ -77,9 +80,9 @@ class MeshLayout {
     int rank = 0;
     for (int i = 2; i >= 0; --i) {
       const MeshAxis axis = m_order[static_cast<std::size_t>(i)];
-      require_argument(coords[axis] >= 0 && coords[axis] < m_sizes[axis], "trident::MeshLayout::rank_of: ",
-                       to_string(coords), " is outside a mesh of dp ", m_sizes.dp, " x tp ", m_sizes.tp, " x pp ",
-                       m_sizes.pp);
+      require_argument(coords[axis] >= 0 && coords[axis] < m_sizes[axis],
+                       "trident::MeshLayout::rank_of: ", to_string(coords), " is outside a mesh of dp ", m_sizes.dp,
+                       " x tp ", m_sizes.tp, " x pp ", m_sizes.pp);
       rank = rank * m_sizes[axis] + coords[axis];
     }
     return rank;

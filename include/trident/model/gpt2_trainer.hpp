@@ -2,9 +2,18 @@
 // One training step of GPT-2, as the driver of llm.c reads: for each micro-batch forward and
 // backward (gradients accumulate), then clip the global norm, pick the learning rate, update.
 // The loss is the mean cross-entropy over every token of the global batch.
+//
+// On one rank, or data-parallel over the ranks of a communicator (plain, or ZeRO stage 1-3,
+// see data_parallel/data_parallel.hpp): each of D ranks takes rows [r*B/D, (r+1)*B/D) of every
+// step's batch, in micro-batches, and the step is the one-rank step on the whole batch.
 
+#include <trident/comm/communicator.hpp>
+#include <trident/core/memory_accounting.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
+#include <trident/data_parallel/collective_errors.hpp>
+#include <trident/data_parallel/data_parallel.hpp>
+#include <trident/data_parallel/store_like.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/optim/adamw.hpp>
@@ -14,6 +23,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 
 namespace trident::model {
@@ -34,7 +45,29 @@ struct TrainerSettings {
     require_argument(seq >= 1 && seq <= config.seq, "trident::model::TrainerSettings: sequence length ", seq,
                      " is outside [1, ", config.seq, "] (the model's context)");
   }
+
+  // Data parallelism over `ranks`: every rank's rows must be whole micro-batches.
+  void validate_data_parallel(int ranks) const {
+    require_argument(ranks >= 1 && batch % (micro_batch * ranks) == 0, "trident::model::TrainerSettings: the batch of ",
+                     batch, " sequences does not split into whole micro-batches of ", micro_batch, " on each of ",
+                     ranks, " data-parallel ranks (it must be a multiple of ", micro_batch * ranks, ")");
+  }
+
+  // What every data-parallel rank must agree on.
+  std::string describe() const {
+    return trident::detail::concat("batch=", batch, " micro_batch=", micro_batch, " seq=", seq,
+                                   " grad_clip=", grad_clip);
+  }
 };
+
+// GPT-2's units for data parallelism: its hooks' units, each owning its tensors, and the head
+// reading the tied wte as its output matrix.
+template <class Scalar, class MemorySpace>
+data_parallel::UnitPlan gpt2_unit_plan(const ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config) {
+  return data_parallel::UnitPlan(
+      store, config.layers + 2, [&](const std::string& name) { return gpt2_unit_of(name, config); },
+      {{config.layers + 1, "wte.weight"}});
+}
 
 struct StepReport {
   std::int64_t step = 0;
@@ -49,22 +82,42 @@ class Gpt2Trainer {
  public:
   using model_type = Gpt2<Scalar, ExecutionSpace>;
   using memory_space = typename model_type::memory_space;
+  using parallel_type = data_parallel::DataParallel<Scalar, ExecutionSpace>;
 
   Gpt2Trainer(const ExecutionSpace& space, const Gpt2Config& config, const TrainerSettings& settings,
               std::uint64_t seed)
       : m_settings((settings.validate(config), settings)),
         m_model(space, config),
-        m_adamw(m_model.parameters(), settings.adamw) {
+        m_adamw(std::in_place, m_model.parameters(), settings.adamw) {
     m_progress.seed = seed;
     m_model.initialize(seed);
   }
 
+  // Data-parallel training over the ranks of `dp`, all calling with the same arguments
+  // (checked: a rank that differs makes every rank throw).
+  Gpt2Trainer(const ExecutionSpace& space, const Gpt2Config& config, const TrainerSettings& settings,
+              std::uint64_t seed, const comm::Communicator& dp, const data_parallel::DataParallelSettings& parallel)
+      : m_settings(checked_settings(config, settings, dp, parallel)), m_model(space, config) {
+    m_progress.seed = seed;
+    m_model.initialize(seed);
+    m_parallel = std::make_unique<parallel_type>(space, dp, m_model.parameters(),
+                                                 gpt2_unit_plan(m_model.parameters(), config), settings.adamw,
+                                                 parallel, settings.describe());
+    parallel_type* engine = m_parallel.get();
+    m_model.set_hooks({[engine](int unit) { engine->before_forward(unit); },
+                       [engine](int unit) { engine->before_backward(unit); },
+                       [engine](int unit) { engine->after_backward(unit); }});
+  }
+
   model_type& model() { return m_model; }
+  // The data-parallel state (nullptr on one rank): memory, shards, events, full parameters.
+  parallel_type* parallel() { return m_parallel.get(); }
   const TrainingProgress& progress() const { return m_progress; }
   const TrainerSettings& settings() const { return m_settings; }
 
   // Step number progress().step + 1 on the data loader's batch for that step.
   StepReport train_step(const data::BatchLoader& data) {
+    if (m_parallel) return train_step_data_parallel(data);
     ScopedRegion region("trident::model::Gpt2Trainer::train_step");
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = m_progress.step + 1;
@@ -87,7 +140,7 @@ class Gpt2Trainer {
       if (coef < 1.0) optim::scale_in_place(space, m_model.parameters().grads(), coef);
     }
     report.lr = m_settings.schedule(step);
-    m_adamw.step(space, m_model.parameters(), step, report.lr);
+    m_adamw->step(space, m_model.parameters(), step, report.lr);
     compat::fence(space, "trident::model::Gpt2Trainer::train_step");
     m_progress.step = step;
     m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
@@ -95,18 +148,94 @@ class Gpt2Trainer {
     return report;
   }
 
+  // Data-parallel: collective; the group's rank 0 writes the one-rank file from the gathered state.
   void save(const std::string& path) const {
-    save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), m_adamw, m_progress);
+    if (!m_parallel) {
+      save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress);
+      return;
+    }
+    const auto& dp = m_parallel->communicator();
+    const bool root = dp.rank() == 0;
+    using store_type = ParameterStore<Scalar, memory_space>;
+    store_type full = root ? data_parallel::store_like(m_model.parameters(), "trident::checkpoint") : store_type();
+    std::optional<optim::AdamW<Scalar, memory_space>> adamw;
+    if (root) adamw.emplace(full, m_settings.adamw);
+    m_parallel->gather_state(0, full.values(), root ? adamw->exp_avg() : full.values(),
+                             root ? adamw->exp_avg_sq() : full.values());
+    data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer::save '" + path + "'", [&] {
+      if (root) save_gpt2_checkpoint(path, m_model.config(), full, *adamw, m_progress);
+    });
   }
 
+  // Data-parallel: collective; every rank reads the file (saved in any layout) and keeps its part.
   void load(const std::string& path) {
-    m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), m_adamw);
+    if (!m_parallel) {
+      m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw);
+      return;
+    }
+    auto full = data_parallel::store_like(m_model.parameters(), "trident::checkpoint");
+    optim::AdamW<Scalar, memory_space> adamw(full, m_settings.adamw);
+    TrainingProgress progress;
+    data_parallel::on_every_rank_or_none(m_parallel->communicator(), "trident::model::Gpt2Trainer::load '" + path + "'",
+                                         [&] { progress = load_gpt2_checkpoint(path, m_model.config(), full, adamw); });
+    m_parallel->scatter_state(full.values(), adamw.exp_avg(), adamw.exp_avg_sq());
+    m_progress = progress;
   }
 
  private:
+  // Settings checked on every rank of `dp` together, so that a rank with bad ones cannot
+  // leave the others waiting in the first collective.
+  static TrainerSettings checked_settings(const Gpt2Config& config, const TrainerSettings& settings,
+                                          const comm::Communicator& dp,
+                                          const data_parallel::DataParallelSettings& parallel) {
+    data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer: checking the settings", [&] {
+      config.validate();
+      settings.validate(config);
+      settings.validate_data_parallel(dp.size());
+      parallel.validate();
+    });
+    return settings;
+  }
+
+  StepReport train_step_data_parallel(const data::BatchLoader& data) {
+    ScopedRegion region("trident::model::Gpt2Trainer::train_step");
+    const auto start = std::chrono::steady_clock::now();
+    const std::int64_t step = m_progress.step + 1;
+    auto& parallel = *m_parallel;
+    const auto& dp = parallel.communicator();
+    const double global_tokens = static_cast<double>(m_settings.batch) * m_settings.seq;
+    const std::int64_t rows = m_settings.batch / dp.size(), first_row = dp.rank() * rows;
+    parallel.begin_step();
+    double loss_sum = 0;
+    for (std::int64_t first = 0; first < rows; first += m_settings.micro_batch) {
+      parallel.begin_micro_batch(first + m_settings.micro_batch >= rows);
+      const auto micro = data.batch(step - 1, first_row + first, m_settings.micro_batch);
+      loss_sum += m_model.forward(micro.inputs, micro.targets, static_cast<int>(m_settings.micro_batch),
+                                  m_settings.seq, 1.0 / global_tokens);
+      m_model.backward(1.0 / global_tokens);
+    }
+    parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
+    const auto gradients = parallel.finish_gradients(loss_sum);
+    StepReport report;
+    report.step = step;
+    report.loss = gradients.loss_sum / global_tokens;
+    report.grad_norm = std::sqrt(gradients.sum_of_squares);
+    if (m_settings.grad_clip > 0) {
+      const double coef = optim::clip_coefficient(report.grad_norm, m_settings.grad_clip);
+      if (coef < 1.0) parallel.scale_gradients(coef);
+    }
+    report.lr = m_settings.schedule(step);
+    parallel.step(step, report.lr);
+    m_progress.step = step;
+    m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+
   TrainerSettings m_settings;
   model_type m_model;
-  optim::AdamW<Scalar, memory_space> m_adamw;
+  std::optional<optim::AdamW<Scalar, memory_space>> m_adamw;  // one rank
+  std::unique_ptr<parallel_type> m_parallel;                  // data-parallel
   TrainingProgress m_progress;
 };
 

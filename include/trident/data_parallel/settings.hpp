@@ -1,0 +1,39 @@
+#pragma once
+// How a data-parallel group trains: which ZeRO stage shards what, how large the gradient
+// buckets are, and whether communication overlaps compute.
+
+#include <trident/core/error.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace trident::data_parallel {
+
+struct DataParallelSettings {
+  // 0: every rank holds everything (plain data parallelism, gradients all-reduced);
+  // 1: AdamW moments sharded; 2: gradients sharded too; 3: parameters sharded too (FSDP).
+  int zero_stage = 0;
+  // Gradient bucket size in MiB, as PyTorch DDP's bucket_cap_mb (25 by default).
+  double bucket_mb = 25.0;
+  // Reduce buckets during backward and prefetch ZeRO-3 gathers; false runs every collective
+  // only when its data is needed (what overlap hides is measured against it).
+  bool overlap = true;
+  // Keep a timeline of hooks and collectives (events()), for tests and traces.
+  bool record_events = false;
+
+  void validate() const {
+    require_argument(zero_stage >= 0 && zero_stage <= 3, "trident::data_parallel: ZeRO stage ", zero_stage,
+                     " is not one of 0, 1, 2, 3");
+    require_argument(bucket_mb > 0 && std::isfinite(bucket_mb), "trident::data_parallel: bucket size ", bucket_mb,
+                     " MiB must be positive");
+  }
+  std::int64_t bucket_bytes() const { return static_cast<std::int64_t>(std::llround(bucket_mb * 1024.0 * 1024.0)); }
+
+  // What every rank of the group must agree on (part of the start-up consistency check).
+  std::string describe() const {
+    return trident::detail::concat("zero_stage=", zero_stage, " bucket_bytes=", bucket_bytes(), " overlap=", overlap);
+  }
+};
+
+}  // namespace trident::data_parallel
