@@ -35,6 +35,8 @@ struct Options {
   int successors = 0;
   double peak_gflops = 0;
   int dp = 1;
+  int tp = 1;
+  bool sequence_parallel = false;
   trident::data_parallel::DataParallelSettings parallel;
 };
 
@@ -63,6 +65,8 @@ Options parse(int argc, char** argv, bool& help) {
   o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
   o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
   o.dp = flags.number<int>("dp", 1, "data-parallel ranks (the number of ranks mpiexec starts)");
+  o.tp = flags.number<int>("tp", 1, "tensor-parallel ranks (Megatron split of every layer)");
+  o.sequence_parallel = flags.flag("sequence-parallel", "with --tp: shard LayerNorm/residual rows over the group");
   o.parallel.zero_stage =
       flags.number<int>("zero", 0, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters");
   o.parallel.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
@@ -115,24 +119,47 @@ trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
   return text;
 }
 
+// Elements of the global tensors (a shard's store holds fewer).
+template <class Store>
+long long global_parameter_count(const Store& store) {
+  long long total = 0;
+  for (const auto& t : store.tensors()) {
+    long long n = 1;
+    for (auto e : t.global_shape) n *= e;
+    total += n;
+  }
+  return total;
+}
+
 int run(int argc, char** argv, int rank, int size) {
   bool help = false;
   const Options o = parse(argc, argv, help);
   if (help) return 0;
-  trident::require_argument(o.dp == size, "train_gpt: started on ", size, " rank(s) but --dp is ", o.dp,
-                            " (data parallelism is the only layout: pass --dp ", size, ")");
+  trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.dp * o.tp == size, "train_gpt: started on ", size,
+                            " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " = ", o.dp * o.tp);
+  trident::require_argument(o.dp == 1 || o.tp == 1, "train_gpt: --dp ", o.dp, " with --tp ", o.tp,
+                            ": data and tensor parallelism are not composed in one run yet; use one of them");
+  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.parallel.validate();
-  // One rank without ZeRO is the one-rank trainer itself; anything else trains data-parallel.
-  const bool data_parallel = size > 1 || o.parallel.zero_stage > 0;
+  // One rank without ZeRO is the one-rank trainer itself; --dp trains data-parallel, --tp
+  // tensor-parallel (every rank of the group runs the same micro-batches).
+  const bool data_parallel = o.dp > 1 || o.parallel.zero_stage > 0;
+  const bool tensor_parallel = o.tp > 1;
   double floor = NAN;
   trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
 
   Space space;
   using Trainer = trident::model::Gpt2Trainer<float, Space>;
-  const trident::comm::Communicator world(MPI_COMM_WORLD, "dp");
-  std::unique_ptr<Trainer> trainer_owner =
-      data_parallel ? std::make_unique<Trainer>(space, o.config, o.training, o.seed, world, o.parallel)
-                    : std::make_unique<Trainer>(space, o.config, o.training, o.seed);
+  const trident::comm::Communicator world(MPI_COMM_WORLD, data_parallel ? "dp" : "tp");
+  std::unique_ptr<Trainer> trainer_owner;
+  if (data_parallel) {
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, world, o.parallel);
+  } else if (tensor_parallel) {
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed,
+                                              trident::tensor_parallel::TensorParallelGroup{world, o.sequence_parallel});
+  } else {
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
+  }
   Trainer& trainer = *trainer_owner;
   if (!o.load.empty()) trainer.load(o.load);
 
@@ -144,10 +171,12 @@ int run(int argc, char** argv, int rank, int size) {
                                               o.config.hidden);
   if (rank == 0) {
     std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, ", o.config.describe().c_str(),
-                static_cast<long long>(trainer.model().parameters().size()), Space::name());
+                static_cast<long long>(global_parameter_count(trainer.model().parameters())), Space::name());
     if (data_parallel) {
       std::printf("%d data-parallel rank(s), ZeRO-%d, gradient buckets of %g MiB\n", size, o.parallel.zero_stage,
                   o.parallel.bucket_mb);
+    } else if (tensor_parallel) {
+      std::printf("%d tensor-parallel rank(s)%s\n", size, o.sequence_parallel ? " with sequence parallelism" : "");
     } else {
       std::printf("1 rank\n");
     }

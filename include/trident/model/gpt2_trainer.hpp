@@ -19,6 +19,7 @@
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
+#include <trident/tensor_parallel/grad_norm.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -84,10 +85,13 @@ class Gpt2Trainer {
   using memory_space = typename model_type::memory_space;
   using parallel_type = data_parallel::DataParallel<Scalar, ExecutionSpace>;
 
+  // One rank, or tensor parallelism over `tensor_parallel` (every rank of the group runs the
+  // same micro-batches and holds its shard of every layer).
   Gpt2Trainer(const ExecutionSpace& space, const Gpt2Config& config, const TrainerSettings& settings,
-              std::uint64_t seed)
+              std::uint64_t seed,
+              tensor_parallel::TensorParallelGroup tensor_parallel = tensor_parallel::TensorParallelGroup::single())
       : m_settings((settings.validate(config), settings)),
-        m_model(space, config),
+        m_model(space, config, std::move(tensor_parallel)),
         m_adamw(std::in_place, m_model.parameters(), settings.adamw) {
     m_progress.seed = seed;
     m_model.initialize(seed);
@@ -134,7 +138,9 @@ class Gpt2Trainer {
     StepReport report;
     report.step = step;
     report.loss = loss_sum / global_tokens;
-    report.grad_norm = std::sqrt(optim::sum_of_squares(space, m_model.parameters().grads()));
+    // Every element of the global gradient once: shards summed over the group, replicas once.
+    report.grad_norm = std::sqrt(
+        tensor_parallel::grad_norm_squared(space, m_model.parameters(), m_model.tensor_parallel_group()));
     if (m_settings.grad_clip > 0) {
       const double coef = optim::clip_coefficient(report.grad_norm, m_settings.grad_clip);
       if (coef < 1.0) optim::scale_in_place(space, m_model.parameters().grads(), coef);
@@ -151,7 +157,8 @@ class Gpt2Trainer {
   // Data-parallel: collective; the group's rank 0 writes the one-rank file from the gathered state.
   void save(const std::string& path) const {
     if (!m_parallel) {
-      save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress);
+      save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress,
+                           &m_model.tensor_parallel_group().comm);
       return;
     }
     const auto& dp = m_parallel->communicator();
