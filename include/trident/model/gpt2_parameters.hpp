@@ -6,6 +6,7 @@
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/random.hpp>
 #include <trident/model/gpt2_config.hpp>
+#include <trident/pipeline/partition.hpp>
 #include <trident/tensor_parallel/group.hpp>
 
 #include <cmath>
@@ -43,11 +44,36 @@ inline tensor_parallel::Range gpt2_vocab_range(const Gpt2Config& config, const G
   return tensor_parallel::even_split(config.vocab, split.tp_size, split.tp_rank);
 }
 
-// Declares every tensor in Hugging Face order, as the shard this rank holds.
+// The part of GPT-2 a pipeline stage holds (see pipeline/partition.hpp): blocks
+// [first_block, end_block) under their global names h.{l}, wte and wpe on the first stage, ln_f
+// on the last. The head is tied to the embedding, so the last stage holds a copy of wte too
+// (initialised by name to the same values; the pipeline sums the copies' gradients).
+using Gpt2Stage = pipeline::StageBlocks;
+
+inline Gpt2Stage whole_gpt2(const Gpt2Config& config) { return Gpt2Stage{0, config.layers, true, true}; }
+
+inline bool is_whole_gpt2(const Gpt2Config& config, const Gpt2Stage& stage) {
+  return stage.first_block == 0 && stage.end_block == config.layers;
+}
+
+inline void validate_gpt2_stage(const Gpt2Config& config, const Gpt2Stage& stage) {
+  require_argument(stage.first_block >= 0 && stage.first_block < stage.end_block && stage.end_block <= config.layers,
+                   "trident::model: a stage of blocks [", stage.first_block, ", ", stage.end_block,
+                   ") is not a non-empty range of the model's L = ", config.layers, " blocks");
+  const bool embedding_ok = stage.holds_embedding == (stage.first_block == 0);
+  const bool head_ok = stage.holds_head == (stage.end_block == config.layers);
+  require_argument(embedding_ok && head_ok, "trident::model: the stage of blocks [", stage.first_block, ", ",
+                   stage.end_block, ") must hold the embedding exactly when it starts at block 0 and the head ",
+                   "exactly when it ends at block L = ", config.layers, " (holds_embedding = ", stage.holds_embedding,
+                   ", holds_head = ", stage.holds_head, ")");
+}
+
+// Declares every tensor of the stage in Hugging Face order, as the shard this rank holds.
 template <class Scalar, class MemorySpace>
 void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config,
-                             const Gpt2Split& split = {}) {
+                             const Gpt2Split& split, const Gpt2Stage& stage) {
   validate_gpt2_split(config, split);
+  validate_gpt2_stage(config, stage);
   const std::int64_t c = config.hidden, t = config.seq, tp = split.tp_size, r = split.tp_rank;
   const std::int64_t cl = c / tp, fl = 4 * c / tp;
   const auto vocab = gpt2_vocab_range(config, split);
@@ -80,9 +106,10 @@ void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const G
   auto columns = [&](const std::string& name, std::int64_t in, std::int64_t out, std::int64_t width) {
     store.declare(name, {in, out}, {in, width}, {ShardBlock{0, 0, 0, r * width, in, width}}, true, tp == 1);
   };
-  rows("wte.weight", {config.vocab, c}, vocab.offset, vocab.count, true);
-  whole("wpe.weight", {t, c}, true);
-  for (int l = 0; l < config.layers; ++l) {
+  // wte: the embedding on the first stage, the tied head's copy on the last.
+  if (stage.holds_embedding || stage.holds_head) rows("wte.weight", {config.vocab, c}, vocab.offset, vocab.count, true);
+  if (stage.holds_embedding) whole("wpe.weight", {t, c}, true);
+  for (int l = stage.first_block; l < stage.end_block; ++l) {
     whole(layer_name(l, "ln_1.weight"), {c}, false);
     whole(layer_name(l, "ln_1.bias"), {c}, false);
     heads(layer_name(l, "attn.c_attn.weight"), true);
@@ -96,8 +123,15 @@ void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const G
     rows(layer_name(l, "mlp.c_proj.weight"), {4 * c, c}, r * fl, fl, true);
     whole(layer_name(l, "mlp.c_proj.bias"), {c}, false);
   }
+  if (!stage.holds_head) return;
   whole("ln_f.weight", {c}, false);
   whole("ln_f.bias", {c}, false);
+}
+
+template <class Scalar, class MemorySpace>
+void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config,
+                             const Gpt2Split& split = {}) {
+  declare_gpt2_parameters(store, config, split, whole_gpt2(config));
 }
 
 // The unit (see Gpt2Hooks) whose backward makes a tensor's gradient final: 0 for the
