@@ -9,7 +9,10 @@
 #include <trident/io/token_file.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/model/gemm_peak.hpp>
+#include <trident/mesh/process_mesh.hpp>
+#include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_trainer.hpp>
+#include <trident/pipeline/trace.hpp>
 
 #include "flags.hpp"
 
@@ -17,7 +20,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <chrono>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -37,6 +42,9 @@ struct Options {
   int dp = 1;
   int tp = 1;
   bool sequence_parallel = false;
+  int pp = 1, virtual_stages = 1;
+  std::string schedule, stage_layers, trace;
+  bool recompute = false;
   trident::data_parallel::DataParallelSettings parallel;
 };
 
@@ -67,6 +75,12 @@ Options parse(int argc, char** argv, bool& help) {
   o.dp = flags.number<int>("dp", 1, "data-parallel ranks (the number of ranks mpiexec starts)");
   o.tp = flags.number<int>("tp", 1, "tensor-parallel ranks (Megatron split of every layer)");
   o.sequence_parallel = flags.flag("sequence-parallel", "with --tp: shard LayerNorm/residual rows over the group");
+  o.pp = flags.number<int>("pp", 1, "pipeline stages (ranks)");
+  o.schedule = flags.text("schedule", "1f1b", "pipeline schedule: gpipe, 1f1b, interleaved, zb");
+  o.virtual_stages = flags.number<int>("virtual-stages", 1, "model chunks per rank (interleaved schedule)");
+  o.stage_layers = flags.text("stage-layers", "", "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
+  o.recompute = flags.flag("recompute", "recompute each block's activations in backward (pipeline)");
+  o.trace = flags.text("trace", "", "write a Chrome trace of the pipeline's last step here");
   o.parallel.zero_stage =
       flags.number<int>("zero", 0, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters");
   o.parallel.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
@@ -131,10 +145,91 @@ long long global_parameter_count(const Store& store) {
   return total;
 }
 
+// Pipeline parallelism (optionally with --tp inside each stage): the global batch of a step is
+// cut into m = batch / micro-batch micro-batches that stream through the stages by the
+// chosen schedule; every rank reads the same batch, the first stage uses the tokens and the
+// last the targets.
+int run_pipeline(const Options& o, int rank, int size) {
+  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp == 1 && o.pp * o.tp == size, "train_gpt: started on ",
+                            size, " rank(s) but --pp ", o.pp, " x --tp ", o.tp, " = ", o.pp * o.tp,
+                            o.dp == 1 ? "" : " (--dp is not composed with --pp yet)");
+  trident::require_argument(o.parallel.zero_stage == 0, "train_gpt: ZeRO is not composed with --pp yet");
+  trident::require_argument(o.save.empty(), "train_gpt: --save is not supported with --pp yet (--load is)");
+  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
+  o.training.validate(o.config);
+  const int micro_batches = static_cast<int>(o.training.batch / o.training.micro_batch);
+  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), 1, o.tp, o.pp);
+  const auto plan = trident::model::plan_gpt2_pipeline(o.config, o.schedule, o.pp, micro_batches, o.virtual_stages,
+                                                       o.stage_layers, o.config.seq);
+  double floor = NAN;
+  trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
+  Space space;
+  trident::model::Gpt2Pipeline<float, Space> pipe(space, o.config, plan, mesh.pp(),
+                                                  static_cast<int>(o.training.micro_batch), o.config.seq,
+                                                  {mesh.tp(), o.sequence_parallel}, o.recompute);
+  pipe.initialize(o.seed);
+  std::vector<trident::optim::AdamW<float, Space::memory_space>> optimizers;
+  for (int c = 0; c < pipe.chunk_count(); ++c) optimizers.emplace_back(pipe.chunk(c).parameters(), o.training.adamw);
+  std::int64_t step = 0;
+  if (!o.load.empty()) {
+    for (int c = 0; c < pipe.chunk_count(); ++c)
+      step = trident::model::load_gpt2_checkpoint(o.load, o.config, pipe.chunk(c).parameters(), optimizers[c]).step;
+  }
+  if (rank == 0) {
+    std::printf("train_gpt: GPT-2 %s, backend %s, %d pipeline stage(s) x %d tensor-parallel rank(s), schedule %s, "
+                "%d micro-batches%s\n",
+                o.config.describe().c_str(), Space::name(), o.pp, o.tp, o.schedule.c_str(), micro_batches,
+                o.recompute ? ", recomputation" : "");
+    for (std::size_t s = 0; s < plan.stages.size(); ++s)
+      std::printf("  stage %zu on pipeline rank %zu: blocks [%d, %d)%s%s\n", s, s % static_cast<std::size_t>(o.pp),
+                  plan.stages[s].first_block, plan.stages[s].end_block, plan.stages[s].holds_embedding ? " +embedding" : "",
+                  plan.stages[s].holds_head ? " +head" : "");
+    if (!std::isnan(floor))
+      std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
+                  std::log(static_cast<double>(o.config.vocab)), floor);
+  }
+  std::unique_ptr<std::ofstream> json;
+  if (!o.log_json.empty() && rank == 0) json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
+  const double global_tokens = static_cast<double>(o.training.batch) * o.config.seq;
+  while (step < o.steps) {
+    ++step;
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::vector<int>> tokens, targets;
+    for (int m = 0; m < micro_batches; ++m) {
+      const auto micro = data.batch(step - 1, m * o.training.micro_batch, o.training.micro_batch);
+      tokens.emplace_back(micro.inputs.begin(), micro.inputs.end());
+      targets.emplace_back(micro.targets.begin(), micro.targets.end());
+    }
+    pipe.zero_grad();
+    const double loss = pipe.forward_backward(tokens, targets, 1.0 / global_tokens) / global_tokens;
+    const double norm = std::sqrt(pipe.grad_norm_squared());
+    if (o.training.grad_clip > 0) pipe.scale_gradients(trident::optim::clip_coefficient(norm, o.training.grad_clip));
+    const double lr = o.training.schedule(step);
+    for (int c = 0; c < pipe.chunk_count(); ++c) optimizers[c].step(space, pipe.chunk(c).parameters(), step, lr);
+    trident::compat::fence(space, "train_gpt");
+    const double ms = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() * 1e3;
+    if (rank == 0) {
+      std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms\n", static_cast<long long>(step),
+                  static_cast<long long>(o.steps), loss, lr, norm, ms);
+      std::fflush(stdout);
+      if (json)
+        *json << "{\"step\":" << step << ",\"loss\":" << std::setprecision(9) << loss << ",\"lr\":" << lr
+              << ",\"grad_norm\":" << norm << ",\"ms\":" << ms << "}" << std::endl;
+    }
+  }
+  if (!o.trace.empty()) {
+    const auto events = pipe.executor().gather_trace();
+    if (mesh.world().rank() == 0) trident::pipeline::write_chrome_trace(o.trace, events);
+  }
+  return 0;
+}
+
 int run(int argc, char** argv, int rank, int size) {
   bool help = false;
   const Options o = parse(argc, argv, help);
   if (help) return 0;
+  if (o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty())
+    return run_pipeline(o, rank, size);
   trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.dp * o.tp == size, "train_gpt: started on ", size,
                             " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " = ", o.dp * o.tp);
   trident::require_argument(o.dp == 1 || o.tp == 1, "train_gpt: --dp ", o.dp, " with --tp ", o.tp,

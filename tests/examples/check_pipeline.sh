@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# train_gpt --pp: every schedule (and pp x tp, and recomputation) gives the one-rank losses
+# (1e-4 relative); a one-rank checkpoint resumes at pp = 2; bad pipelines are refused.
+set -euo pipefail
+exe="$1"; mpiexec="$2"; dir="$3"; shift 3
+rm -rf "$dir"; mkdir -p "$dir"
+run() { local ranks="$1"; shift; "$mpiexec" -n "$ranks" --oversubscribe --mca mpi_yield_when_idle 1 "$exe" "$@"; }
+losses() { sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*/\1 \2/' "$1"; }
+compare() {
+  paste <(losses "$1") <(losses "$2") | awk -v b="$2" '
+    { if ($1 != $3) bad = 1; d = $2 - $4; if (d < 0) d = -d; s = ($2 < 0 ? -$2 : $2);
+      if (d > 1e-4 * s) { print "step " $1 ": " $2 " vs " $4; bad = 1 }; n++ }
+    END { if (n == 0 || bad) exit 1; print "ok: " b " (" n " steps)" }'
+}
+run 1 "$@" --steps 5 --log-json "$dir/one.jsonl" > "$dir/one.log"
+for schedule in gpipe 1f1b zb; do
+  run 2 "$@" --steps 5 --pp 2 --schedule "$schedule" --log-json "$dir/pp2_$schedule.jsonl" > "$dir/pp2_$schedule.log"
+  compare "$dir/one.jsonl" "$dir/pp2_$schedule.jsonl"
+done
+run 2 "$@" --steps 5 --pp 2 --schedule interleaved --virtual-stages 2 --trace "$dir/trace.json" \
+    --log-json "$dir/pp2_interleaved.jsonl" > "$dir/pp2_interleaved.log"
+compare "$dir/one.jsonl" "$dir/pp2_interleaved.jsonl"
+grep -q '"traceEvents"' "$dir/trace.json"
+run 4 "$@" --steps 5 --pp 2 --tp 2 --recompute --log-json "$dir/pp2_tp2.jsonl" > "$dir/pp2_tp2.log"
+compare "$dir/one.jsonl" "$dir/pp2_tp2.jsonl"
+run 4 "$@" --steps 5 --pp 4 --stage-layers 1,1,1,1 --log-json "$dir/pp4.jsonl" > "$dir/pp4.log"
+compare "$dir/one.jsonl" "$dir/pp4.jsonl"
+run 1 "$@" --steps 2 --save "$dir/step2.safetensors" > "$dir/save.log"
+run 2 "$@" --steps 5 --pp 2 --load "$dir/step2.safetensors" --log-json "$dir/pp2_resumed.jsonl" > "$dir/resumed.log"
+grep '"step":[345],' "$dir/one.jsonl" > "$dir/one_tail.jsonl"
+compare "$dir/one_tail.jsonl" "$dir/pp2_resumed.jsonl"
+if run 2 "$@" --steps 1 --pp 2 --stage-layers 1,2 > "$dir/bad.log" 2>&1; then echo "a bad split ran"; exit 1; fi
+grep -q "stage" "$dir/bad.log" && echo "ok: bad split refused: $(grep -m1 error "$dir/bad.log")"
+if run 2 "$@" --steps 1 --pp 2 --schedule interleaved --virtual-stages 2 --micro-batch 8 > "$dir/bad2.log" 2>&1; then
+  echo "interleaved with m=1 ran"; exit 1
+fi
+echo "ok: $(grep -m1 error "$dir/bad2.log")"
