@@ -11,6 +11,7 @@
 #include <trident/model/gemm_peak.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
+#include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 #include <trident/pipeline/trace.hpp>
 
@@ -154,7 +155,6 @@ int run_pipeline(const Options& o, int rank, int size) {
                             size, " rank(s) but --pp ", o.pp, " x --tp ", o.tp, " = ", o.pp * o.tp,
                             o.dp == 1 ? "" : " (--dp is not composed with --pp yet)");
   trident::require_argument(o.parallel.zero_stage == 0, "train_gpt: ZeRO is not composed with --pp yet");
-  trident::require_argument(o.save.empty(), "train_gpt: --save is not supported with --pp yet (--load is)");
   trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.training.validate(o.config);
   const int micro_batches = static_cast<int>(o.training.batch / o.training.micro_batch);
@@ -216,6 +216,11 @@ int run_pipeline(const Options& o, int rank, int size) {
         *json << "{\"step\":" << step << ",\"loss\":" << std::setprecision(9) << loss << ",\"lr\":" << lr
               << ",\"grad_norm\":" << norm << ",\"ms\":" << ms << "}" << std::endl;
     }
+  }
+  if (!o.save.empty()) {
+    trident::model::save_gpt2_pipeline_checkpoint(o.save, o.config, pipe, optimizers,
+                                                  {step, step * o.training.batch * o.config.seq, o.seed});
+    if (rank == 0) std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(step));
   }
   if (!o.trace.empty()) {
     const auto events = pipe.executor().gather_trace();

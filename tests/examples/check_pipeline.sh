@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # train_gpt --pp: every schedule (and pp x tp, and recomputation) gives the one-rank losses
-# (1e-4 relative); a one-rank checkpoint resumes at pp = 2; bad pipelines are refused.
+# (1e-4 relative); a one-rank checkpoint resumes at pp = 2, a pipeline's checkpoint on one
+# rank and at pp = 4; bad pipelines are refused.
 set -euo pipefail
 exe="$1"; mpiexec="$2"; dir="$3"; shift 3
 rm -rf "$dir"; mkdir -p "$dir"
@@ -29,6 +30,13 @@ run 1 "$@" --steps 2 --save "$dir/step2.safetensors" > "$dir/save.log"
 run 2 "$@" --steps 5 --pp 2 --load "$dir/step2.safetensors" --log-json "$dir/pp2_resumed.jsonl" > "$dir/resumed.log"
 grep '"step":[345],' "$dir/one.jsonl" > "$dir/one_tail.jsonl"
 compare "$dir/one_tail.jsonl" "$dir/pp2_resumed.jsonl"
+# Saved by a pipeline (with tensor parallelism inside), resumed on one rank and at pp = 4.
+run 4 "$@" --steps 2 --pp 2 --tp 2 --schedule zb --save "$dir/pp2_step2.safetensors" > "$dir/pp_save.log"
+run 1 "$@" --steps 5 --load "$dir/pp2_step2.safetensors" --log-json "$dir/one_from_pp.jsonl" > "$dir/one_from_pp.log"
+compare "$dir/one_tail.jsonl" "$dir/one_from_pp.jsonl"
+run 4 "$@" --steps 5 --pp 4 --stage-layers 1,1,1,1 --load "$dir/pp2_step2.safetensors" \
+    --log-json "$dir/pp4_from_pp.jsonl" > "$dir/pp4_from_pp.log"
+compare "$dir/one_tail.jsonl" "$dir/pp4_from_pp.jsonl"
 if run 2 "$@" --steps 1 --pp 2 --stage-layers 1,2 > "$dir/bad.log" 2>&1; then echo "a bad split ran"; exit 1; fi
 grep -q "stage" "$dir/bad.log" && echo "ok: bad split refused: $(grep -m1 error "$dir/bad.log")"
 if run 2 "$@" --steps 1 --pp 2 --schedule interleaved --virtual-stages 2 --micro-batch 8 > "$dir/bad2.log" 2>&1; then
