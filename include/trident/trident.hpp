@@ -3,6 +3,7 @@
 
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
+#include <trident/core/memory_accounting.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/core/random.hpp>
@@ -33,7 +34,11 @@
 #include <trident/tensor_parallel/mappings.hpp>
 #include <trident/tensor_parallel/vocab_parallel_cross_entropy.hpp>
 
+#include <trident/data_parallel/data_parallel.hpp>
+
 #include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/model/gpt2_pipeline.hpp>
+#include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>

@@ -30,5 +30,5 @@ same_losses "$dir/resumed.jsonl" "$dir/one_after3.jsonl" "saved at dp=2 ZeRO-2, 
 if run2 --micro-batch 3 --steps 1 > "$dir/bad.log" 2> "$dir/bad.err"; then echo "FAIL: a batch of 8 in micro-batches of 3 on 2 ranks ran"; exit 1; fi
 grep -q "not a whole number of micro-batches of 3" "$dir/bad.err"
 if "$mpiexec" -n 2 $mpiflags "$exe" "${small[@]}" --steps 1 > "$dir/nodp.log" 2> "$dir/nodp.err"; then echo "FAIL: 2 ranks without --dp ran"; exit 1; fi
-grep -q "pass --dp 2" "$dir/nodp.err"
+grep -q "started on 2 rank(s) but --dp 1 x --tp 1 = 1" "$dir/nodp.err"
 echo "ok: errors"

@@ -149,7 +149,9 @@ TEST_CASE("the executor traces every action of every rank", "[pipeline][gpt2]") 
 TEST_CASE("each stage loads its tensors from a one-rank checkpoint", "[pipeline][gpt2]") {
   const int p = trident_test::world_size();
   const std::string path =
-      (std::filesystem::temp_directory_path() / "trident_pipeline_stage_load.safetensors").string();
+      (std::filesystem::temp_directory_path() /
+       ("trident_pipeline_stage_load_np" + std::to_string(p) + ".safetensors"))
+          .string();
   Model one(Space(), config);
   one.initialize(11);
   perturb(one.parameters());

@@ -189,7 +189,9 @@ TEST_CASE("20 training steps give the one-rank losses", "[tensor_parallel]") {
 
 TEST_CASE("a checkpoint saved at this tp loads at tp = 1 and continues identically", "[tensor_parallel]") {
   const std::string path =
-      (std::filesystem::temp_directory_path() / "trident_tp_checkpoint.safetensors").string();
+      (std::filesystem::temp_directory_path() /
+       ("trident_tp_checkpoint_np" + std::to_string(trident_test::world_size()) + ".safetensors"))
+          .string();
   Model shard(Space(), config, world_group(false));
   shard.initialize(21);
   trident::optim::AdamW<float, Space::memory_space> adamw(shard.parameters(), {});
