@@ -7,6 +7,7 @@
 #include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 
+#include "gpt2_arguments.hpp"
 #include "region_timer.hpp"
 
 #include <mpi.h>
@@ -24,26 +25,15 @@ namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
 
-int argument(int argc, char** argv, const char* name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Kokkos::initialize(argc, argv);
   {
-    trident::model::Gpt2Config config;
-    config.layers = argument(argc, argv, "--layers", 4);
-    config.hidden = argument(argc, argv, "--hidden", 256);
-    config.heads = argument(argc, argv, "--heads", 4);
-    config.seq = argument(argc, argv, "--seq", 256);
-    config.vocab = argument(argc, argv, "--vocab", 4096);
-    const int batch = argument(argc, argv, "--batch", 8);
-    const int steps = argument(argc, argv, "--steps", 6);
+    const trident::model::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
+    const int batch = trident_bench::argument(argc, argv, "--batch", 8);
+    const int steps = trident_bench::argument(argc, argv, "--steps", 6);
 
     trident::model::TrainerSettings settings;
     settings.batch = settings.micro_batch = batch;

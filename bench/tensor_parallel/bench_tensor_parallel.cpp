@@ -6,6 +6,8 @@
 
 #include <trident/model/gpt2.hpp>
 
+#include "gpt2_arguments.hpp"
+
 #include <mpi.h>
 
 #include <algorithm>
@@ -22,12 +24,6 @@ namespace {
 using Space = Kokkos::DefaultExecutionSpace;
 using Model = trident::model::Gpt2<float, Space>;
 using Clock = std::chrono::steady_clock;
-
-int argument(int argc, char** argv, const char* name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  return fallback;
-}
 
 struct UnitProfile {
   std::vector<double> seconds;      // forward + backward per unit (0 embedding, 1..L blocks, L+1 head)
@@ -99,14 +95,9 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Kokkos::initialize(argc, argv);
   {
-    trident::model::Gpt2Config config;
-    config.layers = argument(argc, argv, "--layers", 4);
-    config.hidden = argument(argc, argv, "--hidden", 256);
-    config.heads = argument(argc, argv, "--heads", 4);
-    config.seq = argument(argc, argv, "--seq", 256);
-    config.vocab = argument(argc, argv, "--vocab", 4096);
-    const int batch = argument(argc, argv, "--batch", 4), steps = argument(argc, argv, "--steps", 5);
-    const bool sp = argument(argc, argv, "--sequence-parallel", 0) != 0;
+    const trident::model::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
+    const int batch = trident_bench::argument(argc, argv, "--batch", 4), steps = trident_bench::argument(argc, argv, "--steps", 5);
+    const bool sp = trident_bench::argument(argc, argv, "--sequence-parallel", 0) != 0;
     trident::comm::Communicator world(MPI_COMM_WORLD, "world");
     const int tp = world.size();
 

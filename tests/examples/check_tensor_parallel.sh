@@ -5,16 +5,7 @@
 set -euo pipefail
 exe="$1"; mpiexec="$2"; dir="$3"; shift 3
 rm -rf "$dir"; mkdir -p "$dir"
-run() { local ranks="$1"; shift; "$mpiexec" -n "$ranks" --oversubscribe --mca mpi_yield_when_idle 1 "$exe" "$@"; }
-losses() { sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*/\1 \2/' "$1"; }
-# compare A B: same steps, every loss within 1e-4 relative.
-compare() {
-  paste <(losses "$1") <(losses "$2") | awk -v a="$1" -v b="$2" '
-    { if ($1 != $3) { print "step mismatch " $1 " vs " $3; bad = 1 }
-      d = $2 - $4; if (d < 0) d = -d; s = ($2 < 0 ? -$2 : $2);
-      if (d > 1e-4 * s) { print "step " $1 ": " $2 " vs " $4; bad = 1 }; n++ }
-    END { if (n == 0) { print "no steps"; bad = 1 }; if (bad) exit 1; print "ok: " a " ~ " b " (" n " steps)" }'
-}
+source "$(dirname "$0")/common.sh"
 run 1 "$@" --steps 6 --log-json "$dir/one.jsonl" > "$dir/one.log"
 run 2 "$@" --steps 6 --tp 2 --log-json "$dir/tp2.jsonl" > "$dir/tp2.log"
 compare "$dir/one.jsonl" "$dir/tp2.jsonl"
