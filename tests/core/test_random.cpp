@@ -17,8 +17,8 @@ trident::detail::Philox4x32Block philox_on_host(std::uint32_t c0, std::uint32_t 
   return trident::detail::philox4x32_10({{c0, c1, c2, c3}}, k0, k1);
 }
 
-Kokkos::View<float**, Kokkos::HostSpace> global_tensor(std::int64_t rows, std::int64_t cols,
-                                                        const trident::RandomStream& stream) {
+// A host copy in the device view's layout (LayoutLeft on GPUs), hence auto.
+auto global_tensor(std::int64_t rows, std::int64_t cols, const trident::RandomStream& stream) {
   Kokkos::View<float**, Space> global("global", rows, cols);
   trident::fill_normal(Space(), global, stream, 0.0, 0.02);
   return Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), global);
