@@ -38,6 +38,6 @@ function(trident_add_test)
     set_tests_properties(${ARG_NAME}_np${np} PROPERTIES
       TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${ARG_LABELS}"
       # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMP_PROC_BIND=false")
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive")
   endforeach()
 endfunction()
