@@ -19,7 +19,6 @@ cmake -S "$root" -B "$build" "${args[@]}"
 cmake --build "$build" -j "$(nproc)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_PROC_BIND=false
 (cd "$build" && ctest --output-on-failure -j "$(nproc)")
-for threads in 1 2; do
-  OMP_NUM_THREADS=$threads "$build/bench/model/bench_train_step" --steps 5 | head -1 |
-    sed "s/^{/{\"omp_threads\":$threads,/"
-done
+cd "$root"
+bench/portability/run.sh "$build" "$build/portability.jsonl" 1 2
+python3 "$root/bench/portability/table.py" "$build/portability.jsonl"

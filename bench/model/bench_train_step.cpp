@@ -8,6 +8,7 @@
 #include <trident/model/gpt2_trainer.hpp>
 
 #include "gpt2_arguments.hpp"
+#include "json_line.hpp"
 #include "region_timer.hpp"
 
 #include <mpi.h>
@@ -50,9 +51,14 @@ int main(int argc, char** argv) {
     // paired with a run of these GEMMs right after it, so load from other processes on the
     // machine hits both alike, and the fraction is the median of the pairs' ratios.
     const std::int64_t n = static_cast<std::int64_t>(batch) * config.seq, c = config.hidden;
-    struct Shape { std::int64_t m, n, k; int count; };
-    const std::vector<Shape> shapes = {{n, 3 * c, c, config.layers}, {n, c, c, config.layers},
-                                       {n, 4 * c, c, config.layers}, {n, c, 4 * c, config.layers},
+    struct Shape {
+      std::int64_t m, n, k;
+      int count;
+    };
+    const std::vector<Shape> shapes = {{n, 3 * c, c, config.layers},
+                                       {n, c, c, config.layers},
+                                       {n, 4 * c, c, config.layers},
+                                       {n, c, 4 * c, config.layers},
                                        {n, config.vocab, c, 1}};
     using Matrix = Kokkos::View<float**, Kokkos::LayoutRight, Space::memory_space>;
     std::vector<std::array<Matrix, 3>> operands;
@@ -90,13 +96,13 @@ int main(int argc, char** argv) {
       return v[v.size() / 2];
     };
     const double step_seconds = median(seconds);
-    std::printf("{\"bench\":\"train_step\",\"backend\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"seq\":%d,"
-                "\"vocab\":%d,\"batch\":%d,\"step_ms\":%.2f,\"tokens_per_s\":%.0f,\"model_gflops\":%.2f,"
-                "\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.4f,\"fraction_min\":%.4f,\"fraction_max\":%.4f}\n",
-                Space::name(), config.layers, config.hidden, config.heads, config.seq, config.vocab, batch,
-                step_seconds * 1e3, tokens / step_seconds, model_flops / step_seconds * 1e-9, median(rates) * 1e-9,
-                median(ratios), *std::min_element(ratios.begin(), ratios.end()),
-                *std::max_element(ratios.begin(), ratios.end()));
+    trident_bench::print_json<Space>(
+        "{\"bench\":\"train_step\",\"backend\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"seq\":%d,"
+        "\"vocab\":%d,\"batch\":%d,\"step_ms\":%.2f,\"tokens_per_s\":%.0f,\"model_gflops\":%.2f,"
+        "\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.4f,\"fraction_min\":%.4f,\"fraction_max\":%.4f}\n",
+        Space::name(), config.layers, config.hidden, config.heads, config.seq, config.vocab, batch, step_seconds * 1e3,
+        tokens / step_seconds, model_flops / step_seconds * 1e-9, median(rates) * 1e-9, median(ratios),
+        *std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end()));
 
     // Self time per region over the timed steps, largest first.
     std::vector<std::pair<std::string, trident_bench::RegionTimer::Totals>> regions(timer.totals().begin(),
@@ -105,10 +111,10 @@ int main(int argc, char** argv) {
               [](const auto& a, const auto& b) { return a.second.self_seconds > b.second.self_seconds; });
     const double total = step_seconds * steps;
     for (const auto& [name, t] : regions) {
-      std::printf("{\"bench\":\"train_step_region\",\"region\":\"%s\",\"calls_per_step\":%.1f,\"self_ms_per_step\":%.3f,"
-                  "\"fraction_of_step\":%.4f}\n",
-                  name.c_str(), static_cast<double>(t.calls) / steps, t.self_seconds * 1e3 / steps,
-                  t.self_seconds / total);
+      trident_bench::print_json<Space>(
+          "{\"bench\":\"train_step_region\",\"region\":\"%s\",\"calls_per_step\":%.1f,\"self_ms_per_step\":%.3f,"
+          "\"fraction_of_step\":%.4f}\n",
+          name.c_str(), static_cast<double>(t.calls) / steps, t.self_seconds * 1e3 / steps, t.self_seconds / total);
     }
   }
   Kokkos::finalize();

@@ -15,6 +15,8 @@
 #include <trident/core/random.hpp>
 #include <trident/ops/ops.hpp>
 
+#include "json_line.hpp"
+
 #include <KokkosBlas3_gemm.hpp>
 #include <Kokkos_Core.hpp>
 
@@ -181,7 +183,7 @@ struct ReferenceGemms {
 void print_op(const char* name, const Timing& fwd, const Timing& bwd, double flops, double sgemm_gflops) {
   const double total = fwd.median + bwd.median;
   const double gflops = flops > 0 ? flops / total * 1e-9 : 0.0;
-  std::printf(
+  trident_bench::print_json<Space>(
       "{\"bench\":\"op\",\"op\":\"%s\",\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_best_ms\":%.3f,\"bwd_best_ms\":%.3f,"
       "\"gflop\":%.4f,\"gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
       name, fwd.median * 1e3, bwd.median * 1e3, fwd.best * 1e3, bwd.best * 1e3, flops * 1e-9, gflops,
@@ -199,8 +201,9 @@ void compare_row_policies(const char* name, int repeats, int rows, const Body& b
   const Timing team = time_it(repeats, [&]() {
     Kokkos::parallel_for("bench::teams", Policy(rows, Kokkos::AUTO), detail::TeamRows<Body, Policy::member_type>{body});
   });
-  std::printf("{\"bench\":\"row_policy\",\"kernel\":\"%s\",\"range_over_rows_ms\":%.3f,\"team_per_row_ms\":%.3f}\n",
-              name, range.median * 1e3, team.median * 1e3);
+  trident_bench::print_json<Space>(
+      "{\"bench\":\"row_policy\",\"kernel\":\"%s\",\"range_over_rows_ms\":%.3f,\"team_per_row_ms\":%.3f}\n", name,
+      range.median * 1e3, team.median * 1e3);
   std::fflush(stdout);
 }
 
@@ -379,7 +382,7 @@ int main(int argc, char* argv[]) {
     const Shape s = parse(argc, argv);
     const int N = s.N(), C = s.C, V = s.V, T = s.T, H = s.H, B = s.B;
     const char* threads = std::getenv("OPENBLAS_NUM_THREADS");
-    std::printf(
+    trident_bench::print_json<Space>(
         "{\"bench\":\"config\",\"B\":%d,\"T\":%d,\"C\":%d,\"H\":%d,\"L\":%d,\"V\":%d,\"repeats\":%d,"
         "\"execution_space\":\"%s\",\"kokkos_version\":%d,\"OPENBLAS_NUM_THREADS\":\"%s\"}\n",
         B, T, C, H, s.L, V, s.repeats, Space::name(), KOKKOS_VERSION, threads ? threads : "unset");
@@ -392,7 +395,7 @@ int main(int argc, char* argv[]) {
       gemm_flops += g.flops();
       gemm_seconds += t.median * g.count;
       gemm_seconds_best += t.best * g.count;
-      std::printf(
+      trident_bench::print_json<Space>(
           "{\"bench\":\"sgemm\",\"gemm\":\"%s\",\"trans\":\"%c%c\",\"m\":%d,\"n\":%d,\"k\":%d,\"count\":%d,"
           "\"ms\":%.4f,\"gflops\":%.2f,\"gflops_best\":%.2f}\n",
           g.name, g.ta, g.tb, g.m, g.n, g.k, g.count, t.median * 1e3, 2.0 * g.m * g.n * g.k / t.median * 1e-9,
@@ -404,7 +407,7 @@ int main(int argc, char* argv[]) {
     std::string regions;
     for (const auto& r : regions_seen()) regions += (regions.empty() ? "\"" : ",\"") + r + "\"";
     const bool reached_blas = regions_seen().count("KokkosBlas::gemm[TPL_BLAS,float]") > 0;
-    std::printf(
+    trident_bench::print_json<Space>(
         "{\"bench\":\"sgemm_summary\",\"step_gemm_gflop\":%.3f,\"sgemm_gflops\":%.2f,\"sgemm_gflops_best\":%.2f,"
         "\"float_gemm_reaches_blas\":%s,\"regions\":[%s]}\n",
         gemm_flops * 1e-9, sgemm_gflops, sgemm_gflops_best, reached_blas ? "true" : "false", regions.c_str());
@@ -535,7 +538,7 @@ int main(int argc, char* argv[]) {
       return x[x.size() / 2];
     };
     const double step_median = median(step_seconds), reference_median = median(reference_seconds);
-    std::printf(
+    trident_bench::print_json<Space>(
         "{\"bench\":\"step\",\"loss\":%.5f,\"forward_ms\":%.2f,\"step_ms\":%.2f,\"step_best_ms\":%.2f,"
         "\"model_gflop\":%.3f,\"step_gemm_gflop\":%.3f,\"model_gflops\":%.2f,\"sgemm_gflops_paired\":%.2f,"
         "\"fraction_of_sgemm\":%.3f,\"fraction_of_sgemm_min\":%.3f,\"fraction_of_sgemm_max\":%.3f,"

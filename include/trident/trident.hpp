@@ -7,6 +7,7 @@
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/core/random.hpp>
+#include <trident/core/unit_hooks.hpp>
 #include <trident/core/version.hpp>
 
 #include <trident/comm/comm.hpp>
@@ -42,3 +43,5 @@
 #include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
+
+#include <trident/nn/nn.hpp>

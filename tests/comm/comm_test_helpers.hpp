@@ -29,10 +29,11 @@ inline trident::comm::Communicator world(const std::string& label = "world") {
   return trident::comm::Communicator(MPI_COMM_WORLD, label);
 }
 
-// A contiguous LayoutRight view in Memory with the same extents as `view` (rank 1 to 3).
+// A contiguous LayoutRight view in the memory of `view` with the same extents (rank 1 to 3).
 template <class ViewType>
 auto contiguous_like(const ViewType& view) {
   using T = typename ViewType::non_const_value_type;
+  using Memory = typename ViewType::memory_space;
   constexpr int rank = static_cast<int>(ViewType::rank);
   static_assert(rank >= 1 && rank <= 3, "comm_test helpers take rank-1 to rank-3 views");
   if constexpr (rank == 1) {
@@ -68,19 +69,19 @@ void fill(const ViewType& view, Make make) {
   Kokkos::deep_copy(view, contiguous);
 }
 
-template <class T>
-Kokkos::View<T*, Memory> filled(const std::string& label, std::int64_t n, int rank, std::int64_t offset = 0) {
-  Kokkos::View<T*, Memory> view(label, n);
+template <class T, class MemorySpace = Memory>
+Kokkos::View<T*, MemorySpace> filled(const std::string& label, std::int64_t n, int rank, std::int64_t offset = 0) {
+  Kokkos::View<T*, MemorySpace> view(label, n);
   fill(view, [&](std::int64_t i) { return value(rank, offset + i); });
   return view;
 }
 
 // Every other column of a (rows, 2 * cols) matrix whose other columns hold the sentinel: a
 // LayoutStride view whose elements are not contiguous.
-template <class T>
+template <class T, class MemorySpace = Memory>
 struct StridedMatrix {
-  using Strided = Kokkos::View<T**, Kokkos::LayoutStride, Memory>;
-  Kokkos::View<T**, Memory> base;
+  using Strided = Kokkos::View<T**, Kokkos::LayoutStride, MemorySpace>;
+  Kokkos::View<T**, MemorySpace> base;
   Strided view;
 
   StridedMatrix(const std::string& label, std::size_t rows, std::size_t cols) : base(label, rows, 2 * cols) {

@@ -2,6 +2,7 @@
 // the transports (host staging forced on this host-only machine) and the GPU-awareness switch.
 
 #include "comm_test_helpers.hpp"
+#include "execution_spaces.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -162,9 +163,23 @@ TEST_CASE("packing and staging copies are counted exactly", "[comm][statistics]"
   CHECK(comm.stats().packed_bytes() == 6 * bytes);
 }
 
-TEST_CASE("forced host staging gives the same results as the direct path", "[comm][staging]") {
-  for (Transport transport : {Transport::host_staged, Transport::direct}) {
-    INFO("transport " << trident::comm::transport_name(transport));
+// Every enabled execution space, its views in its own memory: forced host staging, the direct
+// path where MPI can read that memory (host memory, or device memory with a GPU-aware MPI), and
+// the automatic choice, which must stage device memory exactly when MPI is not GPU-aware.
+TEMPLATE_LIST_TEST_CASE("host staging and the direct path give the same results on every space", "[comm][staging]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
+  constexpr bool host_memory = Kokkos::SpaceAccessibility<Kokkos::HostSpace, Memory>::accessible;
+  const bool gpu_aware = trident::comm::mpi_is_gpu_aware();
+  std::vector<Transport> transports = {Transport::host_staged, Transport::automatic};
+  if (host_memory || gpu_aware) {
+    transports.push_back(Transport::direct);
+  } else {
+    WARN(Space::name() << ": MPI is not GPU-aware here, so the direct path on device memory is not run");
+  }
+  for (Transport transport : transports) {
+    INFO(Space::name() << ", transport " << trident::comm::transport_name(transport));
     auto comm = world().duplicate("staged");
     comm.set_transport(transport);
     const int size = comm.size(), rank = comm.rank();
@@ -172,23 +187,23 @@ TEST_CASE("forced host staging gives the same results as the direct path", "[com
     const auto sum = expected_reduction(size, n);
     const auto concatenation = expected_concatenation(std::vector<int>(static_cast<std::size_t>(size), n));
 
-    const auto send = filled<float>("send", n, rank);
+    const auto send = filled<float, Memory>("send", n, rank);
     Kokkos::View<float*, Memory> recv("recv", n);
     trident::comm::allreduce(Space(), comm, send, recv);
     CHECK(mismatches(values(recv), sum) == 0);
 
-    StridedMatrix<float> strided("strided", 2, 3);
+    StridedMatrix<float, Memory> strided("strided", 2, 3);
     fill(strided.view, [&](std::int64_t i) { return value(rank, i); });
     trident::comm::allreduce(Space(), comm, strided.view);
     CHECK(mismatches(values(strided.view), sum) == 0);
     CHECK(strided.untouched_violations() == 0);
 
-    StridedMatrix<float> gathered("gathered", 2 * size, 3);
+    StridedMatrix<float, Memory> gathered("gathered", 2 * size, 3);
     trident::comm::allgather(Space(), comm, send, gathered.view);
     CHECK(mismatches(values(gathered.view), concatenation) == 0);
     CHECK(gathered.untouched_violations() == 0);
 
-    const auto scatter_send = filled<double>("scatter_send", size * n, rank);
+    const auto scatter_send = filled<double, Memory>("scatter_send", size * n, rank);
     Kokkos::View<double*, Memory> scatter_recv("scatter_recv", n);
     auto request = trident::comm::ireduce_scatter(Space(), comm, scatter_send, scatter_recv);
     request.wait();
@@ -203,8 +218,9 @@ TEST_CASE("forced host staging gives the same results as the direct path", "[com
     trident::comm::sendrecv(Space(), comm, send, (rank + 1) % size, ring, (rank + size - 1) % size);
     CHECK(mismatches(values(ring), own_values((rank + size - 1) % size, n)) == 0);
 
-    const bool staged = transport == Transport::host_staged;
-    CHECK((comm.stats().staged_bytes() > 0) == staged);
+    const bool expect_staging =
+        transport == Transport::host_staged || (transport == Transport::automatic && !host_memory && !gpu_aware);
+    CHECK((comm.stats().staged_bytes() > 0) == expect_staging);
   }
 }
 
@@ -228,4 +244,36 @@ TEST_CASE("GPU-awareness: environment override and the host memory rule", "[comm
   CHECK_FALSE(use_host_staging<Kokkos::HostSpace>(Transport::automatic));
   CHECK(use_host_staging<Kokkos::HostSpace>(Transport::host_staged));
   CHECK_FALSE(use_host_staging<Kokkos::HostSpace>(Transport::direct));
+}
+
+TEST_CASE("host staging buffers are pooled: reused when free, never shared in flight", "[comm][staging]") {
+  auto& pool = trident::comm::Impl::StagingPool::instance();
+  auto first = pool.acquire(1000), second = pool.acquire(1000);
+  CHECK(first.data() != second.data());  // both held: two buffers
+  CHECK(first.extent(0) >= 1000);
+  const char* freed = first.data();
+  first = {};
+  CHECK(pool.acquire(600).data() == freed);  // free again once its holder lets go
+  CHECK(pool.acquire(1 << 20).extent(0) >= (1u << 20));
+
+  // Staged transfers in flight at once each hold their own buffer, and the values arrive.
+  auto comm = world().duplicate("pool");
+  comm.set_transport(Transport::host_staged);
+  const int size = comm.size(), rank = comm.rank();
+  const std::int64_t n = 5;
+  auto a = filled<float>("a", n, rank), b = filled<float>("b", n, rank + 1);
+  auto request_a = trident::comm::iallreduce(Space(), comm, a);
+  auto request_b = trident::comm::iallreduce(Space(), comm, b);
+  request_a.wait();
+  request_b.wait();
+  CHECK(mismatches(values(a), expected_reduction(size, n)) == 0);
+  std::vector<double> shifted(static_cast<std::size_t>(n), 0.0);
+  for (int r = 0; r < size; ++r) {
+    const auto own = own_values(r + 1, n);
+    for (std::size_t i = 0; i < shifted.size(); ++i) shifted[i] += own[i];
+  }
+  CHECK(mismatches(values(b), shifted) == 0);
+  const std::size_t kept = pool.buffers_kept();
+  for (int repeat = 0; repeat < 4; ++repeat) trident::comm::allreduce(Space(), comm, a);
+  CHECK(pool.buffers_kept() == kept);  // sequential transfers reuse, not grow
 }

@@ -1,6 +1,7 @@
 // The counter-based generator: known-answer vectors, statistics, and the property the whole
 // library relies on: a shard filled on its own equals the same slice of the global tensor.
 
+#include "execution_spaces.hpp"
 #include "trident_test.hpp"
 
 #include <trident/core/random.hpp>
@@ -9,15 +10,16 @@
 
 namespace {
 
-using Space = Kokkos::DefaultExecutionSpace;
+using DefaultSpace = Kokkos::DefaultExecutionSpace;  // where the reference tensor is drawn
 using Host = Kokkos::DefaultHostExecutionSpace;
 
-trident::detail::Philox4x32Block philox_on_host(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                                std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
+trident::detail::Philox4x32Block philox_on_host(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                                std::uint32_t k0, std::uint32_t k1) {
   return trident::detail::philox4x32_10({{c0, c1, c2, c3}}, k0, k1);
 }
 
 // A host copy in the device view's layout (LayoutLeft on GPUs), hence auto.
+template <class Space = DefaultSpace>
 auto global_tensor(std::int64_t rows, std::int64_t cols, const trident::RandomStream& stream) {
   Kokkos::View<float**, Space> global("global", rows, cols);
   trident::fill_normal(Space(), global, stream, 0.0, 0.02);
@@ -44,7 +46,9 @@ TEST_CASE("Philox-4x32-10 matches the Random123 known-answer vectors", "[random]
   CHECK(pi.v[3] == 0x24126ea1u);
 }
 
-TEST_CASE("normal and uniform fills have the requested moments", "[random]") {
+TEMPLATE_LIST_TEST_CASE("normal and uniform fills have the requested moments", "[random]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t n = 200000;
   Kokkos::View<double*, Space> normal("normal", n), uniform("uniform", n);
   trident::fill_normal(Space(), normal, trident::random_stream(7, "n"), 1.5, 0.5);
@@ -78,7 +82,9 @@ TEST_CASE("different names, seeds and indices give different streams", "[random]
   CHECK(trident::random_normal(a, 5) == trident::random_normal(a, 5));
 }
 
-TEST_CASE("row and column shards are bit-for-bit slices of the global tensor", "[random]") {
+TEMPLATE_LIST_TEST_CASE("row and column shards are bit-for-bit slices of the global tensor", "[random]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t rows = 24, cols = 36;
   const auto stream = trident::random_stream(1234, "h.3.mlp.c_fc.weight");
   const auto global = global_tensor(rows, cols, stream);
@@ -108,7 +114,8 @@ TEST_CASE("row and column shards are bit-for-bit slices of the global tensor", "
   }
 }
 
-TEST_CASE("a strided subview fills like the slice it views", "[random]") {
+TEMPLATE_LIST_TEST_CASE("a strided subview fills like the slice it views", "[random]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t rows = 8, cols = 12;
   const auto stream = trident::random_stream(99, "c_attn");
   const auto global = global_tensor(rows, cols, stream);
@@ -123,10 +130,20 @@ TEST_CASE("a strided subview fills like the slice it views", "[random]") {
   CHECK(mismatches == 0);
 }
 
-TEST_CASE("every rank draws the same tensor", "[random][mpi]") {
+TEMPLATE_LIST_TEST_CASE("every rank and every execution space draws the same tensor", "[random][mpi]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const auto stream = trident::random_stream(5, "wte.weight");
-  const auto local = global_tensor(4, 5, stream);
-  std::vector<float> mine(local.data(), local.data() + local.size()), root = mine;
+  const auto local = global_tensor<Space>(4, 5, stream);
+  const auto on_default_space = global_tensor(4, 5, stream);
+  std::vector<float> mine, reference;
+  for (std::int64_t i = 0; i < 4; ++i)
+    for (std::int64_t j = 0; j < 5; ++j) {
+      mine.push_back(local(i, j));
+      reference.push_back(on_default_space(i, j));
+    }
+  CHECK(mine == reference);  // bitwise, whatever space and layout drew it
+  std::vector<float> root = mine;
   MPI_Bcast(root.data(), static_cast<int>(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
   CHECK(mine == root);
 }

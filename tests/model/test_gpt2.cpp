@@ -1,6 +1,7 @@
 // The library's GPT-2 against the independent double-precision reference: loss, logits and
 // every parameter gradient; gradient accumulation; initialisation; determinism.
 
+#include "execution_spaces.hpp"
 #include "trident_test.hpp"
 
 #include "gpt2_reference.hpp"
@@ -19,14 +20,15 @@ trident::model::Gpt2Config library_config(const ref::Gpt2Config& c) {
   return {c.layers, c.heads, c.hidden, c.seq, c.vocab};
 }
 
-template <class Scalar>
-void load_parameters(trident::model::Gpt2<Scalar, Space>& model, const ref::NamedTensors& params) {
+template <class Scalar, class ModelSpace>
+void load_parameters(trident::model::Gpt2<Scalar, ModelSpace>& model, const ref::NamedTensors& params) {
   auto& store = model.parameters();
   auto host = Kokkos::create_mirror_view(store.values());
   for (const auto& t : store.tensors()) {
     const auto& values = params.at(t.name);
     REQUIRE(static_cast<std::int64_t>(values.size()) == t.size());
-    for (std::int64_t i = 0; i < t.size(); ++i) host(t.offset + i) = static_cast<Scalar>(values[static_cast<std::size_t>(i)]);
+    for (std::int64_t i = 0; i < t.size(); ++i)
+      host(t.offset + i) = static_cast<Scalar>(values[static_cast<std::size_t>(i)]);
   }
   Kokkos::deep_copy(store.values(), host);
 }
@@ -56,7 +58,7 @@ Batch make_batch(int batch, int seq, int vocab, int salt) {
   return b;
 }
 
-template <class Scalar>
+template <class Scalar, class ModelSpace>
 void compare_with_reference(const ref::Gpt2Config& config, int batch, int seq, double tolerance) {
   const auto params = ref::random_parameters(config, 42, 0.3);
   const auto data = make_batch(batch, seq, config.vocab, 1);
@@ -66,7 +68,7 @@ void compare_with_reference(const ref::Gpt2Config& config, int batch, int seq, d
   std::vector<double> expected_logits;
   ref::loss(config, params, data.tokens, data.targets, batch, seq, &expected_logits);
 
-  trident::model::Gpt2<Scalar, Space> model(Space(), library_config(config));
+  trident::model::Gpt2<Scalar, ModelSpace> model(ModelSpace(), library_config(config));
   load_parameters(model, params);
   model.zero_grad();
   const double tokens = static_cast<double>(batch) * seq;
@@ -93,13 +95,15 @@ void compare_with_reference(const ref::Gpt2Config& config, int batch, int seq, d
 
 }  // namespace
 
-TEST_CASE("GPT-2 in double matches the reference network: loss, logits, every gradient", "[model]") {
-  compare_with_reference<double>({2, 3, 12, 8, 13}, 2, 7, 1e-10);
-  compare_with_reference<double>({1, 1, 4, 4, 5}, 3, 4, 1e-10);
+TEMPLATE_LIST_TEST_CASE("GPT-2 in double matches the reference network: loss, logits, every gradient", "[model]",
+                        trident_test::ExecutionSpaces) {
+  compare_with_reference<double, TestType>({2, 3, 12, 8, 13}, 2, 7, 1e-10);
+  compare_with_reference<double, TestType>({1, 1, 4, 4, 5}, 3, 4, 1e-10);
 }
 
-TEST_CASE("GPT-2 in float matches the double reference to 1e-5", "[model]") {
-  compare_with_reference<float>({2, 2, 16, 8, 37}, 2, 8, 1e-5);
+TEMPLATE_LIST_TEST_CASE("GPT-2 in float matches the double reference to 1e-5", "[model]",
+                        trident_test::ExecutionSpaces) {
+  compare_with_reference<float, TestType>({2, 2, 16, 8, 37}, 2, 8, 1e-5);
 }
 
 TEST_CASE("micro-batches accumulate to the gradient of the full batch", "[model]") {
@@ -197,7 +201,8 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
     auto grads = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters().grads());
     for (const auto& t : model.parameters().tensors())
       if (trident::model::gpt2_unit_of(t.name, model.config()) == u)
-        for (std::int64_t i = 0; i < t.size(); ++i) grad_sum_at_hook[static_cast<std::size_t>(u)] += std::abs(grads(t.offset + i));
+        for (std::int64_t i = 0; i < t.size(); ++i)
+          grad_sum_at_hook[static_cast<std::size_t>(u)] += std::abs(grads(t.offset + i));
   };
   model.set_hooks(hooks);
   model.zero_grad();
@@ -209,7 +214,8 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
   std::vector<double> final_sum(4, 0.0);
   for (const auto& t : model.parameters().tensors())
     for (std::int64_t i = 0; i < t.size(); ++i)
-      final_sum[static_cast<std::size_t>(trident::model::gpt2_unit_of(t.name, model.config()))] += std::abs(grads(t.offset + i));
+      final_sum[static_cast<std::size_t>(trident::model::gpt2_unit_of(t.name, model.config()))] +=
+          std::abs(grads(t.offset + i));
   for (int u = 0; u < 4; ++u) {
     CHECK(final_sum[static_cast<std::size_t>(u)] > 0);
     CHECK(grad_sum_at_hook[static_cast<std::size_t>(u)] == final_sum[static_cast<std::size_t>(u)]);

@@ -3,6 +3,7 @@
 // and central finite differences. Everything goes through explicit host mirrors, so the tests
 // also run where the default execution space is a GPU.
 
+#include "execution_spaces.hpp"
 #include "trident_test.hpp"
 
 #include <trident/core/random.hpp>
@@ -17,26 +18,24 @@
 
 namespace ops_test {
 
-using Space = Kokkos::DefaultExecutionSpace;
-using Memory = Space::memory_space;
+// Views in the memory of the execution space a test case runs on.
+template <class Scalar, class Space>
+using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename Space::memory_space>;
+template <class Scalar, class Space>
+using Vector = Kokkos::View<Scalar*, Kokkos::LayoutRight, typename Space::memory_space>;
 
-template <class Scalar>
-using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, Memory>;
-template <class Scalar>
-using Vector = Kokkos::View<Scalar*, Kokkos::LayoutRight, Memory>;
-
-template <class Scalar>
-Matrix<Scalar> random_matrix(const std::string& name, std::int64_t rows, std::int64_t cols, double low = -1.0,
-                             double high = 1.0, std::uint64_t seed = 17) {
-  Matrix<Scalar> m(name, rows, cols);
+template <class Scalar, class Space>
+Matrix<Scalar, Space> random_matrix(const std::string& name, std::int64_t rows, std::int64_t cols, double low = -1.0,
+                                    double high = 1.0, std::uint64_t seed = 17) {
+  Matrix<Scalar, Space> m(name, rows, cols);
   trident::fill_uniform(Space(), m, trident::random_stream(seed, name), low, high);
   return m;
 }
 
-template <class Scalar>
-Vector<Scalar> random_vector(const std::string& name, std::int64_t length, double low = -1.0, double high = 1.0,
-                             std::uint64_t seed = 17) {
-  Vector<Scalar> v(name, length);
+template <class Scalar, class Space>
+Vector<Scalar, Space> random_vector(const std::string& name, std::int64_t length, double low = -1.0, double high = 1.0,
+                                    std::uint64_t seed = 17) {
+  Vector<Scalar, Space> v(name, length);
   trident::fill_uniform(Space(), v, trident::random_stream(seed, name), low, high);
   return v;
 }

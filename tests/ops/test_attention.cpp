@@ -40,17 +40,19 @@ std::vector<double> naive_attention(const std::vector<double>& qkv, int B, int T
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("attention_forward matches the naive causal softmax(QK^T/sqrt(d))V", "[ops][attention]", float,
-                   double) {
+TEMPLATE_LIST_TEST_CASE("attention_forward matches the naive causal softmax(QK^T/sqrt(d))V", "[ops][attention]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const int B = 2, T = 5, H = 3, hd = 4, cl = H * hd;
-  const auto qkv = random_matrix<TestType>("qkv", B * T, 3 * cl, -2.0, 2.0);
+  const auto qkv = random_matrix<TestScalar, Space>("qkv", B * T, 3 * cl, -2.0, 2.0);
   const auto expected = naive_attention(values(qkv), B, T, H, hd);
-  const double tolerance = std::is_same<TestType, float>::value ? 1e-6 : 1e-14;
+  const double tolerance = std::is_same<TestScalar, float>::value ? 1e-6 : 1e-14;
   // Causal blocks of 1, 2 (a partial last block), 3, exactly T, and more than T rows.
   for (int block : {1, 2, 3, 5, 64}) {
     INFO("causal block = " << block);
-    trident::ops::AttentionBuffers<TestType, Memory> buffers(B, T, H, hd, block);
-    Matrix<TestType> out("out", B * T, cl);
+    trident::ops::AttentionBuffers<TestScalar, typename Space::memory_space> buffers(B, T, H, hd, block);
+    Matrix<TestScalar, Space> out("out", B * T, cl);
     trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
     CHECK(relative_error(values(out), expected) < tolerance);
     CHECK(elementwise_error(values(out), expected) < 100 * tolerance);
@@ -88,32 +90,36 @@ TEST_CASE("causal blocks tile the lower triangle without overlap", "[ops][attent
   }
 }
 
-TEST_CASE("attention_forward is stable for large scores", "[ops][attention]") {
+TEMPLATE_LIST_TEST_CASE("attention_forward is stable for large scores", "[ops][attention]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int B = 1, T = 4, H = 2, hd = 3, cl = H * hd;
-  const auto qkv = random_matrix<float>("qkv", B * T, 3 * cl, -40.0, 40.0);
-  trident::ops::AttentionBuffers<float, Memory> buffers(B, T, H, hd);
-  Matrix<float> out("out", B * T, cl);
+  const auto qkv = random_matrix<float, Space>("qkv", B * T, 3 * cl, -40.0, 40.0);
+  trident::ops::AttentionBuffers<float, typename Space::memory_space> buffers(B, T, H, hd);
+  Matrix<float, Space> out("out", B * T, cl);
   trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
   const auto got = values(out);
   for (double v : got) CHECK(std::isfinite(v));
   CHECK(relative_error(got, naive_attention(values(qkv), B, T, H, hd)) < 1e-5);
 }
 
-TEST_CASE("attention_backward matches finite differences", "[ops][attention]") {
+TEMPLATE_LIST_TEST_CASE("attention_backward matches finite differences", "[ops][attention]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int B = 2, T = 5, H = 3, hd = 2, cl = H * hd;
-  auto qkv = random_matrix<double>("qkv", B * T, 3 * cl, -1.5, 1.5);
-  const auto upstream = random_matrix<double>("upstream", B * T, cl);
+  auto qkv = random_matrix<double, Space>("qkv", B * T, 3 * cl, -1.5, 1.5);
+  const auto upstream = random_matrix<double, Space>("upstream", B * T, cl);
   const auto g = values(upstream);
   const int block = GENERATE(2, 5);  // several causal blocks (the last one partial), and one
   INFO("causal block = " << block);
-  trident::ops::AttentionBuffers<double, Memory> buffers(B, T, H, hd, block);
-  Matrix<double> out("out", B * T, cl);
+  trident::ops::AttentionBuffers<double, typename Space::memory_space> buffers(B, T, H, hd, block);
+  Matrix<double, Space> out("out", B * T, cl);
   auto loss = [&]() {
     trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
     return dot(values(out), g);
   };
   loss();
-  Matrix<double> dqkv("dqkv", B * T, 3 * cl);
+  Matrix<double, Space> dqkv("dqkv", B * T, 3 * cl);
   trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, B, T, H);
   const auto analytic = values(dqkv);
   check_gradient(analytic, finite_differences(qkv, loss));
@@ -126,33 +132,39 @@ TEST_CASE("attention_backward matches finite differences", "[ops][attention]") {
   }
 }
 
-TEST_CASE("attention buffers can share scratch between layers", "[ops][attention]") {
+TEMPLATE_LIST_TEST_CASE("attention buffers can share scratch between layers", "[ops][attention]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int B = 1, T = 6, H = 2, hd = 3, cl = H * hd;
-  const auto qkv1 = random_matrix<double>("qkv1", B * T, 3 * cl), qkv2 = random_matrix<double>("qkv2", B * T, 3 * cl);
-  const auto dout = random_matrix<double>("dout", B * T, cl);
-  trident::ops::AttentionBuffers<double, Memory> layer1(B, T, H, hd);
-  auto layer2 = trident::ops::AttentionBuffers<double, Memory>::sharing_scratch_with(layer1);
+  const auto qkv1 = random_matrix<double, Space>("qkv1", B * T, 3 * cl),
+             qkv2 = random_matrix<double, Space>("qkv2", B * T, 3 * cl);
+  const auto dout = random_matrix<double, Space>("dout", B * T, cl);
+  trident::ops::AttentionBuffers<double, typename Space::memory_space> layer1(B, T, H, hd);
+  auto layer2 = trident::ops::AttentionBuffers<double, typename Space::memory_space>::sharing_scratch_with(layer1);
   CHECK(layer2.q.data() == layer1.q.data());
   CHECK(layer2.probs.data() != layer1.probs.data());
-  Matrix<double> out1("out1", B * T, cl), out2("out2", B * T, cl), d1("d1", B * T, 3 * cl), d2("d2", B * T, 3 * cl);
+  Matrix<double, Space> out1("out1", B * T, cl), out2("out2", B * T, cl), d1("d1", B * T, 3 * cl),
+      d2("d2", B * T, 3 * cl);
   trident::ops::attention_forward(Space(), out1, layer1, qkv1, B, T, H);
   trident::ops::attention_forward(Space(), out2, layer2, qkv2, B, T, H);
   // Backward in reverse order, as a model does, after the other layer overwrote the scratch.
   trident::ops::attention_backward(Space(), d2, dout, layer2, qkv2, B, T, H);
   trident::ops::attention_backward(Space(), d1, dout, layer1, qkv1, B, T, H);
 
-  trident::ops::AttentionBuffers<double, Memory> alone(B, T, H, hd);
-  Matrix<double> reference("reference", B * T, 3 * cl), out("out", B * T, cl);
+  trident::ops::AttentionBuffers<double, typename Space::memory_space> alone(B, T, H, hd);
+  Matrix<double, Space> reference("reference", B * T, 3 * cl), out("out", B * T, cl);
   trident::ops::attention_forward(Space(), out, alone, qkv1, B, T, H);
   trident::ops::attention_backward(Space(), reference, dout, alone, qkv1, B, T, H);
   CHECK(values(d1) == values(reference));
 }
 
-TEST_CASE("attention handles T = 1 and rejects inconsistent shapes", "[ops][attention]") {
+TEMPLATE_LIST_TEST_CASE("attention handles T = 1 and rejects inconsistent shapes", "[ops][attention]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int B = 3, T = 1, H = 2, hd = 2, cl = H * hd;
-  const auto qkv = random_matrix<double>("qkv", B * T, 3 * cl);
-  trident::ops::AttentionBuffers<double, Memory> buffers(B, T, H, hd);
-  Matrix<double> out("out", B * T, cl);
+  const auto qkv = random_matrix<double, Space>("qkv", B * T, 3 * cl);
+  trident::ops::AttentionBuffers<double, typename Space::memory_space> buffers(B, T, H, hd);
+  Matrix<double, Space> out("out", B * T, cl);
   trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, H);
   // With one position, attention returns V.
   const auto hq = values(qkv), ho = values(out);
@@ -162,6 +174,6 @@ TEST_CASE("attention handles T = 1 and rejects inconsistent shapes", "[ops][atte
   CHECK_THROWS_AS(trident::ops::attention_forward(Space(), out, buffers, qkv, B, T, 3), trident::InvalidArgument);
   CHECK_THROWS_WITH(trident::ops::attention_forward(Space(), out, buffers, qkv, B, 2, H),
                     Catch::Matchers::Contains("qkv has 3 rows but B*T = 3*2"));
-  Matrix<double> wrong("wrong", B * T, cl + 1);
+  Matrix<double, Space> wrong("wrong", B * T, cl + 1);
   CHECK_THROWS_AS(trident::ops::attention_forward(Space(), wrong, buffers, qkv, B, T, H), trident::InvalidArgument);
 }

@@ -15,8 +15,9 @@ using namespace ops_test;
 
 namespace {
 
-Vector<int> token_view(const std::vector<int>& tokens) {
-  Vector<int> view("tokens", tokens.size());
+template <class Space>
+Vector<int, Space> token_view(const std::vector<int>& tokens) {
+  Vector<int, Space> view("tokens", tokens.size());
   auto host = Kokkos::create_mirror_view(view);
   for (std::size_t i = 0; i < tokens.size(); ++i) host(i) = tokens[i];
   Kokkos::deep_copy(view, host);
@@ -25,13 +26,16 @@ Vector<int> token_view(const std::vector<int>& tokens) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("embedding_forward adds token and position rows; out-of-shard tokens give zero", "[ops][embedding]",
-                   float, double) {
+TEMPLATE_LIST_TEST_CASE("embedding_forward adds token and position rows; out-of-shard tokens give zero",
+                        "[ops][embedding]", trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const int T = 3, C = 5, vocab_local = 4, offset = 4;  // shard [4, 8) of a vocabulary of 11
   const std::vector<int> tokens = {4, 7, 2, 10, 5, 8};  // 2, 10, 8 lie outside the shard
-  const auto tok = token_view(tokens);
-  const auto wte = random_matrix<TestType>("wte", vocab_local, C), wpe = random_matrix<TestType>("wpe", T + 2, C);
-  Matrix<TestType> out("out", tokens.size(), C), tok_only("tok_only", tokens.size(), C);
+  const auto tok = token_view<Space>(tokens);
+  const auto wte = random_matrix<TestScalar, Space>("wte", vocab_local, C),
+             wpe = random_matrix<TestScalar, Space>("wpe", T + 2, C);
+  Matrix<TestScalar, Space> out("out", tokens.size(), C), tok_only("tok_only", tokens.size(), C);
   trident::ops::embedding_forward(Space(), out, tok, wte, wpe, T, offset);
   trident::ops::token_embedding_forward(Space(), tok_only, tok, wte, offset);
   const auto hte = values(wte), hpe = values(wpe), ho = values(out), ht = values(tok_only);
@@ -41,25 +45,27 @@ TEMPLATE_TEST_CASE("embedding_forward adds token and position rows; out-of-shard
     for (int c = 0; c < C; ++c) {
       const double token_part = inside ? hte[row * C + c] : 0.0;
       CHECK(ht[n * C + c] == token_part);
-      CHECK(ho[n * C + c] == static_cast<double>(static_cast<TestType>(token_part + hpe[(n % T) * C + c])));
+      CHECK(ho[n * C + c] == static_cast<double>(static_cast<TestScalar>(token_part + hpe[(n % T) * C + c])));
     }
   }
   // Positions added afterwards (the vocabulary-parallel order) give the same result.
   trident::ops::position_embedding_forward(Space(), tok_only, wpe, T, true);
   CHECK(values(tok_only) == ho);
-  Matrix<TestType> positions("positions", tokens.size(), C);
+  Matrix<TestScalar, Space> positions("positions", tokens.size(), C);
   trident::ops::position_embedding_forward(Space(), positions, wpe, T);
   const auto hp = values(positions);
   for (std::size_t n = 0; n < tokens.size(); ++n)
     for (int c = 0; c < C; ++c) CHECK(hp[n * C + c] == hpe[(n % T) * C + c]);
 }
 
-TEST_CASE("embedding_backward sums gradients per token and position, deterministically", "[ops][embedding]") {
+TEMPLATE_LIST_TEST_CASE("embedding_backward sums gradients per token and position, deterministically",
+                        "[ops][embedding]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int T = 4, C = 21, vocab = 6;  // 21 columns: a block of 16 and a tail
   const std::vector<int> tokens = {1, 3, 1, 5, 1, 0, 3, 3, 2, 1, 4, 1};
-  const auto tok = token_view(tokens);
-  const auto dout = random_matrix<float>("dout", tokens.size(), C);
-  Matrix<float> dwte("dwte", vocab, C), dwpe("dwpe", T + 1, C);
+  const auto tok = token_view<Space>(tokens);
+  const auto dout = random_matrix<float, Space>("dout", tokens.size(), C);
+  Matrix<float, Space> dwte("dwte", vocab, C), dwpe("dwpe", T + 1, C);
   trident::ops::embedding_backward(Space(), dwte, dwpe, dout, tok, T);
   const auto first_wte = values(dwte), first_wpe = values(dwpe);
 
@@ -78,8 +84,8 @@ TEST_CASE("embedding_backward sums gradients per token and position, determinist
   for (int i = 0; i < (T + 1) * C; ++i) CHECK(first_wpe[i] == ref_wpe[i]);  // row T untouched (zero)
 
   // Bitwise identical on a second run; gradients accumulate.
-  Matrix<float> again("again", vocab, C);
-  trident::ops::embedding_backward(Space(), again, Matrix<float>(), dout, tok, T);
+  Matrix<float, Space> again("again", vocab, C);
+  trident::ops::embedding_backward(Space(), again, Matrix<float, Space>(), dout, tok, T);
   CHECK(values(again) == first_wte);
   // Accumulation continues token by token onto what is there.
   trident::ops::embedding_backward(Space(), dwte, dwpe, dout, tok, T);
@@ -89,29 +95,33 @@ TEST_CASE("embedding_backward sums gradients per token and position, determinist
   for (std::size_t i = 0; i < second.size(); ++i) CHECK(second[i] == ref_wte[i]);
 }
 
-TEST_CASE("embedding_backward matches finite differences and skips out-of-shard tokens", "[ops][embedding]") {
+TEMPLATE_LIST_TEST_CASE("embedding_backward matches finite differences and skips out-of-shard tokens",
+                        "[ops][embedding]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int T = 2, C = 3, vocab_local = 3, offset = 2;
   const std::vector<int> tokens = {2, 4, 0, 3, 4, 7};
-  const auto tok = token_view(tokens);
-  auto wte = random_matrix<double>("wte", vocab_local, C);
-  auto wpe = random_matrix<double>("wpe", T, C);
-  const auto upstream = random_matrix<double>("up", tokens.size(), C);
+  const auto tok = token_view<Space>(tokens);
+  auto wte = random_matrix<double, Space>("wte", vocab_local, C);
+  auto wpe = random_matrix<double, Space>("wpe", T, C);
+  const auto upstream = random_matrix<double, Space>("up", tokens.size(), C);
   const auto g = values(upstream);
-  Matrix<double> out("out", tokens.size(), C);
+  Matrix<double, Space> out("out", tokens.size(), C);
   auto loss = [&]() {
     trident::ops::embedding_forward(Space(), out, tok, wte, wpe, T, offset);
     return dot(values(out), g);
   };
-  Matrix<double> dwte("dwte", vocab_local, C), dwpe("dwpe", T, C);
+  Matrix<double, Space> dwte("dwte", vocab_local, C), dwpe("dwpe", T, C);
   trident::ops::embedding_backward(Space(), dwte, dwpe, upstream, tok, T, offset);
   check_gradient(values(dwte), finite_differences(wte, loss));
   check_gradient(values(dwpe), finite_differences(wpe, loss));
 }
 
-TEST_CASE("embedding rejects a batch that is not whole sequences", "[ops][embedding]") {
-  const auto tok = token_view({0, 1, 2, 0, 1});
-  const auto wte = random_matrix<float>("wte", 3, 2), wpe = random_matrix<float>("wpe", 2, 2);
-  Matrix<float> out("out", 5, 2);
+TEMPLATE_LIST_TEST_CASE("embedding rejects a batch that is not whole sequences", "[ops][embedding]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const auto tok = token_view<Space>({0, 1, 2, 0, 1});
+  const auto wte = random_matrix<float, Space>("wte", 3, 2), wpe = random_matrix<float, Space>("wpe", 2, 2);
+  Matrix<float, Space> out("out", 5, 2);
   CHECK_THROWS_WITH(trident::ops::embedding_forward(Space(), out, tok, wte, wpe, 2),
                     Catch::Matchers::Contains("5 rows are not a whole number of sequences of length T = 2"));
   CHECK_THROWS_AS(trident::ops::embedding_forward(Space(), out, tok, wte, wpe, 5), trident::InvalidArgument);
@@ -137,18 +147,20 @@ std::vector<double> reference_cross_entropy(const std::vector<double>& logits, c
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("cross_entropy_forward matches log-sum-exp minus the target logit", "[ops][cross_entropy]", float,
-                   double) {
+TEMPLATE_LIST_TEST_CASE("cross_entropy_forward matches log-sum-exp minus the target logit", "[ops][cross_entropy]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const int V = 37;
   const std::vector<int> target_list = {0, 36, 5, -1, 17, 36, 2};
-  const auto targets = token_view(target_list);
+  const auto targets = token_view<Space>(target_list);
   // Large logits: a naive exp would overflow in float.
-  const auto logits = random_matrix<TestType>("logits", target_list.size(), V, -30.0, 120.0);
-  Vector<TestType> losses("losses", target_list.size());
+  const auto logits = random_matrix<TestScalar, Space>("logits", target_list.size(), V, -30.0, 120.0);
+  Vector<TestScalar, Space> losses("losses", target_list.size());
   trident::ops::cross_entropy_forward(Space(), losses, logits, targets);
   const auto expected = reference_cross_entropy(values(logits), target_list, V);
   const auto got = values(losses);
-  const double tolerance = std::is_same<TestType, float>::value ? 1e-5 : 1e-13;
+  const double tolerance = std::is_same<TestScalar, float>::value ? 1e-5 : 1e-13;
   for (std::size_t n = 0; n < got.size(); ++n) {
     CHECK(std::isfinite(got[n]));
     CHECK(std::abs(got[n] - expected[n]) <= tolerance * std::max(1.0, std::abs(expected[n])));
@@ -156,18 +168,20 @@ TEMPLATE_TEST_CASE("cross_entropy_forward matches log-sum-exp minus the target l
   CHECK(got[3] == 0.0);  // ignored target
 }
 
-TEST_CASE("cross_entropy_backward matches finite differences", "[ops][cross_entropy]") {
+TEMPLATE_LIST_TEST_CASE("cross_entropy_backward matches finite differences", "[ops][cross_entropy]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const int V = 11;
   const std::vector<int> target_list = {3, 0, 10, 7, -1};
-  const auto targets = token_view(target_list);
-  auto logits = random_matrix<double>("logits", target_list.size(), V, -3.0, 3.0);
-  Vector<double> losses("losses", target_list.size());
+  const auto targets = token_view<Space>(target_list);
+  auto logits = random_matrix<double, Space>("logits", target_list.size(), V, -3.0, 3.0);
+  Vector<double, Space> losses("losses", target_list.size());
   const double scale = 1.0 / 4.0;
   auto loss = [&]() {
     trident::ops::cross_entropy_forward(Space(), losses, logits, targets);
     return scale * trident::ops::sum(Space(), losses);
   };
-  Matrix<double> dlogits("dlogits", target_list.size(), V);
+  Matrix<double, Space> dlogits("dlogits", target_list.size(), V);
   trident::ops::cross_entropy_backward(Space(), dlogits, logits, targets, scale);
   const auto analytic = values(dlogits);
   check_gradient(analytic, finite_differences(logits, loss));
@@ -180,19 +194,22 @@ TEST_CASE("cross_entropy_backward matches finite differences", "[ops][cross_entr
   }
 }
 
-TEMPLATE_TEST_CASE("cross_entropy_backward in place equals out of place", "[ops][cross_entropy]", float, double) {
+TEMPLATE_LIST_TEST_CASE("cross_entropy_backward in place equals out of place", "[ops][cross_entropy]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const int V = 53;
   const std::vector<int> target_list = {52, 1, 0, 26, 13, 40};
-  const auto targets = token_view(target_list);
-  const auto logits = random_matrix<TestType>("logits", target_list.size(), V, -5.0, 5.0);
-  Matrix<TestType> separate("separate", target_list.size(), V), in_place("in_place", target_list.size(), V);
+  const auto targets = token_view<Space>(target_list);
+  const auto logits = random_matrix<TestScalar, Space>("logits", target_list.size(), V, -5.0, 5.0);
+  Matrix<TestScalar, Space> separate("separate", target_list.size(), V), in_place("in_place", target_list.size(), V);
   Kokkos::deep_copy(in_place, logits);
-  trident::ops::cross_entropy_backward(Space(), separate, logits, targets, TestType(0.125));
-  trident::ops::cross_entropy_backward(Space(), in_place, in_place, targets, TestType(0.125));
+  trident::ops::cross_entropy_backward(Space(), separate, logits, targets, TestScalar(0.125));
+  trident::ops::cross_entropy_backward(Space(), in_place, in_place, targets, TestScalar(0.125));
   CHECK(values(in_place) == values(separate));
   // And the values are scale * (softmax - onehot).
   const auto hl = values(logits), hs = values(separate);
-  const double tolerance = std::is_same<TestType, float>::value ? 1e-7 : 1e-16;
+  const double tolerance = std::is_same<TestScalar, float>::value ? 1e-7 : 1e-16;
   for (std::size_t n = 0; n < target_list.size(); ++n) {
     double max = -1e300, sum = 0;
     for (int v = 0; v < V; ++v) max = std::max(max, hl[n * V + v]);
@@ -204,31 +221,34 @@ TEMPLATE_TEST_CASE("cross_entropy_backward in place equals out of place", "[ops]
   }
 }
 
-TEMPLATE_TEST_CASE("cross_entropy_forward_backward equals forward then backward", "[ops][cross_entropy]", float,
-                   double) {
+TEMPLATE_LIST_TEST_CASE("cross_entropy_forward_backward equals forward then backward", "[ops][cross_entropy]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const int V = 29;
   const std::vector<int> target_list = {28, 0, -1, 14, 3};
-  const auto targets = token_view(target_list);
-  const auto logits = random_matrix<TestType>("logits", target_list.size(), V, -6.0, 9.0);
-  Vector<TestType> losses("losses", target_list.size()), fused_losses("fused_losses", target_list.size());
-  Matrix<TestType> dlogits("dlogits", target_list.size(), V), fused("fused", target_list.size(), V);
+  const auto targets = token_view<Space>(target_list);
+  const auto logits = random_matrix<TestScalar, Space>("logits", target_list.size(), V, -6.0, 9.0);
+  Vector<TestScalar, Space> losses("losses", target_list.size()), fused_losses("fused_losses", target_list.size());
+  Matrix<TestScalar, Space> dlogits("dlogits", target_list.size(), V), fused("fused", target_list.size(), V);
   trident::ops::cross_entropy_forward(Space(), losses, logits, targets);
-  trident::ops::cross_entropy_backward(Space(), dlogits, logits, targets, TestType(0.2));
+  trident::ops::cross_entropy_backward(Space(), dlogits, logits, targets, TestScalar(0.2));
   Kokkos::deep_copy(fused, logits);  // in place, as a model does it
-  trident::ops::cross_entropy_forward_backward(Space(), fused_losses, fused, fused, targets, TestType(0.2));
+  trident::ops::cross_entropy_forward_backward(Space(), fused_losses, fused, fused, targets, TestScalar(0.2));
   CHECK(values(fused) == values(dlogits));
   const auto expected = values(losses), got = values(fused_losses);
-  const double tolerance = std::is_same<TestType, float>::value ? 1e-6 : 1e-15;
+  const double tolerance = std::is_same<TestScalar, float>::value ? 1e-6 : 1e-15;
   for (std::size_t i = 0; i < got.size(); ++i)
     CHECK(std::abs(got[i] - expected[i]) <= tolerance * std::abs(expected[i]));
   CHECK(got[2] == 0.0);
 }
 
-TEST_CASE("mse matches its formula and finite differences", "[ops][mse]") {
+TEMPLATE_LIST_TEST_CASE("mse matches its formula and finite differences", "[ops][mse]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t n = 4, f = 5;
-  auto pred = random_matrix<double>("pred", n, f);
-  const auto target = random_matrix<double>("target", n, f);
-  Vector<double> losses("losses", n);
+  auto pred = random_matrix<double, Space>("pred", n, f);
+  const auto target = random_matrix<double, Space>("target", n, f);
+  Vector<double, Space> losses("losses", n);
   trident::ops::mse_forward(Space(), losses, pred, target);
   const auto hp = values(pred), ht = values(target), hl = values(losses);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -241,7 +261,7 @@ TEST_CASE("mse matches its formula and finite differences", "[ops][mse]") {
     trident::ops::mse_forward(Space(), losses, pred, target);
     return scale * trident::ops::sum(Space(), losses);
   };
-  Matrix<double> dpred("dpred", n, f);
+  Matrix<double, Space> dpred("dpred", n, f);
   trident::ops::mse_backward(Space(), dpred, pred, target, scale);
   const auto first = values(dpred);
   check_gradient(first, finite_differences(pred, loss));
@@ -250,8 +270,10 @@ TEST_CASE("mse matches its formula and finite differences", "[ops][mse]") {
   for (std::size_t i = 0; i < first.size(); ++i) CHECK(std::abs(second[i] - 2 * first[i]) < 1e-15);
 }
 
-TEST_CASE("sum and mean accumulate in double in a fixed order", "[ops][reduction]") {
-  const auto v = random_vector<float>("v", 2500, 0.0, 1.0);
+TEMPLATE_LIST_TEST_CASE("sum and mean accumulate in double in a fixed order", "[ops][reduction]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const auto v = random_vector<float, Space>("v", 2500, 0.0, 1.0);
   const auto hv = values(v);
   // The documented order: blocks of 1024 in order, then the block sums in order.
   double blocks[3] = {0, 0, 0};
@@ -260,11 +282,11 @@ TEST_CASE("sum and mean accumulate in double in a fixed order", "[ops][reduction
   CHECK(trident::ops::sum(Space(), v) == expected);
   CHECK(trident::ops::mean(Space(), v) == expected / 2500);
 
-  const auto m = random_matrix<double>("m", 7, 3);
+  const auto m = random_matrix<double, Space>("m", 7, 3);
   const auto hm = values(m);
   double rows_total = 0;
   for (int i = 0; i < 7; ++i) rows_total += (hm[i * 3] + hm[i * 3 + 1]) + hm[i * 3 + 2];
   CHECK(trident::ops::sum(Space(), m) == rows_total);
-  CHECK(trident::ops::sum(Space(), Vector<double>()) == 0.0);
-  CHECK(trident::ops::mean(Space(), Vector<double>()) == 0.0);
+  CHECK(trident::ops::sum(Space(), Vector<double, Space>()) == 0.0);
+  CHECK(trident::ops::mean(Space(), Vector<double, Space>()) == 0.0);
 }

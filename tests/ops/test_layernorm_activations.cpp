@@ -10,16 +10,19 @@
 
 using namespace ops_test;
 
-TEMPLATE_TEST_CASE("layernorm_forward matches the direct formula", "[ops][layernorm]", float, double) {
+TEMPLATE_LIST_TEST_CASE("layernorm_forward matches the direct formula", "[ops][layernorm]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   const std::int64_t n = 5, c = 19;
   // An offset far from zero checks the two-pass variance.
-  const auto x = random_matrix<TestType>("x", n, c, 2.0, 6.0);
-  const auto w = random_vector<TestType>("w", c), b = random_vector<TestType>("b", c);
-  Matrix<TestType> y("y", n, c);
-  Vector<TestType> mean("mean", n), rstd("rstd", n);
+  const auto x = random_matrix<TestScalar, Space>("x", n, c, 2.0, 6.0);
+  const auto w = random_vector<TestScalar, Space>("w", c), b = random_vector<TestScalar, Space>("b", c);
+  Matrix<TestScalar, Space> y("y", n, c);
+  Vector<TestScalar, Space> mean("mean", n), rstd("rstd", n);
   trident::ops::layernorm_forward(Space(), y, mean, rstd, x, w, b);
   const auto hx = values(x), hw = values(w), hb = values(b), hy = values(y), hm = values(mean), hr = values(rstd);
-  const double tolerance = std::is_same<TestType, float>::value ? 2e-5 : 1e-12;
+  const double tolerance = std::is_same<TestScalar, float>::value ? 2e-5 : 1e-12;
   for (std::int64_t i = 0; i < n; ++i) {
     double mu = 0, var = 0;
     for (std::int64_t j = 0; j < c; ++j) mu += hx[i * c + j];
@@ -36,22 +39,24 @@ TEMPLATE_TEST_CASE("layernorm_forward matches the direct formula", "[ops][layern
   }
 }
 
-TEST_CASE("layernorm_backward matches finite differences", "[ops][layernorm]") {
+TEMPLATE_LIST_TEST_CASE("layernorm_backward matches finite differences", "[ops][layernorm]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t n = 4, c = 7;
-  auto x = random_matrix<double>("x", n, c, -2.0, 2.0);
-  auto w = random_vector<double>("w", c, 0.5, 1.5);
-  auto b = random_vector<double>("b", c);
-  const auto upstream = random_matrix<double>("upstream", n, c);
+  auto x = random_matrix<double, Space>("x", n, c, -2.0, 2.0);
+  auto w = random_vector<double, Space>("w", c, 0.5, 1.5);
+  auto b = random_vector<double, Space>("b", c);
+  const auto upstream = random_matrix<double, Space>("upstream", n, c);
   const auto g = values(upstream);
-  Matrix<double> y("y", n, c);
-  Vector<double> mean("mean", n), rstd("rstd", n);
+  Matrix<double, Space> y("y", n, c);
+  Vector<double, Space> mean("mean", n), rstd("rstd", n);
   auto loss = [&]() {
     trident::ops::layernorm_forward(Space(), y, mean, rstd, x, w, b);
     return dot(values(y), g);
   };
   loss();
-  Matrix<double> dx("dx", n, c);
-  Vector<double> dw("dw", c), db("db", c);
+  Matrix<double, Space> dx("dx", n, c);
+  Vector<double, Space> dw("dw", c), db("db", c);
   trident::ops::layernorm_backward(Space(), dx, dw, db, upstream, x, w, mean, rstd);
   SECTION("input") {
     check_gradient(values(dx), finite_differences(x, loss));
@@ -64,12 +69,14 @@ TEST_CASE("layernorm_backward matches finite differences", "[ops][layernorm]") {
   }
 }
 
-TEST_CASE("layernorm_backward accumulates parameters, honours accumulate and empty views", "[ops][layernorm]") {
+TEMPLATE_LIST_TEST_CASE("layernorm_backward accumulates parameters, honours accumulate and empty views",
+                        "[ops][layernorm]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
   const std::int64_t n = 6, c = 37;  // two full column blocks of 16 and a tail of 5
-  const auto x = random_matrix<double>("x", n, c), upstream = random_matrix<double>("up", n, c);
-  const auto w = random_vector<double>("w", c), b = random_vector<double>("b", c);
-  Matrix<double> y("y", n, c), dx("dx", n, c);
-  Vector<double> mean("mean", n), rstd("rstd", n), dw("dw", c), db("db", c);
+  const auto x = random_matrix<double, Space>("x", n, c), upstream = random_matrix<double, Space>("up", n, c);
+  const auto w = random_vector<double, Space>("w", c), b = random_vector<double, Space>("b", c);
+  Matrix<double, Space> y("y", n, c), dx("dx", n, c);
+  Vector<double, Space> mean("mean", n), rstd("rstd", n), dw("dw", c), db("db", c);
   trident::ops::layernorm_forward(Space(), y, mean, rstd, x, w, b);
   trident::ops::layernorm_backward(Space(), dx, dw, db, upstream, x, w, mean, rstd);
   const auto dx1 = values(dx), dw1 = values(dw), db1 = values(db);
@@ -93,8 +100,9 @@ TEST_CASE("layernorm_backward accumulates parameters, honours accumulate and emp
   for (std::size_t i = 0; i < db1.size(); ++i) CHECK(std::abs(db2[i] - 2 * db1[i]) < 1e-12);
 
   // Only the bias gradient requested.
-  Vector<double> db_only("db_only", c);
-  trident::ops::layernorm_backward(Space(), Matrix<double>(), Vector<double>(), db_only, upstream, x, w, mean, rstd);
+  Vector<double, Space> db_only("db_only", c);
+  trident::ops::layernorm_backward(Space(), Matrix<double, Space>(), Vector<double, Space>(), db_only, upstream, x, w,
+                                   mean, rstd);
   const auto dbo = values(db_only);
   for (std::size_t i = 0; i < db1.size(); ++i) CHECK(std::abs(dbo[i] - db1[i]) < 1e-12);
 }
@@ -114,11 +122,11 @@ double silu_reference(double x) {
   return x / (1.0 + std::exp(-x));
 }
 
-template <class Scalar, class Forward, class Reference>
+template <class Scalar, class Space, class Forward, class Reference>
 void check_activation_forward(const Forward& forward, const Reference& reference) {
   const std::int64_t n = 3, f = 21;
-  const auto x = random_matrix<Scalar>("x", n, f, -4.0, 4.0);
-  Matrix<Scalar> y("y", n, f);
+  const auto x = random_matrix<Scalar, Space>("x", n, f, -4.0, 4.0);
+  Matrix<Scalar, Space> y("y", n, f);
   forward(Space(), y, x);
   const auto hx = values(x), hy = values(y);
   const double tolerance = std::is_same<Scalar, float>::value ? 2e-6 : 1e-14;
@@ -128,13 +136,13 @@ void check_activation_forward(const Forward& forward, const Reference& reference
   }
 }
 
-template <class Forward, class Backward>
+template <class Space, class Forward, class Backward>
 void check_activation_backward(const Forward& forward, const Backward& backward) {
   const std::int64_t n = 3, f = 7;
-  auto x = random_matrix<double>("x", n, f, -3.0, 3.0, 5);
-  const auto upstream = random_matrix<double>("up", n, f);
+  auto x = random_matrix<double, Space>("x", n, f, -3.0, 3.0, 5);
+  const auto upstream = random_matrix<double, Space>("up", n, f);
   const auto g = values(upstream);
-  Matrix<double> y("y", n, f), dx("dx", n, f);
+  Matrix<double, Space> y("y", n, f), dx("dx", n, f);
   auto loss = [&]() {
     forward(Space(), y, x);
     return dot(values(y), g);
@@ -146,7 +154,7 @@ void check_activation_backward(const Forward& forward, const Backward& backward)
   const auto dx2 = values(dx);
   for (std::size_t i = 0; i < dx1.size(); ++i) CHECK(std::abs(dx2[i] - 2 * dx1[i]) < 1e-14);
   // An empty dinp is a no-op, not an error.
-  backward(Space(), Matrix<double>(), x, upstream, false);
+  backward(Space(), Matrix<double, Space>(), x, upstream, false);
 }
 
 }  // namespace
@@ -157,46 +165,54 @@ void check_activation_backward(const Forward& forward, const Backward& backward)
     trident::ops::name##_backward(s, d, i, g, acc);                          \
   }
 
-TEMPLATE_TEST_CASE("activation forwards match their formulas", "[ops][activations]", float, double) {
+TEMPLATE_LIST_TEST_CASE("activation forwards match their formulas", "[ops][activations]",
+                        trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
   SECTION("gelu") {
-    check_activation_forward<TestType>(TRIDENT_FORWARD(gelu), gelu_reference);
+    check_activation_forward<TestScalar, Space>(TRIDENT_FORWARD(gelu), gelu_reference);
   }
   SECTION("relu") {
-    check_activation_forward<TestType>(TRIDENT_FORWARD(relu), relu_reference);
+    check_activation_forward<TestScalar, Space>(TRIDENT_FORWARD(relu), relu_reference);
   }
   SECTION("tanh") {
-    check_activation_forward<TestType>(TRIDENT_FORWARD(tanh), tanh_reference);
+    check_activation_forward<TestScalar, Space>(TRIDENT_FORWARD(tanh), tanh_reference);
   }
   SECTION("silu") {
-    check_activation_forward<TestType>(TRIDENT_FORWARD(silu), silu_reference);
+    check_activation_forward<TestScalar, Space>(TRIDENT_FORWARD(silu), silu_reference);
   }
 }
 
-TEST_CASE("activation backwards match finite differences and accumulate", "[ops][activations]") {
+TEMPLATE_LIST_TEST_CASE("activation backwards match finite differences and accumulate", "[ops][activations]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
   SECTION("gelu") {
-    check_activation_backward(TRIDENT_FORWARD(gelu), TRIDENT_BACKWARD(gelu));
+    check_activation_backward<Space>(TRIDENT_FORWARD(gelu), TRIDENT_BACKWARD(gelu));
   }
   SECTION("relu") {
-    check_activation_backward(TRIDENT_FORWARD(relu), TRIDENT_BACKWARD(relu));
+    check_activation_backward<Space>(TRIDENT_FORWARD(relu), TRIDENT_BACKWARD(relu));
   }
   SECTION("tanh") {
-    check_activation_backward(TRIDENT_FORWARD(tanh), TRIDENT_BACKWARD(tanh));
+    check_activation_backward<Space>(TRIDENT_FORWARD(tanh), TRIDENT_BACKWARD(tanh));
   }
   SECTION("silu") {
-    check_activation_backward(TRIDENT_FORWARD(silu), TRIDENT_BACKWARD(silu));
+    check_activation_backward<Space>(TRIDENT_FORWARD(silu), TRIDENT_BACKWARD(silu));
   }
 }
 
-TEST_CASE("activations reject mismatched shapes", "[ops][activations]") {
-  const auto x = random_matrix<double>("x", 3, 4);
-  Matrix<double> y("y", 3, 5);
+TEMPLATE_LIST_TEST_CASE("activations reject mismatched shapes", "[ops][activations]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const auto x = random_matrix<double, Space>("x", 3, 4);
+  Matrix<double, Space> y("y", 3, 5);
   CHECK_THROWS_WITH(trident::ops::gelu_forward(Space(), y, x),
                     Catch::Matchers::Contains("trident::ops::gelu_forward: out is [3, 5] but must be [3, 4]"));
 }
 
-TEST_CASE("residual_forward and add_inplace on rank-1 and rank-2 views", "[ops][residual]") {
-  const auto a = random_matrix<float>("a", 5, 3), b = random_matrix<float>("b", 5, 3);
-  Matrix<float> out("out", 5, 3);
+TEMPLATE_LIST_TEST_CASE("residual_forward and add_inplace on rank-1 and rank-2 views", "[ops][residual]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const auto a = random_matrix<float, Space>("a", 5, 3), b = random_matrix<float, Space>("b", 5, 3);
+  Matrix<float, Space> out("out", 5, 3);
   trident::ops::residual_forward(Space(), out, a, b);
   const auto ha = values(a), hb = values(b), ho = values(out);
   for (std::size_t i = 0; i < ha.size(); ++i) CHECK(ho[i] == static_cast<double>(static_cast<float>(ha[i] + hb[i])));
@@ -205,15 +221,15 @@ TEST_CASE("residual_forward and add_inplace on rank-1 and rank-2 views", "[ops][
   for (std::size_t i = 0; i < ha.size(); ++i)
     CHECK(ho2[i] == static_cast<double>(static_cast<float>(ho[i]) + static_cast<float>(ha[i])));
 
-  const auto u = random_vector<double>("u", 1500), v = random_vector<double>("v", 1500);
-  Vector<double> w("w", 1500);
+  const auto u = random_vector<double, Space>("u", 1500), v = random_vector<double, Space>("v", 1500);
+  Vector<double, Space> w("w", 1500);
   trident::ops::residual_forward(Space(), w, u, v);
   trident::ops::add_inplace(Space(), w, u);
   const auto hu = values(u), hv = values(v), hw = values(w);
   for (std::size_t i = 0; i < hu.size(); ++i) CHECK(hw[i] == (hu[i] + hv[i]) + hu[i]);
 
-  Matrix<float> wrong("wrong", 5, 4);
+  Matrix<float, Space> wrong("wrong", 5, 4);
   CHECK_THROWS_WITH(trident::ops::residual_forward(Space(), wrong, a, b),
                     Catch::Matchers::Contains("trident::ops::residual_forward: a is [5, 3] but out is [5, 4]"));
-  CHECK_THROWS_AS(trident::ops::add_inplace(Space(), u, Vector<double>("short", 3)), trident::InvalidArgument);
+  CHECK_THROWS_AS(trident::ops::add_inplace(Space(), u, Vector<double, Space>("short", 3)), trident::InvalidArgument);
 }

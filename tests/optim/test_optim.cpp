@@ -1,5 +1,6 @@
 // AdamW, the learning-rate schedule and clipping against the torch formulas written out here.
 
+#include "execution_spaces.hpp"
 #include "trident_test.hpp"
 
 #include <trident/core/parameter_store.hpp>
@@ -11,9 +12,6 @@
 #include <vector>
 
 namespace {
-
-using Space = Kokkos::DefaultExecutionSpace;
-using Memory = Space::memory_space;
 
 // torch.optim.AdamW, one element, in double.
 struct ReferenceAdamW {
@@ -29,7 +27,10 @@ struct ReferenceAdamW {
 
 }  // namespace
 
-TEST_CASE("AdamW follows torch.optim.AdamW, decaying matrices only", "[optim]") {
+TEMPLATE_LIST_TEST_CASE("AdamW follows torch.optim.AdamW, decaying matrices only", "[optim]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
   trident::ParameterStore<double, Memory> store;
   store.declare("w", {2, 3}, true);
   store.declare("b", {3}, false);
@@ -59,7 +60,10 @@ TEST_CASE("AdamW follows torch.optim.AdamW, decaying matrices only", "[optim]") 
   for (int i = 0; i < n; ++i) CHECK(std::abs(values(i) - reference[static_cast<std::size_t>(i)].p) < 1e-14);
 }
 
-TEST_CASE("the first AdamW step moves each parameter by about lr", "[optim]") {
+TEMPLATE_LIST_TEST_CASE("the first AdamW step moves each parameter by about lr", "[optim]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
   // With bias correction the first update is lr * g/|g| (up to eps), whatever the scale of g.
   Kokkos::View<float*, Memory> p("p", 2), g("g", 2), m("m", 2), v("v", 2);
   auto hg = Kokkos::create_mirror_view(g);
@@ -88,7 +92,9 @@ TEST_CASE("the cosine schedule warms up linearly and decays to its floor", "[opt
   for (int s = 11; s < 110; ++s) CHECK(warm(s + 1) <= warm(s));
 }
 
-TEST_CASE("clip_grad_norm_ semantics", "[optim]") {
+TEMPLATE_LIST_TEST_CASE("clip_grad_norm_ semantics", "[optim]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
   Kokkos::View<double*, Memory> g("g", 4);
   auto hg = Kokkos::create_mirror_view(g);
   hg(0) = 3;

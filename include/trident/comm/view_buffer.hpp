@@ -6,12 +6,14 @@
 //   - any other View (a strided subview, a LayoutLeft matrix) is packed by a deep copy into a
 //     contiguous LayoutRight temporary in the same memory space, and unpacked afterwards;
 //   - memory that MPI cannot read (device memory with an MPI that is not GPU-aware, or any
-//     memory when the communicator forces host staging) is copied through a host buffer.
+//     memory when the communicator forces host staging) is copied through a host buffer,
+//     pinned where the backend allows and reused from a pool.
 // A ViewBuffer owns those temporaries; a Request keeps it alive until the transfer completes.
 
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/gpu_aware.hpp>
 #include <trident/comm/mpi_datatype.hpp>
+#include <trident/comm/staging_pool.hpp>
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
 
@@ -129,7 +131,8 @@ class ViewBuffer {
     }
     m_contiguous = Contiguous(contiguous, count);
     if (use_host_staging<memory_space>(comm.transport())) {
-      m_host = Host(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(operation) + "::host_staging"), count);
+      m_staging = StagingPool::instance().acquire(count * sizeof(value_type));
+      m_host = Host(reinterpret_cast<value_type*>(m_staging.data()), count);
       if (direction != Direction::receive) Kokkos::deep_copy(space, m_host, m_contiguous);
       m_is_staged = true;
       stats.record_staging(copies_per_buffer * bytes);
@@ -155,7 +158,7 @@ class ViewBuffer {
  private:
   using Packed = Kokkos::View<typename DynamicRank<value_type, rank>::type, Kokkos::LayoutRight, memory_space>;
   using Contiguous = Kokkos::View<value_type*, memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  using Host = Kokkos::View<value_type*, Kokkos::HostSpace>;
+  using Host = Kokkos::View<value_type*, compat::HostPinnedSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
   template <std::size_t... Dims>
   Packed make_packed(const std::string& label, std::index_sequence<Dims...>) const {
@@ -167,7 +170,8 @@ class ViewBuffer {
   Direction m_direction;
   Packed m_packed;          // empty unless the View is not row-major contiguous
   Contiguous m_contiguous;  // the View's elements in row-major order, in its memory space
-  Host m_host;              // empty unless staged through the host
+  StagingPool::Buffer m_staging;  // held from the pool while the transfer needs it
+  Host m_host;                    // empty unless staged through the host: m_staging's bytes
   bool m_is_packed = false;
   bool m_is_staged = false;
 };

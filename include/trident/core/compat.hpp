@@ -29,6 +29,18 @@ void fence(const ExecutionSpace& space, const std::string& label) {
 #endif
 }
 
+// Host memory the device copies to and from at full speed: pinned where the backend has it
+// (SharedHostPinnedSpace from Kokkos 3.7 on; host-only builds make it HostSpace).
+#if KOKKOS_VERSION >= 30700
+using HostPinnedSpace = Kokkos::SharedHostPinnedSpace;
+#elif defined(KOKKOS_ENABLE_CUDA)
+using HostPinnedSpace = Kokkos::CudaHostPinnedSpace;
+#elif defined(KOKKOS_ENABLE_HIP)
+using HostPinnedSpace = Kokkos::Experimental::HIPHostPinnedSpace;
+#else
+using HostPinnedSpace = Kokkos::HostSpace;
+#endif
+
 }  // namespace compat
 
 // Math usable inside kernels: Kokkos::Experimental:: until 3.6, Kokkos:: from 3.7 on.

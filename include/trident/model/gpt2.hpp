@@ -6,6 +6,7 @@
 
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
+#include <trident/core/unit_hooks.hpp>
 #include <trident/model/gpt2_config.hpp>
 #include <trident/model/gpt2_parameters.hpp>
 #include <trident/ops/ops.hpp>
@@ -206,16 +207,10 @@ struct Gpt2Activations {
   }
 };
 
-// Callbacks around the model's units, so data parallelism can start reducing a unit's
-// gradients as soon as they are final, and ZeRO-3 can gather a unit's parameters just before
-// they are needed. Units: 0 = embedding (wte, wpe), 1..L = blocks, L+1 = head (ln_f, and wte
-// used as the output matrix). Backward visits head, blocks L..1, then embedding; wte's
-// gradient is final only after the embedding unit.
-struct Gpt2Hooks {
-  std::function<void(int unit)> before_forward;
-  std::function<void(int unit)> before_backward;
-  std::function<void(int unit)> after_backward;
-};
+// GPT-2's units (core/unit_hooks.hpp): 0 = embedding (wte, wpe), 1..L = blocks, L+1 = head
+// (ln_f, and wte used as the output matrix). Backward visits head, blocks L..1, then
+// embedding; wte's gradient is final only after the embedding unit.
+using Gpt2Hooks = UnitHooks;
 
 // GPT-2, or this rank's tensor-parallel shard of it. With a group of one rank it is the
 // one-rank model; otherwise every layer is the one-rank layer between the conjugate
