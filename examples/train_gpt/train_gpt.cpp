@@ -3,13 +3,14 @@
 // On several ranks (mpiexec -n N ... --dp N) it trains data-parallel, optionally with ZeRO
 // stage 1-3; rank 0 prints.
 
+#include <trident/core/memory_accounting.hpp>
+#include <trident/core/runtime_info.hpp>
 #include <trident/data/synthetic.hpp>
 #include <trident/data/text.hpp>
 #include <trident/data/token_files.hpp>
 #include <trident/io/token_file.hpp>
-#include <trident/core/memory_accounting.hpp>
-#include <trident/model/gemm_peak.hpp>
 #include <trident/mesh/process_mesh.hpp>
+#include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
@@ -19,9 +20,10 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -38,6 +40,8 @@ struct Options {
   std::int64_t steps = 0;
   std::uint64_t seed = 0;
   std::string data, save, load, log_json;
+  std::string checkpoint_dir;  // --save-every writes <dir>/checkpoint.safetensors
+  std::int64_t save_every = 0;
   int successors = 0;
   double peak_gflops = 0;
   int dp = 1;
@@ -48,6 +52,12 @@ struct Options {
   bool recompute = false;
   trident::data_parallel::DataParallelSettings parallel;
 };
+
+// The one file --save-every keeps up to date: replaced atomically, so a run killed at any
+// moment leaves the previous complete checkpoint.
+std::string checkpoint_path(const std::string& directory) {
+  return directory + "/checkpoint.safetensors";
+}
 
 Options parse(int argc, char** argv, bool& help) {
   trident_examples::Flags flags(argc, argv, "train_gpt");
@@ -62,15 +72,23 @@ Options parse(int argc, char** argv, bool& help) {
   o.steps = flags.number<std::int64_t>("steps", 600, "total steps (a loaded run continues to this step)");
   o.training.schedule.max_lr = flags.number<double>("lr", 2e-3, "peak learning rate");
   o.training.schedule.warmup_steps = flags.number<std::int64_t>("warmup", 20, "linear warmup steps");
-  o.training.adamw.weight_decay = flags.number<double>("weight-decay", 0.1, "AdamW weight decay (matrices, embeddings)");
+  o.training.adamw.weight_decay =
+      flags.number<double>("weight-decay", 0.1, "AdamW weight decay (matrices, embeddings)");
   o.training.adamw.beta1 = flags.number<double>("beta1", 0.9, "AdamW beta1");
   o.training.adamw.beta2 = flags.number<double>("beta2", 0.95, "AdamW beta2");
   o.training.grad_clip = flags.number<double>("grad-clip", 1.0, "max global gradient norm (0: off)");
+  o.training.on_nonfinite = trident::model::parse_nonfinite_policy(
+      flags.text("on-nonfinite", "stop", "a step with a NaN/Inf loss or gradient: stop, or skip its update"));
   o.seed = flags.number<std::uint64_t>("seed", 1337, "seed of initialisation and synthetic data");
   o.data = flags.text("data", "synthetic", "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
   o.successors = flags.number<int>("successors", 4, "successors per token of the synthetic language");
   o.save = flags.text("save", "", "write a checkpoint here at the end");
   o.load = flags.text("load", "", "resume from this checkpoint");
+  o.save_every =
+      flags.number<std::int64_t>("save-every", 0, "every K steps, replace the checkpoint in --checkpoint-dir");
+  o.checkpoint_dir = flags.text("checkpoint-dir", "", "where --save-every keeps the latest complete checkpoint");
+  const std::string resume =
+      flags.text("resume", "", "continue from the checkpoint --save-every left in this directory");
   o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
   o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
   o.dp = flags.number<int>("dp", 1, "data-parallel ranks (the number of ranks mpiexec starts)");
@@ -91,6 +109,22 @@ Options parse(int argc, char** argv, bool& help) {
     return o;
   }
   flags.finish();
+  if (!resume.empty()) {
+    trident::require_argument(o.load.empty(), "train_gpt: --resume and --load both name a checkpoint; give one");
+    o.load = checkpoint_path(resume);
+    trident::require_argument(std::ifstream(o.load).good(), "train_gpt: --resume ", resume, ": no checkpoint there (",
+                              o.load, " does not exist)");
+    if (o.checkpoint_dir.empty()) o.checkpoint_dir = resume;
+  }
+  trident::require_argument(o.save_every >= 0, "train_gpt: --save-every must be >= 0, got ", o.save_every);
+  trident::require_argument(o.save_every == 0 || !o.checkpoint_dir.empty(),
+                            "train_gpt: --save-every needs --checkpoint-dir (or --resume) to say where");
+  if (o.save_every > 0) {
+    std::error_code ignored;  // every rank tries; one creates it
+    std::filesystem::create_directories(o.checkpoint_dir, ignored);
+    trident::require_argument(std::filesystem::is_directory(o.checkpoint_dir), "train_gpt: --checkpoint-dir ",
+                              o.checkpoint_dir, " is not a directory and cannot be created");
+  }
   o.training.seq = o.config.seq;
   o.training.schedule.total_steps = o.steps;
   return o;
@@ -127,8 +161,9 @@ trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
   const auto paths = split_paths(o.data);
   if (is_token_file(paths.front())) return trident::data::read_token_files(paths, o.config.vocab);
   trident::require_argument(paths.size() == 1, "train_gpt: several --data files must all be llm.c token files");
-  trident::require_argument(o.config.vocab >= 256, "train_gpt: a text file is read as bytes, so --vocab must be >= 256 (got ",
-                            o.config.vocab, ")");
+  trident::require_argument(o.config.vocab >= 256,
+                            "train_gpt: a text file is read as bytes, so --vocab must be >= 256 (got ", o.config.vocab,
+                            ")");
   auto text = trident::data::read_text_bytes(paths.front());
   text.vocab_size = o.config.vocab;
   return text;
@@ -146,13 +181,27 @@ long long global_parameter_count(const Store& store) {
   return total;
 }
 
+// The layout, from rank 0: the sizes, what every rank holds, and what the run executes on.
+// `holds(pp_rank)` says which part of the model a pipeline rank holds.
+template <class Holds>
+void print_layout(const trident::ProcessMesh& mesh, Holds&& holds) {
+  if (mesh.world().rank() != 0) return;
+  std::printf("layout: %d rank(s) = dp %d x tp %d x pp %d; %s; %s; BLAS: %s\n", mesh.world().size(), mesh.dp_size(),
+              mesh.tp_size(), mesh.pp_size(), trident::backend_description<Space>().c_str(),
+              trident::mpi_description<Space>().c_str(), trident::blas_description().c_str());
+  for (int r = 0; r < mesh.world().size(); ++r) {
+    const auto c = mesh.layout().coords_of(r);
+    std::printf("  rank %d: dp %d, tp %d, pp %d: %s\n", r, c.dp, c.tp, c.pp, holds(c.pp).c_str());
+  }
+}
+
 // Pipeline parallelism (optionally with --tp inside each stage): the global batch of a step is
 // cut into m = batch / micro-batch micro-batches that stream through the stages by the
 // chosen schedule; every rank reads the same batch, the first stage uses the tokens and the
 // last the targets.
 int run_pipeline(const Options& o, int rank, int size) {
-  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp == 1 && o.pp * o.tp == size, "train_gpt: started on ",
-                            size, " rank(s) but --pp ", o.pp, " x --tp ", o.tp, " = ", o.pp * o.tp,
+  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp == 1 && o.pp * o.tp == size, "train_gpt: started on ", size,
+                            " rank(s) but --pp ", o.pp, " x --tp ", o.tp, " = ", o.pp * o.tp,
                             o.dp == 1 ? "" : " (--dp is not composed with --pp yet)");
   trident::require_argument(o.parallel.zero_stage == 0, "train_gpt: ZeRO is not composed with --pp yet");
   trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
@@ -170,20 +219,30 @@ int run_pipeline(const Options& o, int rank, int size) {
   pipe.initialize(o.seed);
   std::vector<trident::optim::AdamW<float, Space::memory_space>> optimizers;
   for (int c = 0; c < pipe.chunk_count(); ++c) optimizers.emplace_back(pipe.chunk(c).parameters(), o.training.adamw);
-  std::int64_t step = 0;
+  std::int64_t step = 0, skipped = 0;
   if (!o.load.empty()) {
     for (int c = 0; c < pipe.chunk_count(); ++c)
       step = trident::model::load_gpt2_checkpoint(o.load, o.config, pipe.chunk(c).parameters(), optimizers[c]).step;
   }
   if (rank == 0) {
-    std::printf("train_gpt: GPT-2 %s, backend %s, %d pipeline stage(s) x %d tensor-parallel rank(s), schedule %s, "
-                "%d micro-batches%s\n",
-                o.config.describe().c_str(), Space::name(), o.pp, o.tp, o.schedule.c_str(), micro_batches,
-                o.recompute ? ", recomputation" : "");
-    for (std::size_t s = 0; s < plan.stages.size(); ++s)
-      std::printf("  stage %zu on pipeline rank %zu: blocks [%d, %d)%s%s\n", s, s % static_cast<std::size_t>(o.pp),
-                  plan.stages[s].first_block, plan.stages[s].end_block, plan.stages[s].holds_embedding ? " +embedding" : "",
-                  plan.stages[s].holds_head ? " +head" : "");
+    std::printf(
+        "train_gpt: GPT-2 %s, backend %s, %d pipeline stage(s) x %d tensor-parallel rank(s), schedule %s, "
+        "%d micro-batches%s\n",
+        o.config.describe().c_str(), Space::name(), o.pp, o.tp, o.schedule.c_str(), micro_batches,
+        o.recompute ? ", recomputation" : "");
+  }
+  print_layout(mesh, [&](int pp_rank) {
+    std::string held;
+    for (std::size_t s = static_cast<std::size_t>(pp_rank); s < plan.stages.size();
+         s += static_cast<std::size_t>(o.pp)) {
+      const auto& stage = plan.stages[s];
+      held += (held.empty() ? "" : "; ") + std::string("stage ") + std::to_string(s) + ": blocks [" +
+              std::to_string(stage.first_block) + ", " + std::to_string(stage.end_block) + ")" +
+              (stage.holds_embedding ? " +embedding" : "") + (stage.holds_head ? " +head" : "");
+    }
+    return held;
+  });
+  if (rank == 0) {
     if (!std::isnan(floor))
       std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
                   std::log(static_cast<double>(o.config.vocab)), floor);
@@ -191,6 +250,13 @@ int run_pipeline(const Options& o, int rank, int size) {
   std::unique_ptr<std::ofstream> json;
   if (!o.log_json.empty() && rank == 0) json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
   const double global_tokens = static_cast<double>(o.training.batch) * o.config.seq;
+  const auto save_periodically = [&](std::int64_t done) {
+    if (o.save_every == 0 || done % o.save_every != 0) return;
+    const std::string path = checkpoint_path(o.checkpoint_dir);
+    trident::model::save_gpt2_pipeline_checkpoint(path, o.config, pipe, optimizers,
+                                                  {done, done * o.training.batch * o.config.seq, o.seed});
+    if (rank == 0) std::printf("saved %s at step %lld\n", path.c_str(), static_cast<long long>(done));
+  };
   while (step < o.steps) {
     ++step;
     const auto start = std::chrono::steady_clock::now();
@@ -203,6 +269,16 @@ int run_pipeline(const Options& o, int rank, int size) {
     pipe.zero_grad();
     const double loss = pipe.forward_backward(tokens, targets, 1.0 / global_tokens) / global_tokens;
     const double norm = std::sqrt(pipe.grad_norm_squared());
+    // The loss and the norm are the same on every rank: all apply the step, or none.
+    if (!trident::model::finite_step(step, loss, norm, o.training.on_nonfinite, pipe.chunk(0).parameters())) {
+      ++skipped;
+      if (rank == 0)
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
+                    static_cast<long long>(step), static_cast<long long>(o.steps), loss, norm,
+                    static_cast<long long>(skipped));
+      save_periodically(step);
+      continue;
+    }
     if (o.training.grad_clip > 0) pipe.scale_gradients(trident::optim::clip_coefficient(norm, o.training.grad_clip));
     const double lr = o.training.schedule(step);
     for (int c = 0; c < pipe.chunk_count(); ++c) optimizers[c].step(space, pipe.chunk(c).parameters(), step, lr);
@@ -213,9 +289,10 @@ int run_pipeline(const Options& o, int rank, int size) {
                   static_cast<long long>(o.steps), loss, lr, norm, ms);
       std::fflush(stdout);
       if (json)
-        *json << "{\"step\":" << step << ",\"loss\":" << std::setprecision(9) << loss << ",\"lr\":" << lr
+        *json << "{\"step\":" << step << ",\"loss\":" << std::setprecision(17) << loss << ",\"lr\":" << lr
               << ",\"grad_norm\":" << norm << ",\"ms\":" << ms << "}" << std::endl;
     }
+    save_periodically(step);
   }
   if (!o.save.empty()) {
     trident::model::save_gpt2_pipeline_checkpoint(o.save, o.config, pipe, optimizers,
@@ -255,20 +332,27 @@ int run(int argc, char** argv, int rank, int size) {
   if (data_parallel) {
     trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, world, o.parallel);
   } else if (tensor_parallel) {
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed,
-                                              trident::tensor_parallel::TensorParallelGroup{world, o.sequence_parallel});
+    trainer_owner = std::make_unique<Trainer>(
+        space, o.config, o.training, o.seed, trident::tensor_parallel::TensorParallelGroup{world, o.sequence_parallel});
   } else {
     trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
   }
   Trainer& trainer = *trainer_owner;
   if (!o.load.empty()) trainer.load(o.load);
+  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, 1);
+  print_layout(mesh, [&](int) {
+    return "blocks [0, " + std::to_string(o.config.layers) + ") +embedding +head" +
+           (data_parallel && o.parallel.zero_stage > 0 ? ", ZeRO-" + std::to_string(o.parallel.zero_stage) + " shard"
+            : tensor_parallel                          ? ", its tensor-parallel shard"
+                                                       : "");
+  });
 
   const double tokens_per_step = static_cast<double>(o.training.batch) * o.config.seq;
   const double flops_per_token = o.config.training_flops_per_token();
-  const double peak = o.peak_gflops > 0 ? o.peak_gflops
-                                        : trident::model::measure_gemm_gflops<float>(
-                                              space, o.training.micro_batch * o.config.seq, 4 * o.config.hidden,
-                                              o.config.hidden);
+  const double peak = o.peak_gflops > 0
+                          ? o.peak_gflops
+                          : trident::model::measure_gemm_gflops<float>(space, o.training.micro_batch * o.config.seq,
+                                                                       4 * o.config.hidden, o.config.hidden);
   if (rank == 0) {
     std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, ", o.config.describe().c_str(),
                 static_cast<long long>(global_parameter_count(trainer.model().parameters())), Space::name());
@@ -301,6 +385,19 @@ int run(int argc, char** argv, int rank, int size) {
     const auto r = trainer.train_step(data);
     const double tokens_per_second = tokens_per_step / r.seconds;
     const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
+    if (o.save_every > 0 && r.step % o.save_every == 0) {
+      trainer.save(checkpoint_path(o.checkpoint_dir));
+      if (rank == 0)
+        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
+                    static_cast<long long>(r.step));
+    }
+    if (r.skipped) {
+      if (rank == 0)
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
+                    static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
+                    static_cast<long long>(r.skipped_so_far));
+      continue;
+    }
     recent.push_back(r.loss);
     if (rank != 0) continue;
     std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
@@ -310,10 +407,9 @@ int run(int argc, char** argv, int rank, int size) {
     if (json) {
       char line[256];
       std::snprintf(line, sizeof line,
-                    "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.4f,\"tokens_per_s\":%.1f,"
+                    "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.4f,\"tokens_per_s\":%.1f,"
                     "\"mfu\":%.5f}\n",
-                    static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm, r.seconds * 1e3, tokens_per_second,
-                    mfu);
+                    static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm, r.seconds * 1e3, tokens_per_second, mfu);
       *json << line << std::flush;
     }
   }

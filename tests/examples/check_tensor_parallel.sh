@@ -9,6 +9,8 @@ source "$(dirname "$0")/common.sh"
 run 1 "$@" --steps 6 --log-json "$dir/one.jsonl" > "$dir/one.log"
 run 2 "$@" --steps 6 --tp 2 --log-json "$dir/tp2.jsonl" > "$dir/tp2.log"
 compare "$dir/one.jsonl" "$dir/tp2.jsonl"
+grep -q "^layout: 2 rank(s) = dp 1 x tp 2 x pp 1; " "$dir/tp2.log"
+grep -q "rank 1: dp 0, tp 1, pp 0: blocks \[0, 2) +embedding +head, its tensor-parallel shard" "$dir/tp2.log"
 run 2 "$@" --steps 3 --tp 2 --save "$dir/tp2_step3.safetensors" > "$dir/save.log"
 run 1 "$@" --steps 6 --load "$dir/tp2_step3.safetensors" --log-json "$dir/tp1_resumed.jsonl" > "$dir/tp1.log"
 run 4 "$@" --steps 6 --tp 4 --sequence-parallel --load "$dir/tp2_step3.safetensors" \

@@ -1,5 +1,6 @@
-# cmake -P script: build tests/install/consumer against trident (MODE = find_package or
-# add_subdirectory) in WORK_DIR and run it on 2 ranks.
+# cmake -P script: build a consumer project (tests/install/consumer, or an example) against
+# trident (MODE = find_package or add_subdirectory) in WORK_DIR and run its EXECUTABLE
+# (default: consumer) on 2 ranks with RUN_ARGS (a ;-list).
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
@@ -26,4 +27,7 @@ endif()
 run_step(${CMAKE_COMMAND} ${configure_args})
 run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 separate_arguments(flags UNIX_COMMAND "${MPIEXEC_FLAGS}")
-run_step(${MPIEXEC} -n 2 ${flags} "${WORK_DIR}/build/consumer")
+if(NOT EXECUTABLE)
+  set(EXECUTABLE consumer)
+endif()
+run_step(${MPIEXEC} -n 2 ${flags} "${WORK_DIR}/build/${EXECUTABLE}" ${RUN_ARGS})

@@ -6,6 +6,7 @@
 #include <trident/io/safetensors.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,15 +32,25 @@ TEST_CASE("a tiny file has the bytes the format defines", "[io][safetensors]") {
   write_safetensors(dir.file("tiny.safetensors"), {host_tensor("b", {2}, b), host_tensor("a", {1, 2}, a)},
                     {{"format", "pt"}});
 
-  // Built by hand: compact JSON of 141 bytes, padded with 3 spaces to 144 = 0x90.
-  const std::string json = R"({"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                           R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
-  REQUIRE(json.size() == 141);
-  std::string expected("\x90\0\0\0\0\0\0\0", 8);
-  expected += json + "   ";
-  // 1.0f = 0x3f800000, -2.5f = 0xc0200000, 7, -1, all little-endian.
-  expected += std::string("\x00\x00\x80\x3f\x00\x00\x20\xc0", 8);
-  expected += std::string("\x07\x00\x00\x00\xff\xff\xff\xff", 8);
+  // Built by hand. Data: 1.0f = 0x3f800000, -2.5f = 0xc0200000, 7, -1, all little-endian.
+  const std::string b_bytes("\x00\x00\x80\x3f\x00\x00\x20\xc0", 8);
+  const std::string a_bytes("\x07\x00\x00\x00\xff\xff\xff\xff", 8);
+  // Each tensor's checksum: FNV-1a 64 of its stored bytes, written out here.
+  const auto fnv1a64 = [](const std::string& bytes) {
+    std::uint64_t h = 14695981039346656037ull;
+    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+    char text[32];
+    std::snprintf(text, sizeof text, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+    return std::string(text);
+  };
+  std::string json = R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + fnv1a64(a_bytes) +
+                     R"(","trident.checksum.b":")" + fnv1a64(b_bytes) +
+                     R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                     R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
+  json.append((8 - json.size() % 8) % 8, ' ');  // padded with spaces to a multiple of 8
+  std::string expected(8, '\0');
+  for (int i = 0; i < 8; ++i) expected[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  expected += json + b_bytes + a_bytes;
   CHECK(trident_test::read_bytes(dir.file("tiny.safetensors")) == expected);
 }
 
@@ -107,7 +118,12 @@ TEST_CASE("tensors and metadata survive a round trip", "[io][safetensors]") {
       metadata);
 
   SafetensorsFile file(path);
-  CHECK(file.metadata() == metadata);
+  Metadata user_metadata;  // what the caller wrote; the writer adds a checksum per tensor
+  for (const auto& [key, value] : file.metadata())
+    if (key.rfind("trident.checksum.", 0) != 0) user_metadata[key] = value;
+  CHECK(user_metadata == metadata);
+  CHECK(file.metadata().size() == metadata.size() + 6);
+  CHECK(file.verify_checksums() == 6);
   CHECK(file.data_start() == layout.data_start());
   CHECK(std::filesystem::file_size(path) == layout.file_size);
   std::vector<std::string> names;

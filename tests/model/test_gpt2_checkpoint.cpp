@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -143,7 +144,8 @@ TEST_CASE("loading a bad checkpoint names the problem and leaves the model untou
     CHECK_THROWS_AS(trainer.load(dir.file("cut.safetensors")), trident::Error);
   }
   SECTION("a header that is not JSON") {
-    std::ofstream(dir.file("junk.safetensors"), std::ios::binary) << std::string("\x10\0\0\0\0\0\0\0{not json}      ", 24);
+    std::ofstream(dir.file("junk.safetensors"), std::ios::binary)
+        << std::string("\x10\0\0\0\0\0\0\0{not json}      ", 24);
     CHECK_THROWS_AS(trainer.load(dir.file("junk.safetensors")), trident::Error);
   }
   CHECK(parameters_of(trainer) == before);
@@ -157,4 +159,66 @@ TEST_CASE("a save that cannot complete leaves no file behind", "[checkpoint]") {
   CHECK_THROWS_AS(trainer.save(target), trident::Error);
   CHECK_FALSE(fs::exists(target));
   CHECK(fs::is_empty(dir.path));
+}
+
+namespace {
+
+// Sets one element of a parameter to +inf: the next forward's loss is not finite.
+void poison(Trainer& trainer, const std::string& name) {
+  auto& store = trainer.model().parameters();
+  auto values = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), store.values());
+  values(static_cast<std::size_t>(store.info(name).offset)) = std::numeric_limits<float>::infinity();
+  Kokkos::deep_copy(store.values(), values);
+}
+
+}  // namespace
+
+TEST_CASE("a non-finite step is skipped (nothing changes, counted) or stops naming step and tensor", "[nonfinite]") {
+  const auto data = make_data();
+  auto skipping = settings();
+  skipping.on_nonfinite = trident::model::NonFinitePolicy::skip;
+  Trainer trainer(Space(), config, skipping, 5);
+  CHECK_FALSE(trainer.train_step(data).skipped);
+  poison(trainer, "ln_f.weight");
+  const auto before = parameters_of(trainer);
+  const auto report = trainer.train_step(data);
+  CHECK(report.skipped);
+  CHECK(report.skipped_so_far == 1);
+  CHECK(report.step == 2);
+  CHECK(trainer.progress().step == 2);      // the step's data is consumed
+  CHECK(parameters_of(trainer) == before);  // bitwise: no update applied (inf included)
+
+  Trainer stopping(Space(), config, settings(), 5);
+  stopping.train_step(data);
+  poison(stopping, "ln_f.weight");
+  CHECK_THROWS_WITH(stopping.train_step(data), Catch::Contains("trident::model: step 2 has a non-finite loss") &&
+                                                   Catch::Contains("first non-finite gradient: 'wte.weight'"));
+  CHECK_THROWS_WITH(trident::model::parse_nonfinite_policy("ignore"),
+                    "trident::model: a non-finite step policy is 'stop' or 'skip', got 'ignore'");
+}
+
+TEST_CASE("a checkpoint whose tensor bytes changed is refused, naming the tensor", "[checkpoint][checksum]") {
+  ScratchDirectory dir;
+  const auto data = make_data();
+  Trainer trainer(Space(), config, settings(), 5);
+  trainer.train_step(data);
+  const std::string path = dir.file("flip.safetensors");
+  trainer.save(path);
+  const trident::io::SafetensorsFile file(path);
+  CHECK(file.verify_checksums() == file.tensors().size());  // every tensor carries one
+  const auto& info = file.tensor("h.1.mlp.c_fc.weight");
+  const std::uint64_t at = file.data_start() + info.data_begin + 17;
+  {
+    std::fstream bytes(path, std::ios::in | std::ios::out | std::ios::binary);
+    bytes.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    bytes.read(&c, 1);
+    c = static_cast<char>(c ^ 0x04);  // one bit
+    bytes.seekp(static_cast<std::streamoff>(at));
+    bytes.write(&c, 1);
+  }
+  Trainer other(Space(), config, settings(), 6);
+  const auto untouched = parameters_of(other);
+  CHECK_THROWS_WITH(other.load(path), Catch::Contains("tensor 'h.1.mlp.c_fc.weight' is corrupt"));
+  CHECK(parameters_of(other) == untouched);
 }

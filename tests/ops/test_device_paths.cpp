@@ -75,7 +75,7 @@ void check_close(const View& a, const View& b, double tolerance) {
 
 TEST_CASE("the team-per-row path computes what the host path computes", "[ops][detail]") {
   const std::int64_t n = 7, v = 45;
-  auto logits = to_host(random_matrix<float>("logits", n, v, -8.0, 8.0));
+  auto logits = to_host(random_matrix<float, HostSpace>("logits", n, v, -8.0, 8.0));
   HostMatrix dlogits_seq("dseq", n, v), dlogits_team("dteam", n, v);
   HostVector losses_seq("lseq", n), losses_team("lteam", n);
   Kokkos::View<int*, Kokkos::HostSpace> targets("targets", n);
@@ -96,7 +96,8 @@ TEST_CASE("the team-per-row path computes what the host path computes", "[ops][d
   }
 
   SECTION("layer norm forward and backward") {
-    const auto w = to_host(random_vector<float>("w", v)), b = to_host(random_vector<float>("b", v));
+    const auto w = to_host(random_vector<float, HostSpace>("w", v)),
+               b = to_host(random_vector<float, HostSpace>("b", v));
     HostVector mean_seq("m1", n), rstd_seq("r1", n), mean_team("m2", n), rstd_team("r2", n);
     using Forward = detail::LayerNormForwardRow<HostMatrix, HostVector, HostVector, HostMatrix, HostVector, HostVector>;
     run_both_ways(n, Forward{dlogits_seq, mean_seq, rstd_seq, logits, w, b, v, 1e-5f},
@@ -116,13 +117,13 @@ TEST_CASE("the device paths of attention's softmax and head copies match the hos
   const int B = 2, T = 7, H = 2, hd = 3;
   using Buffers = trident::ops::AttentionBuffers<float, Kokkos::HostSpace>;
   Buffers seq(B, T, H, hd, 3), team(B, T, H, hd, 3);
-  const auto scores = to_host(random_matrix<float>("scores", B * H, seq.blocks.size(), -3.0, 3.0));
+  const auto scores = to_host(random_matrix<float, HostSpace>("scores", B * H, seq.blocks.size(), -3.0, 3.0));
   Kokkos::deep_copy(seq.probs, scores);
   Kokkos::deep_copy(team.probs, scores);
   using Softmax = detail::CausalSoftmaxRow<Buffers::scores_view>;
   run_both_ways(B * H * T, Softmax{seq.probs, seq.blocks, 0}, Softmax{team.probs, team.blocks, 0});
   check_close(seq.probs, team.probs, 1e-6);
-  const auto dp = to_host(random_matrix<float>("dp", B * H, seq.blocks.size()));
+  const auto dp = to_host(random_matrix<float, HostSpace>("dp", B * H, seq.blocks.size()));
   Kokkos::deep_copy(seq.dscores, dp);
   Kokkos::deep_copy(team.dscores, dp);
   using SoftmaxBackward = detail::CausalSoftmaxBackwardRow<Buffers::scores_view, Buffers::scores_view>;
@@ -131,7 +132,7 @@ TEST_CASE("the device paths of attention's softmax and head copies match the hos
   check_close(seq.dscores, team.dscores, 1e-6);
 
   // Head split and merge: by row (host) and by element (device) give the same copies.
-  const auto qkv = to_host(random_matrix<float>("qkv", B * T, 3 * H * hd));
+  const auto qkv = to_host(random_matrix<float, HostSpace>("qkv", B * T, 3 * H * hd));
   using Split = detail::SplitHeads<Buffers::heads_view, HostMatrix>;
   const Split by_row{{seq.q, seq.k, seq.v}, qkv, T, H, hd, 3}, by_element{{team.q, team.k, team.v}, qkv, T, H, hd, 3};
   Kokkos::parallel_for(Kokkos::RangePolicy<HostSpace, detail::RowTag>(0, B * T), by_row);
@@ -157,7 +158,7 @@ TEST_CASE("the device paths of attention's softmax and head copies match the hos
 }
 
 TEST_CASE("the one-thread-per-element path matches the row loop", "[ops][detail]") {
-  const auto x = to_host(random_matrix<float>("x", 5, 9, -4.0, 4.0));
+  const auto x = to_host(random_matrix<float, HostSpace>("x", 5, 9, -4.0, 4.0));
   HostMatrix by_row("by_row", 5, 9), flat("flat", 5, 9);
   using Gelu = detail::PointwiseForward<trident::ops::Gelu, HostMatrix, HostMatrix>;
   Kokkos::parallel_for(detail::IndexRange<HostSpace>(0, 5), detail::ElementsByRow<Gelu>{Gelu{by_row, x}, 9});

@@ -44,13 +44,15 @@ Request allgather(Mode mode, const ExecutionSpace& space, const Communicator& co
   fence_before_mpi(space);
   const MPI_Datatype type = mpi_datatype<T>();
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Allgather(in.data(), count, type, out.data(), count, type, comm.mpi()), name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallgather(in.data(), count, type, out.data(), count, type, comm.mpi(), &request), name);
-  return Request(request, [in, out](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out](const MPI_Status&) { out.finish(); });
 }
 
 template <class ExecutionSpace, class ViewType>
@@ -70,13 +72,15 @@ Request allgather_in_place(Mode mode, const ExecutionSpace& space, const Communi
   fence_before_mpi(space);
   const MPI_Datatype type = mpi_datatype<T>();
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data(), block, type, comm.mpi()), name);
     buffer.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data(), block, type, comm.mpi(), &request), name);
-  return Request(request, [buffer](const MPI_Status&) { buffer.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [buffer](const MPI_Status&) { buffer.finish(); });
 }
 
 template <class ExecutionSpace, class SendView, class RecvView>
@@ -102,6 +106,7 @@ Request allgatherv(Mode mode, const ExecutionSpace& space, const Communicator& c
   fence_before_mpi(space);
   const MPI_Datatype type = mpi_datatype<T>();
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Allgatherv(in.data(), count, type, out.data(), blocks->counts.data(), blocks->displacements.data(),
                              type, comm.mpi()),
               name);
@@ -113,7 +118,8 @@ Request allgatherv(Mode mode, const ExecutionSpace& space, const Communicator& c
                             type, comm.mpi(), &request),
             name);
   // MPI reads the counts until completion: the Request keeps them alive.
-  return Request(request, [in, out, blocks](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out, blocks](const MPI_Status&) { out.finish(); });
 }
 
 }  // namespace Impl

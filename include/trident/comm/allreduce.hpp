@@ -37,13 +37,15 @@ Request allreduce(Mode mode, const ExecutionSpace& space, const Communicator& co
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Allreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request), name);
-  return Request(request, [in, out](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out](const MPI_Status&) { out.finish(); });
 }
 
 template <class ExecutionSpace, class ViewType>
@@ -59,6 +61,7 @@ Request allreduce_in_place(Mode mode, const ExecutionSpace& space, const Communi
   auto buffer = make_buffer(space, comm, view, Direction::send_receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
     buffer.finish();
     return Request();
@@ -66,7 +69,8 @@ Request allreduce_in_place(Mode mode, const ExecutionSpace& space, const Communi
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
             name);
-  return Request(request, [buffer](const MPI_Status&) { buffer.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [buffer](const MPI_Status&) { buffer.finish(); });
 }
 
 }  // namespace Impl

@@ -39,13 +39,15 @@ Request alltoall(Mode mode, const ExecutionSpace& space, const Communicator& com
   fence_before_mpi(space);
   const MPI_Datatype type = mpi_datatype<T>();
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Alltoall(in.data(), block, type, out.data(), block, type, comm.mpi()), name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Ialltoall(in.data(), block, type, out.data(), block, type, comm.mpi(), &request), name);
-  return Request(request, [in, out](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out](const MPI_Status&) { out.finish(); });
 }
 
 }  // namespace Impl

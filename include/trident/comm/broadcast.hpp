@@ -30,13 +30,15 @@ Request broadcast(Mode mode, const ExecutionSpace& space, const Communicator& co
   auto buffer = make_buffer(space, comm, view, comm.rank() == root ? Direction::send : Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Bcast(buffer.data(), count, mpi_datatype<T>(), root, comm.mpi()), name);
     buffer.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Ibcast(buffer.data(), count, mpi_datatype<T>(), root, comm.mpi(), &request), name);
-  return Request(request, [buffer](const MPI_Status&) { buffer.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [buffer](const MPI_Status&) { buffer.finish(); });
 }
 
 }  // namespace Impl

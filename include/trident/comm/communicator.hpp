@@ -7,6 +7,7 @@
 #include <trident/comm/consistency_check.hpp>
 #include <trident/comm/gpu_aware.hpp>
 #include <trident/comm/statistics.hpp>
+#include <trident/comm/watchdog.hpp>
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
 
@@ -85,6 +86,8 @@ class Communicator {
   void barrier() const {
     ScopedRegion region("trident::comm::barrier");
     begin_collective(make_fingerprint(Operation::barrier, ElementType::none, 0), 0);
+    const Impl::WaitGuard guard(
+        Impl::WaitLabel{"trident::comm::barrier", name(), state().collective_calls, -1, -1, rank()});
     Impl::check_mpi(MPI_Barrier(mpi()), "trident::comm::barrier");
   }
 
@@ -168,6 +171,14 @@ struct CommunicatorAccess {
     comm.begin_collective(fingerprint, bytes);
   }
   static TrafficStatistics& stats(const Communicator& comm) { return comm.state().stats; }
+  // What a wait in `operation` on `comm` is for: the collective `ahead` calls past the last one
+  // begun (1: a blocking call about to begin it, 0: one already begun), or with a peer, a
+  // point-to-point transfer.
+  static WaitLabel wait_label(const Communicator& comm, const char* operation, std::int64_t ahead, int peer = -1,
+                              int tag = -1) {
+    const auto& s = comm.state();
+    return WaitLabel{operation, s.name, peer >= 0 ? 0 : s.collective_calls + ahead, peer, tag, s.rank};
+  }
 };
 
 }  // namespace Impl

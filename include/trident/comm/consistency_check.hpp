@@ -8,6 +8,7 @@
 #include <trident/comm/mpi_datatype.hpp>
 #include <trident/comm/reduce_op.hpp>
 #include <trident/comm/statistics.hpp>
+#include <trident/comm/watchdog.hpp>
 #include <trident/core/error.hpp>
 
 #include <mpi.h>
@@ -85,13 +86,16 @@ inline void verify_fingerprints(MPI_Comm comm, const std::string& communicator_n
   int size = 0;
   MPI_Comm_size(comm, &size);
   std::vector<Fingerprint> all(static_cast<std::size_t>(size));
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const WaitGuard guard(WaitLabel{"trident::comm consistency check", communicator_name, mine.sequence, -1, -1, rank});
   const int result = MPI_Allgather(&mine, static_cast<int>(sizeof(Fingerprint)), MPI_BYTE, all.data(),
                                    static_cast<int>(sizeof(Fingerprint)), MPI_BYTE, comm);
   require(result == MPI_SUCCESS, "trident::comm: the consistency check's exchange on communicator '", communicator_name,
           "' failed with MPI error ", result);
-  for (int rank = 1; rank < size; ++rank) {
-    const auto& other = all[static_cast<std::size_t>(rank)];
-    if (other != all[0]) throw Error(mismatch_message(communicator_name, all[0], 0, other, rank));
+  for (int other_rank = 1; other_rank < size; ++other_rank) {
+    const auto& other = all[static_cast<std::size_t>(other_rank)];
+    if (other != all[0]) throw Error(mismatch_message(communicator_name, all[0], 0, other, other_rank));
   }
 }
 

@@ -48,12 +48,13 @@ Request send(Mode mode, const ExecutionSpace& space, const Communicator& comm, c
   auto buffer = make_buffer(space, comm, view, Direction::send, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0, dest, tag));
     check_mpi(MPI_Send(buffer.data(), count, mpi_datatype<T>(), dest, tag, comm.mpi()), name);
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Isend(buffer.data(), count, mpi_datatype<T>(), dest, tag, comm.mpi(), &request), name);
-  return Request(request, [buffer](const MPI_Status&) {});
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0, dest, tag), [buffer](const MPI_Status&) {});
 }
 
 template <class ExecutionSpace, class ViewType>
@@ -69,6 +70,7 @@ Request recv(Mode mode, const ExecutionSpace& space, const Communicator& comm, c
   auto buffer = make_buffer(space, comm, view, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0, source, tag));
     MPI_Status status{};
     check_mpi(MPI_Recv(buffer.data(), count, mpi_datatype<T>(), source, tag, comm.mpi(), &status), name);
     require_full_message<T>(name, comm, status, count);
@@ -77,10 +79,11 @@ Request recv(Mode mode, const ExecutionSpace& space, const Communicator& comm, c
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Irecv(buffer.data(), count, mpi_datatype<T>(), source, tag, comm.mpi(), &request), name);
-  return Request(request, [buffer, comm, count](const MPI_Status& status) {
-    require_full_message<T>(name, comm, status, count);
-    buffer.finish();
-  });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0, source, tag),
+                 [buffer, comm, count](const MPI_Status& status) {
+                   require_full_message<T>(name, comm, status, count);
+                   buffer.finish();
+                 });
 }
 
 }  // namespace Impl
@@ -134,6 +137,7 @@ void sendrecv(const ExecutionSpace& space, const Communicator& comm, const SendV
   auto in = Impl::make_buffer(space, comm, send_view, Impl::Direction::send, name);
   auto out = Impl::make_buffer(space, comm, recv_view, Impl::Direction::receive, name);
   Impl::fence_before_mpi(space);
+  const Impl::WaitGuard guard(Impl::CommunicatorAccess::wait_label(comm, name, 0, source, tag));
   MPI_Status status{};
   Impl::check_mpi(MPI_Sendrecv(in.data(), send_count, Impl::mpi_datatype<SendT>(), dest, tag, out.data(), recv_count,
                                Impl::mpi_datatype<RecvT>(), source, tag, comm.mpi(), &status),

@@ -44,6 +44,7 @@ Request reduce_scatter(Mode mode, const ExecutionSpace& space, const Communicato
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
     out.finish();
     return Request();
@@ -52,7 +53,8 @@ Request reduce_scatter(Mode mode, const ExecutionSpace& space, const Communicato
   check_mpi(
       MPI_Ireduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
       name);
-  return Request(request, [in, out](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out](const MPI_Status&) { out.finish(); });
 }
 
 template <class ExecutionSpace, class SendView, class RecvView>
@@ -77,6 +79,7 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
+    const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(
         MPI_Reduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op), comm.mpi()),
         name);
@@ -88,7 +91,8 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
                                 &request),
             name);
   // MPI reads the counts until completion: the Request keeps them alive.
-  return Request(request, [in, out, blocks](const MPI_Status&) { out.finish(); });
+  return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
+                 [in, out, blocks](const MPI_Status&) { out.finish(); });
 }
 
 }  // namespace Impl

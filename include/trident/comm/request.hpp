@@ -6,6 +6,7 @@
 // because freeing memory MPI is still writing would corrupt it.
 
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/watchdog.hpp>
 #include <trident/core/profiling.hpp>
 
 #include <mpi.h>
@@ -24,16 +25,19 @@ class Request {
 
   // A request with nothing to wait for.
   Request() = default;
-  Request(MPI_Request request, Completion on_completion)
-      : m_request(request), m_on_completion(std::move(on_completion)) {}
+  // `label` names what a wait on it is for, should it outlast the wait timeout (watchdog.hpp).
+  Request(MPI_Request request, Impl::WaitLabel label, Completion on_completion)
+      : m_request(request), m_label(std::move(label)), m_on_completion(std::move(on_completion)) {}
 
   Request(Request&& other) noexcept
       : m_request(std::exchange(other.m_request, MPI_REQUEST_NULL)),
+        m_label(std::move(other.m_label)),
         m_on_completion(std::exchange(other.m_on_completion, nullptr)) {}
   Request& operator=(Request&& other) {
     if (this != &other) {
       wait();
       m_request = std::exchange(other.m_request, MPI_REQUEST_NULL);
+      m_label = std::move(other.m_label);
       m_on_completion = std::exchange(other.m_on_completion, nullptr);
     }
     return *this;
@@ -54,6 +58,7 @@ class Request {
   void wait() {
     if (!pending()) return;
     ScopedRegion region("trident::comm::wait");
+    const Impl::WaitGuard guard(m_label);
     MPI_Status status{};
     Impl::check_mpi(MPI_Wait(&m_request, &status), "trident::comm::wait");
     complete(status);
@@ -75,7 +80,12 @@ class Request {
     ScopedRegion region("trident::comm::wait_all");
     std::vector<MPI_Request> handles;
     handles.reserve(requests.size());
-    for (const auto& request : requests) handles.push_back(request.m_request);
+    const Request* first_pending = nullptr;
+    for (const auto& request : requests) {
+      handles.push_back(request.m_request);
+      if (first_pending == nullptr && request.m_request != MPI_REQUEST_NULL) first_pending = &request;
+    }
+    const Impl::WaitGuard guard(first_pending != nullptr ? first_pending->m_label : Impl::WaitLabel{});
     std::vector<MPI_Status> statuses(handles.size());
     Impl::check_mpi(MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data()),
                     "trident::comm::wait_all");
@@ -98,6 +108,7 @@ class Request {
   }
 
   MPI_Request m_request = MPI_REQUEST_NULL;
+  Impl::WaitLabel m_label;
   Completion m_on_completion;  // also what keeps the operation's buffers alive
 };
 

@@ -168,8 +168,8 @@ class ViewBuffer {
   ExecutionSpace m_space;
   ViewType m_view;
   Direction m_direction;
-  Packed m_packed;          // empty unless the View is not row-major contiguous
-  Contiguous m_contiguous;  // the View's elements in row-major order, in its memory space
+  Packed m_packed;                // empty unless the View is not row-major contiguous
+  Contiguous m_contiguous;        // the View's elements in row-major order, in its memory space
   StagingPool::Buffer m_staging;  // held from the pool while the transfer needs it
   Host m_host;                    // empty unless staged through the host: m_staging's bytes
   bool m_is_packed = false;

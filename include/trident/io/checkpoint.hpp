@@ -65,6 +65,7 @@ Metadata load_checkpoint(const std::string& path, const ParameterStore<Scalar, M
   ScopedRegion region("trident::io::load_checkpoint");
   detail::require_unsharded(store, "trident::io::load_checkpoint");
   SafetensorsFile file(path);
+  file.verify_checksums();  // a corrupt file is refused before anything is read
   // Everything is read into host buffers first: a bad file leaves the model untouched.
   using Device = Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace>;
   std::vector<std::pair<std::string, Device>> targets{{"", store.values()}};

@@ -4,6 +4,7 @@
 // reads only its shard, never the whole tensor).
 
 #include <trident/core/error.hpp>
+#include <trident/io/checksum.hpp>
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
 #include <trident/io/safetensors_header.hpp>
@@ -69,6 +70,34 @@ class SafetensorsFile {
   std::uint64_t data_start() const { return m_data_start; }
 
   bool contains(const std::string& name) const { return m_index.count(name) != 0; }
+
+  // Reads every tensor that has a checksum in the metadata (checksum.hpp) and compares; throws
+  // naming the first tensor whose bytes differ, or a checksum of a tensor the file lacks.
+  // Returns how many tensors were verified (0 for a file without checksums).
+  std::size_t verify_checksums() const {
+    const std::string& prefix = checksum_key_prefix();
+    std::size_t verified = 0;
+    std::vector<char> buffer;
+    for (auto it = m_metadata.lower_bound(prefix); it != m_metadata.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+      const std::string name = it->first.substr(prefix.size());
+      require(contains(name), "safetensors file '", m_path, "': the metadata holds a checksum of tensor '", name,
+              "', which the file does not hold");
+      const TensorInfo& info = tensor(name);
+      Checksum checksum;
+      constexpr std::uint64_t chunk = std::uint64_t(1) << 22;
+      for (std::uint64_t done = 0; done < info.byte_size();) {
+        const auto n = std::min(info.byte_size() - done, chunk);
+        buffer.resize(static_cast<std::size_t>(n));
+        read_bytes(m_data_start + info.data_begin + done, n, buffer.data(), "tensor '" + name + "'");
+        checksum.add(buffer.data(), static_cast<std::size_t>(n));
+        done += n;
+      }
+      require(checksum.text() == it->second, "safetensors file '", m_path, "': tensor '", name,
+              "' is corrupt: its bytes have checksum ", checksum.text(), " but the file recorded ", it->second);
+      ++verified;
+    }
+    return verified;
+  }
 
   const TensorInfo& tensor(const std::string& name) const {
     const auto found = m_index.find(name);

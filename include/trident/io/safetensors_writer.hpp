@@ -1,9 +1,10 @@
 #pragma once
 // Writing a whole safetensors file from host memory, atomically: the file appears under its
-// name complete or not at all.
+// name complete or not at all, with a checksum of every tensor in its metadata (checksum.hpp).
 
 #include <trident/core/error.hpp>
 #include <trident/io/atomic_file.hpp>
+#include <trident/io/checksum.hpp>
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
 #include <trident/io/safetensors_layout.hpp>
@@ -45,10 +46,12 @@ HostTensor host_tensor(std::string name, Shape shape, std::vector<T>&& data) = d
 
 namespace detail {
 
-inline void write_little_endian(AtomicFileWriter& file, const void* data, std::uint64_t bytes,
-                                std::size_t element_size) {
+// Hands `sink` the bytes of `data` in little-endian order, in pieces: the data itself on a
+// little-endian host, byte-swapped copies otherwise.
+template <class Sink>
+void for_each_little_endian_piece(const void* data, std::uint64_t bytes, std::size_t element_size, Sink&& sink) {
   if (host_is_little_endian()) {
-    file.write(data, static_cast<std::size_t>(bytes));
+    sink(data, static_cast<std::size_t>(bytes));
     return;
   }
   constexpr std::size_t chunk = std::size_t(1) << 20;  // a multiple of every element size
@@ -58,7 +61,7 @@ inline void write_little_endian(AtomicFileWriter& file, const void* data, std::u
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes - done, chunk));
     std::memcpy(buffer.data(), source + done, n);
     swap_element_bytes(buffer.data(), element_size, n / element_size);
-    file.write(buffer.data(), n);
+    sink(buffer.data(), n);
     done += n;
   }
 }
@@ -74,7 +77,19 @@ inline SafetensorsLayout write_safetensors(const std::string& path, const std::v
   std::vector<TensorSpec> specs;
   specs.reserve(tensors.size());
   for (const HostTensor& tensor : tensors) specs.push_back(tensor.spec);
-  const SafetensorsLayout layout = plan_safetensors(specs, metadata);
+  // Each tensor's checksum goes into the header, which precedes the data.
+  Metadata with_checksums = metadata;
+  for (const HostTensor& tensor : tensors) {
+    std::uint64_t count = 0;
+    if (!checked_element_count(tensor.spec.shape, count) || (tensor.data == nullptr && count != 0))
+      continue;  // refused below
+    Checksum checksum;
+    detail::for_each_little_endian_piece(tensor.data, count * dtype_size(tensor.spec.dtype),
+                                         dtype_size(tensor.spec.dtype),
+                                         [&](const void* piece, std::size_t n) { checksum.add(piece, n); });
+    with_checksums[checksum_key_prefix() + tensor.spec.name] = checksum.text();
+  }
+  const SafetensorsLayout layout = plan_safetensors(specs, with_checksums);
   for (std::size_t i = 0; i < tensors.size(); ++i)
     require_argument(tensors[i].data != nullptr || layout.tensors[i].byte_size() == 0, operation, ": tensor '",
                      tensors[i].spec.name, "' of shape ", format_shape(tensors[i].spec.shape),
@@ -83,8 +98,9 @@ inline SafetensorsLayout write_safetensors(const std::string& path, const std::v
   AtomicFileWriter file(path, operation);
   file.write(layout.header.data(), layout.header.size());
   for (std::size_t i = 0; i < tensors.size(); ++i)
-    detail::write_little_endian(file, tensors[i].data, layout.tensors[i].byte_size(),
-                                dtype_size(layout.tensors[i].dtype));
+    detail::for_each_little_endian_piece(tensors[i].data, layout.tensors[i].byte_size(),
+                                         dtype_size(layout.tensors[i].dtype),
+                                         [&](const void* piece, std::size_t n) { file.write(piece, n); });
   require(file.bytes_written() == layout.file_size, operation, ": wrote ", file.bytes_written(), " bytes to '", path,
           "' but planned ", layout.file_size);
   file.commit();

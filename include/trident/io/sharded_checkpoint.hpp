@@ -34,7 +34,9 @@ void scatter_blocks(const std::vector<std::int64_t>& blocks, const Scalar* local
   }
 }
 
-inline std::int64_t columns_of(const std::vector<std::int64_t>& shape) { return shape.size() == 2 ? shape[1] : 1; }
+inline std::int64_t columns_of(const std::vector<std::int64_t>& shape) {
+  return shape.size() == 2 ? shape[1] : 1;
+}
 
 }  // namespace detail
 
@@ -66,7 +68,8 @@ std::vector<std::vector<std::vector<Scalar>>> gather_global_tensors(
   for (int c : block_counts) total_blocks += c;
   Kokkos::View<std::int64_t*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> my_blocks_view(
       my_blocks.data(), my_blocks.size());
-  Kokkos::View<std::int64_t*, Kokkos::HostSpace> all_blocks("trident::io::blocks", static_cast<std::size_t>(total_blocks));
+  Kokkos::View<std::int64_t*, Kokkos::HostSpace> all_blocks("trident::io::blocks",
+                                                            static_cast<std::size_t>(total_blocks));
   comm::allgatherv(host, group, my_blocks_view, all_blocks, block_counts);
 
   const auto value_counts = gather_counts(static_cast<int>(store.size()));
@@ -129,8 +132,8 @@ void save_sharded_checkpoint(const std::string& path, const ParameterStore<Scala
       for (std::size_t k = 0; k < buffers.size(); ++k) {
         const std::string prefix = k == 0 ? "" : state[k - 1].prefix;
         for (std::size_t i = 0; i < store.tensors().size(); ++i)
-          tensors.push_back(host_tensor(prefix + store.tensors()[i].name, store.tensors()[i].global_shape,
-                                        global[k][i].data()));
+          tensors.push_back(
+              host_tensor(prefix + store.tensors()[i].name, store.tensors()[i].global_shape, global[k][i].data()));
       }
       write_safetensors(path, tensors, metadata);
     } catch (const std::exception& e) {
@@ -156,6 +159,7 @@ Metadata load_sharded_checkpoint(const std::string& path, const ParameterStore<S
                                  const std::vector<StateBuffer<Scalar, MemorySpace>>& state) {
   ScopedRegion region("trident::io::load_sharded_checkpoint");
   SafetensorsFile file(path);
+  file.verify_checksums();  // a corrupt file is refused before anything is read
   using Device = Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace>;
   std::vector<std::pair<std::string, Device>> targets{{"", store.values()}};
   for (const auto& buffer : state) targets.emplace_back(buffer.prefix, buffer.values);
@@ -176,7 +180,8 @@ Metadata load_sharded_checkpoint(const std::string& path, const ParameterStore<S
         }
         for (std::int64_t i = 0; i < b.rows; ++i)
           for (std::int64_t j = 0; j < b.cols; ++j)
-            local[(b.local_row + i) * local_cols + b.local_col + j] = block_values[static_cast<std::size_t>(i * b.cols + j)];
+            local[(b.local_row + i) * local_cols + b.local_col + j] =
+                block_values[static_cast<std::size_t>(i * b.cols + j)];
       }
     }
   }

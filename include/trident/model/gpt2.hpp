@@ -41,30 +41,30 @@ struct Gpt2Activations {
     matrix ln_1_full;             // (N, C)
     matrix qkv;                   // (N, 3Cl)
     ops::AttentionBuffers<Scalar, MemorySpace> attention;
-    matrix attn_out;              // (N, Cl) this rank's heads, before c_proj
-    matrix residual_attn;         // (Nl, C) x + attention branch
-    matrix ln_2;                  // (Nl, C)
+    matrix attn_out;       // (N, Cl) this rank's heads, before c_proj
+    matrix residual_attn;  // (Nl, C) x + attention branch
+    matrix ln_2;           // (Nl, C)
     vector ln_2_mean, ln_2_rstd;
-    matrix ln_2_full;             // (N, C)
-    matrix fc;                    // (N, Fl) before GELU
-    matrix fc_gelu;               // (N, Fl)
-    matrix residual_mlp;          // (Nl, C) block output
+    matrix ln_2_full;     // (N, C)
+    matrix fc;            // (N, Fl) before GELU
+    matrix fc_gelu;       // (N, Fl)
+    matrix residual_mlp;  // (Nl, C) block output
   };
 
   int batch = 0, seq = 0;
   Kokkos::View<int*, MemorySpace> tokens, targets;  // (N), every rank of the group
   matrix embedded;                                  // (Nl, C)
   std::vector<Block> blocks;
-  matrix ln_f;                                      // (Nl, C)
+  matrix ln_f;  // (Nl, C)
   vector ln_f_mean, ln_f_rstd;
-  matrix ln_f_full;                                 // (N, C)
-  matrix logits;                                    // (N, Vl); holds d(logits) once the loss gradient is taken
-  vector losses;                                    // (N)
-  matrix partial;                                   // (N, C) row-parallel partial sums (sequence parallel)
+  matrix ln_f_full;  // (N, C)
+  matrix logits;     // (N, Vl); holds d(logits) once the loss gradient is taken
+  vector losses;     // (N)
+  matrix partial;    // (N, C) row-parallel partial sums (sequence parallel)
 
   // Gradient scratch, reused by every block.
-  matrix d_residual, d_ln;          // (Nl, C)
-  matrix d_full, d_ln_full;         // (N, C)
+  matrix d_residual, d_ln;   // (Nl, C)
+  matrix d_full, d_ln_full;  // (N, C)
   matrix d_attn_out, d_qkv, d_fc, d_fc_gelu;
   tensor_parallel::VocabParallelScratch<Scalar, MemorySpace> vocab_parallel;
 
@@ -111,17 +111,15 @@ struct Gpt2Activations {
   }
 
   Gpt2Activations() = default;
-  Gpt2Activations(const Gpt2Config& config, const Gpt2Split& split, bool sequence_parallel, int batch_size,
-                  int seq_len)
+  Gpt2Activations(const Gpt2Config& config, const Gpt2Split& split, bool sequence_parallel, int batch_size, int seq_len)
       : Gpt2Activations(config, split, sequence_parallel, batch_size, seq_len, config.layers, true) {}
 
   // The activations of `block_count` blocks and, with `head`, the final norm and the loss (a
   // pipeline stage's share). With `shared`, the gradient and attention scratch are shared's;
   // with `recompute` too, every view of a block but its output is shared's first block, which
   // each block overwrites (a backward that recomputes them needs only each block's input).
-  Gpt2Activations(const Gpt2Config& config, const Gpt2Split& split, bool sequence_parallel, int batch_size,
-                  int seq_len, int block_count, bool head, const Gpt2Activations* shared = nullptr,
-                  bool recompute = false)
+  Gpt2Activations(const Gpt2Config& config, const Gpt2Split& split, bool sequence_parallel, int batch_size, int seq_len,
+                  int block_count, bool head, const Gpt2Activations* shared = nullptr, bool recompute = false)
       : batch(batch_size), seq(seq_len) {
     const int tp = split.tp_size;
     const auto n = static_cast<std::size_t>(batch_size) * static_cast<std::size_t>(seq_len);
@@ -160,9 +158,9 @@ struct Gpt2Activations {
       if (shared != nullptr) {
         b.attention = ops::AttentionBuffers<Scalar, MemorySpace>::sharing_scratch_with(shared->blocks[0].attention);
       } else {
-        b.attention = l == 0 ? ops::AttentionBuffers<Scalar, MemorySpace>(batch_size, seq_len, local_heads,
-                                                                           config.head_dim())
-                             : ops::AttentionBuffers<Scalar, MemorySpace>::sharing_scratch_with(blocks[0].attention);
+        b.attention =
+            l == 0 ? ops::AttentionBuffers<Scalar, MemorySpace>(batch_size, seq_len, local_heads, config.head_dim())
+                   : ops::AttentionBuffers<Scalar, MemorySpace>::sharing_scratch_with(blocks[0].attention);
       }
       b.attn_out = matrix("trident::gpt2::attn_out", n, cl);
       b.residual_attn = matrix("trident::gpt2::residual_attn", nl, c);
@@ -490,8 +488,7 @@ class Gpt2 {
                     int seq) const {
     require_argument(seq >= 1 && seq <= m_config.seq, op, ": sequence length ", seq, " is outside [1, ", m_config.seq,
                      "]");
-    require_argument(batch >= 1 &&
-                         tokens.size() == static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq) &&
+    require_argument(batch >= 1 && tokens.size() == static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq) &&
                          targets.size() == tokens.size(),
                      op, ": expected ", batch, "x", seq, " tokens and targets, got ", tokens.size(), " and ",
                      targets.size());
@@ -512,8 +509,8 @@ class Gpt2 {
   static void require_boundary(const char* operation, const char* role, const View& view,
                                const activation_matrix& expected) {
     require_argument(view.extent(0) == expected.extent(0) && view.extent(1) == expected.extent(1),
-                     "trident::model::Gpt2::", operation, ": the ", role, " is ", view.extent(0), " x ",
-                     view.extent(1), " but the stage boundary is ", expected.extent(0), " x ", expected.extent(1));
+                     "trident::model::Gpt2::", operation, ": the ", role, " is ", view.extent(0), " x ", view.extent(1),
+                     " but the stage boundary is ", expected.extent(0), " x ", expected.extent(1));
   }
 
   // ---- forward and backward of the model's parts, side by side ----
@@ -687,8 +684,8 @@ class Gpt2 {
     if (!m_group.active() || !m_group.sequence_parallel) return;
     const auto pair = layernorm_grad_pair(weight, bias);
     if (m_accumulated.extent(1) != pair.extent(0))
-      m_accumulated = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>("trident::gpt2::accumulated", 2,
-                                                                                pair.extent(0));
+      m_accumulated =
+          Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>("trident::gpt2::accumulated", 2, pair.extent(0));
     Kokkos::deep_copy(m_space, Kokkos::subview(m_accumulated, slot, Kokkos::ALL), pair);
     Kokkos::deep_copy(m_space, pair, Scalar(0));
   }
@@ -703,8 +700,8 @@ class Gpt2 {
   // ---- pipeline stage internals ----
 
   // The backward of a stage, whole or (split) up to the weight pass.
-  void backward_pass(int micro_batch, const activation_matrix& output_gradient,
-                     const activation_matrix& input_gradient, bool split) {
+  void backward_pass(int micro_batch, const activation_matrix& output_gradient, const activation_matrix& input_gradient,
+                     bool split) {
     require_micro_batch(split ? "stage_backward_input" : "stage_backward", micro_batch);
     StageSlot& slot = m_pool.at(micro_batch);
     auto& a = slot.acts;
@@ -796,8 +793,8 @@ class Gpt2 {
   static std::size_t deferred_bytes(const StageSlot& slot) {
     std::size_t total = slot.d_embedded.span();
     for (const auto& d : slot.deferred)
-      for (const auto* m : {&d.d_mlp_proj, &d.d_fc, &d.d_attn_proj, &d.d_qkv, &d.ln_1_full, &d.attn_out, &d.ln_2_full,
-                            &d.fc_gelu})
+      for (const auto* m :
+           {&d.d_mlp_proj, &d.d_fc, &d.d_attn_proj, &d.d_qkv, &d.ln_1_full, &d.attn_out, &d.ln_2_full, &d.fc_gelu})
         total += m->span();
     return total * sizeof(Scalar);
   }
@@ -833,7 +830,7 @@ class Gpt2 {
 
   void copy_tokens(const token_view& device, const std::vector<int>& host) const {
     Kokkos::View<const int*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> source(host.data(),
-                                                                                               host.size());
+                                                                                                host.size());
     Kokkos::deep_copy(m_space, device, source);
   }
 

@@ -15,7 +15,9 @@
 
 namespace trident::model {
 
-inline std::string layer_name(int layer, const char* suffix) { return "h." + std::to_string(layer) + "." + suffix; }
+inline std::string layer_name(int layer, const char* suffix) {
+  return "h." + std::to_string(layer) + "." + suffix;
+}
 
 // How a tensor-parallel rank holds GPT-2 (Megatron's split): c_attn by heads (the Q, K and V
 // columns of each head on the same rank), c_fc by columns, both c_proj by rows, wte by
@@ -31,8 +33,8 @@ inline void validate_gpt2_split(const Gpt2Config& config, const Gpt2Split& split
                    "trident::model: tensor-parallel rank ", split.tp_rank, " of ", split.tp_size);
   require_argument(split.tp_size <= config.heads, "trident::model: tensor parallelism over ", split.tp_size,
                    " ranks needs at least as many heads, but the model has ", config.heads);
-  require_argument(config.heads % split.tp_size == 0, "trident::model: ", config.heads,
-                   " heads do not divide over ", split.tp_size, " tensor-parallel ranks");
+  require_argument(config.heads % split.tp_size == 0, "trident::model: ", config.heads, " heads do not divide over ",
+                   split.tp_size, " tensor-parallel ranks");
   require_argument((4 * config.hidden) % split.tp_size == 0, "trident::model: the MLP width 4C = ", 4 * config.hidden,
                    " does not divide over ", split.tp_size, " tensor-parallel ranks");
   require_argument(config.vocab >= split.tp_size, "trident::model: a vocabulary of ", config.vocab,
@@ -50,7 +52,9 @@ inline tensor_parallel::Range gpt2_vocab_range(const Gpt2Config& config, const G
 // (initialised by name to the same values; the pipeline sums the copies' gradients).
 using Gpt2Stage = pipeline::StageBlocks;
 
-inline Gpt2Stage whole_gpt2(const Gpt2Config& config) { return Gpt2Stage{0, config.layers, true, true}; }
+inline Gpt2Stage whole_gpt2(const Gpt2Config& config) {
+  return Gpt2Stage{0, config.layers, true, true};
+}
 
 inline bool is_whole_gpt2(const Gpt2Config& config, const Gpt2Stage& stage) {
   return stage.first_block == 0 && stage.end_block == config.layers;

@@ -16,10 +16,10 @@
 namespace trident::model {
 
 template <class Scalar, class ExecutionSpace>
-void save_gpt2_pipeline_checkpoint(const std::string& path, const Gpt2Config& config,
-                                   Gpt2Pipeline<Scalar, ExecutionSpace>& pipe,
-                                   const std::vector<optim::AdamW<Scalar, typename ExecutionSpace::memory_space>>& adamw,
-                                   const TrainingProgress& progress) {
+void save_gpt2_pipeline_checkpoint(
+    const std::string& path, const Gpt2Config& config, Gpt2Pipeline<Scalar, ExecutionSpace>& pipe,
+    const std::vector<optim::AdamW<Scalar, typename ExecutionSpace::memory_space>>& adamw,
+    const TrainingProgress& progress) {
   ScopedRegion region("trident::model::save_gpt2_pipeline_checkpoint");
   using Memory = typename ExecutionSpace::memory_space;
   using HostValues = Kokkos::View<Scalar*, Kokkos::HostSpace>;
@@ -42,8 +42,9 @@ void save_gpt2_pipeline_checkpoint(const std::string& path, const Gpt2Config& co
     for (std::size_t i = 0; i < store.tensors().size(); ++i) {
       if (tied_copy && store.tensors()[i].name == "wte.weight") continue;  // the first stage writes wte
       names.push_back(store.tensors()[i].name);
-      for (int k = 0; k < parts; ++k) flat.insert(flat.end(), global[static_cast<std::size_t>(k)][i].begin(),
-                                                  global[static_cast<std::size_t>(k)][i].end());
+      for (int k = 0; k < parts; ++k)
+        flat.insert(flat.end(), global[static_cast<std::size_t>(k)][i].begin(),
+                    global[static_cast<std::size_t>(k)][i].end());
     }
   }
   // Pipeline rank 0 collects the names (newline-separated) and values of every rank.
@@ -70,15 +71,24 @@ void save_gpt2_pipeline_checkpoint(const std::string& path, const Gpt2Config& co
       sizes(0) = static_cast<std::int64_t>(joined.size());
       sizes(1) = static_cast<std::int64_t>(flat.size());
       comm::send(host, pp, sizes, 0, 1);
-      comm::send(host, pp, Kokkos::View<char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(joined.data(), joined.size()), 0, 2);
-      comm::send(host, pp, Kokkos::View<Scalar*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(flat.data(), flat.size()), 0, 3);
+      comm::send(
+          host, pp,
+          Kokkos::View<char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(joined.data(), joined.size()),
+          0, 2);
+      comm::send(
+          host, pp,
+          Kokkos::View<Scalar*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(flat.data(), flat.size()),
+          0, 3);
     } else {
       adopt(joined, flat.data());
       for (int r = 1; r < pp.size(); ++r) {
         comm::recv(host, pp, sizes, r, 1);
         std::string other(static_cast<std::size_t>(sizes(0)), '\0');
         HostValues values("trident::checkpoint::values", static_cast<std::size_t>(sizes(1)));
-        comm::recv(host, pp, Kokkos::View<char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(other.data(), other.size()), r, 2);
+        comm::recv(
+            host, pp,
+            Kokkos::View<char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(other.data(), other.size()),
+            r, 2);
         comm::recv(host, pp, values, r, 3);
         adopt(other, values.data());
       }
@@ -88,7 +98,8 @@ void save_gpt2_pipeline_checkpoint(const std::string& path, const Gpt2Config& co
         for (int k = 0; k < parts; ++k)
           for (const auto& t : order.tensors()) {
             const auto it = tensors.find(t.name);
-            require(it != tensors.end(), "trident::model::save_gpt2_pipeline_checkpoint: no stage holds '", t.name, "'");
+            require(it != tensors.end(), "trident::model::save_gpt2_pipeline_checkpoint: no stage holds '", t.name,
+                    "'");
             entries.push_back(io::host_tensor(prefixes[k] + t.name, t.global_shape, it->second.data() + k * t.size()));
           }
         io::write_safetensors(path, entries, gpt2_checkpoint_metadata(config, adamw.front().settings(), progress));

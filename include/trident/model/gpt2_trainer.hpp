@@ -16,6 +16,7 @@
 #include <trident/data_parallel/store_like.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/model/nonfinite.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
@@ -31,10 +32,11 @@
 namespace trident::model {
 
 struct TrainerSettings {
-  std::int64_t batch = 8;        // sequences per step (the global batch)
-  std::int64_t micro_batch = 8;  // sequences per forward/backward
-  int seq = 64;                  // tokens per sequence
-  double grad_clip = 1.0;        // max global gradient norm; <= 0 disables clipping
+  std::int64_t batch = 8;                                // sequences per step (the global batch)
+  std::int64_t micro_batch = 8;                          // sequences per forward/backward
+  int seq = 64;                                          // tokens per sequence
+  double grad_clip = 1.0;                                // max global gradient norm; <= 0 disables clipping
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::stop;  // a step with a NaN/Inf loss or gradient
   optim::CosineSchedule schedule;
   optim::AdamWSettings adamw;
 
@@ -57,7 +59,8 @@ struct TrainerSettings {
   // What every data-parallel rank must agree on.
   std::string describe() const {
     return trident::detail::concat("batch=", batch, " micro_batch=", micro_batch, " seq=", seq,
-                                   " grad_clip=", grad_clip);
+                                   " grad_clip=", grad_clip,
+                                   " on_nonfinite=", on_nonfinite == NonFinitePolicy::stop ? "stop" : "skip");
   }
 };
 
@@ -65,9 +68,9 @@ struct TrainerSettings {
 // reading the tied wte as its output matrix.
 template <class Scalar, class MemorySpace>
 data_parallel::UnitPlan gpt2_unit_plan(const ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config) {
-  return data_parallel::UnitPlan(
-      store, config.layers + 2, [&](const std::string& name) { return gpt2_unit_of(name, config); },
-      {{config.layers + 1, "wte.weight"}});
+  return data_parallel::UnitPlan(store, config.layers + 2,
+                                 [&](const std::string& name) { return gpt2_unit_of(name, config); },
+                                 {{config.layers + 1, "wte.weight"}});
 }
 
 struct StepReport {
@@ -76,6 +79,8 @@ struct StepReport {
   double grad_norm = 0;  // before clipping
   double lr = 0;
   double seconds = 0;
+  bool skipped = false;             // non-finite, not applied (NonFinitePolicy::skip)
+  std::int64_t skipped_so_far = 0;  // by this trainer
 };
 
 template <class Scalar, class ExecutionSpace>
@@ -104,9 +109,9 @@ class Gpt2Trainer {
       : m_settings(checked_settings(config, settings, dp, parallel)), m_model(space, config) {
     m_progress.seed = seed;
     m_model.initialize(seed);
-    m_parallel = std::make_unique<parallel_type>(space, dp, m_model.parameters(),
-                                                 gpt2_unit_plan(m_model.parameters(), config), settings.adamw,
-                                                 parallel, settings.describe());
+    m_parallel =
+        std::make_unique<parallel_type>(space, dp, m_model.parameters(), gpt2_unit_plan(m_model.parameters(), config),
+                                        settings.adamw, parallel, settings.describe());
     parallel_type* engine = m_parallel.get();
     m_model.set_hooks({[engine](int unit) { engine->before_forward(unit); },
                        [engine](int unit) { engine->before_backward(unit); },
@@ -131,16 +136,19 @@ class Gpt2Trainer {
     double loss_sum = 0;
     for (std::int64_t first = 0; first < m_settings.batch; first += m_settings.micro_batch) {
       const auto micro = data.batch(step - 1, first, m_settings.micro_batch);
-      loss_sum += m_model.forward(micro.inputs, micro.targets, static_cast<int>(m_settings.micro_batch),
-                                  m_settings.seq, 1.0 / global_tokens);
+      loss_sum += m_model.forward(micro.inputs, micro.targets, static_cast<int>(m_settings.micro_batch), m_settings.seq,
+                                  1.0 / global_tokens);
       m_model.backward(1.0 / global_tokens);
     }
     StepReport report;
     report.step = step;
+    report.skipped_so_far = m_skipped;
     report.loss = loss_sum / global_tokens;
     // Every element of the global gradient once: shards summed over the group, replicas once.
-    report.grad_norm = std::sqrt(
-        tensor_parallel::grad_norm_squared(space, m_model.parameters(), m_model.tensor_parallel_group()));
+    report.grad_norm =
+        std::sqrt(tensor_parallel::grad_norm_squared(space, m_model.parameters(), m_model.tensor_parallel_group()));
+    if (!finite_step(step, report.loss, report.grad_norm, m_settings.on_nonfinite, m_model.parameters()))
+      return skip(report, global_tokens, start);
     if (m_settings.grad_clip > 0) {
       const double coef = optim::clip_coefficient(report.grad_norm, m_settings.grad_clip);
       if (coef < 1.0) optim::scale_in_place(space, m_model.parameters().grads(), coef);
@@ -217,16 +225,19 @@ class Gpt2Trainer {
     for (std::int64_t first = 0; first < rows; first += m_settings.micro_batch) {
       parallel.begin_micro_batch(first + m_settings.micro_batch >= rows);
       const auto micro = data.batch(step - 1, first_row + first, m_settings.micro_batch);
-      loss_sum += m_model.forward(micro.inputs, micro.targets, static_cast<int>(m_settings.micro_batch),
-                                  m_settings.seq, 1.0 / global_tokens);
+      loss_sum += m_model.forward(micro.inputs, micro.targets, static_cast<int>(m_settings.micro_batch), m_settings.seq,
+                                  1.0 / global_tokens);
       m_model.backward(1.0 / global_tokens);
     }
     parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
     const auto gradients = parallel.finish_gradients(loss_sum);
     StepReport report;
     report.step = step;
+    report.skipped_so_far = m_skipped;
     report.loss = gradients.loss_sum / global_tokens;
     report.grad_norm = std::sqrt(gradients.sum_of_squares);
+    if (!finite_step(step, report.loss, report.grad_norm, m_settings.on_nonfinite, m_model.parameters()))
+      return skip(report, global_tokens, start);
     if (m_settings.grad_clip > 0) {
       const double coef = optim::clip_coefficient(report.grad_norm, m_settings.grad_clip);
       if (coef < 1.0) parallel.scale_gradients(coef);
@@ -239,8 +250,19 @@ class Gpt2Trainer {
     return report;
   }
 
+  // A step that is not applied: its data is consumed, nothing else changes.
+  StepReport skip(StepReport report, double global_tokens, std::chrono::steady_clock::time_point start) {
+    report.skipped = true;
+    report.skipped_so_far = ++m_skipped;
+    m_progress.step = report.step;
+    m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+
   TrainerSettings m_settings;
   model_type m_model;
+  std::int64_t m_skipped = 0;
   std::optional<optim::AdamW<Scalar, memory_space>> m_adamw;  // one rank
   std::unique_ptr<parallel_type> m_parallel;                  // data-parallel
   TrainingProgress m_progress;

@@ -317,12 +317,16 @@ class Model {
       slot.losses = vector("trident::nn::losses", rows);
       slot.d_output = matrix("trident::nn::d_output", rows, output_columns());
     }
-    if (m_grads.size() != n + 1 || (n > 1 && static_cast<std::int64_t>(m_grads[1].extent(0)) != rows)) {
-      m_grads.assign(n + 1, matrix());  // the gradients inside the stage, shared by every micro-batch
-      for (std::size_t k = 1; k < n; ++k)
-        m_grads[k] = matrix("trident::nn::gradient", rows, columns_at(m_stage.first + static_cast<int>(k)));
-    }
     return slot;
+  }
+
+  // The gradients inside the stage, shared by every micro-batch of `rows` rows.
+  void size_gradients(std::int64_t rows) {
+    const std::size_t n = m_layers.size();
+    if (m_grads.size() == n + 1 && (n < 2 || static_cast<std::int64_t>(m_grads[1].extent(0)) == rows)) return;
+    m_grads.assign(n + 1, matrix());
+    for (std::size_t k = 1; k < n; ++k)
+      m_grads[k] = matrix("trident::nn::gradient", rows, columns_at(m_stage.first + static_cast<int>(k)));
   }
 
   context_type context() { return context_type{m_space, &m_params, &m_group}; }
@@ -336,6 +340,7 @@ class Model {
   }
 
   void run_backward(Slot& slot, const matrix& d_top, const matrix& d_bottom) {
+    size_gradients(slot.rows);
     const auto c = context();
     const std::size_t n = m_layers.size();
     for (std::size_t k = n; k-- > 0;) {

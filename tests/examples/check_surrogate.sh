@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# examples/surrogate at a small size: on 4 ranks as dp 2 x tp 2 and on 2 ranks as tp 2, the
+# printout shows the layout and the surrogate's error falls well below that of predicting no
+# change (1.0).
+set -euo pipefail
+exe="$1"; mpiexec="$2"; dir="$3"; shift 3
+rm -rf "$dir"; mkdir -p "$dir"
+source "$(dirname "$0")/common.sh"
+small=(--grid 32 --width 64 --steps 200 --batch 64 --eval-every 100 --eval-points 256)
+run 4 "${small[@]}" --dp 2 --tp 2 > "$dir/dp2_tp2.log"
+run 2 "${small[@]}" --tp 2 > "$dir/tp2.log"
+cat "$dir/dp2_tp2.log"
+grep -q "training mesh dp=2 x tp=2" "$dir/dp2_tp2.log"
+grep -q "0:(0,0) 1:(0,1) 2:(1,0) 3:(1,1)" "$dir/dp2_tp2.log"
+for log in "$dir/dp2_tp2.log" "$dir/tp2.log"; do
+  awk '/final surrogate error/ { found = 1; if ($4 + 0 > 0.5) { print "error " $4 " too large"; exit 1 } }
+       END { if (!found) { print "no final error"; exit 1 } }' "$log"
+done
+# Bad input: one clear error, non-zero exit, no hang.
+if run 2 "${small[@]}" --dp 2 --tp 2 > "$dir/bad.log" 2>&1; then echo "dp 2 x tp 2 ran on 2 ranks"; exit 1; fi
+grep -q "dp x tp = 2 x 2 must equal the 2 ranks" "$dir/bad.log"
+echo "ok: surrogate"
