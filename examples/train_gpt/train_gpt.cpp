@@ -314,8 +314,6 @@ int run(int argc, char** argv, int rank, int size) {
     return run_pipeline(o, rank, size);
   trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.dp * o.tp == size, "train_gpt: started on ", size,
                             " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " = ", o.dp * o.tp);
-  trident::require_argument(o.dp == 1 || o.tp == 1, "train_gpt: --dp ", o.dp, " with --tp ", o.tp,
-                            ": data and tensor parallelism are not composed in one run yet; use one of them");
   trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.parallel.validate();
   // One rank without ZeRO is the one-rank trainer itself; --dp trains data-parallel, --tp
@@ -327,19 +325,20 @@ int run(int argc, char** argv, int rank, int size) {
 
   Space space;
   using Trainer = trident::model::Gpt2Trainer<float, Space>;
-  const trident::comm::Communicator world(MPI_COMM_WORLD, data_parallel ? "dp" : "tp");
+  // Ranks of a tensor-parallel group hold one replica's shards; the data-parallel groups join
+  // the ranks holding the same shard.
+  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, 1);
+  const trident::tensor_parallel::TensorParallelGroup tp_group{mesh.tp(), o.sequence_parallel};
   std::unique_ptr<Trainer> trainer_owner;
   if (data_parallel) {
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, world, o.parallel);
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh.dp(), o.parallel, tp_group);
   } else if (tensor_parallel) {
-    trainer_owner = std::make_unique<Trainer>(
-        space, o.config, o.training, o.seed, trident::tensor_parallel::TensorParallelGroup{world, o.sequence_parallel});
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, tp_group);
   } else {
     trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
   }
   Trainer& trainer = *trainer_owner;
   if (!o.load.empty()) trainer.load(o.load);
-  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, 1);
   print_layout(mesh, [&](int) {
     return "blocks [0, " + std::to_string(o.config.layers) + ") +embedding +head" +
            (data_parallel && o.parallel.zero_stage > 0 ? ", ZeRO-" + std::to_string(o.parallel.zero_stage) + " shard"
@@ -357,8 +356,9 @@ int run(int argc, char** argv, int rank, int size) {
     std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, ", o.config.describe().c_str(),
                 static_cast<long long>(global_parameter_count(trainer.model().parameters())), Space::name());
     if (data_parallel) {
-      std::printf("%d data-parallel rank(s), ZeRO-%d, gradient buckets of %g MiB\n", size, o.parallel.zero_stage,
-                  o.parallel.bucket_mb);
+      std::printf("%d data-parallel rank(s)%s, ZeRO-%d, gradient buckets of %g MiB\n", o.dp,
+                  tensor_parallel ? (" x " + std::to_string(o.tp) + " tensor-parallel rank(s)").c_str() : "",
+                  o.parallel.zero_stage, o.parallel.bucket_mb);
     } else if (tensor_parallel) {
       std::printf("%d tensor-parallel rank(s)%s\n", size, o.sequence_parallel ? " with sequence parallelism" : "");
     } else {

@@ -48,6 +48,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -200,8 +201,11 @@ class DataParallel {
   }
 
   // Completes the gradient reduction and returns the global loss sum and the squared norm of
-  // the full reduced gradient, computed from this rank's range with one all-reduce.
-  GradientSummary finish_gradients(double local_loss_sum) {
+  // the full reduced gradient, computed from this rank's range with one all-reduce. Under
+  // tensor parallelism the store is a shard: pass count_replicated = false on all but one rank
+  // of the tensor-parallel group, then sum the norms over that group (tensors every rank of it
+  // holds whole count once).
+  GradientSummary finish_gradients(double local_loss_sum, bool count_replicated = true) {
     ScopedRegion region("trident::data_parallel::finish_gradients");
     if (m_reducer) {
       m_reducer->finish();
@@ -217,7 +221,7 @@ class DataParallel {
     const auto start = EventLog::clock::now();
     Kokkos::View<double*, Kokkos::HostSpace> sums("trident::data_parallel::loss_and_norm", 2);
     sums(0) = local_loss_sum;
-    sums(1) = optim::sum_of_squares(m_space, own_gradients());
+    sums(1) = own_sum_of_squares(count_replicated);
     comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_comm, sums);
     m_log.times().collective_seconds += EventLog::seconds_since(start);
     return {sums(0), sums(1)};
@@ -308,6 +312,21 @@ class DataParallel {
   }
 
  private:
+  // The squared norm of this rank's range of the reduced gradients, without the tensors
+  // marked replicated unless `count_replicated`.
+  double own_sum_of_squares(bool count_replicated) const {
+    const flat_view own = own_gradients();
+    if (count_replicated) return optim::sum_of_squares(m_space, own);
+    const std::int64_t begin = m_layout.begin(m_comm.rank()), end = m_layout.end(m_comm.rank());
+    double total = 0;
+    for (const auto& t : m_store.tensors()) {
+      const std::int64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.size());
+      if (lo >= hi || t.replicated) continue;
+      total += optim::sum_of_squares(m_space, Kokkos::subview(own, std::make_pair(lo - begin, hi - begin)));
+    }
+    return total;
+  }
+
   // The reduced gradients of this rank's range (for the norm).
   flat_view own_gradients() const {
     if (stage() >= 1) return m_shard_grads.view();

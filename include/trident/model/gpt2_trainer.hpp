@@ -104,9 +104,13 @@ class Gpt2Trainer {
 
   // Data-parallel training over the ranks of `dp`, all calling with the same arguments
   // (checked: a rank that differs makes every rank throw).
+  // With `tensor_parallel` too, data parallelism over replicas of a tensor-parallel model: `dp`
+  // joins the ranks that hold the same shard (the same coordinate in the group).
   Gpt2Trainer(const ExecutionSpace& space, const Gpt2Config& config, const TrainerSettings& settings,
-              std::uint64_t seed, const comm::Communicator& dp, const data_parallel::DataParallelSettings& parallel)
-      : m_settings(checked_settings(config, settings, dp, parallel)), m_model(space, config) {
+              std::uint64_t seed, const comm::Communicator& dp, const data_parallel::DataParallelSettings& parallel,
+              tensor_parallel::TensorParallelGroup tensor_parallel = tensor_parallel::TensorParallelGroup::single())
+      : m_settings(checked_settings(config, settings, dp, parallel)),
+        m_model(space, config, std::move(tensor_parallel)) {
     m_progress.seed = seed;
     m_model.initialize(seed);
     m_parallel =
@@ -177,8 +181,11 @@ class Gpt2Trainer {
     if (root) adamw.emplace(full, m_settings.adamw);
     m_parallel->gather_state(0, full.values(), root ? adamw->exp_avg() : full.values(),
                              root ? adamw->exp_avg_sq() : full.values());
+    // The replicas' roots hold the tensor-parallel shards: they write the file together.
+    const auto& tp = m_model.tensor_parallel_group();
     data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer::save '" + path + "'", [&] {
-      if (root) save_gpt2_checkpoint(path, m_model.config(), full, *adamw, m_progress);
+      if (root)
+        save_gpt2_checkpoint(path, m_model.config(), full, *adamw, m_progress, tp.active() ? &tp.comm : nullptr);
     });
   }
 
@@ -230,7 +237,14 @@ class Gpt2Trainer {
       m_model.backward(1.0 / global_tokens);
     }
     parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
-    const auto gradients = parallel.finish_gradients(loss_sum);
+    const auto& tp = m_model.tensor_parallel_group();
+    auto gradients = parallel.finish_gradients(loss_sum, tp.rank() == 0);
+    if (tp.active()) {  // the norm of the whole model: every shard's, replicated tensors once
+      Kokkos::View<double*, Kokkos::HostSpace> squares("trident::model::Gpt2Trainer::norm", 1);
+      squares(0) = gradients.sum_of_squares;
+      comm::allreduce(Kokkos::DefaultHostExecutionSpace(), tp.comm, squares);
+      gradients.sum_of_squares = squares(0);
+    }
     StepReport report;
     report.step = step;
     report.skipped_so_far = m_skipped;
