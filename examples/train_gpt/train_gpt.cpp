@@ -11,6 +11,7 @@
 #include <trident/io/token_file.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gemm_peak.hpp>
+#include <trident/model/gpt2_parallel_trainer.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
@@ -195,41 +196,33 @@ void print_layout(const trident::ProcessMesh& mesh, Holds&& holds) {
   }
 }
 
-// Pipeline parallelism (optionally with --tp inside each stage): the global batch of a step is
-// cut into m = batch / micro-batch micro-batches that stream through the stages by the
-// chosen schedule; every rank reads the same batch, the first stage uses the tokens and the
-// last the targets.
+// Pipeline parallelism, with --tp inside each stage and --dp replicas of the whole pipeline
+// (any factorisation of the world): every replica cuts its rows of the step's batch into
+// m = batch / (dp * micro-batch) micro-batches that stream through the stages by the chosen
+// schedule; the first stage uses the tokens and the last the targets.
 int run_pipeline(const Options& o, int rank, int size) {
-  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp == 1 && o.pp * o.tp == size, "train_gpt: started on ", size,
-                            " rank(s) but --pp ", o.pp, " x --tp ", o.tp, " = ", o.pp * o.tp,
-                            o.dp == 1 ? "" : " (--dp is not composed with --pp yet)");
-  trident::require_argument(o.parallel.zero_stage == 0, "train_gpt: ZeRO is not composed with --pp yet");
+  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp >= 1 && o.dp * o.tp * o.pp == size, "train_gpt: started on ",
+                            size, " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " x --pp ", o.pp, " = ",
+                            o.dp * o.tp * o.pp);
   trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.training.validate(o.config);
-  const int micro_batches = static_cast<int>(o.training.batch / o.training.micro_batch);
-  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), 1, o.tp, o.pp);
+  o.training.validate_data_parallel(o.dp);
+  const int micro_batches = static_cast<int>(o.training.batch / (o.dp * o.training.micro_batch));
+  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, o.pp);
   const auto plan = trident::model::plan_gpt2_pipeline(o.config, o.schedule, o.pp, micro_batches, o.virtual_stages,
                                                        o.stage_layers, o.config.seq);
   double floor = NAN;
   trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
   Space space;
-  trident::model::Gpt2Pipeline<float, Space> pipe(space, o.config, plan, mesh.pp(),
-                                                  static_cast<int>(o.training.micro_batch), o.config.seq,
-                                                  {mesh.tp(), o.sequence_parallel}, o.recompute);
-  pipe.initialize(o.seed);
-  std::vector<trident::optim::AdamW<float, Space::memory_space>> optimizers;
-  for (int c = 0; c < pipe.chunk_count(); ++c) optimizers.emplace_back(pipe.chunk(c).parameters(), o.training.adamw);
-  std::int64_t step = 0, skipped = 0;
-  if (!o.load.empty()) {
-    for (int c = 0; c < pipe.chunk_count(); ++c)
-      step = trident::model::load_gpt2_checkpoint(o.load, o.config, pipe.chunk(c).parameters(), optimizers[c]).step;
-  }
+  trident::model::Gpt2ParallelTrainer<float, Space> trainer(space, o.config, o.training, o.seed, mesh, plan,
+                                                            o.sequence_parallel, o.recompute, o.parallel);
+  if (!o.load.empty()) trainer.load(o.load);
   if (rank == 0) {
     std::printf(
-        "train_gpt: GPT-2 %s, backend %s, %d pipeline stage(s) x %d tensor-parallel rank(s), schedule %s, "
-        "%d micro-batches%s\n",
-        o.config.describe().c_str(), Space::name(), o.pp, o.tp, o.schedule.c_str(), micro_batches,
-        o.recompute ? ", recomputation" : "");
+        "train_gpt: GPT-2 %s, backend %s, %d data-parallel replica(s) (ZeRO-%d) of %d pipeline stage(s) x %d "
+        "tensor-parallel rank(s), schedule %s, %d micro-batches per replica%s\n",
+        o.config.describe().c_str(), Space::name(), o.dp, o.parallel.zero_stage, o.pp, o.tp, o.schedule.c_str(),
+        micro_batches, o.recompute ? ", recomputation" : "");
   }
   print_layout(mesh, [&](int pp_rank) {
     std::string held;
@@ -243,64 +236,43 @@ int run_pipeline(const Options& o, int rank, int size) {
     return held;
   });
   if (rank == 0) {
+    if (!o.load.empty())
+      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.progress().step));
     if (!std::isnan(floor))
       std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
                   std::log(static_cast<double>(o.config.vocab)), floor);
   }
   std::unique_ptr<std::ofstream> json;
   if (!o.log_json.empty() && rank == 0) json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
-  const double global_tokens = static_cast<double>(o.training.batch) * o.config.seq;
-  const auto save_periodically = [&](std::int64_t done) {
-    if (o.save_every == 0 || done % o.save_every != 0) return;
-    const std::string path = checkpoint_path(o.checkpoint_dir);
-    trident::model::save_gpt2_pipeline_checkpoint(path, o.config, pipe, optimizers,
-                                                  {done, done * o.training.batch * o.config.seq, o.seed});
-    if (rank == 0) std::printf("saved %s at step %lld\n", path.c_str(), static_cast<long long>(done));
-  };
-  while (step < o.steps) {
-    ++step;
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<std::vector<int>> tokens, targets;
-    for (int m = 0; m < micro_batches; ++m) {
-      const auto micro = data.batch(step - 1, m * o.training.micro_batch, o.training.micro_batch);
-      tokens.emplace_back(micro.inputs.begin(), micro.inputs.end());
-      targets.emplace_back(micro.targets.begin(), micro.targets.end());
-    }
-    pipe.zero_grad();
-    const double loss = pipe.forward_backward(tokens, targets, 1.0 / global_tokens) / global_tokens;
-    const double norm = std::sqrt(pipe.grad_norm_squared());
-    // The loss and the norm are the same on every rank: all apply the step, or none.
-    if (!trident::model::finite_step(step, loss, norm, o.training.on_nonfinite, pipe.chunk(0).parameters())) {
-      ++skipped;
+  while (trainer.progress().step < o.steps) {
+    const auto r = trainer.train_step(data);
+    if (o.save_every > 0 && r.step % o.save_every == 0) {
+      trainer.save(checkpoint_path(o.checkpoint_dir));
       if (rank == 0)
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
-                    static_cast<long long>(step), static_cast<long long>(o.steps), loss, norm,
-                    static_cast<long long>(skipped));
-      save_periodically(step);
+        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
+                    static_cast<long long>(r.step));
+    }
+    if (rank != 0) continue;
+    if (r.skipped) {
+      std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
+                  static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
+                  static_cast<long long>(r.skipped_so_far));
       continue;
     }
-    if (o.training.grad_clip > 0) pipe.scale_gradients(trident::optim::clip_coefficient(norm, o.training.grad_clip));
-    const double lr = o.training.schedule(step);
-    for (int c = 0; c < pipe.chunk_count(); ++c) optimizers[c].step(space, pipe.chunk(c).parameters(), step, lr);
-    trident::compat::fence(space, "train_gpt");
-    const double ms = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() * 1e3;
-    if (rank == 0) {
-      std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms\n", static_cast<long long>(step),
-                  static_cast<long long>(o.steps), loss, lr, norm, ms);
-      std::fflush(stdout);
-      if (json)
-        *json << "{\"step\":" << step << ",\"loss\":" << std::setprecision(17) << loss << ",\"lr\":" << lr
-              << ",\"grad_norm\":" << norm << ",\"ms\":" << ms << "}" << std::endl;
-    }
-    save_periodically(step);
+    std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms\n", static_cast<long long>(r.step),
+                static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm, r.seconds * 1e3);
+    std::fflush(stdout);
+    if (json)
+      *json << "{\"step\":" << r.step << ",\"loss\":" << std::setprecision(17) << r.loss << ",\"lr\":" << r.lr
+            << ",\"grad_norm\":" << r.grad_norm << ",\"ms\":" << r.seconds * 1e3 << "}" << std::endl;
   }
   if (!o.save.empty()) {
-    trident::model::save_gpt2_pipeline_checkpoint(o.save, o.config, pipe, optimizers,
-                                                  {step, step * o.training.batch * o.config.seq, o.seed});
-    if (rank == 0) std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(step));
+    trainer.save(o.save);
+    if (rank == 0)
+      std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
   }
   if (!o.trace.empty()) {
-    const auto events = pipe.executor().gather_trace();
+    const auto events = trainer.pipeline().executor().gather_trace();
     if (mesh.world().rank() == 0) trident::pipeline::write_chrome_trace(o.trace, events);
   }
   return 0;
@@ -311,7 +283,7 @@ int run(int argc, char** argv, int rank, int size) {
   const Options o = parse(argc, argv, help);
   if (help) return 0;
   if (o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty())
-    return run_pipeline(o, rank, size);
+    return run_pipeline(o, rank, size);  // also with --dp and --tp: the whole mesh
   trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.dp * o.tp == size, "train_gpt: started on ", size,
                             " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " = ", o.dp * o.tp);
   trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");

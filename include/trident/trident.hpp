@@ -42,6 +42,7 @@
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_pipeline_checkpoint.hpp>
+#include <trident/model/gpt2_parallel_trainer.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 
 #include <trident/nn/nn.hpp>

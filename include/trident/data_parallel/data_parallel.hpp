@@ -50,6 +50,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -201,11 +202,12 @@ class DataParallel {
   }
 
   // Completes the gradient reduction and returns the global loss sum and the squared norm of
-  // the full reduced gradient, computed from this rank's range with one all-reduce. Under
-  // tensor parallelism the store is a shard: pass count_replicated = false on all but one rank
-  // of the tensor-parallel group, then sum the norms over that group (tensors every rank of it
-  // holds whole count once).
-  GradientSummary finish_gradients(double local_loss_sum, bool count_replicated = true) {
+  // the full reduced gradient, computed from this rank's range with one all-reduce. `counted`
+  // (default: every tensor) picks the tensors the norm includes: under tensor or pipeline
+  // parallelism the store is a part of the model, the caller sums the norms over the other
+  // groups and counts a tensor several ranks hold (replicated over tp, a tied copy) once.
+  GradientSummary finish_gradients(double local_loss_sum,
+                                   const std::function<bool(const ParameterInfo&)>& counted = {}) {
     ScopedRegion region("trident::data_parallel::finish_gradients");
     if (m_reducer) {
       m_reducer->finish();
@@ -221,7 +223,7 @@ class DataParallel {
     const auto start = EventLog::clock::now();
     Kokkos::View<double*, Kokkos::HostSpace> sums("trident::data_parallel::loss_and_norm", 2);
     sums(0) = local_loss_sum;
-    sums(1) = own_sum_of_squares(count_replicated);
+    sums(1) = own_sum_of_squares(counted);
     comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_comm, sums);
     m_log.times().collective_seconds += EventLog::seconds_since(start);
     return {sums(0), sums(1)};
@@ -312,16 +314,15 @@ class DataParallel {
   }
 
  private:
-  // The squared norm of this rank's range of the reduced gradients, without the tensors
-  // marked replicated unless `count_replicated`.
-  double own_sum_of_squares(bool count_replicated) const {
+  // The squared norm of this rank's range of the reduced gradients, of the `counted` tensors.
+  double own_sum_of_squares(const std::function<bool(const ParameterInfo&)>& counted) const {
     const flat_view own = own_gradients();
-    if (count_replicated) return optim::sum_of_squares(m_space, own);
+    if (!counted) return optim::sum_of_squares(m_space, own);
     const std::int64_t begin = m_layout.begin(m_comm.rank()), end = m_layout.end(m_comm.rank());
     double total = 0;
     for (const auto& t : m_store.tensors()) {
       const std::int64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.size());
-      if (lo >= hi || t.replicated) continue;
+      if (lo >= hi || !counted(t)) continue;
       total += optim::sum_of_squares(m_space, Kokkos::subview(own, std::make_pair(lo - begin, hi - begin)));
     }
     return total;

@@ -673,11 +673,14 @@ class Gpt2 {
   // micro-batches accumulated. hold_accumulated_grads() sets the accumulated pair aside (in
   // `slot` 0 or 1) and zeroes it; reduce_sequence_parallel_grads() sums the pass's partial
   // gradients and adds the accumulated ones back. A pair sits side by side in the flat buffer.
-  auto layernorm_grad_pair(const std::string& weight, const std::string& bias) const {
-    const auto& w = m_params.info(weight);
-    const auto& b = m_params.info(bias);
-    require(b.offset == w.offset + w.size(), "trident::model::Gpt2: '", weight, "' and '", bias, "' are not adjacent");
-    return Kokkos::subview(m_params.grads(), Kokkos::make_pair(w.offset, b.offset + b.size()));
+  // (Through the tensors' own gradient views: under ZeRO-3 they live in the unit's gathered
+  // storage, not in the flat buffer.)
+  vector_view layernorm_grad_pair(const std::string& weight, const std::string& bias) const {
+    const auto w = m_params.grad_vector(weight);
+    const auto b = m_params.grad_vector(bias);
+    require(b.data() == w.data() + w.extent(0), "trident::model::Gpt2: the gradients of '", weight, "' and '", bias,
+            "' are not adjacent");
+    return vector_view(w.data(), w.extent(0) + b.extent(0));
   }
 
   void hold_accumulated_grads(const std::string& weight, const std::string& bias, int slot) {

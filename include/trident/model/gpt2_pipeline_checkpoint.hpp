@@ -15,9 +15,12 @@
 
 namespace trident::model {
 
+// With `stores[c]` holding chunk c's parameter values (data parallelism gathers them apart from
+// the chunk's own store), and adamw[c] its optimizer state.
 template <class Scalar, class ExecutionSpace>
 void save_gpt2_pipeline_checkpoint(
     const std::string& path, const Gpt2Config& config, Gpt2Pipeline<Scalar, ExecutionSpace>& pipe,
+    const std::vector<const ParameterStore<Scalar, typename ExecutionSpace::memory_space>*>& stores,
     const std::vector<optim::AdamW<Scalar, typename ExecutionSpace::memory_space>>& adamw,
     const TrainingProgress& progress) {
   ScopedRegion region("trident::model::save_gpt2_pipeline_checkpoint");
@@ -32,7 +35,7 @@ void save_gpt2_pipeline_checkpoint(
   std::vector<Scalar> flat;
   for (int c = 0; c < pipe.chunk_count(); ++c) {
     const auto& chunk = pipe.chunk(c);
-    const auto& store = chunk.parameters();
+    const auto& store = *stores.at(static_cast<std::size_t>(c));
     std::vector<Kokkos::View<Scalar*, Kokkos::LayoutRight, Memory>> buffers{
         store.values(), adamw[static_cast<std::size_t>(c)].exp_avg(), adamw[static_cast<std::size_t>(c)].exp_avg_sq()};
     const auto global = tp.active() ? io::gather_global_tensors(store, buffers, tp.comm)
@@ -117,6 +120,17 @@ void save_gpt2_pipeline_checkpoint(
   if (failed(0) != 0)
     throw Error(error.empty() ? "trident::model::save_gpt2_pipeline_checkpoint: writing '" + path + "' failed on rank 0"
                               : error);
+}
+
+// The pipeline's own chunks and optimizers.
+template <class Scalar, class ExecutionSpace>
+void save_gpt2_pipeline_checkpoint(
+    const std::string& path, const Gpt2Config& config, Gpt2Pipeline<Scalar, ExecutionSpace>& pipe,
+    const std::vector<optim::AdamW<Scalar, typename ExecutionSpace::memory_space>>& adamw,
+    const TrainingProgress& progress) {
+  std::vector<const ParameterStore<Scalar, typename ExecutionSpace::memory_space>*> stores;
+  for (int c = 0; c < pipe.chunk_count(); ++c) stores.push_back(&pipe.chunk(c).parameters());
+  save_gpt2_pipeline_checkpoint(path, config, pipe, stores, adamw, progress);
 }
 
 }  // namespace trident::model

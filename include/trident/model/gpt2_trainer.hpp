@@ -238,7 +238,9 @@ class Gpt2Trainer {
     }
     parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
     const auto& tp = m_model.tensor_parallel_group();
-    auto gradients = parallel.finish_gradients(loss_sum, tp.rank() == 0);
+    // Tensors every rank of the tensor-parallel group holds whole count on its rank 0 only.
+    auto gradients = tp.rank() == 0 ? parallel.finish_gradients(loss_sum)
+                                    : parallel.finish_gradients(loss_sum, [](const ParameterInfo& t) { return !t.replicated; });
     if (tp.active()) {  // the norm of the whole model: every shard's, replicated tensors once
       Kokkos::View<double*, Kokkos::HostSpace> squares("trident::model::Gpt2Trainer::norm", 1);
       squares(0) = gradients.sum_of_squares;

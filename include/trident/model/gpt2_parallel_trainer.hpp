@@ -1,0 +1,231 @@
+#pragma once
+// GPT-2 trained in any dp x tp x pp layout of a ProcessMesh: the pipeline (pp ranks, any
+// schedule) of tensor-parallel stages (tp ranks each), replicated dp times with data
+// parallelism over each chunk's parameters (ZeRO stages 0-2). Replica d takes rows
+// [d B/dp, (d+1) B/dp) of every step's batch in micro-batches; the pipeline streams them;
+// each chunk's gradients are then reduced over its dp group, and the step is the one-rank
+// step on the global batch, up to the order of floating-point sums.
+//
+// The gradient norm counts every element of the global gradient once: a shard on each tp
+// rank, a tensor that every tp rank holds whole on tp rank 0, the tied wte on the first stage.
+
+#include <trident/comm/allreduce.hpp>
+#include <trident/core/error.hpp>
+#include <trident/core/profiling.hpp>
+#include <trident/data/batches.hpp>
+#include <trident/data_parallel/collective_errors.hpp>
+#include <trident/data_parallel/data_parallel.hpp>
+#include <trident/data_parallel/store_like.hpp>
+#include <trident/mesh/process_mesh.hpp>
+#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/model/gpt2_pipeline.hpp>
+#include <trident/model/gpt2_pipeline_checkpoint.hpp>
+#include <trident/model/gpt2_trainer.hpp>
+#include <trident/model/nonfinite.hpp>
+#include <trident/optim/adamw.hpp>
+#include <trident/optim/clip.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace trident::model {
+
+template <class Scalar, class ExecutionSpace>
+class Gpt2ParallelTrainer {
+ public:
+  using pipeline_type = Gpt2Pipeline<Scalar, ExecutionSpace>;
+  using memory_space = typename ExecutionSpace::memory_space;
+  using store_type = ParameterStore<Scalar, memory_space>;
+  using parallel_type = data_parallel::DataParallel<Scalar, ExecutionSpace>;
+
+  // `plan` is for mesh.pp_size() ranks and batch / (dp * micro_batch) micro-batches.
+  // Collective over the mesh.
+  Gpt2ParallelTrainer(const ExecutionSpace& space, const Gpt2Config& config, const TrainerSettings& settings,
+                      std::uint64_t seed, const ProcessMesh& mesh, const Gpt2PipelinePlan& plan,
+                      bool sequence_parallel = false, bool recompute = false,
+                      const data_parallel::DataParallelSettings& parallel = {})
+      : m_space(space), m_config(config), m_settings(checked(config, settings, mesh, plan, parallel)), m_mesh(mesh) {
+    m_pipe = std::make_unique<pipeline_type>(
+        space, config, plan, mesh.pp(), static_cast<int>(settings.micro_batch), settings.seq,
+        tensor_parallel::TensorParallelGroup{mesh.tp(), sequence_parallel}, recompute);
+    m_pipe->initialize(seed);
+    m_progress.seed = seed;
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+      auto& store = m_pipe->chunk(c).parameters();
+      if (mesh.dp_size() > 1) {
+        m_replicas.push_back(std::make_unique<parallel_type>(space, mesh.dp(), store, stage_unit_plan(store),
+                                                             settings.adamw, parallel, settings.describe()));
+      } else {
+        m_optimizers.emplace_back(store, settings.adamw);
+      }
+    }
+  }
+
+  pipeline_type& pipeline() { return *m_pipe; }
+  const TrainingProgress& progress() const { return m_progress; }
+  std::int64_t skipped_steps() const { return m_skipped; }
+
+  // Step progress().step + 1 on the data loader's batch for that step. Collective over the mesh.
+  StepReport train_step(const data::BatchLoader& data) {
+    ScopedRegion region("trident::model::Gpt2ParallelTrainer::train_step");
+    const auto start = std::chrono::steady_clock::now();
+    const std::int64_t step = m_progress.step + 1;
+    const double global_tokens = static_cast<double>(m_settings.batch) * m_settings.seq;
+    const std::int64_t rows = m_settings.batch / m_mesh.dp_size(), first_row = m_mesh.dp_rank() * rows;
+    std::vector<std::vector<int>> tokens, targets;
+    for (std::int64_t first = 0; first < rows; first += m_settings.micro_batch) {
+      const auto micro = data.batch(step - 1, first_row + first, m_settings.micro_batch);
+      tokens.emplace_back(micro.inputs.begin(), micro.inputs.end());
+      targets.emplace_back(micro.targets.begin(), micro.targets.end());
+    }
+    if (m_replicas.empty()) {
+      m_pipe->zero_grad();
+    } else {
+      for (auto& replica : m_replicas) {
+        replica->begin_step();
+        replica->begin_micro_batch(false);  // no hooks: each chunk reduces once the pipeline is done
+      }
+    }
+    const double local_loss = m_pipe->forward_backward(tokens, targets, 1.0 / global_tokens);
+    StepReport report;
+    report.step = step;
+    report.skipped_so_far = m_skipped;
+    double loss_sum = local_loss, squares = 0;
+    if (m_replicas.empty()) {
+      squares = m_pipe->grad_norm_squared();
+    } else {
+      const bool tp_root = m_mesh.tp_rank() == 0;
+      for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+        const auto& stage = m_pipe->chunk(c).stage();
+        const bool tied_copy = stage.holds_head && !stage.holds_embedding;
+        const auto summary = m_replicas[static_cast<std::size_t>(c)]->finish_gradients(
+            c == 0 ? local_loss : 0.0, [tp_root, tied_copy](const ParameterInfo& t) {
+              return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
+            });
+        if (c == 0) loss_sum = summary.loss_sum;
+        squares += summary.sum_of_squares;
+      }
+      Kokkos::View<double*, Kokkos::HostSpace> total("trident::model::Gpt2ParallelTrainer::norm", 1);
+      total(0) = squares;
+      comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.pp(), total);
+      comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.tp(), total);
+      squares = total(0);
+    }
+    report.loss = loss_sum / global_tokens;
+    report.grad_norm = std::sqrt(squares);
+    if (!finite_step(step, report.loss, report.grad_norm, m_settings.on_nonfinite, m_pipe->chunk(0).parameters())) {
+      report.skipped = true;
+      report.skipped_so_far = ++m_skipped;
+    } else {
+      const double coef =
+          m_settings.grad_clip > 0 ? optim::clip_coefficient(report.grad_norm, m_settings.grad_clip) : 1.0;
+      report.lr = m_settings.schedule(step);
+      for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+        if (m_replicas.empty()) {
+          if (coef < 1.0) optim::scale_in_place(m_space, m_pipe->chunk(c).parameters().grads(), coef);
+          m_optimizers[static_cast<std::size_t>(c)].step(m_space, m_pipe->chunk(c).parameters(), step, report.lr);
+        } else {
+          if (coef < 1.0) m_replicas[static_cast<std::size_t>(c)]->scale_gradients(coef);
+          m_replicas[static_cast<std::size_t>(c)]->step(step, report.lr);
+        }
+      }
+    }
+    compat::fence(m_space, "trident::model::Gpt2ParallelTrainer::train_step");
+    m_progress.step = step;
+    m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+
+  // The one-rank checkpoint: each replica's first rank gathers its chunks' state; those ranks
+  // (one pipeline of tensor-parallel stages) write it. Collective over the mesh.
+  void save(const std::string& path) {
+    if (m_replicas.empty()) {
+      save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, m_optimizers, m_progress);
+      return;
+    }
+    const bool root = m_mesh.dp_rank() == 0;
+    std::vector<store_type> full;
+    std::vector<optim::AdamW<Scalar, memory_space>> adamw;
+    full.reserve(m_replicas.size());
+    adamw.reserve(m_replicas.size());
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+      full.push_back(root ? data_parallel::store_like(m_pipe->chunk(c).parameters(), "trident::checkpoint")
+                          : store_type());
+      if (root) adamw.emplace_back(full.back(), m_settings.adamw);
+      m_replicas[static_cast<std::size_t>(c)]->gather_state(0, full.back().values(),
+                                                            root ? adamw.back().exp_avg() : full.back().values(),
+                                                            root ? adamw.back().exp_avg_sq() : full.back().values());
+    }
+    data_parallel::on_every_rank_or_none(m_mesh.dp(), "trident::model::Gpt2ParallelTrainer::save '" + path + "'", [&] {
+      if (!root) return;
+      std::vector<const store_type*> stores;
+      for (const auto& store : full) stores.push_back(&store);
+      save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, stores, adamw, m_progress);
+    });
+  }
+
+  // Every rank reads its part of a checkpoint saved in any layout. Collective over the mesh.
+  void load(const std::string& path) {
+    TrainingProgress progress;
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+      auto& store = m_pipe->chunk(c).parameters();
+      if (m_replicas.empty()) {
+        progress = load_gpt2_checkpoint(path, m_config, store, m_optimizers[static_cast<std::size_t>(c)]);
+        continue;
+      }
+      auto full = data_parallel::store_like(store, "trident::checkpoint");
+      optim::AdamW<Scalar, memory_space> adamw(full, m_settings.adamw);
+      data_parallel::on_every_rank_or_none(m_mesh.dp(), "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
+                                           [&] { progress = load_gpt2_checkpoint(path, m_config, full, adamw); });
+      m_replicas[static_cast<std::size_t>(c)]->scatter_state(full.values(), adamw.exp_avg(), adamw.exp_avg_sq());
+    }
+    progress.seed = m_progress.seed;
+    m_progress = progress;
+  }
+
+ private:
+  // GPT-2's units (gpt2_unit_plan) as far as a stage holds them: the head reads the tied wte
+  // only on the stage that holds both.
+  data_parallel::UnitPlan stage_unit_plan(const store_type& store) const {
+    std::vector<std::pair<int, std::string>> reads;
+    if (store.contains("wte.weight") && store.contains("ln_f.weight"))
+      reads.push_back({m_config.layers + 1, "wte.weight"});
+    return data_parallel::UnitPlan(
+        store, m_config.layers + 2, [&](const std::string& name) { return gpt2_unit_of(name, m_config); }, reads);
+  }
+
+  static TrainerSettings checked(const Gpt2Config& config, const TrainerSettings& settings, const ProcessMesh& mesh,
+                                 const Gpt2PipelinePlan& plan, const data_parallel::DataParallelSettings& parallel) {
+    data_parallel::on_every_rank_or_none(
+        mesh.world(), "trident::model::Gpt2ParallelTrainer: checking the settings", [&] {
+          config.validate();
+          settings.validate(config);
+          settings.validate_data_parallel(mesh.dp_size());
+          parallel.validate();
+          require_argument(parallel.zero_stage <= 2, "trident::model::Gpt2ParallelTrainer: ZeRO-", parallel.zero_stage,
+                           " with pipeline stages is not supported (0-2 are)");
+          const std::int64_t m = settings.batch / (mesh.dp_size() * settings.micro_batch);
+          require_argument(plan.schedule.micro_batches == m, "trident::model::Gpt2ParallelTrainer: the schedule runs ",
+                           plan.schedule.micro_batches, " micro-batches but each replica has ", m);
+        });
+    return settings;
+  }
+
+  ExecutionSpace m_space;
+  Gpt2Config m_config;
+  TrainerSettings m_settings;
+  ProcessMesh m_mesh;
+  std::unique_ptr<pipeline_type> m_pipe;
+  std::vector<std::unique_ptr<parallel_type>> m_replicas;        // dp > 1: one per chunk
+  std::vector<optim::AdamW<Scalar, memory_space>> m_optimizers;  // dp = 1: one per chunk
+  TrainingProgress m_progress;
+  std::int64_t m_skipped = 0;
+};
+
+}  // namespace trident::model

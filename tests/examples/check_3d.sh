@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# train_gpt on 8 ranks in every dp x tp x pp factorisation with factors in {1, 2, 4} (each
+# schedule and ZeRO stage at least once, sequence parallelism three times, once with ZeRO-3): 10 steps each, every
+# loss within 1e-4 relative of the one-rank run. Then a checkpoint saved at (dp, tp, pp) =
+# (2, 2, 1) continues at (1, 1, 4) and at (4, 1, 1) with the losses of the uninterrupted run.
+# scripts/layout_matrix.sh runs the full matrix (every schedule x ZeRO stage x layout).
+set -euo pipefail
+exe="$1"; mpiexec="$2"; dir="$3"; shift 3
+rm -rf "$dir"; mkdir -p "$dir"
+source "$(dirname "$0")/common.sh"
+run 1 "$@" --steps 10 --log-json "$dir/one.jsonl" > "$dir/one.log"
+#        dp tp pp schedule     zero  extra
+layouts=("2  2  2  zb          2     --sequence-parallel"
+         "2  4  1  1f1b        3     --sequence-parallel"
+         "4  2  1  1f1b        1"
+         "2  1  4  gpipe       1"
+         "4  1  2  interleaved 0     --virtual-stages 2"
+         "1  2  4  1f1b        0"
+         "1  4  2  zb          0     --sequence-parallel"
+         "8  1  1  1f1b        2")
+for layout in "${layouts[@]}"; do
+  read -r dp tp pp schedule zero extra <<< "$layout"
+  name="dp${dp}_tp${tp}_pp${pp}_${schedule}_zero${zero}"
+  # shellcheck disable=SC2086
+  run 8 "$@" --steps 10 --dp "$dp" --tp "$tp" --pp "$pp" --schedule "$schedule" --zero "$zero" $extra \
+      --log-json "$dir/$name.jsonl" > "$dir/$name.log"
+  grep -q "^layout: 8 rank(s) = dp $dp x tp $tp x pp $pp; " "$dir/$name.log"
+  compare "$dir/one.jsonl" "$dir/$name.jsonl"
+done
+# Saved in one layout at step 6 (of the same 10-step learning-rate schedule), continued in two others.
+run 4 "$@" --steps 10 --dp 2 --tp 2 --zero 1 --save-every 6 --checkpoint-dir "$dir/ck" > "$dir/save.log"
+grep -q "saved $dir/ck/checkpoint.safetensors at step 6" "$dir/save.log"
+grep '"step":\([7-9]\|10\),' "$dir/one.jsonl" > "$dir/one_tail.jsonl"
+run 4 "$@" --steps 10 --pp 4 --resume "$dir/ck" --log-json "$dir/pp4.jsonl" > "$dir/pp4.log"
+compare "$dir/one_tail.jsonl" "$dir/pp4.jsonl"
+run 4 "$@" --steps 10 --dp 4 --zero 2 --resume "$dir/ck" --log-json "$dir/dp4.jsonl" > "$dir/dp4.log"
+compare "$dir/one_tail.jsonl" "$dir/dp4.jsonl"
+# A world that is not dp x tp x pp: one clear error, no hang.
+if run 4 "$@" --steps 1 --dp 2 --tp 2 --pp 2 > "$dir/bad.log" 2>&1; then echo "8 ranks' layout ran on 4"; exit 1; fi
+grep -q "started on 4 rank(s) but --dp 2 x --tp 2 x --pp 2 = 8" "$dir/bad.log"
+echo "ok: 3D layouts"
