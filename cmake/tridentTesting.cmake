@@ -13,6 +13,9 @@ else()
   set(_trident_default_mpiexec_flags "")
 endif()
 set(TRIDENT_MPIEXEC_FLAGS "${_trident_default_mpiexec_flags}" CACHE STRING "Flags passed to mpiexec for tests")
+# Threads per rank for an OpenMP (or Threads) backend; ranks are oversubscribed, so OpenMP
+# workers wait passively instead of spinning.
+set(TRIDENT_TEST_OMP_THREADS 1 CACHE STRING "OMP_NUM_THREADS of every test rank")
 
 add_library(trident_test_main STATIC ${PROJECT_SOURCE_DIR}/tests/test_main.cpp)
 target_link_libraries(trident_test_main PUBLIC trident::trident Catch2::Catch2 trident_warnings)
@@ -38,6 +41,6 @@ function(trident_add_test)
     set_tests_properties(${ARG_NAME}_np${np} PROPERTIES
       TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${ARG_LABELS}"
       # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive")
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=${TRIDENT_TEST_OMP_THREADS};OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive")
   endforeach()
 endfunction()

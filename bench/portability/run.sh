@@ -21,7 +21,7 @@ for t in "${threads[@]}"; do
   # The BLAS gets the same threads as Kokkos, so the GEMM rate is the machine's at that count.
   export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
   first=$("$build/bench/ops/bench_ops" --repeats 1 --batch 1 --seq 8 --channels 8 --heads 1 --layers 1 --vocab 8 |
-    head -1 | sed 's/.*"backend":"\([^"]*\)","concurrency":\([0-9]*\).*/\1 x\2/')
+    sed -n '1s/.*"backend":"\([^"]*\)","concurrency":\([0-9]*\).*/\1 x\2/p')  # reads it all: no SIGPIPE
   case " $seen " in *" $first "*) continue ;; esac  # Serial or a GPU: one run is enough
   seen="$seen $first"
   echo "running on $first" >&2
