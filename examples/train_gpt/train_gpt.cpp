@@ -278,9 +278,35 @@ int run_pipeline(const Options& o, int rank, int size) {
   return 0;
 }
 
+// A mistake every rank finds alike before any rank communicates (a flag, the layout against
+// the world size, a model that does not split): rank 0 reports it, once.
+struct UsageError : trident::InvalidArgument {
+  using trident::InvalidArgument::InvalidArgument;
+};
+
+void check_layout(const Options& o, int size) {
+  const bool pipeline = o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty();
+  trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.pp >= 1 && o.dp * o.tp * o.pp == size, "train_gpt: started on ",
+                            size, " rank(s) but --dp ", o.dp, " x --tp ", o.tp,
+                            pipeline ? " x --pp " + std::to_string(o.pp) : std::string(), " = ", o.dp * o.tp * o.pp);
+  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
+  o.config.validate();
+  trident::model::validate_gpt2_split(o.config, {o.tp, 0});
+  o.training.validate(o.config);
+  o.training.validate_data_parallel(o.dp);
+  o.parallel.validate();
+}
+
 int run(int argc, char** argv, int rank, int size) {
   bool help = false;
-  const Options o = parse(argc, argv, help);
+  Options parsed;
+  try {
+    parsed = parse(argc, argv, help);
+    if (!help) check_layout(parsed, size);
+  } catch (const std::exception& e) {
+    throw UsageError(e.what());
+  }
+  const Options& o = parsed;
   if (help) return 0;
   if (o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty())
     return run_pipeline(o, rank, size);  // also with --dp and --tp: the whole mesh
@@ -412,6 +438,9 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     status = run(argc, argv, rank, size);
+  } catch (const UsageError& e) {
+    if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+    status = 2;
   } catch (const std::exception& e) {
     // Collective checks make every rank fail together; each says why, under its rank.
     if (size > 1) {

@@ -37,5 +37,5 @@ run 4 "$@" --steps 10 --dp 4 --zero 2 --resume "$dir/ck" --log-json "$dir/dp4.js
 compare "$dir/one_tail.jsonl" "$dir/dp4.jsonl"
 # A world that is not dp x tp x pp: one clear error, no hang.
 if run 4 "$@" --steps 1 --dp 2 --tp 2 --pp 2 > "$dir/bad.log" 2>&1; then echo "8 ranks' layout ran on 4"; exit 1; fi
-grep -q "started on 4 rank(s) but --dp 2 x --tp 2 x --pp 2 = 8" "$dir/bad.log"
+[ "$(grep -c "started on 4 rank(s) but --dp 2 x --tp 2 x --pp 2 = 8" "$dir/bad.log")" -eq 1 ]  # once, by rank 0
 echo "ok: 3D layouts"
