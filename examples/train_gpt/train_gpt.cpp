@@ -196,6 +196,22 @@ void print_layout(const trident::ProcessMesh& mesh, Holds&& holds) {
   }
 }
 
+// What both training loops do after a step: the periodic checkpoint (collective), and for a
+// step that was skipped as not finite, its line. Returns whether the step was skipped.
+template <class Trainer>
+bool finish_step(Trainer& trainer, const trident::model::StepReport& r, const Options& o, int rank) {
+  if (o.save_every > 0 && r.step % o.save_every == 0) {
+    trainer.save(checkpoint_path(o.checkpoint_dir));
+    if (rank == 0)
+      std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(), static_cast<long long>(r.step));
+  }
+  if (r.skipped && rank == 0)
+    std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
+                static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
+                static_cast<long long>(r.skipped_so_far));
+  return r.skipped;
+}
+
 // Pipeline parallelism, with --tp inside each stage and --dp replicas of the whole pipeline
 // (any factorisation of the world): every replica cuts its rows of the step's batch into
 // m = batch / (dp * micro-batch) micro-batches that stream through the stages by the chosen
@@ -246,19 +262,7 @@ int run_pipeline(const Options& o, int rank, int size) {
   if (!o.log_json.empty() && rank == 0) json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
   while (trainer.progress().step < o.steps) {
     const auto r = trainer.train_step(data);
-    if (o.save_every > 0 && r.step % o.save_every == 0) {
-      trainer.save(checkpoint_path(o.checkpoint_dir));
-      if (rank == 0)
-        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
-                    static_cast<long long>(r.step));
-    }
-    if (rank != 0) continue;
-    if (r.skipped) {
-      std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
-                  static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
-                  static_cast<long long>(r.skipped_so_far));
-      continue;
-    }
+    if (finish_step(trainer, r, o, rank) || rank != 0) continue;
     std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms\n", static_cast<long long>(r.step),
                 static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm, r.seconds * 1e3);
     std::fflush(stdout);
@@ -383,19 +387,7 @@ int run(int argc, char** argv, int rank, int size) {
     const auto r = trainer.train_step(data);
     const double tokens_per_second = tokens_per_step / r.seconds;
     const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
-    if (o.save_every > 0 && r.step % o.save_every == 0) {
-      trainer.save(checkpoint_path(o.checkpoint_dir));
-      if (rank == 0)
-        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
-                    static_cast<long long>(r.step));
-    }
-    if (r.skipped) {
-      if (rank == 0)
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
-                    static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
-                    static_cast<long long>(r.skipped_so_far));
-      continue;
-    }
+    if (finish_step(trainer, r, o, rank)) continue;
     recent.push_back(r.loss);
     if (rank != 0) continue;
     std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",

@@ -31,9 +31,8 @@ echo "killed rank (pid $victim) after step ${last:-?}; latest complete checkpoin
 run 2 "$@" "${layout[@]}" --steps $steps --resume "$dir/ck" --log-json "$dir/resumed.jsonl" > "$dir/resumed.log" || exit 1
 grep -q "resumed from $dir/ck/checkpoint.safetensors at step $saved" "$dir/resumed.log" || { cat "$dir/resumed.log"; exit 1; }
 # Bitwise: the loss of every resumed step, printed with 17 significant digits, as uninterrupted.
-loss_lines() { sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*/\1 \2/' "$1"; }
-expected=$(loss_lines "$dir/straight.jsonl" | awk -v from="$saved" '$1 > from')
-actual=$(loss_lines "$dir/resumed.jsonl")
+expected=$(losses "$dir/straight.jsonl" | awk -v from="$saved" '$1 > from')
+actual=$(losses "$dir/resumed.jsonl")
 if [ "$expected" != "$actual" ]; then
   echo "FAIL: resumed losses differ"; diff <(echo "$expected") <(echo "$actual") | head; exit 1
 fi
