@@ -15,6 +15,7 @@
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/collective_errors.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
+#include <trident/data_parallel/full_state.hpp>
 #include <trident/data_parallel/store_like.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
@@ -149,23 +150,18 @@ class Gpt2ParallelTrainer {
       save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, m_optimizers, m_progress);
       return;
     }
-    const bool root = m_mesh.dp_rank() == 0;
-    std::vector<store_type> full;
-    std::vector<optim::AdamW<Scalar, memory_space>> adamw;
-    full.reserve(m_replicas.size());
-    adamw.reserve(m_replicas.size());
-    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
-      full.push_back(root ? data_parallel::store_like(m_pipe->chunk(c).parameters(), "trident::checkpoint")
-                          : store_type());
-      if (root) adamw.emplace_back(full.back(), m_settings.adamw);
-      m_replicas[static_cast<std::size_t>(c)]->gather_state(0, full.back().values(),
-                                                            root ? adamw.back().exp_avg() : full.back().values(),
-                                                            root ? adamw.back().exp_avg_sq() : full.back().values());
-    }
+    std::vector<data_parallel::FullState<Scalar, memory_space>> states;
+    for (int c = 0; c < m_pipe->chunk_count(); ++c)
+      states.push_back(data_parallel::gather_full_state(*m_replicas[static_cast<std::size_t>(c)],
+                                                        m_pipe->chunk(c).parameters(), m_settings.adamw));
     data_parallel::on_every_rank_or_none(m_mesh.dp(), "trident::model::Gpt2ParallelTrainer::save '" + path + "'", [&] {
-      if (!root) return;
+      if (m_mesh.dp_rank() != 0) return;
       std::vector<const store_type*> stores;
-      for (const auto& store : full) stores.push_back(&store);
+      std::vector<optim::AdamW<Scalar, memory_space>> adamw;  // views of the gathered moments
+      for (const auto& state : states) {
+        stores.push_back(&state.store);
+        adamw.push_back(*state.adamw);
+      }
       save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, stores, adamw, m_progress);
     });
   }
@@ -179,11 +175,10 @@ class Gpt2ParallelTrainer {
         progress = load_gpt2_checkpoint(path, m_config, store, m_optimizers[static_cast<std::size_t>(c)]);
         continue;
       }
-      auto full = data_parallel::store_like(store, "trident::checkpoint");
-      optim::AdamW<Scalar, memory_space> adamw(full, m_settings.adamw);
-      data_parallel::on_every_rank_or_none(m_mesh.dp(), "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
-                                           [&] { progress = load_gpt2_checkpoint(path, m_config, full, adamw); });
-      m_replicas[static_cast<std::size_t>(c)]->scatter_state(full.values(), adamw.exp_avg(), adamw.exp_avg_sq());
+      progress = data_parallel::scatter_full_state(
+          *m_replicas[static_cast<std::size_t>(c)], store, m_settings.adamw,
+          "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
+          [&](auto& full, auto& adamw) { return load_gpt2_checkpoint(path, m_config, full, adamw); });
     }
     progress.seed = m_progress.seed;
     m_progress = progress;

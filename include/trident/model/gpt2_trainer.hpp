@@ -13,6 +13,7 @@
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/collective_errors.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
+#include <trident/data_parallel/full_state.hpp>
 #include <trident/data_parallel/store_like.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
@@ -174,18 +175,13 @@ class Gpt2Trainer {
       return;
     }
     const auto& dp = m_parallel->communicator();
-    const bool root = dp.rank() == 0;
-    using store_type = ParameterStore<Scalar, memory_space>;
-    store_type full = root ? data_parallel::store_like(m_model.parameters(), "trident::checkpoint") : store_type();
-    std::optional<optim::AdamW<Scalar, memory_space>> adamw;
-    if (root) adamw.emplace(full, m_settings.adamw);
-    m_parallel->gather_state(0, full.values(), root ? adamw->exp_avg() : full.values(),
-                             root ? adamw->exp_avg_sq() : full.values());
+    const auto state = data_parallel::gather_full_state(*m_parallel, m_model.parameters(), m_settings.adamw);
     // The replicas' roots hold the tensor-parallel shards: they write the file together.
     const auto& tp = m_model.tensor_parallel_group();
     data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer::save '" + path + "'", [&] {
-      if (root)
-        save_gpt2_checkpoint(path, m_model.config(), full, *adamw, m_progress, tp.active() ? &tp.comm : nullptr);
+      if (dp.rank() == 0)
+        save_gpt2_checkpoint(path, m_model.config(), state.store, *state.adamw, m_progress,
+                             tp.active() ? &tp.comm : nullptr);
     });
   }
 
@@ -195,13 +191,9 @@ class Gpt2Trainer {
       m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw);
       return;
     }
-    auto full = data_parallel::store_like(m_model.parameters(), "trident::checkpoint");
-    optim::AdamW<Scalar, memory_space> adamw(full, m_settings.adamw);
-    TrainingProgress progress;
-    data_parallel::on_every_rank_or_none(m_parallel->communicator(), "trident::model::Gpt2Trainer::load '" + path + "'",
-                                         [&] { progress = load_gpt2_checkpoint(path, m_model.config(), full, adamw); });
-    m_parallel->scatter_state(full.values(), adamw.exp_avg(), adamw.exp_avg_sq());
-    m_progress = progress;
+    m_progress = data_parallel::scatter_full_state(
+        *m_parallel, m_model.parameters(), m_settings.adamw, "trident::model::Gpt2Trainer::load '" + path + "'",
+        [&](auto& store, auto& adamw) { return load_gpt2_checkpoint(path, m_model.config(), store, adamw); });
   }
 
  private:
@@ -239,8 +231,9 @@ class Gpt2Trainer {
     parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
     const auto& tp = m_model.tensor_parallel_group();
     // Tensors every rank of the tensor-parallel group holds whole count on its rank 0 only.
-    auto gradients = tp.rank() == 0 ? parallel.finish_gradients(loss_sum)
-                                    : parallel.finish_gradients(loss_sum, [](const ParameterInfo& t) { return !t.replicated; });
+    auto gradients = tp.rank() == 0
+                         ? parallel.finish_gradients(loss_sum)
+                         : parallel.finish_gradients(loss_sum, [](const ParameterInfo& t) { return !t.replicated; });
     if (tp.active()) {  // the norm of the whole model: every shard's, replicated tensors once
       Kokkos::View<double*, Kokkos::HostSpace> squares("trident::model::Gpt2Trainer::norm", 1);
       squares(0) = gradients.sum_of_squares;
