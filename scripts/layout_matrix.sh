@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full layout matrix (not run in CI; tests/examples/check_3d.sh runs a representative
 # part): every dp x tp x pp with factors in {1, 2, 4} and product RANKS, every pipeline
-# schedule when pp > 1, every ZeRO stage (0-2 with a pipeline, 0-3 without), with and without
+# schedule when pp > 1, every ZeRO stage (0-3) when dp > 1, with and without
 # sequence parallelism when tp > 1; 10 steps each, losses within 1e-4 relative of one rank.
 # Usage: scripts/layout_matrix.sh [RANKS (default 8)] [OUT_DIR (default build/layout_matrix)]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -19,7 +19,7 @@ passed=0 failed=0
 for dp in 1 2 4 8; do for tp in 1 2 4; do for pp in 1 2 4; do
   [ $((dp * tp * pp)) -eq "$ranks" ] || continue
   schedules=(1f1b); [ "$pp" -gt 1 ] && schedules=(gpipe 1f1b interleaved zb)
-  zeros=(0); [ "$dp" -gt 1 ] && { [ "$pp" -gt 1 ] && zeros=(0 1 2) || zeros=(0 1 2 3); }
+  zeros=(0); [ "$dp" -gt 1 ] && zeros=(0 1 2 3)
   sps=(""); [ "$tp" -gt 1 ] && sps=("" --sequence-parallel)
   for schedule in "${schedules[@]}"; do for zero in "${zeros[@]}"; do for sp in "${sps[@]}"; do
     extra=(); [ "$schedule" = interleaved ] && extra=(--virtual-stages 2)

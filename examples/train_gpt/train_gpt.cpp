@@ -3,6 +3,7 @@
 // On several ranks (mpiexec -n N ... --dp N) it trains data-parallel, optionally with ZeRO
 // stage 1-3; rank 0 prints.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/runtime_info.hpp>
 #include <trident/data/synthetic.hpp>
@@ -13,7 +14,6 @@
 #include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2_parallel_trainer.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 #include <trident/pipeline/trace.hpp>
 
@@ -30,6 +30,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <utility>
 
 namespace {
 
@@ -212,6 +213,14 @@ bool finish_step(Trainer& trainer, const trident::model::StepReport& r, const Op
   return r.skipped;
 }
 
+// Setting up (the data, the model, a checkpoint to resume) fails on every rank together: a
+// data file or checkpoint that cannot be read, or one of another model, is one error that
+// every rank holds, and main() reports it once.
+template <class SetUp>
+void set_up_together(const trident::comm::Communicator& world, SetUp&& set_up) {
+  trident::comm::agree_on_failure(world, "train_gpt: setting up", std::forward<SetUp>(set_up));
+}
+
 // Pipeline parallelism, with --tp inside each stage and --dp replicas of the whole pipeline
 // (any factorisation of the world): every replica cuts its rows of the step's batch into
 // m = batch / (dp * micro-batch) micro-batches that stream through the stages by the chosen
@@ -225,14 +234,22 @@ int run_pipeline(const Options& o, int rank, int size) {
   o.training.validate_data_parallel(o.dp);
   const int micro_batches = static_cast<int>(o.training.batch / (o.dp * o.training.micro_batch));
   const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, o.pp);
-  const auto plan = trident::model::plan_gpt2_pipeline(o.config, o.schedule, o.pp, micro_batches, o.virtual_stages,
-                                                       o.stage_layers, o.config.seq);
+  using Trainer = trident::model::Gpt2ParallelTrainer<float, Space>;
+  trident::model::Gpt2PipelinePlan plan;
   double floor = NAN;
-  trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
+  std::unique_ptr<trident::data::BatchLoader> loader;
+  std::unique_ptr<Trainer> trainer_owner;
   Space space;
-  trident::model::Gpt2ParallelTrainer<float, Space> trainer(space, o.config, o.training, o.seed, mesh, plan,
-                                                            o.sequence_parallel, o.recompute, o.parallel);
-  if (!o.load.empty()) trainer.load(o.load);
+  set_up_together(mesh.world(), [&] {
+    plan = trident::model::plan_gpt2_pipeline(o.config, o.schedule, o.pp, micro_batches, o.virtual_stages,
+                                              o.stage_layers, o.config.seq);
+    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.training.batch, o.config.seq);
+    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh, plan, o.sequence_parallel,
+                                              o.recompute, o.parallel);
+    if (!o.load.empty()) trainer_owner->load(o.load);
+  });
+  const trident::data::BatchLoader& data = *loader;
+  Trainer& trainer = *trainer_owner;
   if (rank == 0) {
     std::printf(
         "train_gpt: GPT-2 %s, backend %s, %d data-parallel replica(s) (ZeRO-%d) of %d pipeline stage(s) x %d "
@@ -323,24 +340,27 @@ int run(int argc, char** argv, int rank, int size) {
   const bool data_parallel = o.dp > 1 || o.parallel.zero_stage > 0;
   const bool tensor_parallel = o.tp > 1;
   double floor = NAN;
-  trident::data::BatchLoader data(load_data(o, floor), o.training.batch, o.config.seq);
-
   Space space;
   using Trainer = trident::model::Gpt2Trainer<float, Space>;
   // Ranks of a tensor-parallel group hold one replica's shards; the data-parallel groups join
   // the ranks holding the same shard.
   const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, 1);
   const trident::tensor_parallel::TensorParallelGroup tp_group{mesh.tp(), o.sequence_parallel};
+  std::unique_ptr<trident::data::BatchLoader> loader;
   std::unique_ptr<Trainer> trainer_owner;
-  if (data_parallel) {
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh.dp(), o.parallel, tp_group);
-  } else if (tensor_parallel) {
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, tp_group);
-  } else {
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
-  }
+  set_up_together(mesh.world(), [&] {
+    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.training.batch, o.config.seq);
+    if (data_parallel) {
+      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh.dp(), o.parallel, tp_group);
+    } else if (tensor_parallel) {
+      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, tp_group);
+    } else {
+      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
+    }
+    if (!o.load.empty()) trainer_owner->load(o.load);
+  });
+  const trident::data::BatchLoader& data = *loader;
   Trainer& trainer = *trainer_owner;
-  if (!o.load.empty()) trainer.load(o.load);
   print_layout(mesh, [&](int) {
     return "blocks [0, " + std::to_string(o.config.layers) + ") +embedding +head" +
            (data_parallel && o.parallel.zero_stage > 0 ? ", ZeRO-" + std::to_string(o.parallel.zero_stage) + " shard"
@@ -434,11 +454,12 @@ int main(int argc, char** argv) {
     if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     status = 2;
   } catch (const std::exception& e) {
-    // Collective checks make every rank fail together; each says why, under its rank.
-    if (size > 1) {
-      std::fprintf(stderr, "train_gpt: error (rank %d): %s\n", rank, e.what());
+    // An error every rank holds alike is reported once; any other by each rank, under its rank.
+    const auto* agreed = dynamic_cast<const trident::comm::AgreedFailure*>(&e);
+    if (size == 1 || (agreed != nullptr && agreed->group_size() == size)) {
+      if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     } else {
-      std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+      std::fprintf(stderr, "train_gpt: error (rank %d): %s\n", rank, e.what());
     }
     status = 2;
   }

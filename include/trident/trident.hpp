@@ -19,7 +19,9 @@
 #include <trident/optim/lr_schedule.hpp>
 
 #include <trident/io/checkpoint.hpp>
+#include <trident/io/parallel_safetensors_writer.hpp>
 #include <trident/io/safetensors.hpp>
+#include <trident/io/shard_pieces.hpp>
 #include <trident/io/sharded_checkpoint.hpp>
 #include <trident/io/token_file.hpp>
 
@@ -40,9 +42,8 @@
 #include <trident/model/gemm_peak.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
-#include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_parallel_trainer.hpp>
+#include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 
 #include <trident/nn/nn.hpp>

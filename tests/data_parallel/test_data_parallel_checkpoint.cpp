@@ -2,6 +2,7 @@
 // state and gradients loads on one rank, and at any dp and ZeRO stage, and continues with the
 // losses of the run that saved it.
 
+#include "../io/temporary_directory.hpp"
 #include "data_parallel_test_helpers.hpp"
 
 #include <trident/io/safetensors.hpp>
@@ -13,24 +14,6 @@
 namespace {
 
 using namespace trident_test;
-namespace fs = std::filesystem;
-
-// A directory every rank sees under the same name, removed at the end.
-struct SharedDirectory {
-  fs::path path;
-  SharedDirectory() {
-    long id = static_cast<long>(::getpid());
-    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-    path = fs::temp_directory_path() / ("trident_dp_ckpt_" + std::to_string(id));
-    if (world_rank() == 0) fs::create_directories(path);
-    MPI_Barrier(MPI_COMM_WORLD);
-  }
-  ~SharedDirectory() {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) fs::remove_all(path);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 trident::comm::Communicator split_world(int color, const std::string& label) {
   return world().split(color, world_rank(), label);
@@ -39,7 +22,7 @@ trident::comm::Communicator split_world(int color, const std::string& label) {
 }  // namespace
 
 TEST_CASE("a checkpoint saved at dp=2 ZeRO-2 continues at dp=1 and at dp=N ZeRO-3", "[data_parallel][checkpoint]") {
-  SharedDirectory dir;
+  SharedTemporaryDirectory dir;
   const auto config = uneven_config();
   const auto data = make_data(config);
   const int size = world_size(), rank = world_rank();
@@ -99,7 +82,7 @@ TEST_CASE("a checkpoint saved at dp=2 ZeRO-2 continues at dp=1 and at dp=N ZeRO-
 }
 
 TEST_CASE("saving from ZeRO-3 shards writes the parameters and moments exactly", "[data_parallel][checkpoint]") {
-  SharedDirectory dir;
+  SharedTemporaryDirectory dir;
   const auto config = uneven_config();
   const auto data = make_data(config);
   Trainer sharded(Space(), config, settings_for(world_size()), seed, world(), zero(3, 0.02));
@@ -122,7 +105,7 @@ TEST_CASE("saving from ZeRO-3 shards writes the parameters and moments exactly",
 }
 
 TEST_CASE("a checkpoint every rank cannot read stops every rank", "[data_parallel][checkpoint]") {
-  SharedDirectory dir;
+  SharedTemporaryDirectory dir;
   const auto config = even_config();
   Trainer trainer(Space(), config, settings_for(world_size()), seed, world(), zero(2));
   // Only rank 0's path exists: the others fail to read, rank 0 hears of it.

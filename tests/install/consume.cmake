@@ -1,6 +1,7 @@
 # cmake -P script: build a consumer project (tests/install/consumer, or an example) against
 # trident (MODE = find_package or add_subdirectory) in WORK_DIR and run its EXECUTABLE
-# (default: consumer) on 2 ranks with RUN_ARGS (a ;-list).
+# (default: consumer) on 2 ranks with RUN_ARGS (a ;-list), compiled and linked with
+# CONSUMER_FLAGS when given (the sanitizers).
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
@@ -15,6 +16,9 @@ endfunction()
 set(configure_args -S "${CONSUMER_DIR}" -B "${WORK_DIR}/build" -DCMAKE_BUILD_TYPE=Release
                    -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DKokkos_DIR=${KOKKOS_DIR}
                    -DKokkosKernels_DIR=${KOKKOSKERNELS_DIR})
+if(CONSUMER_FLAGS)
+  list(APPEND configure_args "-DCMAKE_CXX_FLAGS=${CONSUMER_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${CONSUMER_FLAGS}")
+endif()
 if(MODE STREQUAL "find_package")
   run_step(${CMAKE_COMMAND} --install "${TRIDENT_BINARY_DIR}" --prefix "${WORK_DIR}/prefix")
   if(NOT EXISTS "${WORK_DIR}/prefix/include/trident/trident.hpp")

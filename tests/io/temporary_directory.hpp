@@ -1,16 +1,26 @@
 #pragma once
 // A fresh directory for a test's files, removed with everything in it when the test ends.
 
+#include <mpi.h>
 #include <stdlib.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace trident_test {
+
+// The names in a directory, sorted: shows leftovers such as temporaries.
+inline std::vector<std::string> sorted_entries(const std::filesystem::path& directory) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 class TemporaryDirectory {
  public:
@@ -29,15 +39,44 @@ class TemporaryDirectory {
   const std::filesystem::path& path() const { return m_path; }
   std::string file(const std::string& name) const { return (m_path / name).string(); }
 
-  // The names in the directory, sorted: shows leftovers such as temporaries.
   std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(m_path)) names.push_back(entry.path().filename());
-    std::sort(names.begin(), names.end());
-    return names;
+    return sorted_entries(m_path);
   }
 
  private:
+  std::filesystem::path m_path;
+};
+
+// One directory for every rank of MPI_COMM_WORLD: rank 0 makes and removes it, the others use
+// its name. Construction and destruction are collective.
+class SharedTemporaryDirectory {
+ public:
+  SharedTemporaryDirectory() {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    std::string name;
+    if (rank == 0) {
+      m_owner = std::make_unique<TemporaryDirectory>();
+      name = m_owner->path().string();
+    }
+    int length = static_cast<int>(name.size());
+    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    name.resize(static_cast<std::size_t>(length));
+    MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+    m_path = name;
+  }
+  ~SharedTemporaryDirectory() { MPI_Barrier(MPI_COMM_WORLD); }
+  SharedTemporaryDirectory(const SharedTemporaryDirectory&) = delete;
+  SharedTemporaryDirectory& operator=(const SharedTemporaryDirectory&) = delete;
+
+  const std::filesystem::path& path() const { return m_path; }
+  std::string file(const std::string& name) const { return (m_path / name).string(); }
+  std::vector<std::string> entries() const {
+    return sorted_entries(m_path);
+  }
+
+ private:
+  std::unique_ptr<TemporaryDirectory> m_owner;  // on rank 0
   std::filesystem::path m_path;
 };
 

@@ -23,6 +23,20 @@ std::vector<float> iota_floats(std::size_t n, float scale) {
   return values;
 }
 
+// The file of the tiny test, built by hand: tensors b (F32 [2]) and a (I32 [1, 2]), metadata
+// format = pt and the checksums `checksum` gives their bytes.
+template <class Checksum>
+std::string tiny_file(const std::string& b_bytes, const std::string& a_bytes, Checksum&& checksum) {
+  std::string json = R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + checksum(a_bytes) +
+                     R"(","trident.checksum.b":")" + checksum(b_bytes) +
+                     R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                     R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
+  json.append((8 - json.size() % 8) % 8, ' ');  // padded with spaces to a multiple of 8
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  return file + json + b_bytes + a_bytes;
+}
+
 }  // namespace
 
 TEST_CASE("a tiny file has the bytes the format defines", "[io][safetensors]") {
@@ -35,7 +49,30 @@ TEST_CASE("a tiny file has the bytes the format defines", "[io][safetensors]") {
   // Built by hand. Data: 1.0f = 0x3f800000, -2.5f = 0xc0200000, 7, -1, all little-endian.
   const std::string b_bytes("\x00\x00\x80\x3f\x00\x00\x20\xc0", 8);
   const std::string a_bytes("\x07\x00\x00\x00\xff\xff\xff\xff", 8);
-  // Each tensor's checksum: FNV-1a 64 of its stored bytes, written out here.
+  // Each tensor's checksum, from its definition (checksum.hpp): the sum of its little-endian
+  // 4-byte words, each times splitmix64(word index) | 1, modulo 2^64.
+  const auto wsum64 = [](const std::string& bytes) {
+    std::uint64_t sum = 0;
+    for (std::size_t k = 0; 4 * k < bytes.size(); ++k) {
+      std::uint64_t z = k + 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      std::uint64_t word = 0;
+      for (std::size_t i = 0; i < 4 && 4 * k + i < bytes.size(); ++i)
+        word |= std::uint64_t(static_cast<unsigned char>(bytes[4 * k + i])) << (8 * i);
+      sum += ((z ^ (z >> 31)) | 1u) * word;
+    }
+    char text[32];
+    std::snprintf(text, sizeof text, "wsum64:%016llx", static_cast<unsigned long long>(sum));
+    return std::string(text);
+  };
+  CHECK(trident_test::read_bytes(dir.file("tiny.safetensors")) == tiny_file(b_bytes, a_bytes, wsum64));
+}
+
+TEST_CASE("files with the FNV-1a checksums of earlier versions are still verified", "[io][safetensors]") {
+  TemporaryDirectory dir;
+  const std::string b_bytes("\x00\x00\x80\x3f\x00\x00\x20\xc0", 8);
+  const std::string a_bytes("\x07\x00\x00\x00\xff\xff\xff\xff", 8);
   const auto fnv1a64 = [](const std::string& bytes) {
     std::uint64_t h = 14695981039346656037ull;
     for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
@@ -43,15 +80,13 @@ TEST_CASE("a tiny file has the bytes the format defines", "[io][safetensors]") {
     std::snprintf(text, sizeof text, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
     return std::string(text);
   };
-  std::string json = R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + fnv1a64(a_bytes) +
-                     R"(","trident.checksum.b":")" + fnv1a64(b_bytes) +
-                     R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                     R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
-  json.append((8 - json.size() % 8) % 8, ' ');  // padded with spaces to a multiple of 8
-  std::string expected(8, '\0');
-  for (int i = 0; i < 8; ++i) expected[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
-  expected += json + b_bytes + a_bytes;
-  CHECK(trident_test::read_bytes(dir.file("tiny.safetensors")) == expected);
+  std::string bytes = tiny_file(b_bytes, a_bytes, fnv1a64);
+  trident_test::write_bytes(dir.file("old.safetensors"), bytes);
+  CHECK(SafetensorsFile(dir.file("old.safetensors")).verify_checksums() == 2);
+  bytes[bytes.size() - 1] = static_cast<char>(bytes[bytes.size() - 1] ^ 0x10);
+  trident_test::write_bytes(dir.file("old.safetensors"), bytes);
+  CHECK_THROWS_WITH(SafetensorsFile(dir.file("old.safetensors")).verify_checksums(),
+                    Catch::Contains("tensor 'a' is corrupt"));
 }
 
 TEST_CASE("every dtype has its header name and element size", "[io][safetensors]") {

@@ -1,10 +1,13 @@
 #pragma once
 // trident::comm: communicators, collectives and point-to-point transfers of Kokkos Views,
-// nonblocking requests, traffic statistics and the cross-rank consistency check.
+// nonblocking requests, traffic statistics, the cross-rank consistency check, failures
+// agreed on by every rank, and files written by every rank at once.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/collectives.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/consistency_check.hpp>
+#include <trident/comm/file.hpp>
 #include <trident/comm/gpu_aware.hpp>
 #include <trident/comm/mpi_datatype.hpp>
 #include <trident/comm/point_to_point.hpp>

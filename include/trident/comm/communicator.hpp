@@ -13,11 +13,13 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace trident {
 namespace comm {
@@ -81,6 +83,33 @@ class Communicator {
     MPI_Comm copy = MPI_COMM_NULL;
     Impl::check_mpi(MPI_Comm_dup(mpi(), &copy), "trident::comm::duplicate");
     return adopt(copy, label.empty() ? state().label : std::move(label));
+  }
+
+  // Collective over the plane this communicator and `across` span, where every rank of this
+  // one belongs to an `across` communicator of the same size (two axes of a process grid, such
+  // as data- and tensor-parallel groups): a communicator of all those ranks, in MPI_COMM_WORLD
+  // order. Every rank of the plane calls it with its own two communicators.
+  Communicator plane_with(const Communicator& across, std::string label = "") const {
+    ScopedRegion region("trident::comm::plane_with");
+    const char* operation = "trident::comm::plane_with";
+    int world_rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    const int width = across.size();
+    std::vector<int> row(static_cast<std::size_t>(width)), plane(static_cast<std::size_t>(width * size()));
+    Impl::check_mpi(MPI_Allgather(&world_rank, 1, MPI_INT, row.data(), 1, MPI_INT, across.mpi()), operation);
+    Impl::check_mpi(MPI_Allgather(row.data(), width, MPI_INT, plane.data(), width, MPI_INT, mpi()), operation);
+    std::sort(plane.begin(), plane.end());
+    require_argument(std::adjacent_find(plane.begin(), plane.end()) == plane.end(), operation, ": communicators '",
+                     name(), "' and '", across.name(), "' share more than one rank; they are not two axes of a grid");
+    MPI_Group world = MPI_GROUP_NULL, members = MPI_GROUP_NULL;
+    MPI_Comm_group(MPI_COMM_WORLD, &world);
+    MPI_Group_incl(world, static_cast<int>(plane.size()), plane.data(), &members);
+    MPI_Comm result = MPI_COMM_NULL;
+    const int created = MPI_Comm_create_group(MPI_COMM_WORLD, members, 0, &result);
+    MPI_Group_free(&members);
+    MPI_Group_free(&world);
+    Impl::check_mpi(created, operation);
+    return adopt(result, std::move(label));
   }
 
   void barrier() const {

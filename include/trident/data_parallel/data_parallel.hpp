@@ -19,9 +19,11 @@
 //   stage 2: parameters, gradient shard, moment shard: 4Ψ + 12Ψ/N (the full gradient buffer
 //            exists only from begin_step() until the reduction is done);
 //   stage 3: parameter, gradient and moment shards: 16Ψ/N (plus, during forward and backward,
-//            the gathered parameters and gradients of at most a few units).
+//            the gathered parameters and gradients of at most a few units; under a pipeline,
+//            all of them for the step, gather_for_step()).
 // memory() counts it all, and the activations the driver reports.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/allgather.hpp>
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/broadcast.hpp>
@@ -34,7 +36,6 @@
 #include <trident/core/profiling.hpp>
 #include <trident/data_parallel/bucket_reducer.hpp>
 #include <trident/data_parallel/buckets.hpp>
-#include <trident/data_parallel/collective_errors.hpp>
 #include <trident/data_parallel/events.hpp>
 #include <trident/data_parallel/replica_check.hpp>
 #include <trident/data_parallel/settings.hpp>
@@ -86,7 +87,7 @@ class DataParallel {
         m_settings(settings),
         m_log(settings.record_events) {
     ScopedRegion region("trident::data_parallel::DataParallel");
-    on_every_rank_or_none(m_comm, "trident::data_parallel::DataParallel: checking the settings", [&] {
+    comm::agree_on_failure(m_comm, "trident::data_parallel::DataParallel: checking the settings", [&] {
       m_settings.validate();
       require_argument(static_cast<std::int64_t>(m_store.values().extent(0)) == m_store.size(),
                        "trident::data_parallel::DataParallel: the store must hold its full parameters to start");
@@ -165,6 +166,22 @@ class DataParallel {
     }
   }
 
+  // ZeRO-3 under a pipeline, whose schedule interleaves the micro-batches' forwards and
+  // backwards: after begin_step, gathers every unit's parameters and gives every unit a zeroed
+  // gradient buffer, all held until finish_gradients reduce-scatters them; the model then runs
+  // without hooks. Gathering each unit once per step instead of twice per micro-batch is
+  // FSDP's choice for pipelines (no resharding after forward): during the step the parameters
+  // and gradients are whole, between steps only the shards remain.
+  void gather_for_step() {
+    require(stage() == 3, "trident::data_parallel::gather_for_step: only ZeRO-3 gathers (the stage is ", stage(), ")");
+    ScopedRegion region("trident::data_parallel::gather_for_step");
+    for (int unit = 0; unit < m_plan.unit_count(); ++unit) m_gatherer->prefetch(unit);
+    for (int unit = 0; unit < m_plan.unit_count(); ++unit) {
+      m_gatherer->acquire(unit);
+      m_unit_grads->prepare(unit);
+    }
+  }
+
   // `last`: the step's last micro-batch, whose backward reduces the gradients (stages 0-2).
   void begin_micro_batch(bool last) {
     m_log.begin_micro_batch();
@@ -216,6 +233,8 @@ class DataParallel {
         m_full_grads.reset();
       }
     } else {
+      // Units whose gradients are still whole (all of them after gather_for_step) reduce now.
+      for (int unit = 0; unit < m_plan.unit_count(); ++unit) m_unit_grads->reduce(unit);
       m_unit_grads->finish();
       m_unit_grads->discard();
       m_gatherer->release_all();
@@ -274,24 +293,24 @@ class DataParallel {
     return full;
   }
 
-  // The full parameters and AdamW moments on `root` (views of size() elements there; other
-  // ranks pass empty views): what a one-rank checkpoint holds.
-  void gather_state(int root, const flat_view& values, const flat_view& exp_avg, const flat_view& exp_avg_sq) {
-    ScopedRegion region("trident::data_parallel::gather_state");
-    if (m_comm.rank() == root) {
-      for (const auto* full : {&values, &exp_avg, &exp_avg_sq})
-        require_argument(static_cast<std::int64_t>(full->extent(0)) == m_store.size(),
-                         "trident::data_parallel::gather_state: the root's views must hold ", m_store.size(),
-                         " elements, one has ", full->extent(0));
-    }
-    if (stage() <= 2) {
-      if (m_comm.rank() == root) Kokkos::deep_copy(m_space, values, m_store.values());
-    } else {
-      gather_to_root(root, m_shard_values.view(), values);
-    }
-    gather_to_root(root, m_adamw->exp_avg(), exp_avg);
-    gather_to_root(root, m_adamw->exp_avg_sq(), exp_avg_sq);
-    compat::fence(m_space, "trident::data_parallel::gather_state");
+  // This rank's range [begin, end) of the flat buffers, with its parameter values and AdamW
+  // moments over it (views of end - begin elements). The ranks' ranges tile the buffers, so
+  // together they write a one-rank checkpoint without gathering it; under ZeRO-0 every rank
+  // holds everything and offers the range ZeRO would give it.
+  struct OwnedState {
+    std::int64_t begin = 0, end = 0;
+    flat_view values, exp_avg, exp_avg_sq;
+  };
+  OwnedState owned_state() const {
+    OwnedState state;
+    state.begin = m_layout.begin(m_comm.rank());
+    state.end = m_layout.end(m_comm.rank());
+    state.values = stage() <= 2 ? flat_view(m_store.values(), std::make_pair(state.begin, state.end))
+                                : m_shard_values.view();
+    const auto moments = std::make_pair(state.begin - m_adamw->begin(), state.end - m_adamw->begin());
+    state.exp_avg = flat_view(m_adamw->exp_avg(), moments);
+    state.exp_avg_sq = flat_view(m_adamw->exp_avg_sq(), moments);
+    return state;
   }
 
   // Every rank passes the full state (all read the same checkpoint) and keeps its part.
@@ -333,28 +352,6 @@ class DataParallel {
     if (stage() >= 1) return m_shard_grads.view();
     const std::int64_t begin = m_layout.begin(m_comm.rank()), end = m_layout.end(m_comm.rank());
     return flat_view(m_store.grads(), std::make_pair(begin, end));
-  }
-
-  // `part` holds this rank's range of a buffer laid out like the parameters (the whole buffer
-  // for stage 0); the root assembles the whole buffer in `full`, point to point.
-  void gather_to_root(int root, const flat_view& part, const flat_view& full) {
-    const int tag = 7;
-    if (stage() == 0) {
-      if (m_comm.rank() == root) Kokkos::deep_copy(m_space, full, part);
-      return;
-    }
-    if (m_comm.rank() != root) {
-      comm::send(m_space, m_comm, part, root, tag);
-      return;
-    }
-    for (int r = 0; r < m_comm.size(); ++r) {
-      auto target = Kokkos::subview(full, std::make_pair(m_layout.begin(r), m_layout.end(r)));
-      if (r == root) {
-        Kokkos::deep_copy(m_space, target, part);
-      } else {
-        comm::recv(m_space, m_comm, target, r, tag);
-      }
-    }
   }
 
   ExecutionSpace m_space;

@@ -21,15 +21,30 @@
 
 namespace trident::io {
 
+// A name beside `path` for the bytes of a file being written. The pid and a counter keep
+// concurrent writers (processes or threads) off each other's temporaries.
+inline std::string temporary_name_for(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".tmp." + std::to_string(static_cast<long>(::getpid())) + "." + std::to_string(counter.fetch_add(1));
+}
+
+// Makes a rename into the directory of `path` durable. Best effort: some file systems refuse
+// fsync on directories.
+inline void sync_directory_of(const std::string& path) noexcept {
+  const auto slash = path.find_last_of('/');
+  const std::string directory = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
 class AtomicFileWriter {
  public:
   // `operation` names the caller in messages, e.g. "trident::io::write_safetensors".
   AtomicFileWriter(std::string path, std::string operation)
       : m_path(std::move(path)), m_operation(std::move(operation)) {
-    // The pid and a counter keep concurrent writers (processes or threads) off each other's temporaries.
-    static std::atomic<unsigned> counter{0};
-    m_temporary =
-        m_path + ".tmp." + std::to_string(static_cast<long>(::getpid())) + "." + std::to_string(counter.fetch_add(1));
+    m_temporary = temporary_name_for(m_path);
     m_fd = ::open(m_temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0666);
     require(m_fd >= 0, m_operation, ": cannot create the temporary file '", m_temporary, "' for '", m_path,
             "': ", std::strerror(errno));
@@ -69,7 +84,7 @@ class AtomicFileWriter {
     require(std::rename(m_temporary.c_str(), m_path.c_str()) == 0, m_operation, ": renaming '", m_temporary, "' to '",
             m_path, "' failed: ", std::strerror(errno));
     m_committed = true;
-    sync_directory();
+    sync_directory_of(m_path);
   }
 
  private:
@@ -79,16 +94,6 @@ class AtomicFileWriter {
       m_fd = -1;
     }
     if (!m_committed) ::unlink(m_temporary.c_str());
-  }
-
-  // Makes the rename itself durable. Best effort: some file systems refuse fsync on directories.
-  void sync_directory() const noexcept {
-    const auto slash = m_path.find_last_of('/');
-    const std::string directory = slash == std::string::npos ? "." : (slash == 0 ? "/" : m_path.substr(0, slash));
-    const int fd = ::open(directory.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    (void)::fsync(fd);
-    ::close(fd);
   }
 
   std::string m_path;

@@ -83,17 +83,18 @@ class SafetensorsFile {
       require(contains(name), "safetensors file '", m_path, "': the metadata holds a checksum of tensor '", name,
               "', which the file does not hold");
       const TensorInfo& info = tensor(name);
-      Checksum checksum;
-      constexpr std::uint64_t chunk = std::uint64_t(1) << 22;
-      for (std::uint64_t done = 0; done < info.byte_size();) {
-        const auto n = std::min(info.byte_size() - done, chunk);
-        buffer.resize(static_cast<std::size_t>(n));
-        read_bytes(m_data_start + info.data_begin + done, n, buffer.data(), "tensor '" + name + "'");
-        checksum.add(buffer.data(), static_cast<std::size_t>(n));
-        done += n;
+      std::string actual;
+      if (records_algorithm<WordSumChecksum>(it->second)) {
+        actual = checksum_of<WordSumChecksum>(info, name, buffer);
+      } else if (records_algorithm<Fnv1aChecksum>(it->second)) {
+        actual = checksum_of<Fnv1aChecksum>(info, name, buffer);
+      } else {
+        throw Error(trident::detail::concat("safetensors file '", m_path, "': the checksum of tensor '", name, "' is '",
+                                   it->second, "', of an unknown algorithm (known: ", WordSumChecksum::algorithm, ", ",
+                                   Fnv1aChecksum::algorithm, ")"));
       }
-      require(checksum.text() == it->second, "safetensors file '", m_path, "': tensor '", name,
-              "' is corrupt: its bytes have checksum ", checksum.text(), " but the file recorded ", it->second);
+      require(actual == it->second, "safetensors file '", m_path, "': tensor '", name,
+              "' is corrupt: its bytes have checksum ", actual, " but the file recorded ", it->second);
       ++verified;
     }
     return verified;
@@ -160,6 +161,21 @@ class SafetensorsFile {
     }
     for (std::uint64_t r = 0; r < row_count; ++r)
       read_elements(info, (first_row + r) * columns + first_col, col_count, destination + r * col_count);
+  }
+
+  // The checksum of a tensor's bytes as stored, read in pieces.
+  template <class Checksum>
+  std::string checksum_of(const TensorInfo& info, const std::string& name, std::vector<char>& buffer) const {
+    Checksum checksum;
+    constexpr std::uint64_t chunk = std::uint64_t(1) << 22;
+    for (std::uint64_t done = 0; done < info.byte_size();) {
+      const auto n = std::min(info.byte_size() - done, chunk);
+      buffer.resize(static_cast<std::size_t>(n));
+      read_bytes(m_data_start + info.data_begin + done, n, buffer.data(), "tensor '" + name + "'");
+      checksum.add(done, buffer.data(), static_cast<std::size_t>(n));
+      done += n;
+    }
+    return checksum.text();
   }
 
  private:

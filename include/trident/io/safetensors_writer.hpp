@@ -83,10 +83,13 @@ inline SafetensorsLayout write_safetensors(const std::string& path, const std::v
     std::uint64_t count = 0;
     if (!checked_element_count(tensor.spec.shape, count) || (tensor.data == nullptr && count != 0))
       continue;  // refused below
-    Checksum checksum;
+    WordSumChecksum checksum;
+    std::uint64_t offset = 0;
     detail::for_each_little_endian_piece(tensor.data, count * dtype_size(tensor.spec.dtype),
-                                         dtype_size(tensor.spec.dtype),
-                                         [&](const void* piece, std::size_t n) { checksum.add(piece, n); });
+                                         dtype_size(tensor.spec.dtype), [&](const void* piece, std::size_t n) {
+                                           checksum.add(offset, piece, n);
+                                           offset += n;
+                                         });
     with_checksums[checksum_key_prefix() + tensor.spec.name] = checksum.text();
   }
   const SafetensorsLayout layout = plan_safetensors(specs, with_checksums);

@@ -1,17 +1,26 @@
 #pragma once
 // GPT-2 training checkpoints: Hugging Face tensor names, AdamW moments as
 // optimizer.exp_avg.<name> / optimizer.exp_avg_sq.<name>, and in __metadata__ the step, the
-// model config, the optimizer settings and the data position.
+// model config, the optimizer settings and the data position. The file is the one-rank file
+// in every layout: each rank writes its own shards into it, and reads its own back.
 
+#include <trident/comm/communicator.hpp>
+#include <trident/core/parameter_store.hpp>
+#include <trident/core/profiling.hpp>
 #include <trident/io/checkpoint.hpp>
+#include <trident/io/shard_pieces.hpp>
 #include <trident/io/sharded_checkpoint.hpp>
 #include <trident/model/gpt2_config.hpp>
+#include <trident/model/gpt2_parameters.hpp>
 #include <trident/optim/adamw.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace trident::model {
 
@@ -65,19 +74,76 @@ std::vector<io::StateBuffer<Scalar, MemorySpace>> adamw_state_buffers(const opti
   return {{"optimizer.exp_avg.", adamw.exp_avg()}, {"optimizer.exp_avg_sq.", adamw.exp_avg_sq()}};
 }
 
-// Writes the one-rank checkpoint; a store sharded over `group` (tensor parallelism) is
-// gathered to the group's first rank, which writes.
+// This rank's part of one parameter store's training state, for saving: the range [begin, end)
+// of the store's flat buffers it writes, its parameter values and AdamW moments over that
+// range (views of end - begin elements), and which of the store's tensors it writes at all.
+template <class Scalar, class MemorySpace>
+struct Gpt2StatePart {
+  const ParameterStore<Scalar, MemorySpace>* store = nullptr;
+  std::int64_t begin = 0, end = 0;
+  Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace> values, exp_avg, exp_avg_sq;
+  std::function<bool(const ParameterInfo&)> writes;
+};
+
+// All of a store this rank holds, with its optimizer. A tensor every rank of the tensor-
+// parallel group holds whole is written by the group's rank 0 only.
+template <class Scalar, class MemorySpace>
+Gpt2StatePart<Scalar, MemorySpace> whole_store_part(const ParameterStore<Scalar, MemorySpace>& store,
+                                                    const optim::AdamW<Scalar, MemorySpace>& adamw,
+                                                    bool tensor_parallel_root) {
+  return {&store,
+          0,
+          store.size(),
+          store.values(),
+          adamw.exp_avg(),
+          adamw.exp_avg_sq(),
+          [tensor_parallel_root](const ParameterInfo& t) { return tensor_parallel_root || !t.replicated; }};
+}
+
+// Collective over `comm`, the ranks that together hold the model: writes the one-rank
+// checkpoint (every tensor under its global name, in Hugging Face order, then the moments)
+// with the parallel writer, each rank its own parts, nothing gathered.
+template <class Scalar, class MemorySpace>
+void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config, const optim::AdamWSettings& adamw,
+                          const TrainingProgress& progress, const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
+                          const comm::Communicator& comm) {
+  ScopedRegion region("trident::model::save_gpt2_checkpoint");
+  ParameterStore<Scalar, Kokkos::HostSpace> order;  // the one-rank model's tensors (declared, not allocated)
+  declare_gpt2_parameters(order, config);
+  const char* prefixes[] = {"", "optimizer.exp_avg.", "optimizer.exp_avg_sq."};
+  std::vector<io::TensorSpec> specs;
+  std::map<std::string, long> position;
+  for (const char* prefix : prefixes)
+    for (const auto& t : order.tensors()) {
+      position[prefix + t.name] = static_cast<long>(specs.size());
+      specs.push_back({prefix + t.name, io::dtype_of_v<Scalar>, t.global_shape});
+    }
+  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;  // keeps the pieces' data alive
+  std::vector<io::TensorPiece> pieces;
+  for (const auto& part : parts)
+    for (int k = 0; k < 3; ++k) {
+      const auto& values = k == 0 ? part.values : k == 1 ? part.exp_avg : part.exp_avg_sq;
+      host.push_back(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), values));
+      io::append_shard_pieces(pieces, *part.store, part.begin, part.end, host.back().data(),
+                              [&](const ParameterInfo& t) {
+                                const auto it = position.find(prefixes[k] + t.name);
+                                return it == position.end() || !part.writes(t) ? -1L : it->second;
+                              });
+    }
+  io::write_safetensors_parallel(path, specs, pieces, gpt2_checkpoint_metadata(config, adamw, progress), comm);
+}
+
+// One store and its optimizer: on one rank, or sharded over a tensor-parallel `group`.
 template <class Scalar, class MemorySpace>
 void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                           const ParameterStore<Scalar, MemorySpace>& store,
                           const optim::AdamW<Scalar, MemorySpace>& adamw, const TrainingProgress& progress,
                           const comm::Communicator* group = nullptr) {
-  const auto metadata = gpt2_checkpoint_metadata(config, adamw.settings(), progress);
-  if (group != nullptr && group->size() > 1) {
-    io::save_sharded_checkpoint(path, store, adamw_state_buffers(adamw), metadata, *group);
-  } else {
-    io::save_checkpoint(path, store, adamw_state_buffers(adamw), metadata);
-  }
+  const comm::Communicator self(MPI_COMM_SELF, "self");
+  const comm::Communicator& comm = group != nullptr ? *group : self;
+  save_gpt2_checkpoint(path, config, adamw.settings(), progress,
+                       std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, comm.rank() == 0)},
+                       comm);
 }
 
 // Loads parameters and AdamW moments (this rank's shard of them); the checkpoint's config

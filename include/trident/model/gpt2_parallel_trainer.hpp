@@ -1,26 +1,26 @@
 #pragma once
 // GPT-2 trained in any dp x tp x pp layout of a ProcessMesh: the pipeline (pp ranks, any
 // schedule) of tensor-parallel stages (tp ranks each), replicated dp times with data
-// parallelism over each chunk's parameters (ZeRO stages 0-2). Replica d takes rows
-// [d B/dp, (d+1) B/dp) of every step's batch in micro-batches; the pipeline streams them;
-// each chunk's gradients are then reduced over its dp group, and the step is the one-rank
+// parallelism over each chunk's parameters (any ZeRO stage; ZeRO-3 holds a chunk gathered for
+// the whole step, DataParallel::gather_for_step). Replica d takes rows [d B/dp, (d+1) B/dp)
+// of every step's batch in micro-batches; the pipeline streams them; each chunk's gradients
+// are then reduced over its dp group, and the step is the one-rank
 // step on the global batch, up to the order of floating-point sums.
 //
 // The gradient norm counts every element of the global gradient once: a shard on each tp
 // rank, a tensor that every tp rank holds whole on tp rank 0, the tied wte on the first stage.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/allreduce.hpp>
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
-#include <trident/data_parallel/collective_errors.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
 #include <trident/data_parallel/full_state.hpp>
 #include <trident/data_parallel/store_like.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_pipeline_checkpoint.hpp>
 #include <trident/model/gpt2_trainer.hpp>
 #include <trident/model/nonfinite.hpp>
 #include <trident/optim/adamw.hpp>
@@ -89,6 +89,7 @@ class Gpt2ParallelTrainer {
     } else {
       for (auto& replica : m_replicas) {
         replica->begin_step();
+        if (replica->stage() == 3) replica->gather_for_step();
         replica->begin_micro_batch(false);  // no hooks: each chunk reduces once the pipeline is done
       }
     }
@@ -143,27 +144,30 @@ class Gpt2ParallelTrainer {
     return report;
   }
 
-  // The one-rank checkpoint: each replica's first rank gathers its chunks' state; those ranks
-  // (one pipeline of tensor-parallel stages) write it. Collective over the mesh.
+  // The one-rank checkpoint, written by every rank of the mesh at once: each its ZeRO range
+  // (or, without data parallelism, all) of its chunks' tensor-parallel shards; a tensor all
+  // ranks of a tensor-parallel group hold whole comes from its rank 0, the tied wte from the
+  // first stage. Nothing is gathered. Collective over the mesh.
   void save(const std::string& path) {
-    if (m_replicas.empty()) {
-      save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, m_optimizers, m_progress);
-      return;
-    }
-    std::vector<data_parallel::FullState<Scalar, memory_space>> states;
-    for (int c = 0; c < m_pipe->chunk_count(); ++c)
-      states.push_back(data_parallel::gather_full_state(*m_replicas[static_cast<std::size_t>(c)],
-                                                        m_pipe->chunk(c).parameters(), m_settings.adamw));
-    data_parallel::on_every_rank_or_none(m_mesh.dp(), "trident::model::Gpt2ParallelTrainer::save '" + path + "'", [&] {
-      if (m_mesh.dp_rank() != 0) return;
-      std::vector<const store_type*> stores;
-      std::vector<optim::AdamW<Scalar, memory_space>> adamw;  // views of the gathered moments
-      for (const auto& state : states) {
-        stores.push_back(&state.store);
-        adamw.push_back(*state.adamw);
+    const bool tp_root = m_mesh.tp_rank() == 0;
+    std::vector<Gpt2StatePart<Scalar, memory_space>> parts;
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+      const auto& stage = m_pipe->chunk(c).stage();
+      const bool tied_copy = stage.holds_head && !stage.holds_embedding;
+      const auto& store = m_pipe->chunk(c).parameters();
+      auto writes = [tp_root, tied_copy](const ParameterInfo& t) {
+        return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
+      };
+      if (m_replicas.empty()) {
+        auto part = whole_store_part(store, m_optimizers[static_cast<std::size_t>(c)], tp_root);
+        part.writes = writes;
+        parts.push_back(part);
+      } else {
+        const auto owned = m_replicas[static_cast<std::size_t>(c)]->owned_state();
+        parts.push_back({&store, owned.begin, owned.end, owned.values, owned.exp_avg, owned.exp_avg_sq, writes});
       }
-      save_gpt2_pipeline_checkpoint(path, m_config, *m_pipe, stores, adamw, m_progress);
-    });
+    }
+    save_gpt2_checkpoint(path, m_config, m_settings.adamw, m_progress, parts, m_mesh.world());
   }
 
   // Every rank reads its part of a checkpoint saved in any layout. Collective over the mesh.
@@ -197,14 +201,12 @@ class Gpt2ParallelTrainer {
 
   static TrainerSettings checked(const Gpt2Config& config, const TrainerSettings& settings, const ProcessMesh& mesh,
                                  const Gpt2PipelinePlan& plan, const data_parallel::DataParallelSettings& parallel) {
-    data_parallel::on_every_rank_or_none(
+    comm::agree_on_failure(
         mesh.world(), "trident::model::Gpt2ParallelTrainer: checking the settings", [&] {
           config.validate();
           settings.validate(config);
           settings.validate_data_parallel(mesh.dp_size());
           parallel.validate();
-          require_argument(parallel.zero_stage <= 2, "trident::model::Gpt2ParallelTrainer: ZeRO-", parallel.zero_stage,
-                           " with pipeline stages is not supported (0-2 are)");
           const std::int64_t m = settings.batch / (mesh.dp_size() * settings.micro_batch);
           require_argument(plan.schedule.micro_batches == m, "trident::model::Gpt2ParallelTrainer: the schedule runs ",
                            plan.schedule.micro_batches, " micro-batches but each replica has ", m);

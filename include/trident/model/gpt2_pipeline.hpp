@@ -12,6 +12,7 @@
 //   pipeline.scale_gradients(clip_coefficient(norm, max_norm));
 //   for each chunk: its own AdamW step on chunk.parameters()
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
@@ -19,7 +20,6 @@
 #include <trident/model/gpt2_config.hpp>
 #include <trident/model/gpt2_parameters.hpp>
 #include <trident/optim/clip.hpp>
-#include <trident/pipeline/agreement.hpp>
 #include <trident/pipeline/executor.hpp>
 #include <trident/pipeline/grad_norm.hpp>
 #include <trident/pipeline/partition.hpp>
@@ -103,7 +103,7 @@ class Gpt2Pipeline {
                bool recompute = false, pipeline::ExecutorSettings settings = {})
       : m_space(space), m_pp(pp), m_batch(batch), m_seq(seq) {
     ScopedRegion region("trident::model::Gpt2Pipeline");
-    pipeline::run_checks_together(pp, [&] {
+    comm::agree_on_failure(pp, "trident::model::Gpt2Pipeline", [&] {
       require_argument(pp.size() == plan.schedule.ranks,
                        "trident::model::Gpt2Pipeline: the plan is for p = ", plan.schedule.ranks,
                        " ranks but the pipeline communicator has ", pp.size());
@@ -145,7 +145,7 @@ class Gpt2Pipeline {
   double forward_backward(const std::vector<std::vector<int>>& tokens, const std::vector<std::vector<int>>& targets,
                           double loss_scale) {
     ScopedRegion region("trident::model::Gpt2Pipeline::forward_backward");
-    pipeline::run_checks_together(m_pp, [&] {
+    comm::agree_on_failure(m_pp, "trident::model::Gpt2Pipeline::forward_backward", [&] {
       require_argument(static_cast<int>(tokens.size()) == schedule().micro_batches,
                        "trident::model::Gpt2Pipeline::forward_backward: the schedule runs m = ",
                        schedule().micro_batches, " micro-batches, got ", tokens.size());

@@ -7,11 +7,11 @@
 // see data_parallel/data_parallel.hpp): each of D ranks takes rows [r*B/D, (r+1)*B/D) of every
 // step's batch, in micro-batches, and the step is the one-rank step on the whole batch.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
-#include <trident/data_parallel/collective_errors.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
 #include <trident/data_parallel/full_state.hpp>
 #include <trident/data_parallel/store_like.hpp>
@@ -117,6 +117,8 @@ class Gpt2Trainer {
     m_parallel =
         std::make_unique<parallel_type>(space, dp, m_model.parameters(), gpt2_unit_plan(m_model.parameters(), config),
                                         settings.adamw, parallel, settings.describe());
+    const auto& tp = m_model.tensor_parallel_group();
+    m_model_ranks = tp.active() ? dp.plane_with(tp.comm, "dp x tp") : dp;
     parallel_type* engine = m_parallel.get();
     m_model.set_hooks({[engine](int unit) { engine->before_forward(unit); },
                        [engine](int unit) { engine->before_backward(unit); },
@@ -167,22 +169,20 @@ class Gpt2Trainer {
     return report;
   }
 
-  // Data-parallel: collective; the group's rank 0 writes the one-rank file from the gathered state.
+  // Collective over every rank of the model: each writes its own part of the one-rank file
+  // (with ZeRO, its shard; replicas split the tensors they all hold), nothing is gathered.
   void save(const std::string& path) const {
+    const auto& tp = m_model.tensor_parallel_group();
     if (!m_parallel) {
-      save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress,
-                           &m_model.tensor_parallel_group().comm);
+      save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress, &tp.comm);
       return;
     }
-    const auto& dp = m_parallel->communicator();
-    const auto state = data_parallel::gather_full_state(*m_parallel, m_model.parameters(), m_settings.adamw);
-    // The replicas' roots hold the tensor-parallel shards: they write the file together.
-    const auto& tp = m_model.tensor_parallel_group();
-    data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer::save '" + path + "'", [&] {
-      if (dp.rank() == 0)
-        save_gpt2_checkpoint(path, m_model.config(), state.store, *state.adamw, m_progress,
-                             tp.active() ? &tp.comm : nullptr);
-    });
+    const auto owned = m_parallel->owned_state();
+    const bool tp_root = tp.rank() == 0;
+    const std::vector<Gpt2StatePart<Scalar, memory_space>> parts{
+        {&m_model.parameters(), owned.begin, owned.end, owned.values, owned.exp_avg, owned.exp_avg_sq,
+         [tp_root](const ParameterInfo& t) { return tp_root || !t.replicated; }}};
+    save_gpt2_checkpoint(path, m_model.config(), m_settings.adamw, m_progress, parts, m_model_ranks);
   }
 
   // Data-parallel: collective; every rank reads the file (saved in any layout) and keeps its part.
@@ -202,7 +202,7 @@ class Gpt2Trainer {
   static TrainerSettings checked_settings(const Gpt2Config& config, const TrainerSettings& settings,
                                           const comm::Communicator& dp,
                                           const data_parallel::DataParallelSettings& parallel) {
-    data_parallel::on_every_rank_or_none(dp, "trident::model::Gpt2Trainer: checking the settings", [&] {
+    comm::agree_on_failure(dp, "trident::model::Gpt2Trainer: checking the settings", [&] {
       config.validate();
       settings.validate(config);
       settings.validate_data_parallel(dp.size());
@@ -274,6 +274,7 @@ class Gpt2Trainer {
   std::int64_t m_skipped = 0;
   std::optional<optim::AdamW<Scalar, memory_space>> m_adamw;  // one rank
   std::unique_ptr<parallel_type> m_parallel;                  // data-parallel
+  comm::Communicator m_model_ranks;                           // data-parallel: every rank of dp x tp
   TrainingProgress m_progress;
 };
 

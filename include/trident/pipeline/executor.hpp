@@ -20,6 +20,7 @@
 // and its buffer is reused only once the send has completed. Consecutive stages on the same
 // rank (p = 1 with v > 1) hand the data over without a transfer.
 
+#include <trident/comm/agreement.hpp>
 #include <trident/comm/allgather.hpp>
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/broadcast.hpp>
@@ -30,7 +31,6 @@
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/pipeline/action.hpp>
-#include <trident/pipeline/agreement.hpp>
 #include <trident/pipeline/schedule.hpp>
 #include <trident/pipeline/trace.hpp>
 #include <trident/pipeline/validate.hpp>
@@ -85,7 +85,7 @@ class Executor {
       : m_space(space), m_schedule(std::move(schedule)), m_rows(rows), m_cols(cols), m_settings(settings) {
     ScopedRegion region("trident::pipeline::Executor");
     const char* op = "trident::pipeline::Executor";
-    run_checks_together(pp, [&] {
+    comm::agree_on_failure(pp, op, [&] {
       require_argument(pp.size() == m_schedule.ranks, op, ": schedule '", m_schedule.name,
                        "' is for p = ", m_schedule.ranks, " ranks but the pipeline communicator '", pp.name(), "' has ",
                        pp.size());
@@ -117,7 +117,7 @@ class Executor {
   template <class Stage>
   double run(const std::vector<Stage*>& chunks) {
     ScopedRegion region("trident::pipeline::Executor::run");
-    run_checks_together(m_comm, [&] {
+    comm::agree_on_failure(m_comm, "trident::pipeline::Executor::run", [&] {
       require_argument(static_cast<int>(chunks.size()) == m_schedule.chunks, "trident::pipeline::Executor::run: '",
                        m_schedule.name, "' runs v = ", m_schedule.chunks, " model chunks per rank but rank ", m_rank,
                        " passed ", chunks.size());

@@ -7,7 +7,6 @@
 #include <trident/pipeline/action.hpp>
 #include <trident/pipeline/activation_memory.hpp>
 #include <trident/pipeline/activation_pool.hpp>
-#include <trident/pipeline/agreement.hpp>
 #include <trident/pipeline/bubble.hpp>
 #include <trident/pipeline/communication.hpp>
 #include <trident/pipeline/executor.hpp>
