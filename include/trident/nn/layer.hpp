@@ -10,6 +10,7 @@
 // (= not +=; skipped when empty) from d_out and ADDS the parameter gradients.
 
 #include <trident/core/parameter_store.hpp>
+#include <trident/ops/attention.hpp>
 #include <trident/tensor_parallel/group.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -33,14 +34,22 @@ struct LayerTypes {
 template <class Scalar, class ExecutionSpace>
 struct LayerState {
   using types = LayerTypes<Scalar, ExecutionSpace>;
-  std::vector<typename types::matrix> matrices;  // a residual branch: the outputs of its layers
-  std::vector<typename types::vector> vectors;   // a LayerNorm: mean and 1/std per row
-  std::vector<LayerState> inner;                 // a residual branch: its layers' states
+  using memory_space = typename types::memory_space;
+  std::vector<typename types::matrix> matrices;                        // a residual branch: the outputs of its layers
+  std::vector<typename types::vector> vectors;                         // a LayerNorm: mean and 1/std per row
+  std::vector<Kokkos::View<int*, memory_space>> indices;               // an embedding: the token of each row
+  std::vector<ops::AttentionBuffers<Scalar, memory_space>> attention;  // an attention: probabilities, scratch
+  std::vector<LayerState> inner;                                       // a residual branch: its layers' states
 
   template <class F>
   void for_each_view(F&& f) const {
     for (const auto& m : matrices) f(m);
     for (const auto& v : vectors) f(v);
+    for (const auto& i : indices) f(i);
+    for (const auto& a : attention) {
+      for (const auto& view : {a.probs, a.dscores}) f(view);
+      for (const auto& view : {a.q, a.k, a.v, a.y, a.dq, a.dk, a.dv}) f(view);
+    }
     for (const auto& s : inner) s.for_each_view(f);
   }
 };

@@ -1,7 +1,9 @@
 #pragma once
 // y = x W + b, W [in, out], whole or split over the tensor-parallel group (Megatron-LM):
 //   column: W and b split by output features. The input is replicated; each rank computes
-//           its output columns; backward sums the input gradient's partial products.
+//           its output columns; backward sums the input gradient's partial products. With
+//           parts (a fused [Q | K | V]) each part is split, which changes only the columns a
+//           rank holds (parameters.hpp), not the computation here.
 //   row:    W split by input features. The input is column-split (a column layer's output);
 //           the partial products are summed over the group and b, replicated, added once.
 

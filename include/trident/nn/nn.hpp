@@ -3,7 +3,9 @@
 // space and a layout (model.hpp), with its tensors visible as the one-rank model's
 // (global_tensors.hpp).
 
+#include <trident/nn/attention.hpp>
 #include <trident/nn/build.hpp>
+#include <trident/nn/embedding.hpp>
 #include <trident/nn/global_tensors.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/nn/layer_norm.hpp>

@@ -2,14 +2,18 @@
 // The parameters of a model spec as global tensors, named as PyTorch names the parameters of
 // an nn.Sequential ("0.weight", "3.1.bias" for layer 1 of the residual branch at 3), and the
 // shard of each that a tensor-parallel rank holds: a column-parallel linear splits its weight
-// and bias by output features, a row-parallel one its weight by input features.
+// and bias by output features (each of its parts on its own: a rank holds the same heads of
+// Q, K and V), a row-parallel one its weight by input features, an embedding its table by
+// vocabulary rows (unevenly when the group does not divide the vocabulary, as GPT-2's wte).
 // Initialisation is defined on the global tensors (PyTorch's nn.Linear bounds: U(-k, k),
-// k = 1/sqrt(in); LayerNorm: ones and zeros), so every layout starts from the same values.
+// k = 1/sqrt(in); LayerNorm: ones and zeros; embeddings: N(0, 0.02^2) as GPT-2), so every
+// layout starts from the same values.
 
 #include <trident/core/error.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/random.hpp>
 #include <trident/nn/spec.hpp>
+#include <trident/tensor_parallel/group.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -25,26 +29,38 @@ struct TensorPlan {
   std::vector<std::int64_t> shape;  // global
   int split_dim = -1;               // split over the tensor-parallel group along this dimension; -1: whole
   bool weight_decay = false;
-  enum class Init { uniform, ones, zeros } init = Init::zeros;
-  double bound = 0;  // uniform: U(-bound, bound)
+  enum class Init { uniform, normal, ones, zeros } init = Init::zeros;
+  double scale = 0;        // uniform: U(-scale, scale); normal: N(0, scale^2)
+  std::int64_t parts = 1;  // the split dimension is `parts` equal blocks, each split on its own
 };
+
+constexpr double embedding_stddev = 0.02;
 
 inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, std::vector<TensorPlan>& plans) {
   switch (spec.kind) {
     case LayerKind::linear: {
       const double bound = 1.0 / std::sqrt(static_cast<double>(spec.in));
       const int weight_dim = spec.parallel == Parallel::column ? 1 : spec.parallel == Parallel::row ? 0 : -1;
-      plans.push_back({prefix + "weight", {spec.in, spec.out}, weight_dim, true, TensorPlan::Init::uniform, bound});
+      const std::int64_t parts = spec.parallel == Parallel::column ? spec.parts : 1;
+      plans.push_back(
+          {prefix + "weight", {spec.in, spec.out}, weight_dim, true, TensorPlan::Init::uniform, bound, parts});
       if (spec.bias) {
         plans.push_back({prefix + "bias",
                          {spec.out},
                          spec.parallel == Parallel::column ? 0 : -1,
                          false,
                          TensorPlan::Init::uniform,
-                         bound});
+                         bound,
+                         parts});
       }
       return;
     }
+    case LayerKind::embedding:
+      plans.push_back({prefix + "weight", {spec.vocab, spec.out}, 0, true, TensorPlan::Init::normal, embedding_stddev});
+      return;
+    case LayerKind::position_embedding:
+      plans.push_back({prefix + "weight", {spec.seq, spec.out}, -1, true, TensorPlan::Init::normal, embedding_stddev});
+      return;
     case LayerKind::layer_norm:
       plans.push_back({prefix + "weight", {spec.in}, -1, false, TensorPlan::Init::ones, 0});
       plans.push_back({prefix + "bias", {spec.in}, -1, false, TensorPlan::Init::zeros, 0});
@@ -54,7 +70,7 @@ inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, st
         collect_tensors(spec.inner[i], prefix + std::to_string(i) + ".", plans);
       return;
     default:
-      return;  // pointwise layers hold no parameters
+      return;  // pointwise layers and attention hold no parameters
   }
 }
 
@@ -65,7 +81,8 @@ inline std::vector<TensorPlan> layer_tensors(const ModelSpec& spec, std::size_t 
   return plans;
 }
 
-// Declares this tensor-parallel rank's shard of each tensor.
+// Declares this tensor-parallel rank's shard of each tensor: of each part along the split
+// dimension, the rank's even share (see tensor_parallel::even_split), parts side by side.
 template <class Scalar, class MemorySpace>
 void declare_tensors(ParameterStore<Scalar, MemorySpace>& store, const std::vector<TensorPlan>& plans, int tp_size,
                      int tp_rank) {
@@ -75,15 +92,24 @@ void declare_tensors(ParameterStore<Scalar, MemorySpace>& store, const std::vect
       continue;
     }
     const auto split = static_cast<std::size_t>(p.split_dim);
-    require_argument(p.shape[split] % tp_size == 0, "trident::nn: '", p.name, "' splits ", p.shape[split],
-                     " features over ", tp_size, " tensor-parallel ranks, which does not divide them");
+    require_argument(p.shape[split] % p.parts == 0 && p.shape[split] / p.parts >= tp_size, "trident::nn: '", p.name,
+                     "' cannot split ", p.parts, " part(s) of ", p.shape[split], " features over ", tp_size,
+                     " tensor-parallel ranks");
+    const std::int64_t part_size = p.shape[split] / p.parts;
     std::vector<std::int64_t> local = p.shape;
-    local[split] /= tp_size;
-    ShardBlock block;
-    block.rows = local[0];
-    block.cols = local.size() == 2 ? local[1] : 1;
-    (split == 0 ? block.global_row : block.global_col) = tp_rank * local[split];
-    store.declare(p.name, p.shape, local, {block}, p.weight_decay, tp_size == 1);
+    local[split] = 0;
+    std::vector<ShardBlock> blocks;
+    for (std::int64_t part = 0; part < p.parts; ++part) {
+      const auto share = tensor_parallel::even_split(part_size, tp_size, tp_rank);
+      ShardBlock block;
+      block.rows = split == 0 ? share.count : p.shape[0];
+      block.cols = split == 1 ? share.count : p.shape.size() == 2 ? p.shape[1] : 1;
+      (split == 0 ? block.local_row : block.local_col) = local[split];
+      (split == 0 ? block.global_row : block.global_col) = part * part_size + share.offset;
+      local[split] += share.count;
+      blocks.push_back(block);
+    }
+    store.declare(p.name, p.shape, local, blocks, p.weight_decay, tp_size == 1);
   }
 }
 
@@ -95,16 +121,26 @@ void initialize_tensors(const ExecutionSpace& space, const ParameterStore<Scalar
     if (!store.contains(p.name)) continue;
     const auto& info = store.info(p.name);
     const auto flat = ParameterStore<Scalar, MemorySpace>::vector_of(store.values(), info);
-    if (p.init != TensorPlan::Init::uniform) {
+    if (p.init == TensorPlan::Init::ones || p.init == TensorPlan::Init::zeros) {
       Kokkos::deep_copy(space, flat, Scalar(p.init == TensorPlan::Init::ones ? 1 : 0));
       continue;
     }
-    const auto& b = info.blocks.at(0);
-    if (info.local_shape.size() == 1) {
-      fill_uniform(space, flat, random_stream(seed, p.name), -p.bound, p.bound, GlobalSlice{1, b.global_row, 0});
-    } else {
-      fill_uniform(space, store.matrix(p.name), random_stream(seed, p.name), -p.bound, p.bound,
-                   GlobalSlice{p.shape[1], b.global_row, b.global_col});
+    const auto fill = [&](const auto& view, const GlobalSlice& slice) {
+      if (p.init == TensorPlan::Init::uniform) {
+        fill_uniform(space, view, random_stream(seed, p.name), -p.scale, p.scale, slice);
+      } else {
+        fill_normal(space, view, random_stream(seed, p.name), 0.0, p.scale, slice);
+      }
+    };
+    for (const auto& b : info.blocks) {
+      if (info.local_shape.size() == 1) {
+        fill(Kokkos::subview(flat, Kokkos::make_pair(b.local_row, b.local_row + b.rows)),
+             GlobalSlice{1, b.global_row, 0});
+      } else {
+        fill(Kokkos::subview(store.matrix(p.name), Kokkos::make_pair(b.local_row, b.local_row + b.rows),
+                             Kokkos::make_pair(b.local_col, b.local_col + b.cols)),
+             GlobalSlice{p.shape[1], b.global_row, b.global_col});
+      }
     }
   }
 }

@@ -7,8 +7,13 @@
 //                                     linear(1024, 1)}, Loss::mean_squared_error);
 //
 // A linear layer may be marked column- or row-parallel (Megatron-LM's split of the weight by
-// output or input features); megatron_pairs() marks each linear -> pointwise* -> linear run
-// as such a pair, which needs one all-reduce per pair in forward and one in backward.
+// output or input features); megatron_pairs() marks each linear -> pointwise* -> linear run,
+// and each linear -> causal_self_attention -> linear run, as such a pair, which needs one
+// all-reduce per pair in forward and one in backward.
+//
+// A transformer reads token ids: embedding(V, C) turns a column of ids into C features,
+// position_embedding(T, C) adds the position of each row in its sequence of T rows, and
+// causal_self_attention(C, H, T) follows a linear(C, 3C) that projects [Q | K | V].
 // Model (model.hpp) instantiates a spec for a Scalar, an execution space, a tensor-parallel
 // group and a pipeline stage.
 
@@ -21,7 +26,18 @@
 
 namespace trident::nn {
 
-enum class LayerKind { linear, gelu, relu, tanh, silu, layer_norm, residual };
+enum class LayerKind {
+  linear,
+  gelu,
+  relu,
+  tanh,
+  silu,
+  layer_norm,
+  residual,
+  embedding,
+  position_embedding,
+  causal_self_attention
+};
 
 // How a linear layer's weight [in, out] is split over the tensor-parallel group.
 enum class Parallel {
@@ -37,6 +53,12 @@ struct LayerSpec {
   std::int64_t in = 0, out = 0;  // features in and out (pointwise layers: 0, they keep the width)
   bool bias = true;
   Parallel parallel = Parallel::none;
+  // A column-parallel linear whose output is `parts` equal blocks fused into one product
+  // ([Q | K | V]: 3) splits each block over the group, so a rank holds the same columns of each.
+  std::int64_t parts = 1;
+  std::int64_t vocab = 0;        // embedding: token ids in [0, vocab)
+  std::int64_t seq = 0;          // position_embedding, causal_self_attention: rows per sequence
+  std::int64_t heads = 0;        // causal_self_attention
   std::vector<LayerSpec> inner;  // residual: y = x + inner(x)
 };
 
@@ -61,6 +83,18 @@ inline LayerSpec linear(std::int64_t in, std::int64_t out, Parallel parallel = P
   spec.parallel = parallel;
   return spec;
 }
+// y = x W + b with the output made of `parts` blocks of out / parts features (a fused [Q | K | V]
+// projection: parts = 3); the same layer as linear() on one rank.
+inline LayerSpec fused_linear(std::int64_t in, std::int64_t out, std::int64_t parts, Parallel parallel = Parallel::none,
+                              bool bias = true) {
+  require_argument(parts >= 1 && out % parts == 0, "trident::nn::fused_linear: ", out, " output features do not make ",
+                   parts, " equal parts");
+  require_argument(parallel != Parallel::row, "trident::nn::fused_linear: a row-parallel linear splits its input, ",
+                   "not its parts");
+  LayerSpec spec = linear(in, out, parallel, bias);
+  spec.parts = parts;
+  return spec;
+}
 // the tanh approximation, as GPT-2
 inline LayerSpec gelu() { return layer_of_kind(LayerKind::gelu); }
 inline LayerSpec relu() { return layer_of_kind(LayerKind::relu); }
@@ -79,6 +113,43 @@ inline LayerSpec residual(std::vector<LayerSpec> inner) {
   return spec;
 }
 
+// out = wte[id] for a single input column of token ids (held as Scalar values, exact below
+// 2^24 in float); wte [vocab, features], split by vocabulary rows under tensor parallelism.
+inline LayerSpec embedding(std::int64_t vocab, std::int64_t features) {
+  require_argument(vocab >= 1 && features >= 1, "trident::nn::embedding: vocab and features must be >= 1, got ", vocab,
+                   " and ", features);
+  LayerSpec spec = layer_of_kind(LayerKind::embedding);
+  spec.in = 1;
+  spec.out = features;
+  spec.vocab = vocab;
+  return spec;
+}
+
+// out = x + wpe[row % seq]: the rows are sequences of `seq` consecutive rows; wpe [seq, features].
+inline LayerSpec position_embedding(std::int64_t seq, std::int64_t features) {
+  require_argument(seq >= 1 && features >= 1, "trident::nn::position_embedding: seq and features must be >= 1, got ",
+                   seq, " and ", features);
+  LayerSpec spec = layer_of_kind(LayerKind::position_embedding);
+  spec.in = spec.out = features;
+  spec.seq = seq;
+  return spec;
+}
+
+// softmax(Q K^T / sqrt(features / heads) + causal mask) V per head, heads concatenated, on
+// input rows [Q | K | V] of 3 * features columns in sequences of `seq` rows. No parameters.
+inline LayerSpec causal_self_attention(std::int64_t features, std::int64_t heads, std::int64_t seq) {
+  require_argument(features >= 1 && heads >= 1 && seq >= 1, "trident::nn::causal_self_attention: features, heads ",
+                   "and seq must be >= 1, got ", features, ", ", heads, " and ", seq);
+  require_argument(features % heads == 0, "trident::nn::causal_self_attention: ", features,
+                   " features do not split into ", heads, " heads");
+  LayerSpec spec = layer_of_kind(LayerKind::causal_self_attention);
+  spec.in = 3 * features;
+  spec.out = features;
+  spec.heads = heads;
+  spec.seq = seq;
+  return spec;
+}
+
 inline ModelSpec sequential(std::vector<LayerSpec> layers, Loss loss) {
   require_argument(!layers.empty(), "trident::nn::sequential: a model needs at least one layer");
   return ModelSpec{std::move(layers), loss};
@@ -89,7 +160,9 @@ inline bool is_pointwise(LayerKind kind) {
 }
 
 // Marks every run linear -> pointwise* -> linear of unmarked linears (also inside residual
-// branches) as column- then row-parallel: the Megatron MLP.
+// branches) as column- then row-parallel: the Megatron MLP; and every run linear ->
+// causal_self_attention -> linear likewise, the first split per [Q | K | V] block so that a
+// rank holds whole heads: the Megatron attention.
 inline std::vector<LayerSpec> megatron_pairs(std::vector<LayerSpec> layers) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
     if (layers[i].kind == LayerKind::residual) {
@@ -98,9 +171,15 @@ inline std::vector<LayerSpec> megatron_pairs(std::vector<LayerSpec> layers) {
     }
     if (layers[i].kind != LayerKind::linear || layers[i].parallel != Parallel::none) continue;
     std::size_t j = i + 1;
-    while (j < layers.size() && is_pointwise(layers[j].kind)) ++j;
+    const bool attention = j < layers.size() && layers[j].kind == LayerKind::causal_self_attention;
+    if (attention) {
+      ++j;
+    } else {
+      while (j < layers.size() && is_pointwise(layers[j].kind)) ++j;
+    }
     if (j < layers.size() && layers[j].kind == LayerKind::linear && layers[j].parallel == Parallel::none) {
       layers[i].parallel = Parallel::column;
+      if (attention) layers[i].parts = 3;
       layers[j].parallel = Parallel::row;
       i = j;
     }
@@ -131,7 +210,15 @@ inline std::string describe(const LayerSpec& spec) {
     case LayerKind::linear:
       return "linear(" + std::to_string(spec.in) + " -> " + std::to_string(spec.out) +
              (spec.parallel == Parallel::none ? std::string() : std::string(", ") + parallel_name(spec.parallel)) +
+             (spec.parts == 1 ? std::string() : ", " + std::to_string(spec.parts) + " parts") +
              (spec.bias ? "" : ", no bias") + ")";
+    case LayerKind::embedding:
+      return "embedding(V = " + std::to_string(spec.vocab) + ", C = " + std::to_string(spec.out) + ")";
+    case LayerKind::position_embedding:
+      return "position_embedding(T = " + std::to_string(spec.seq) + ", C = " + std::to_string(spec.out) + ")";
+    case LayerKind::causal_self_attention:
+      return "causal_self_attention(C = " + std::to_string(spec.out) + ", H = " + std::to_string(spec.heads) +
+             ", T = " + std::to_string(spec.seq) + ")";
     case LayerKind::gelu:
       return "gelu";
     case LayerKind::relu:
