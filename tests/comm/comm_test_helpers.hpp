@@ -57,6 +57,14 @@ std::vector<double> values(const ViewType& view) {
   return result;
 }
 
+// Whether the automatic transport copies views of MemorySpace through host memory: device
+// memory with an MPI that cannot read it.
+template <class MemorySpace>
+bool staged_automatically() {
+  return !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible &&
+         !trident::comm::mpi_is_gpu_aware();
+}
+
 // Sets element i (row-major) of `view` to make(i).
 template <class ViewType, class Make>
 void fill(const ViewType& view, Make make) {
@@ -81,7 +89,7 @@ Kokkos::View<T*, MemorySpace> filled(const std::string& label, std::int64_t n, i
 template <class T, class MemorySpace = Memory>
 struct StridedMatrix {
   using Strided = Kokkos::View<T**, Kokkos::LayoutStride, MemorySpace>;
-  Kokkos::View<T**, MemorySpace> base;
+  Kokkos::View<T**, Kokkos::LayoutRight, MemorySpace> base;  // row-major on every space (CUDA's default is not)
   Strided view;
 
   StridedMatrix(const std::string& label, std::size_t rows, std::size_t cols) : base(label, rows, 2 * cols) {
