@@ -22,7 +22,6 @@
 #include <trident/io/parallel_safetensors_writer.hpp>
 #include <trident/io/safetensors.hpp>
 #include <trident/io/shard_pieces.hpp>
-#include <trident/io/sharded_checkpoint.hpp>
 #include <trident/io/token_file.hpp>
 
 #include <trident/data/batches.hpp>

@@ -41,7 +41,7 @@ compare "$dir/one_tail.jsonl" "$dir/dp4.jsonl"
 # Every rank writes its own part: loaded and saved again at once, in layouts that cut the
 # tensors differently, the checkpoint is the same file.
 for layout in "8:--dp 2 --tp 2 --pp 2 --zero 3 --schedule interleaved --virtual-stages 2" "4:--tp 4" \
-              "4:--dp 2 --pp 2 --zero 2" "1:--pp 1"; do
+              "4:--dp 2 --pp 2 --zero 2" "2:--dp 2 --zero 0" "1:--pp 1"; do
   ranks="${layout%%:*}"
   # shellcheck disable=SC2086
   run "$ranks" "$@" --steps 6 ${layout#*:} --load "$dir/ck/checkpoint.safetensors" --save "$dir/again.safetensors" \

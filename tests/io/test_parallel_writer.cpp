@@ -1,7 +1,7 @@
 // The parallel safetensors writer: ranks that each write scattered pieces of the tensors make
 // the file the one-rank writer makes, byte for byte (header, data and checksums); shards of
-// a ParameterStore split by blocks and by ZeRO ranges map to the right pieces; and a bad
-// plan or a failed write is one error on every rank, with nothing written.
+// a ParameterStore split by blocks and by ZeRO ranges map to the right pieces, written and
+// read back; and a bad plan or a failed write is one error on every rank, nothing written.
 
 #include "trident_test.hpp"
 #include "temporary_directory.hpp"
@@ -14,6 +14,7 @@
 #include <trident/io/safetensors.hpp>
 #include <trident/io/shard_pieces.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -167,6 +168,11 @@ TEST_CASE("tensor-parallel blocks and ZeRO ranges of a store write their global 
                                       {"v", trident::io::DType::F32, {vector}}};
   trident::io::write_safetensors_parallel(dir.file("sharded.safetensors"), specs, pieces, {}, world());
   CHECK(read_bytes(dir.file("sharded.safetensors")) == read_bytes(dir.file("one.safetensors")));
+  // Reading it back, every rank gets exactly its own range, replicated tensors included.
+  const trident::io::SafetensorsFile file(dir.file("one.safetensors"));
+  std::vector<float> read(static_cast<std::size_t>(ranges.size(d)), -1.0f);
+  trident::io::read_shard_pieces(file, "", store, ranges.begin(d), ranges.end(d), read.data());
+  CHECK(std::equal(read.begin(), read.end(), values.data() + ranges.begin(d)));
 }
 
 TEST_CASE("a bad plan or a failed write is one error on every rank, and nothing is written", "[io][parallel]") {

@@ -313,23 +313,31 @@ class DataParallel {
     return state;
   }
 
-  // Every rank passes the full state (all read the same checkpoint) and keeps its part.
-  void scatter_state(const flat_view& values, const flat_view& exp_avg, const flat_view& exp_avg_sq) {
-    ScopedRegion region("trident::data_parallel::scatter_state");
-    for (const auto* full : {&values, &exp_avg, &exp_avg_sq})
-      require_argument(static_cast<std::int64_t>(full->extent(0)) == m_store.size(),
-                       "trident::data_parallel::scatter_state: full views must hold ", m_store.size(),
-                       " elements, one has ", full->extent(0));
-    const auto mine = std::make_pair(m_adamw->begin(), m_adamw->end());
-    if (stage() <= 2) {
-      Kokkos::deep_copy(m_space, m_store.values(), values);
-    } else {
+  // The inverse of owned_state(): every rank passes its range of the parameters and AdamW
+  // moments (buffers of its own, e.g. just read from a checkpoint) and the engine rebuilds
+  // what its stage holds whole from the ranks' ranges (collective).
+  void load_owned_state(const flat_view& values, const flat_view& exp_avg, const flat_view& exp_avg_sq) {
+    ScopedRegion region("trident::data_parallel::load_owned_state");
+    const int rank = m_comm.rank();
+    for (const auto* part : {&values, &exp_avg, &exp_avg_sq})
+      require_argument(static_cast<std::int64_t>(part->extent(0)) == m_layout.size(rank),
+                       "trident::data_parallel::load_owned_state: rank ", rank, " owns ", m_layout.size(rank),
+                       " elements, a view holds ", part->extent(0));
+    const auto counts = m_layout.counts_within(0, m_store.size());
+    if (stage() == 3) {
       m_gatherer->release_all();
-      Kokkos::deep_copy(m_space, m_shard_values.view(), Kokkos::subview(values, mine));
+      Kokkos::deep_copy(m_space, m_shard_values.view(), values);
+    } else {
+      comm::allgatherv(m_space, m_comm, values, m_store.values(), counts);
     }
-    Kokkos::deep_copy(m_space, m_adamw->exp_avg(), Kokkos::subview(exp_avg, mine));
-    Kokkos::deep_copy(m_space, m_adamw->exp_avg_sq(), Kokkos::subview(exp_avg_sq, mine));
-    compat::fence(m_space, "trident::data_parallel::scatter_state");
+    if (stage() == 0) {
+      comm::allgatherv(m_space, m_comm, exp_avg, m_adamw->exp_avg(), counts);
+      comm::allgatherv(m_space, m_comm, exp_avg_sq, m_adamw->exp_avg_sq(), counts);
+    } else {
+      Kokkos::deep_copy(m_space, m_adamw->exp_avg(), exp_avg);
+      Kokkos::deep_copy(m_space, m_adamw->exp_avg_sq(), exp_avg_sq);
+    }
+    compat::fence(m_space, "trident::data_parallel::load_owned_state");
   }
 
  private:

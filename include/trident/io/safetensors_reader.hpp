@@ -142,6 +142,20 @@ class SafetensorsFile {
     read_elements(info, static_cast<std::uint64_t>(range.begin), static_cast<std::uint64_t>(range.count), destination);
   }
 
+  // Elements [first, first + count) of a tensor of any rank, in row-major order, into
+  // `destination`: a piece of it, as the parallel writer writes them.
+  template <class T>
+  void read_range(const std::string& name, const Shape& expected_shape, std::uint64_t first, std::uint64_t count,
+                  T* destination) const {
+    const TensorInfo& info = checked_tensor<T>(name, expected_shape, "read_range");
+    std::uint64_t elements = 0;
+    checked_element_count(info.shape, elements);
+    require_argument(first <= elements && count <= elements - first,
+                     "trident::io::SafetensorsFile::read_range: elements [", first, ", ", first + count,
+                     ") are outside tensor '", name, "' of shape ", format_shape(info.shape), " in '", m_path, "'");
+    read_elements(info, first, count, destination);
+  }
+
   // The block rows x cols of a 2-D tensor into `destination`, row-major (rows.count x cols.count).
   template <class T>
   void read_slice(const std::string& name, const Shape& expected_shape, IndexRange rows, IndexRange cols,

@@ -7,19 +7,20 @@
 #include <trident/comm/communicator.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
-#include <trident/io/checkpoint.hpp>
+#include <trident/io/safetensors_reader.hpp>
 #include <trident/io/shard_pieces.hpp>
-#include <trident/io/sharded_checkpoint.hpp>
 #include <trident/model/gpt2_config.hpp>
 #include <trident/model/gpt2_parameters.hpp>
 #include <trident/optim/adamw.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace trident::model {
@@ -69,14 +70,10 @@ inline Gpt2Config checkpoint_config(const io::Metadata& metadata, const std::str
   }
 }
 
-template <class Scalar, class MemorySpace>
-std::vector<io::StateBuffer<Scalar, MemorySpace>> adamw_state_buffers(const optim::AdamW<Scalar, MemorySpace>& adamw) {
-  return {{"optimizer.exp_avg.", adamw.exp_avg()}, {"optimizer.exp_avg_sq.", adamw.exp_avg_sq()}};
-}
-
-// This rank's part of one parameter store's training state, for saving: the range [begin, end)
-// of the store's flat buffers it writes, its parameter values and AdamW moments over that
-// range (views of end - begin elements), and which of the store's tensors it writes at all.
+// This rank's part of one parameter store's training state: the range [begin, end) of the
+// store's flat buffers it saves or loads, its parameter values and AdamW moments over that
+// range (views of end - begin elements), and which of the store's tensors it writes when
+// saving (every tensor once over all ranks; loading reads all a rank holds).
 template <class Scalar, class MemorySpace>
 struct Gpt2StatePart {
   const ParameterStore<Scalar, MemorySpace>* store = nullptr;
@@ -100,6 +97,30 @@ Gpt2StatePart<Scalar, MemorySpace> whole_store_part(const ParameterStore<Scalar,
           [tensor_parallel_root](const ParameterInfo& t) { return tensor_parallel_root || !t.replicated; }};
 }
 
+// The same part with buffers of its own (a checkpoint is read into them before anything of
+// the model changes).
+template <class Scalar, class MemorySpace>
+Gpt2StatePart<Scalar, MemorySpace> with_fresh_buffers(Gpt2StatePart<Scalar, MemorySpace> part) {
+  using View = decltype(part.values);
+  const auto n = static_cast<std::size_t>(part.end - part.begin);
+  part.values = View("trident::checkpoint::values", n);
+  part.exp_avg = View("trident::checkpoint::exp_avg", n);
+  part.exp_avg_sq = View("trident::checkpoint::exp_avg_sq", n);
+  return part;
+}
+
+namespace detail {
+
+// The three buffers of a part, each under the prefix of its tensors in the file.
+template <class Part>
+auto part_buffers(const Part& part) {
+  using View = decltype(part.values);
+  return std::array<std::pair<const char*, const View*>, 3>{
+      {{"", &part.values}, {"optimizer.exp_avg.", &part.exp_avg}, {"optimizer.exp_avg_sq.", &part.exp_avg_sq}}};
+}
+
+}  // namespace detail
+
 // Collective over `comm`, the ranks that together hold the model: writes the one-rank
 // checkpoint (every tensor under its global name, in Hugging Face order, then the moments)
 // with the parallel writer, each rank its own parts, nothing gathered.
@@ -110,10 +131,9 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config, con
   ScopedRegion region("trident::model::save_gpt2_checkpoint");
   ParameterStore<Scalar, Kokkos::HostSpace> order;  // the one-rank model's tensors (declared, not allocated)
   declare_gpt2_parameters(order, config);
-  const char* prefixes[] = {"", "optimizer.exp_avg.", "optimizer.exp_avg_sq."};
   std::vector<io::TensorSpec> specs;
   std::map<std::string, long> position;
-  for (const char* prefix : prefixes)
+  for (const auto& [prefix, unused] : detail::part_buffers(Gpt2StatePart<Scalar, MemorySpace>{}))
     for (const auto& t : order.tensors()) {
       position[prefix + t.name] = static_cast<long>(specs.size());
       specs.push_back({prefix + t.name, io::dtype_of_v<Scalar>, t.global_shape});
@@ -121,12 +141,11 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config, con
   std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;  // keeps the pieces' data alive
   std::vector<io::TensorPiece> pieces;
   for (const auto& part : parts)
-    for (int k = 0; k < 3; ++k) {
-      const auto& values = k == 0 ? part.values : k == 1 ? part.exp_avg : part.exp_avg_sq;
-      host.push_back(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), values));
+    for (const auto& [prefix, values] : detail::part_buffers(part)) {
+      host.push_back(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), *values));
       io::append_shard_pieces(pieces, *part.store, part.begin, part.end, host.back().data(),
                               [&](const ParameterInfo& t) {
-                                const auto it = position.find(prefixes[k] + t.name);
+                                const auto it = position.find(prefix + t.name);
                                 return it == position.end() || !part.writes(t) ? -1L : it->second;
                               });
     }
@@ -146,27 +165,46 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                        comm);
 }
 
-// Loads parameters and AdamW moments (this rank's shard of them); the checkpoint's config
-// must equal `config`.
+// Reads this rank's parts of a checkpoint saved in any layout into the parts' views: every
+// tensor a part holds, over its range. The checkpoint's config must equal `config`; its
+// checksums are verified, and everything is read before any view changes, so a bad file
+// leaves the model untouched.
+template <class Scalar, class MemorySpace>
+TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
+                                      const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts) {
+  ScopedRegion region("trident::model::load_gpt2_checkpoint");
+  const io::SafetensorsFile file(path);
+  const Gpt2Config saved = checkpoint_config(file.metadata(), path);
+  require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
+                   " but the model asked for has ", config.describe());
+  file.verify_checksums();
+  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;
+  for (const auto& part : parts)
+    for (const auto& [prefix, values] : detail::part_buffers(part)) {
+      host.emplace_back("trident::model::load_gpt2_checkpoint", values->extent(0));
+      io::read_shard_pieces(file, prefix, *part.store, part.begin, part.end, host.back().data());
+    }
+  TrainingProgress progress;
+  try {
+    progress.step = std::stoll(detail::metadata_entry(file.metadata(), "step", path));
+    progress.tokens_consumed = std::stoll(detail::metadata_entry(file.metadata(), "tokens_consumed", path));
+    progress.seed = std::stoull(detail::metadata_entry(file.metadata(), "seed", path));
+  } catch (const std::logic_error& e) {
+    throw Error("trident::model: checkpoint '" + path + "' has a malformed step, data position or seed");
+  }
+  auto next = host.begin();
+  for (const auto& part : parts)
+    for (const auto& [prefix, values] : detail::part_buffers(part)) Kokkos::deep_copy(*values, *next++);
+  return progress;
+}
+
+// One store and its optimizer, all of it (on one rank, or a tensor-parallel shard).
 template <class Scalar, class MemorySpace>
 TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                                       const ParameterStore<Scalar, MemorySpace>& store,
                                       const optim::AdamW<Scalar, MemorySpace>& adamw) {
-  const io::SafetensorsFile header(path);
-  const Gpt2Config saved = checkpoint_config(header.metadata(), path);
-  require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
-                   " but the model asked for has ", config.describe());
-  // Each rank reads its own blocks: any file loads in any tensor-parallel layout.
-  const auto metadata = io::load_sharded_checkpoint(path, store, adamw_state_buffers(adamw));
-  TrainingProgress progress;
-  try {
-    progress.step = std::stoll(detail::metadata_entry(metadata, "step", path));
-    progress.tokens_consumed = std::stoll(detail::metadata_entry(metadata, "tokens_consumed", path));
-    progress.seed = std::stoull(detail::metadata_entry(metadata, "seed", path));
-  } catch (const std::logic_error& e) {
-    throw Error("trident::model: checkpoint '" + path + "' has a malformed step, data position or seed");
-  }
-  return progress;
+  return load_gpt2_checkpoint(path, config,
+                              std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, true)});
 }
 
 }  // namespace trident::model

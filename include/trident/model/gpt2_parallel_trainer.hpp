@@ -16,8 +16,6 @@
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
-#include <trident/data_parallel/full_state.hpp>
-#include <trident/data_parallel/store_like.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
@@ -29,6 +27,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -101,14 +100,9 @@ class Gpt2ParallelTrainer {
     if (m_replicas.empty()) {
       squares = m_pipe->grad_norm_squared();
     } else {
-      const bool tp_root = m_mesh.tp_rank() == 0;
       for (int c = 0; c < m_pipe->chunk_count(); ++c) {
-        const auto& stage = m_pipe->chunk(c).stage();
-        const bool tied_copy = stage.holds_head && !stage.holds_embedding;
-        const auto summary = m_replicas[static_cast<std::size_t>(c)]->finish_gradients(
-            c == 0 ? local_loss : 0.0, [tp_root, tied_copy](const ParameterInfo& t) {
-              return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
-            });
+        const auto summary =
+            m_replicas[static_cast<std::size_t>(c)]->finish_gradients(c == 0 ? local_loss : 0.0, counted_once(c));
         if (c == 0) loss_sum = summary.loss_sum;
         squares += summary.sum_of_squares;
       }
@@ -149,46 +143,58 @@ class Gpt2ParallelTrainer {
   // ranks of a tensor-parallel group hold whole comes from its rank 0, the tied wte from the
   // first stage. Nothing is gathered. Collective over the mesh.
   void save(const std::string& path) {
-    const bool tp_root = m_mesh.tp_rank() == 0;
     std::vector<Gpt2StatePart<Scalar, memory_space>> parts;
     for (int c = 0; c < m_pipe->chunk_count(); ++c) {
-      const auto& stage = m_pipe->chunk(c).stage();
-      const bool tied_copy = stage.holds_head && !stage.holds_embedding;
-      const auto& store = m_pipe->chunk(c).parameters();
-      auto writes = [tp_root, tied_copy](const ParameterInfo& t) {
-        return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
-      };
-      if (m_replicas.empty()) {
-        auto part = whole_store_part(store, m_optimizers[static_cast<std::size_t>(c)], tp_root);
-        part.writes = writes;
-        parts.push_back(part);
-      } else {
-        const auto owned = m_replicas[static_cast<std::size_t>(c)]->owned_state();
-        parts.push_back({&store, owned.begin, owned.end, owned.values, owned.exp_avg, owned.exp_avg_sq, writes});
-      }
+      parts.push_back(held_part(c));
+      parts.back().writes = counted_once(c);
     }
     save_gpt2_checkpoint(path, m_config, m_settings.adamw, m_progress, parts, m_mesh.world());
   }
 
-  // Every rank reads its part of a checkpoint saved in any layout. Collective over the mesh.
+  // Every rank reads its own part of a checkpoint saved in any layout: its chunks' tensor-
+  // parallel shards, cut to its ZeRO range under data parallelism. Collective over the mesh;
+  // a file that fails on any rank leaves every rank's model as it was.
   void load(const std::string& path) {
+    std::vector<Gpt2StatePart<Scalar, memory_space>> parts;
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) parts.push_back(with_fresh_buffers(held_part(c)));
     TrainingProgress progress;
+    comm::agree_on_failure(m_mesh.world(), "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
+                           [&] { progress = load_gpt2_checkpoint(path, m_config, parts); });
     for (int c = 0; c < m_pipe->chunk_count(); ++c) {
-      auto& store = m_pipe->chunk(c).parameters();
+      const auto& part = parts[static_cast<std::size_t>(c)];
       if (m_replicas.empty()) {
-        progress = load_gpt2_checkpoint(path, m_config, store, m_optimizers[static_cast<std::size_t>(c)]);
-        continue;
+        const auto held = held_part(c);
+        Kokkos::deep_copy(m_space, held.values, part.values);
+        Kokkos::deep_copy(m_space, held.exp_avg, part.exp_avg);
+        Kokkos::deep_copy(m_space, held.exp_avg_sq, part.exp_avg_sq);
+      } else {
+        m_replicas[static_cast<std::size_t>(c)]->load_owned_state(part.values, part.exp_avg, part.exp_avg_sq);
       }
-      progress = data_parallel::scatter_full_state(
-          *m_replicas[static_cast<std::size_t>(c)], store, m_settings.adamw,
-          "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
-          [&](auto& full, auto& adamw) { return load_gpt2_checkpoint(path, m_config, full, adamw); });
     }
+    compat::fence(m_space, "trident::model::Gpt2ParallelTrainer::load");
     progress.seed = m_progress.seed;
     m_progress = progress;
   }
 
  private:
+  // The tensors of chunk c this rank counts in the gradient norm and writes to checkpoints, so
+  // that every element of the one-rank model counts once: a tensor every rank of the tensor-
+  // parallel group holds whole counts on its rank 0, the tied wte on the first stage.
+  std::function<bool(const ParameterInfo&)> counted_once(int c) const {
+    const auto& stage = m_pipe->chunk(c).stage();
+    const bool tp_root = m_mesh.tp_rank() == 0, tied_copy = stage.holds_head && !stage.holds_embedding;
+    return [tp_root, tied_copy](const ParameterInfo& t) {
+      return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
+    };
+  }
+
+  // What this rank holds of chunk c: all of it, or its ZeRO range under data parallelism.
+  Gpt2StatePart<Scalar, memory_space> held_part(int c) const {
+    const auto& store = m_pipe->chunk(c).parameters();
+    if (m_replicas.empty()) return whole_store_part(store, m_optimizers[static_cast<std::size_t>(c)], true);
+    return owned_part(*m_replicas[static_cast<std::size_t>(c)], store);
+  }
+
   // GPT-2's units (gpt2_unit_plan) as far as a stage holds them: the head reads the tied wte
   // only on the stage that holds both.
   data_parallel::UnitPlan stage_unit_plan(const store_type& store) const {

@@ -13,8 +13,6 @@
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
-#include <trident/data_parallel/full_state.hpp>
-#include <trident/data_parallel/store_like.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/model/nonfinite.hpp>
@@ -83,6 +81,17 @@ struct StepReport {
   bool skipped = false;             // non-finite, not applied (NonFinitePolicy::skip)
   std::int64_t skipped_so_far = 0;  // by this trainer
 };
+
+// The range of a data-parallel store this rank owns, with the engine's values and AdamW
+// moments over it; `writes` picks the tensors it saves.
+template <class Scalar, class ExecutionSpace>
+Gpt2StatePart<Scalar, typename ExecutionSpace::memory_space> owned_part(
+    const data_parallel::DataParallel<Scalar, ExecutionSpace>& engine,
+    const ParameterStore<Scalar, typename ExecutionSpace::memory_space>& store,
+    std::function<bool(const ParameterInfo&)> writes = {}) {
+  const auto owned = engine.owned_state();
+  return {&store, owned.begin, owned.end, owned.values, owned.exp_avg, owned.exp_avg_sq, std::move(writes)};
+}
 
 template <class Scalar, class ExecutionSpace>
 class Gpt2Trainer {
@@ -177,23 +186,25 @@ class Gpt2Trainer {
       save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress, &tp.comm);
       return;
     }
-    const auto owned = m_parallel->owned_state();
     const bool tp_root = tp.rank() == 0;
-    const std::vector<Gpt2StatePart<Scalar, memory_space>> parts{
-        {&m_model.parameters(), owned.begin, owned.end, owned.values, owned.exp_avg, owned.exp_avg_sq,
-         [tp_root](const ParameterInfo& t) { return tp_root || !t.replicated; }}};
-    save_gpt2_checkpoint(path, m_model.config(), m_settings.adamw, m_progress, parts, m_model_ranks);
+    const auto part = owned_part(*m_parallel, m_model.parameters(),
+                                 [tp_root](const ParameterInfo& t) { return tp_root || !t.replicated; });
+    save_gpt2_checkpoint(path, m_model.config(), m_settings.adamw, m_progress, std::vector{part}, m_model_ranks);
   }
 
-  // Data-parallel: collective; every rank reads the file (saved in any layout) and keeps its part.
+  // Every rank reads its own part of a file saved in any layout (data-parallel: collective;
+  // each its ZeRO range, then the engine rebuilds what its stage holds whole).
   void load(const std::string& path) {
     if (!m_parallel) {
       m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw);
       return;
     }
-    m_progress = data_parallel::scatter_full_state(
-        *m_parallel, m_model.parameters(), m_settings.adamw, "trident::model::Gpt2Trainer::load '" + path + "'",
-        [&](auto& store, auto& adamw) { return load_gpt2_checkpoint(path, m_model.config(), store, adamw); });
+    const auto part = with_fresh_buffers(owned_part(*m_parallel, m_model.parameters()));
+    TrainingProgress progress;
+    comm::agree_on_failure(m_parallel->communicator(), "trident::model::Gpt2Trainer::load '" + path + "'",
+                           [&] { progress = load_gpt2_checkpoint(path, m_model.config(), std::vector{part}); });
+    m_parallel->load_owned_state(part.values, part.exp_avg, part.exp_avg_sq);
+    m_progress = progress;
   }
 
  private:

@@ -46,9 +46,17 @@ struct LayerState {
     for (const auto& m : matrices) f(m);
     for (const auto& v : vectors) f(v);
     for (const auto& i : indices) f(i);
+    // One call per view: nvcc does not take a range-for over a braced list of views here.
     for (const auto& a : attention) {
-      for (const auto& view : {a.probs, a.dscores}) f(view);
-      for (const auto& view : {a.q, a.k, a.v, a.y, a.dq, a.dk, a.dv}) f(view);
+      f(a.probs);
+      f(a.dscores);
+      f(a.q);
+      f(a.k);
+      f(a.v);
+      f(a.y);
+      f(a.dq);
+      f(a.dk);
+      f(a.dv);
     }
     for (const auto& s : inner) s.for_each_view(f);
   }
