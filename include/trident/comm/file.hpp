@@ -1,7 +1,7 @@
 #pragma once
 // One file written by every rank of a communicator at once (MPI-IO): each rank hands over the
-// byte ranges it owns, and one collective write per round puts them in place, so nothing is
-// gathered on one rank. The MPI library may aggregate the ranks' pieces into large writes
+// byte ranges it owns, where they lie in its memory, and one collective write per round puts
+// them in place, so nothing is gathered on one rank or packed into a buffer first. The MPI library may aggregate the ranks' pieces into large writes
 // (collective buffering), which is what parallel file systems want.
 //
 // Every call here except remove() is collective over the communicator. MPI reports file
@@ -23,10 +23,11 @@
 
 namespace trident::comm {
 
-// `bytes` bytes of the file starting at `offset`.
+// `bytes` bytes of the file starting at `offset`, taken from `data` in this rank's memory.
 struct FileRange {
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
+  const void* data = nullptr;
 };
 
 class WriteOnlyFile {
@@ -52,9 +53,10 @@ class WriteOnlyFile {
     check(MPI_File_set_size(m_file, static_cast<MPI_Offset>(bytes)), "set_size");
   }
 
-  // Writes this rank's `ranges` (sorted by offset, not overlapping) from `packed`, which holds
-  // their bytes back to back in that order. Ranks may pass any ranges, none included.
-  void write(std::vector<FileRange> ranges, const char* packed) {
+  // Writes this rank's `ranges` (sorted by offset, not overlapping) straight from their
+  // memory: a file view places them, a memory type gathers them, so nothing is packed first.
+  // Ranks may pass any ranges, none included.
+  void write(const std::vector<FileRange>& ranges) {
     // MPI counts are ints: the ranges go in rounds of at most round_bytes per rank, and every
     // rank joins as many rounds as the rank that needs the most.
     constexpr std::uint64_t round_bytes = std::uint64_t(1) << 30;
@@ -67,9 +69,10 @@ class WriteOnlyFile {
           in_round = 0;
         }
         const std::uint64_t n = std::min(range.bytes, round_bytes - in_round);
-        rounds.back().push_back({range.offset, n});
+        rounds.back().push_back({range.offset, n, range.data});
         range.offset += n;
         range.bytes -= n;
+        range.data = static_cast<const char*>(range.data) + n;
         in_round += n;
       }
     }
@@ -79,12 +82,7 @@ class WriteOnlyFile {
       check(MPI_Allreduce(MPI_IN_PLACE, &count, 1, MPI_LONG_LONG, MPI_MAX, m_comm.mpi()), "write (rounds)");
     }
     rounds.resize(static_cast<std::size_t>(count));
-    for (const auto& round : rounds) {
-      std::uint64_t bytes = 0;
-      for (const auto& r : round) bytes += r.bytes;
-      write_round(round, packed, static_cast<int>(bytes));
-      packed += bytes;
-    }
+    for (const auto& round : rounds) write_round(round);
   }
 
   // Flushes every rank's writes to the storage device.
@@ -102,20 +100,24 @@ class WriteOnlyFile {
   static void remove(const std::string& path) { MPI_File_delete(path.c_str(), MPI_INFO_NULL); }
 
  private:
-  void write_round(const std::vector<FileRange>& round, const char* packed, int bytes) {
+  void write_round(const std::vector<FileRange>& round) {
     const Impl::WaitGuard guard(label("trident::comm::WriteOnlyFile::write"));
-    MPI_Datatype filetype = MPI_BYTE;
+    MPI_Datatype filetype = MPI_BYTE, memory = MPI_BYTE;
     if (!round.empty()) {
       std::vector<int> lengths;
-      std::vector<MPI_Aint> offsets;
+      std::vector<MPI_Aint> offsets, addresses;
       for (const auto& r : round) {
         lengths.push_back(static_cast<int>(r.bytes));
         offsets.push_back(static_cast<MPI_Aint>(r.offset));
+        MPI_Aint address = 0;
+        MPI_Get_address(r.data, &address);
+        addresses.push_back(address);
       }
-      check(MPI_Type_create_hindexed(static_cast<int>(round.size()), lengths.data(), offsets.data(), MPI_BYTE,
-                                     &filetype),
-            "write (file type)");
+      const int n = static_cast<int>(round.size());
+      check(MPI_Type_create_hindexed(n, lengths.data(), offsets.data(), MPI_BYTE, &filetype), "write (file type)");
       check(MPI_Type_commit(&filetype), "write (file type)");
+      check(MPI_Type_create_hindexed(n, lengths.data(), addresses.data(), MPI_BYTE, &memory), "write (memory type)");
+      check(MPI_Type_commit(&memory), "write (memory type)");
     }
     // A rank with nothing in this round keeps the plain byte view and writes nothing.
     char native[] = "native";
@@ -123,9 +125,11 @@ class WriteOnlyFile {
     int written = viewed;
     if (viewed == MPI_SUCCESS) {
       MPI_Status status;
-      written = MPI_File_write_all(m_file, packed, bytes, MPI_BYTE, &status);
+      written = round.empty() ? MPI_File_write_all(m_file, nullptr, 0, MPI_BYTE, &status)
+                              : MPI_File_write_all(m_file, MPI_BOTTOM, 1, memory, &status);
     }
     if (filetype != MPI_BYTE) MPI_Type_free(&filetype);
+    if (memory != MPI_BYTE) MPI_Type_free(&memory);
     check(viewed, "set_view");
     check(written, "write_all");
   }

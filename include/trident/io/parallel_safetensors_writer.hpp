@@ -141,26 +141,22 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
     layout = plan_safetensors(specs, with_checksums);
   });
 
-  // This rank's bytes, little-endian, in file order; rank 0 also writes the header.
+  // This rank's byte ranges in file order, from the pieces' memory (little-endian copies on a
+  // big-endian host); rank 0 also writes the header.
   std::vector<comm::FileRange> ranges;
-  std::vector<char> packed;
-  if (comm.rank() == 0) {
-    ranges.push_back({0, layout.header.size()});
-    packed.assign(layout.header.begin(), layout.header.end());
-  }
+  std::vector<std::vector<char>> swapped;
+  if (comm.rank() == 0) ranges.push_back({0, layout.header.size(), layout.header.data()});
   for (const auto& piece : mine) {
     const std::size_t element = dtype_size(specs[piece.tensor].dtype);
     const std::uint64_t offset = layout.file_offset(layout.tensors[piece.tensor]) + piece.first * element;
-    if (!ranges.empty() && ranges.back().offset + ranges.back().bytes == offset) {
-      ranges.back().bytes += piece.count * element;
-    } else {
-      ranges.push_back({offset, piece.count * element});
+    const void* data = piece.data;
+    if (!host_is_little_endian()) {
+      const auto* p = static_cast<const char*>(piece.data);
+      swapped.emplace_back(p, p + piece.count * element);
+      swap_element_bytes(swapped.back().data(), element, piece.count);
+      data = swapped.back().data();
     }
-    detail::for_each_little_endian_piece(piece.data, piece.count * element, element,
-                                         [&](const void* bytes, std::size_t length) {
-                                           const auto* p = static_cast<const char*>(bytes);
-                                           packed.insert(packed.end(), p, p + length);
-                                         });
+    if (piece.count > 0) ranges.push_back({offset, piece.count * element, data});
   }
 
   // Rank 0 names the temporary.
@@ -179,7 +175,7 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
     comm::agree_on_failure(comm, what, [&] { file.emplace(comm, temporary); });
     created = true;
     comm::agree_on_failure(comm, what, [&] { file->set_size(layout.file_size); });
-    comm::agree_on_failure(comm, what, [&] { file->write(ranges, packed.data()); });
+    comm::agree_on_failure(comm, what, [&] { file->write(ranges); });
     comm::agree_on_failure(comm, what, [&] { file->sync(); });
     comm::agree_on_failure(comm, what, [&] {
       file->close();
