@@ -156,6 +156,27 @@ class SafetensorsFile {
     read_elements(info, first, count, destination);
   }
 
+  // Adds the stored bytes of elements [first, first + count) of a tensor to `checksum`, at
+  // their offset in the tensor: ranks that each add their pieces and sum the results verify a
+  // tensor together, no rank reading it whole.
+  void add_to_checksum(const std::string& name, std::uint64_t first, std::uint64_t count,
+                       WordSumChecksum& checksum) const {
+    const TensorInfo& info = tensor(name);
+    const std::uint64_t element = dtype_size(info.dtype);
+    require_argument(first * element + count * element <= info.byte_size(),
+                     "trident::io::SafetensorsFile::add_to_checksum: elements [", first, ", ", first + count,
+                     ") are outside tensor '", name, "' in '", m_path, "'");
+    constexpr std::uint64_t chunk = std::uint64_t(1) << 22;
+    std::vector<char> buffer;
+    for (std::uint64_t done = 0, bytes = count * element; done < bytes;) {
+      const auto n = std::min(bytes - done, chunk);
+      buffer.resize(static_cast<std::size_t>(n));
+      read_bytes(m_data_start + info.data_begin + first * element + done, n, buffer.data(), "tensor '" + name + "'");
+      checksum.add(first * element + done, buffer.data(), static_cast<std::size_t>(n));
+      done += n;
+    }
+  }
+
   // The block rows x cols of a 2-D tensor into `destination`, row-major (rows.count x cols.count).
   template <class T>
   void read_slice(const std::string& name, const Shape& expected_shape, IndexRange rows, IndexRange cols,

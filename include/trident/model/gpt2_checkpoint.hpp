@@ -4,6 +4,8 @@
 // model config, the optimizer settings and the data position. The file is the one-rank file
 // in every layout: each rank writes its own shards into it, and reads its own back.
 
+#include <trident/comm/agreement.hpp>
+#include <trident/comm/allreduce.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
@@ -19,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -165,46 +168,116 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                        comm);
 }
 
-// Reads this rank's parts of a checkpoint saved in any layout into the parts' views: every
-// tensor a part holds, over its range. The checkpoint's config must equal `config`; its
-// checksums are verified, and everything is read before any view changes, so a bad file
-// leaves the model untouched.
-template <class Scalar, class MemorySpace>
-TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
-                                      const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts) {
-  ScopedRegion region("trident::model::load_gpt2_checkpoint");
-  const io::SafetensorsFile file(path);
-  const Gpt2Config saved = checkpoint_config(file.metadata(), path);
-  require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
-                   " but the model asked for has ", config.describe());
-  file.verify_checksums();
-  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;
-  for (const auto& part : parts)
-    for (const auto& [prefix, values] : detail::part_buffers(part)) {
-      host.emplace_back("trident::model::load_gpt2_checkpoint", values->extent(0));
-      io::read_shard_pieces(file, prefix, *part.store, part.begin, part.end, host.back().data());
-    }
+namespace detail {
+
+// The training progress a checkpoint's metadata records.
+inline TrainingProgress checkpoint_progress(const io::Metadata& metadata, const std::string& path) {
   TrainingProgress progress;
   try {
-    progress.step = std::stoll(detail::metadata_entry(file.metadata(), "step", path));
-    progress.tokens_consumed = std::stoll(detail::metadata_entry(file.metadata(), "tokens_consumed", path));
-    progress.seed = std::stoull(detail::metadata_entry(file.metadata(), "seed", path));
+    progress.step = std::stoll(metadata_entry(metadata, "step", path));
+    progress.tokens_consumed = std::stoll(metadata_entry(metadata, "tokens_consumed", path));
+    progress.seed = std::stoull(metadata_entry(metadata, "seed", path));
   } catch (const std::logic_error& e) {
     throw Error("trident::model: checkpoint '" + path + "' has a malformed step, data position or seed");
   }
+  return progress;
+}
+
+// Whether every checksum the file records is a word sum, which ranks can verify together.
+inline bool checksums_add_up(const io::SafetensorsFile& file) {
+  const auto& prefix = io::checksum_key_prefix();
+  for (auto it = file.metadata().lower_bound(prefix); it != file.metadata().end() && it->first.rfind(prefix, 0) == 0;
+       ++it)
+    if (!io::records_algorithm<io::WordSumChecksum>(it->second)) return false;
+  return true;
+}
+
+}  // namespace detail
+
+// Reads this rank's parts of a checkpoint saved in any layout into the parts' views: every
+// tensor a part holds, over its range. The checkpoint's config must equal `config`, its
+// checksums must hold, and everything is read before any view changes, so a bad file leaves
+// the model untouched. Collective over `comm`, the ranks that together hold the model: they
+// verify the checksums together, each over the elements it saves (`writes`), so no rank
+// reads more of the file than its own part twice (`verify_together` false: each rank verifies
+// the whole file); one failure fails every rank (comm::agree_on_failure).
+template <class Scalar, class MemorySpace>
+TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
+                                      const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
+                                      const comm::Communicator& comm, bool verify_together = true) {
+  ScopedRegion region("trident::model::load_gpt2_checkpoint");
+  const std::string what = "trident::model::load_gpt2_checkpoint '" + path + "'";
+  std::optional<io::SafetensorsFile> file;
+  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;
+  std::map<std::string, std::size_t> checked;  // tensors with a checksum -> their place in `sums`
+  bool together = false;
+  comm::agree_on_failure(comm, what, [&] {
+    file.emplace(path);
+    const Gpt2Config saved = checkpoint_config(file->metadata(), path);
+    require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
+                     " but the model asked for has ", config.describe());
+    together = verify_together && detail::checksums_add_up(*file);
+    if (!together) file->verify_checksums();
+    for (const auto& part : parts)
+      for (const auto& [prefix, values] : detail::part_buffers(part)) {
+        host.emplace_back("trident::model::load_gpt2_checkpoint", values->extent(0));
+        io::read_shard_pieces(*file, prefix, *part.store, part.begin, part.end, host.back().data());
+      }
+  });
+  if (together) {
+    const auto& key = io::checksum_key_prefix();
+    for (auto it = file->metadata().lower_bound(key);
+         it != file->metadata().end() && it->first.rfind(key, 0) == 0; ++it)
+      checked.emplace(it->first.substr(key.size()), checked.size());
+    Kokkos::View<std::uint64_t*, Kokkos::HostSpace> sums("trident::model::checksums", checked.size());
+    comm::agree_on_failure(comm, what, [&] {
+      for (const auto& part : parts)
+        for (const auto& [prefix, values] : detail::part_buffers(part))
+          io::for_each_shard_run(*part.store, part.begin, part.end,
+                                 [&, prefix = prefix](const ParameterInfo& t, std::uint64_t first,
+                                                      std::uint64_t count, std::int64_t) {
+                                   const auto found = checked.find(prefix + t.name);
+                                   if (found == checked.end() || !part.writes(t)) return;
+                                   io::WordSumChecksum checksum;
+                                   file->add_to_checksum(found->first, first, count, checksum);
+                                   sums(found->second) += checksum.value();
+                                 });
+    });
+    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), comm, sums, comm::ReduceOp::sum);
+    comm::agree_on_failure(comm, what, [&] {
+      for (const auto& [name, place] : checked) {
+        const auto actual = io::WordSumChecksum::format(io::WordSumChecksum::algorithm, sums(place));
+        const auto& recorded = file->metadata().at(key + name);
+        require(actual == recorded, "safetensors file '", path, "': tensor '", name,
+                "' is corrupt: its bytes have checksum ", actual, " but the file recorded ", recorded);
+      }
+    });
+  }
+  const TrainingProgress progress = detail::checkpoint_progress(file->metadata(), path);
   auto next = host.begin();
   for (const auto& part : parts)
     for (const auto& [prefix, values] : detail::part_buffers(part)) Kokkos::deep_copy(*values, *next++);
   return progress;
 }
 
-// One store and its optimizer, all of it (on one rank, or a tensor-parallel shard).
+// One store and its optimizer, all of it: on one rank, a pipeline stage, or a tensor-parallel
+// shard (collective over `group`, which must hold the whole model, when given; without it a
+// rank that holds less than the whole model verifies the whole file).
 template <class Scalar, class MemorySpace>
 TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                                       const ParameterStore<Scalar, MemorySpace>& store,
-                                      const optim::AdamW<Scalar, MemorySpace>& adamw) {
-  return load_gpt2_checkpoint(path, config,
-                              std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, true)});
+                                      const optim::AdamW<Scalar, MemorySpace>& adamw,
+                                      const comm::Communicator* group = nullptr) {
+  const comm::Communicator self(MPI_COMM_SELF, "self");
+  const comm::Communicator& comm = group != nullptr ? *group : self;
+  // Alone, a rank verifies the checksums from its own reads only if it holds the whole model.
+  ParameterStore<Scalar, Kokkos::HostSpace> model;
+  declare_gpt2_parameters(model, config);
+  bool whole = store.tensors().size() == model.tensors().size();
+  for (const auto& t : store.tensors()) whole = whole && t.local_shape == t.global_shape;
+  return load_gpt2_checkpoint(
+      path, config, std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, comm.rank() == 0)},
+      comm, group != nullptr || whole);
 }
 
 }  // namespace trident::model

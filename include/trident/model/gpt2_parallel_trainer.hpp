@@ -156,10 +156,11 @@ class Gpt2ParallelTrainer {
   // a file that fails on any rank leaves every rank's model as it was.
   void load(const std::string& path) {
     std::vector<Gpt2StatePart<Scalar, memory_space>> parts;
-    for (int c = 0; c < m_pipe->chunk_count(); ++c) parts.push_back(with_fresh_buffers(held_part(c)));
-    TrainingProgress progress;
-    comm::agree_on_failure(m_mesh.world(), "trident::model::Gpt2ParallelTrainer::load '" + path + "'",
-                           [&] { progress = load_gpt2_checkpoint(path, m_config, parts); });
+    for (int c = 0; c < m_pipe->chunk_count(); ++c) {
+      parts.push_back(with_fresh_buffers(held_part(c)));
+      parts.back().writes = counted_once(c);
+    }
+    auto progress = load_gpt2_checkpoint(path, m_config, parts, m_mesh.world());
     for (int c = 0; c < m_pipe->chunk_count(); ++c) {
       const auto& part = parts[static_cast<std::size_t>(c)];
       if (m_replicas.empty()) {

@@ -196,13 +196,15 @@ class Gpt2Trainer {
   // each its ZeRO range, then the engine rebuilds what its stage holds whole).
   void load(const std::string& path) {
     if (!m_parallel) {
-      m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw);
+      m_progress = load_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw,
+                                        &m_model.tensor_parallel_group().comm);
       return;
     }
-    const auto part = with_fresh_buffers(owned_part(*m_parallel, m_model.parameters()));
-    TrainingProgress progress;
-    comm::agree_on_failure(m_parallel->communicator(), "trident::model::Gpt2Trainer::load '" + path + "'",
-                           [&] { progress = load_gpt2_checkpoint(path, m_model.config(), std::vector{part}); });
+    const bool tp_root = m_model.tensor_parallel_group().rank() == 0;
+    const auto part = with_fresh_buffers(owned_part(*m_parallel, m_model.parameters(), [tp_root](const ParameterInfo& t) {
+      return tp_root || !t.replicated;
+    }));
+    const auto progress = load_gpt2_checkpoint(path, m_model.config(), std::vector{part}, m_model_ranks);
     m_parallel->load_owned_state(part.values, part.exp_avg, part.exp_avg_sq);
     m_progress = progress;
   }
