@@ -85,6 +85,12 @@ struct Gpt2StatePart {
   std::function<bool(const ParameterInfo&)> writes;
 };
 
+// The tensors a rank of a tensor-parallel group saves: its shards, and a tensor every rank of
+// the group holds whole only on the group's rank 0, so that each is written once.
+inline std::function<bool(const ParameterInfo&)> saved_by(bool tensor_parallel_root) {
+  return [tensor_parallel_root](const ParameterInfo& t) { return tensor_parallel_root || !t.replicated; };
+}
+
 // All of a store this rank holds, with its optimizer. A tensor every rank of the tensor-
 // parallel group holds whole is written by the group's rank 0 only.
 template <class Scalar, class MemorySpace>
@@ -97,7 +103,7 @@ Gpt2StatePart<Scalar, MemorySpace> whole_store_part(const ParameterStore<Scalar,
           store.values(),
           adamw.exp_avg(),
           adamw.exp_avg_sq(),
-          [tensor_parallel_root](const ParameterInfo& t) { return tensor_parallel_root || !t.replicated; }};
+          saved_by(tensor_parallel_root)};
 }
 
 // The same part with buffers of its own (a checkpoint is read into them before anything of

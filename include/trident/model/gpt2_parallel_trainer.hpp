@@ -183,9 +183,9 @@ class Gpt2ParallelTrainer {
   // parallel group holds whole counts on its rank 0, the tied wte on the first stage.
   std::function<bool(const ParameterInfo&)> counted_once(int c) const {
     const auto& stage = m_pipe->chunk(c).stage();
-    const bool tp_root = m_mesh.tp_rank() == 0, tied_copy = stage.holds_head && !stage.holds_embedding;
-    return [tp_root, tied_copy](const ParameterInfo& t) {
-      return (tp_root || !t.replicated) && !(tied_copy && t.name == "wte.weight");
+    const bool tied_copy = stage.holds_head && !stage.holds_embedding;
+    return [saved = saved_by(m_mesh.tp_rank() == 0), tied_copy](const ParameterInfo& t) {
+      return saved(t) && !(tied_copy && t.name == "wte.weight");
     };
   }
 

@@ -186,9 +186,7 @@ class Gpt2Trainer {
       save_gpt2_checkpoint(path, m_model.config(), m_model.parameters(), *m_adamw, m_progress, &tp.comm);
       return;
     }
-    const bool tp_root = tp.rank() == 0;
-    const auto part = owned_part(*m_parallel, m_model.parameters(),
-                                 [tp_root](const ParameterInfo& t) { return tp_root || !t.replicated; });
+    const auto part = owned_part(*m_parallel, m_model.parameters(), saved_by(tp.rank() == 0));
     save_gpt2_checkpoint(path, m_model.config(), m_settings.adamw, m_progress, std::vector{part}, m_model_ranks);
   }
 
@@ -200,10 +198,8 @@ class Gpt2Trainer {
                                         &m_model.tensor_parallel_group().comm);
       return;
     }
-    const bool tp_root = m_model.tensor_parallel_group().rank() == 0;
-    const auto part = with_fresh_buffers(owned_part(*m_parallel, m_model.parameters(), [tp_root](const ParameterInfo& t) {
-      return tp_root || !t.replicated;
-    }));
+    const auto part = with_fresh_buffers(
+        owned_part(*m_parallel, m_model.parameters(), saved_by(m_model.tensor_parallel_group().rank() == 0)));
     const auto progress = load_gpt2_checkpoint(path, m_model.config(), std::vector{part}, m_model_ranks);
     m_parallel->load_owned_state(part.values, part.exp_avg, part.exp_avg_sq);
     m_progress = progress;
