@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -75,29 +76,40 @@ class SafetensorsFile {
   // naming the first tensor whose bytes differ, or a checksum of a tensor the file lacks.
   // Returns how many tensors were verified (0 for a file without checksums).
   std::size_t verify_checksums() const {
-    const std::string& prefix = checksum_key_prefix();
-    std::size_t verified = 0;
     std::vector<char> buffer;
-    for (auto it = m_metadata.lower_bound(prefix); it != m_metadata.end() && it->first.rfind(prefix, 0) == 0; ++it) {
-      const std::string name = it->first.substr(prefix.size());
+    const auto recorded = recorded_checksums();
+    for (const auto& [name, text] : recorded) {
       require(contains(name), "safetensors file '", m_path, "': the metadata holds a checksum of tensor '", name,
               "', which the file does not hold");
       const TensorInfo& info = tensor(name);
       std::string actual;
-      if (records_algorithm<WordSumChecksum>(it->second)) {
+      if (records_algorithm<WordSumChecksum>(text)) {
         actual = checksum_of<WordSumChecksum>(info, name, buffer);
-      } else if (records_algorithm<Fnv1aChecksum>(it->second)) {
+      } else if (records_algorithm<Fnv1aChecksum>(text)) {
         actual = checksum_of<Fnv1aChecksum>(info, name, buffer);
       } else {
         throw Error(trident::detail::concat("safetensors file '", m_path, "': the checksum of tensor '", name, "' is '",
-                                   it->second, "', of an unknown algorithm (known: ", WordSumChecksum::algorithm, ", ",
-                                   Fnv1aChecksum::algorithm, ")"));
+                                            text, "', of an unknown algorithm (known: ", WordSumChecksum::algorithm,
+                                            ", ", Fnv1aChecksum::algorithm, ")"));
       }
-      require(actual == it->second, "safetensors file '", m_path, "': tensor '", name,
-              "' is corrupt: its bytes have checksum ", actual, " but the file recorded ", it->second);
-      ++verified;
+      require_checksum(name, actual, text);
     }
-    return verified;
+    return recorded.size();
+  }
+
+  // The checksums the metadata records, by tensor name ("<algorithm>:<digits>").
+  std::map<std::string, std::string> recorded_checksums() const {
+    const std::string& prefix = checksum_key_prefix();
+    std::map<std::string, std::string> recorded;
+    for (auto it = m_metadata.lower_bound(prefix); it != m_metadata.end() && it->first.rfind(prefix, 0) == 0; ++it)
+      recorded.emplace(it->first.substr(prefix.size()), it->second);
+    return recorded;
+  }
+
+  // Throws, naming the tensor, when the checksum of its bytes is not the one recorded.
+  void require_checksum(const std::string& name, const std::string& actual, const std::string& recorded) const {
+    require(actual == recorded, "safetensors file '", m_path, "': tensor '", name,
+            "' is corrupt: its bytes have checksum ", actual, " but the file recorded ", recorded);
   }
 
   const TensorInfo& tensor(const std::string& name) const {

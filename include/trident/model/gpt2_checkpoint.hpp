@@ -191,10 +191,8 @@ inline TrainingProgress checkpoint_progress(const io::Metadata& metadata, const 
 
 // Whether every checksum the file records is a word sum, which ranks can verify together.
 inline bool checksums_add_up(const io::SafetensorsFile& file) {
-  const auto& prefix = io::checksum_key_prefix();
-  for (auto it = file.metadata().lower_bound(prefix); it != file.metadata().end() && it->first.rfind(prefix, 0) == 0;
-       ++it)
-    if (!io::records_algorithm<io::WordSumChecksum>(it->second)) return false;
+  for (const auto& [name, recorded] : file.recorded_checksums())
+    if (!io::records_algorithm<io::WordSumChecksum>(recorded)) return false;
   return true;
 }
 
@@ -215,7 +213,6 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
   const std::string what = "trident::model::load_gpt2_checkpoint '" + path + "'";
   std::optional<io::SafetensorsFile> file;
   std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;
-  std::map<std::string, std::size_t> checked;  // tensors with a checksum -> their place in `sums`
   bool together = false;
   comm::agree_on_failure(comm, what, [&] {
     file.emplace(path);
@@ -231,10 +228,9 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
       }
   });
   if (together) {
-    const auto& key = io::checksum_key_prefix();
-    for (auto it = file->metadata().lower_bound(key);
-         it != file->metadata().end() && it->first.rfind(key, 0) == 0; ++it)
-      checked.emplace(it->first.substr(key.size()), checked.size());
+    const auto recorded = file->recorded_checksums();
+    std::map<std::string, std::size_t> checked;  // tensors with a checksum -> their place in `sums`
+    for (const auto& entry : recorded) checked.emplace(entry.first, checked.size());
     Kokkos::View<std::uint64_t*, Kokkos::HostSpace> sums("trident::model::checksums", checked.size());
     comm::agree_on_failure(comm, what, [&] {
       for (const auto& part : parts)
@@ -252,10 +248,8 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
     comm::allreduce(Kokkos::DefaultHostExecutionSpace(), comm, sums, comm::ReduceOp::sum);
     comm::agree_on_failure(comm, what, [&] {
       for (const auto& [name, place] : checked) {
-        const auto actual = io::WordSumChecksum::format(io::WordSumChecksum::algorithm, sums(place));
-        const auto& recorded = file->metadata().at(key + name);
-        require(actual == recorded, "safetensors file '", path, "': tensor '", name,
-                "' is corrupt: its bytes have checksum ", actual, " but the file recorded ", recorded);
+        file->require_checksum(name, io::WordSumChecksum::format(io::WordSumChecksum::algorithm, sums(place)),
+                               recorded.at(name));
       }
     });
   }
