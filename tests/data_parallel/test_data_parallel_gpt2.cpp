@@ -108,7 +108,7 @@ TEST_CASE("memory per rank follows the ZeRO formulas", "[data_parallel][memory]"
       // The documented buffer: ZeRO-1 keeps the 4Ψ/N gradient shard the reduce-scatter writes.
       CHECK(static_cast<double>(memory.held(MemoryCategory::communication)) == (stage == 1 ? 4 * shard : 0.0));
       CHECK(memory.held(MemoryCategory::activations) ==
-            static_cast<std::int64_t>(trainer.model().activations().bytes()));
+            static_cast<std::int64_t>(trainer.model().activation_bytes()));
       CHECK(memory.held(MemoryCategory::activations) > 0);
       // ZeRO-2 holds the full gradients only during the step; ZeRO-3 never all parameters at once
       // beyond two units and the head's wte (it prefetches one unit ahead).

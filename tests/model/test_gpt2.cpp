@@ -75,7 +75,7 @@ void compare_with_reference(const ref::Gpt2Config& config, int batch, int seq, d
   const double loss = model.forward(data.tokens, data.targets, batch, seq) / tokens;
   CHECK(trident_test::relative_difference(loss, expected_loss) < tolerance);
 
-  auto logits = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.activations().logits);
+  auto logits = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.logits());
   double logit_diff = 0, logit_norm = 0;
   for (std::size_t n = 0; n < logits.extent(0); ++n)
     for (std::size_t v = 0; v < logits.extent(1); ++v) {

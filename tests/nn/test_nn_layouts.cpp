@@ -97,7 +97,7 @@ TEST_CASE("the spec is checked layer by layer with the values named", "[nn]") {
                     Catch::Contains("must fix the input features: a linear, a layer_norm"));
   CHECK_THROWS_WITH(
       Model(Space(), nn::sequential({linear(3, 8), nn::residual({linear(8, 4)})}, nn::Loss::mean_squared_error)),
-      Catch::Contains("must return 8 features whole on every rank; its branch returns 4 features"));
+      Catch::Contains("must return its 8 features as it receives them; its branch returns 4 features"));
   CHECK_THROWS_WITH(Model(Space(), nn::sequential({linear(3, 8)}, nn::Loss::mean_squared_error), {}, {1, 1}),
                     Catch::Contains("the stage of layers [1, 1) is not a non-empty range"));
   Model model(Space(), nn::sequential({linear(3, 8)}, nn::Loss::mean_squared_error));

@@ -23,15 +23,16 @@ namespace ref = nn_reference;
 constexpr int vocab = 11, features = 8, heads = 4, seq = 4, sequences = 8, rows = sequences * seq;
 constexpr int mlp_features = 2 * features;
 
-// 6 units, every cut between them at the model's width.
-nn::ModelSpec user_transformer() {
+// 6 units, every cut between them at the model's width. `tied`: the embedding is named "wte"
+// and the head is tied to it (its logits split by vocabulary under tensor parallelism).
+nn::ModelSpec user_transformer(bool tied = false) {
   const int c = features;
   return nn::megatron_pairs(nn::sequential(
-      {nn::embedding(vocab, c), nn::position_embedding(seq, c),
+      {tied ? nn::named("wte", nn::embedding(vocab, c)) : nn::embedding(vocab, c), nn::position_embedding(seq, c),
        nn::residual(
            {nn::layer_norm(c), nn::linear(c, 3 * c), nn::causal_self_attention(c, heads, seq), nn::linear(c, c)}),
        nn::residual({nn::layer_norm(c), nn::linear(c, mlp_features), nn::gelu(), nn::linear(mlp_features, c)}),
-       nn::layer_norm(c), nn::linear(c, vocab)},
+       nn::layer_norm(c), tied ? nn::tied_head(vocab, c, "wte") : nn::linear(c, vocab)},
       nn::Loss::cross_entropy));
 }
 
@@ -75,10 +76,11 @@ ref::Rows causal_self_attention(const ref::Rows& qkv) {
   return out;
 }
 
-// The mean over rows of the cross-entropy of the logits against the target token.
-double reference_loss(const Tensors& p) {
+// The mean over rows of the cross-entropy of the logits against the target token; `tied`: the
+// logits are x wte^T.
+double reference_loss(const Tensors& p, bool tied) {
   const int c = features;
-  const auto& wte = p.at("0.weight");
+  const auto& wte = p.at(tied ? "wte.weight" : "0.weight");
   const auto& wpe = p.at("1.weight");
   ref::Rows x(rows, std::vector<double>(static_cast<std::size_t>(c)));
   for (int r = 0; r < rows; ++r)
@@ -89,7 +91,15 @@ double reference_loss(const Tensors& p) {
   x = ref::add(x, ref::linear(causal_self_attention(h), p, "2.3.", c, c));
   h = ref::pointwise(ref::linear(ref::layer_norm(x, p, "3.0."), p, "3.1.", c, mlp_features), ref::gelu);
   x = ref::add(x, ref::linear(h, p, "3.3.", mlp_features, c));
-  const auto logits = ref::linear(ref::layer_norm(x, p, "4."), p, "5.", c, vocab);
+  const auto normed = ref::layer_norm(x, p, "4.");
+  ref::Rows logits = tied ? ref::Rows(rows, std::vector<double>(vocab)) : ref::linear(normed, p, "5.", c, vocab);
+  if (tied)
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < vocab; ++v)
+        for (int j = 0; j < c; ++j)
+          logits[static_cast<std::size_t>(r)][static_cast<std::size_t>(v)] +=
+              normed[static_cast<std::size_t>(r)][static_cast<std::size_t>(j)] *
+              wte[static_cast<std::size_t>(v * c + j)];
   double total = 0;
   for (int r = 0; r < rows; ++r) {
     const auto& l = logits[static_cast<std::size_t>(r)];
@@ -113,14 +123,17 @@ Targets target_rows(int first, int count) {
   return Targets{{}, classes};
 }
 
-Problem transformer_problem() {
+Problem transformer_problem(bool tied = false) {
   Problem problem;
-  problem.spec = user_transformer();
+  problem.spec = user_transformer(tied);
   problem.rows = rows;
   problem.cut_columns = features;
   problem.inputs = token_rows;
   problem.targets = target_rows;
-  problem.reference_loss = reference_loss;
+  problem.reference_loss = [tied](const Tensors& p) { return reference_loss(p, tied); };
+  // wte enters the loss twice, through the embedding and the logits: central differences of
+  // its entries carry the larger curvature of both.
+  if (tied) problem.difference_tolerance = 1e-5;
   return problem;
 }
 
@@ -135,6 +148,24 @@ TEST_CASE("a user's transformer matches the one-rank reference in every layout",
   // The vocabulary-parallel embedding's shards under ZeRO-3's gathered parameters.
   if (trident_test::world_size() == 4) layouts.push_back({2, 2, 1, 3});
   check_every_layout(transformer_problem(), layouts);
+}
+
+TEST_CASE("a transformer whose head is tied to its embedding matches the reference", "[nn]") {
+  std::vector<Layout> layouts;  // without pipeline cuts: the tied copies' sum is the pipeline's (model/)
+  for (const auto& layout : layouts_of(trident_test::world_size()))
+    if (layout.pp == 1) layouts.push_back(layout);
+  if (trident_test::world_size() == 2) layouts.push_back({1, 2, 1, 0, "1f1b", true});
+  check_every_layout(transformer_problem(true), layouts);
+  // One table, declared once, read by the head's unit too.
+  Model model(Space(), user_transformer(true));
+  CHECK(model.parameters().info("wte.weight").global_shape == std::vector<std::int64_t>{vocab, features});
+  CHECK(model.tied_copies().empty());
+  Model head_stage(Space(), user_transformer(true), trident::tensor_parallel::TensorParallelGroup::single(), {4, 6});
+  CHECK(head_stage.tied_copies() == std::vector<std::string>{"wte.weight"});
+  CHECK_THROWS_WITH(
+      Model(Space(), nn::sequential({nn::embedding(vocab, features), nn::tied_head(vocab, features, "wte")},
+                                    nn::Loss::cross_entropy)),
+      "trident::nn: a tied head reads 'wte.weight', which no embedding before it holds");
 }
 
 TEST_CASE("megatron_pairs splits the attention's projection per Q, K and V", "[nn]") {
@@ -172,16 +203,16 @@ TEST_CASE("transformer specs and token ids are checked with the values named", "
                                                   cross_entropy)),
                     Catch::Contains("layer 2 (linear(24 -> 11, row)) is row-parallel over its input in one block"));
   CHECK_THROWS_WITH(Model(Space(), nn::sequential({linear(3, 8), embedding(11, 8)}, cross_entropy)),
-                    "trident::nn: layer 1 (embedding(V = 11, C = 8)) reads one column of token ids but receives 8 "
-                    "features");
+                    "trident::nn: layer 1 (embedding(V = 11, C = 8)) reads one column of token ids, whole on every "
+                    "rank, but receives 8 features");
   CHECK_THROWS_WITH(Model(Space(), nn::sequential({embedding(11, 8), nn::position_embedding(4, 6)}, cross_entropy)),
                     Catch::Contains("adds positions to 6 features but receives 8"));
 
   // Heads over tensor-parallel ranks: 3 heads of 4 features split over 2 ranks.
   const auto three_heads = nn::megatron_pairs(nn::sequential(
       {embedding(11, 12), linear(12, 36), causal_self_attention(12, 3, 4), linear(12, 11)}, cross_entropy));
-  CHECK_NOTHROW(nn::model_flows(three_heads.layers, 1));
-  CHECK_THROWS_WITH(nn::model_flows(three_heads.layers, 2),
+  CHECK_NOTHROW(nn::model_flows(three_heads, 1, false));
+  CHECK_THROWS_WITH(nn::model_flows(three_heads, 2, false),
                     "trident::nn: layer 2 (causal_self_attention(C = 12, H = 3, T = 4)) splits its 3 heads over 2 "
                     "tensor-parallel ranks, which does not divide them");
   if (trident_test::world_size() > 1) {  // the same from a real group, on every rank

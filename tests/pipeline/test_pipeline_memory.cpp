@@ -72,11 +72,12 @@ TEST_CASE("recomputation keeps only block inputs and gives the same numbers", "[
       CHECK(small.peak_in_use == full.peak_in_use);
       CHECK(small.peak_bytes < full.peak_bytes);
       if (name != "1f1b") continue;
-      // A micro-batch keeps its tokens and targets, the stage input and each block's output,
-      // and on the last stage the final norm, the logits and the losses.
+      // A micro-batch keeps the stage input (the first stage: the embeddings' output) and each
+      // block's output, and on the last stage the final norm with its mean and 1/std, the
+      // logits and the losses; its tokens and targets are the model's, set for the step.
       const auto& stage = recomputed->chunk(c).stage();
       const std::size_t n = batch * seq, ch = config.hidden;
-      std::size_t bytes = 2 * n * sizeof(int) + (1 + static_cast<std::size_t>(stage.blocks())) * n * ch * sizeof(float);
+      std::size_t bytes = (1 + static_cast<std::size_t>(stage.blocks())) * n * ch * sizeof(float);
       if (stage.holds_head) bytes += (n * ch + 3 * n + n * static_cast<std::size_t>(config.vocab)) * sizeof(float);
       CHECK(small.peak_bytes == bytes * static_cast<std::size_t>(small.peak_in_use));
     }

@@ -121,9 +121,10 @@ TEST_CASE("loss, activations and every gradient equal the one-rank model's", "[t
     CHECK(trident_test::relative_difference(one_loss, shard_loss) < 1e-5);
 
     // The residual stream after the last block: this rank's rows of it.
-    auto one_out = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), one.activations().blocks.back().residual_mlp);
+    auto one_out =
+        Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), one.residual_after_block(config.layers - 1));
     auto shard_out =
-        Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), shard.activations().blocks.back().residual_mlp);
+        Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), shard.residual_after_block(config.layers - 1));
     const std::size_t rows = shard_out.extent(0), first = sequence_parallel ? rows * trident_test::world_rank() : 0;
     double diff = 0, norm = 0;
     for (std::size_t i = 0; i < rows; ++i)
@@ -176,7 +177,8 @@ TEST_CASE("20 training steps give the one-rank losses", "[tensor_parallel]") {
     Model one(Space(), config), shard(Space(), config, world_group(sequence_parallel));
     one.initialize(9);
     shard.initialize(9);
-    trident::optim::AdamW<float, Space::memory_space> one_adamw(one.parameters(), {}), shard_adamw(shard.parameters(), {});
+    trident::optim::AdamW<float, Space::memory_space> one_adamw(one.parameters(), {}),
+        shard_adamw(shard.parameters(), {});
     const auto expected = train(one, one_adamw, 20);
     const auto got = train(shard, shard_adamw, 20);
     double worst = 0;
@@ -188,10 +190,9 @@ TEST_CASE("20 training steps give the one-rank losses", "[tensor_parallel]") {
 }
 
 TEST_CASE("a checkpoint saved at this tp loads at tp = 1 and continues identically", "[tensor_parallel]") {
-  const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("trident_tp_checkpoint_np" + std::to_string(trident_test::world_size()) + ".safetensors"))
-          .string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("trident_tp_checkpoint_np" + std::to_string(trident_test::world_size()) + ".safetensors"))
+                               .string();
   Model shard(Space(), config, world_group(false));
   shard.initialize(21);
   trident::optim::AdamW<float, Space::memory_space> adamw(shard.parameters(), {});
@@ -246,8 +247,10 @@ TEST_CASE("the bytes each layer communicates equal Megatron's analytic count", "
     };
     trident::model::Gpt2Hooks hooks;
     hooks.before_forward = [&](int unit) {
-      if (unit > 0) take(forward_bytes);
-      else mark = comm.stats().total_bytes();
+      if (unit > 0)
+        take(forward_bytes);
+      else
+        mark = comm.stats().total_bytes();
     };
     hooks.before_backward = [&](int) { mark = comm.stats().total_bytes(); };
     hooks.after_backward = [&](int) { take(backward_bytes); };
@@ -266,16 +269,16 @@ TEST_CASE("the bytes each layer communicates equal Megatron's analytic count", "
     // parallelism each is a reduce-scatter plus an all-gather into the next column-parallel
     // layer; head: the loss statistics (max, sum of exp, target logit: 3N).
     const std::int64_t block_forward = sequence_parallel ? 4 * activation : 2 * activation;
-    const std::vector<std::int64_t> expected_forward = {
-        activation, block_forward, block_forward,
-        (sequence_parallel ? activation : 0) + 3 * n * f};
+    const std::vector<std::int64_t> expected_forward = {activation, block_forward, block_forward,
+                                                        (sequence_parallel ? activation : 0) + 3 * n * f};
     CHECK(forward_bytes == expected_forward);
     // Backward (in visiting order head, blocks, embedding): the conjugates, plus with sequence
-    // parallelism the LayerNorm gradients summed over the group (2C per LayerNorm).
+    // parallelism the LayerNorm gradients summed over the group (2C per LayerNorm) and the
+    // position table's, which each rank's rows fill in part (T C).
     const std::int64_t block_backward = sequence_parallel ? 4 * activation + 2 * 2 * c * f : 2 * activation;
-    const std::vector<std::int64_t> expected_backward = {
-        activation + (sequence_parallel ? 2 * c * f : 0), block_backward, block_backward,
-        sequence_parallel ? activation : 0};
+    const std::vector<std::int64_t> expected_backward = {activation + (sequence_parallel ? 2 * c * f : 0),
+                                                         block_backward, block_backward,
+                                                         sequence_parallel ? activation + seq * c * f : 0};
     CHECK(backward_bytes == expected_backward);
   }
 }

@@ -1,11 +1,12 @@
 #pragma once
-// GPT-2's parameters under their Hugging Face names and shapes, and GPT-2's initialisation:
-// normal(0, 0.02) weights, residual projections scaled by 1/sqrt(2L), zero biases, unit
-// LayerNorm gains. Values come from the layout-independent generator, keyed by name.
+// How GPT-2 (gpt2_spec.hpp) splits over tensor-parallel ranks and pipeline stages, and its
+// parameters under their Hugging Face names and shapes.
 
 #include <trident/core/parameter_store.hpp>
-#include <trident/core/random.hpp>
 #include <trident/model/gpt2_config.hpp>
+#include <trident/model/gpt2_spec.hpp>
+#include <trident/nn/model.hpp>
+#include <trident/nn/parameters.hpp>
 #include <trident/pipeline/partition.hpp>
 #include <trident/tensor_parallel/group.hpp>
 
@@ -72,70 +73,18 @@ inline void validate_gpt2_stage(const Gpt2Config& config, const Gpt2Stage& stage
                    ", holds_head = ", stage.holds_head, ")");
 }
 
-// Declares every tensor of the stage in Hugging Face order, as the shard this rank holds.
-template <class Scalar, class MemorySpace>
-void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config,
-                             const Gpt2Split& split, const Gpt2Stage& stage) {
-  validate_gpt2_split(config, split);
+// The top-level layers of gpt2_spec a stage holds: 0 the embeddings, l + 1 block l, L + 1
+// the head.
+inline nn::StageRange gpt2_layers_of(const Gpt2Config& config, const Gpt2Stage& stage) {
   validate_gpt2_stage(config, stage);
-  const std::int64_t c = config.hidden, t = config.seq, tp = split.tp_size, r = split.tp_rank;
-  const std::int64_t cl = c / tp, fl = 4 * c / tp;
-  const auto vocab = gpt2_vocab_range(config, split);
-  auto whole = [&](const std::string& name, std::vector<std::int64_t> shape, bool decay) {
-    store.declare(name, shape, decay);
-  };
-  auto rows = [&](const std::string& name, std::vector<std::int64_t> global, std::int64_t offset, std::int64_t count,
-                  bool decay) {
-    std::vector<std::int64_t> local = global;
-    local[0] = count;
-    const std::int64_t cols = global.size() == 2 ? global[1] : 1;
-    store.declare(name, global, local, {ShardBlock{0, 0, offset, 0, count, cols}}, decay, tp == 1);
-  };
-  // Per-head split of [Q | K | V] columns (3 blocks of width cl), for the weight and the bias.
-  auto heads = [&](const std::string& name, bool matrix) {
-    std::vector<ShardBlock> blocks;
-    for (std::int64_t part = 0; part < 3; ++part) {
-      if (matrix) {
-        blocks.push_back({0, part * cl, 0, part * c + r * cl, c, cl});
-      } else {
-        blocks.push_back({part * cl, 0, part * c + r * cl, 0, cl, 1});
-      }
-    }
-    if (matrix) {
-      store.declare(name, {c, 3 * c}, {c, 3 * cl}, blocks, true, tp == 1);
-    } else {
-      store.declare(name, {3 * c}, {3 * cl}, blocks, false, tp == 1);
-    }
-  };
-  auto columns = [&](const std::string& name, std::int64_t in, std::int64_t out, std::int64_t width) {
-    store.declare(name, {in, out}, {in, width}, {ShardBlock{0, 0, 0, r * width, in, width}}, true, tp == 1);
-  };
-  // wte: the embedding on the first stage, the tied head's copy on the last.
-  if (stage.holds_embedding || stage.holds_head) rows("wte.weight", {config.vocab, c}, vocab.offset, vocab.count, true);
-  if (stage.holds_embedding) whole("wpe.weight", {t, c}, true);
-  for (int l = stage.first_block; l < stage.end_block; ++l) {
-    whole(layer_name(l, "ln_1.weight"), {c}, false);
-    whole(layer_name(l, "ln_1.bias"), {c}, false);
-    heads(layer_name(l, "attn.c_attn.weight"), true);
-    heads(layer_name(l, "attn.c_attn.bias"), false);
-    rows(layer_name(l, "attn.c_proj.weight"), {c, c}, r * cl, cl, true);
-    whole(layer_name(l, "attn.c_proj.bias"), {c}, false);
-    whole(layer_name(l, "ln_2.weight"), {c}, false);
-    whole(layer_name(l, "ln_2.bias"), {c}, false);
-    columns(layer_name(l, "mlp.c_fc.weight"), c, 4 * c, fl);
-    rows(layer_name(l, "mlp.c_fc.bias"), {4 * c}, r * fl, fl, false);
-    rows(layer_name(l, "mlp.c_proj.weight"), {4 * c, c}, r * fl, fl, true);
-    whole(layer_name(l, "mlp.c_proj.bias"), {c}, false);
-  }
-  if (!stage.holds_head) return;
-  whole("ln_f.weight", {c}, false);
-  whole("ln_f.bias", {c}, false);
+  return nn::StageRange{stage.holds_embedding ? 0 : stage.first_block + 1,
+                        stage.holds_head ? config.layers + 2 : stage.end_block + 1};
 }
 
+// Declares every tensor of the one-rank model in Hugging Face order (not allocated).
 template <class Scalar, class MemorySpace>
-void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config,
-                             const Gpt2Split& split = {}) {
-  declare_gpt2_parameters(store, config, split, whole_gpt2(config));
+void declare_gpt2_parameters(ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config) {
+  nn::declare_tensors(store, nn::model_tensors(gpt2_spec(config)), 1, 0);
 }
 
 // The unit (see Gpt2Hooks) whose backward makes a tensor's gradient final: 0 for the
@@ -144,42 +93,6 @@ inline int gpt2_unit_of(const std::string& name, const Gpt2Config& config) {
   if (name.rfind("h.", 0) == 0) return std::stoi(name.substr(2, name.find('.', 2) - 2)) + 1;
   if (name.rfind("ln_f.", 0) == 0) return config.layers + 1;
   return 0;
-}
-
-inline bool is_residual_projection(const std::string& name) {
-  auto ends_with = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return ends_with("attn.c_proj.weight") || ends_with("mlp.c_proj.weight");
-}
-
-inline bool is_layernorm_gain(const std::string& name) {
-  return name.find("ln_") != std::string::npos && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
-}
-
-// GPT-2 initialisation of every tensor in the store: each shard fills its blocks with the
-// values of its slice of the global tensor.
-template <class ExecutionSpace, class Scalar, class MemorySpace>
-void initialize_gpt2_parameters(const ExecutionSpace& space, const ParameterStore<Scalar, MemorySpace>& store,
-                                const Gpt2Config& config, std::uint64_t seed) {
-  const double residual_std = 0.02 / std::sqrt(2.0 * config.layers);
-  for (const auto& t : store.tensors()) {
-    auto flat = ParameterStore<Scalar, MemorySpace>::vector_of(store.values(), t);
-    if (is_layernorm_gain(t.name)) {
-      Kokkos::deep_copy(space, flat, Scalar(1));
-    } else if (t.global_shape.size() == 1) {
-      Kokkos::deep_copy(space, flat, Scalar(0));
-    } else {
-      const double stddev = is_residual_projection(t.name) ? residual_std : 0.02;
-      const auto matrix = store.matrix(t.name);
-      for (const auto& b : t.blocks) {
-        auto block = Kokkos::subview(matrix, Kokkos::make_pair(b.local_row, b.local_row + b.rows),
-                                     Kokkos::make_pair(b.local_col, b.local_col + b.cols));
-        fill_normal(space, block, random_stream(seed, t.name), 0.0, stddev,
-                    GlobalSlice{t.global_shape[1], b.global_row, b.global_col});
-      }
-    }
-  }
 }
 
 }  // namespace trident::model

@@ -237,7 +237,7 @@ class Gpt2Trainer {
                                   1.0 / global_tokens);
       m_model.backward(1.0 / global_tokens);
     }
-    parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activations().bytes()));
+    parallel.memory().set(MemoryCategory::activations, static_cast<std::int64_t>(m_model.activation_bytes()));
     const auto& tp = m_model.tensor_parallel_group();
     // Tensors every rank of the tensor-parallel group holds whole count on its rank 0 only.
     auto gradients = tp.rank() == 0

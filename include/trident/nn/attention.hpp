@@ -31,12 +31,15 @@ class CausalSelfAttention final : public Layer<Scalar, ExecutionSpace> {
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns / 3; }
 
   // Per micro-batch: the softmax probabilities the backward reads, and the attention's scratch
-  // (GPT-2 shares the scratch between its layers; at the sizes of a composed model, simplicity wins).
-  state_type make_state(std::int64_t rows, std::int64_t in_columns) const override {
-    require_argument(rows % m_seq == 0, "trident::nn: ", m_name, " reads sequences of T = ", m_seq,
+  // (which the micro-batches of a model share).
+  // The sequence length `seq` of a micro-batch is at most the spec's T (0: T).
+  state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
+    const std::int64_t t = seq > 0 ? seq : m_seq;
+    require_argument(t <= m_seq, "trident::nn: ", m_name, " takes sequences of up to T = ", m_seq, " rows, not ", t);
+    require_argument(rows % t == 0, "trident::nn: ", m_name, " reads sequences of T = ", t,
                      " rows, but a micro-batch has ", rows, " rows");
     state_type state;
-    state.attention.emplace_back(static_cast<int>(rows / m_seq), static_cast<int>(m_seq),
+    state.attention.emplace_back(static_cast<int>(rows / t), static_cast<int>(t),
                                  static_cast<int>(local_heads(in_columns)), static_cast<int>(m_head_dim));
     return state;
   }

@@ -3,13 +3,19 @@
 //   Embedding:         out[n] = wte[id[n]], from one input column of ids held as Scalar values.
 //                      Under tensor parallelism wte is split by vocabulary rows (Megatron-LM):
 //                      each rank looks up the ids in its rows, zeros for the others, and the
-//                      partial rows are summed over the group (one non-zero term each: exact).
-//   PositionEmbedding: out[n] = x[n] + wpe[n % T], wpe replicated.
+//                      partial rows are summed over the group (one non-zero term each: exact);
+//                      with sequence parallelism the sums are scattered over the ranks' rows.
+//   PositionEmbedding: out[n] = x[n] + wpe[n % T], wpe replicated; T is the micro-batch's
+//                      sequence length, at most the table's rows. On rows split by sequence
+//                      parallelism a rank's rows start at rank * rows, and the gradients of the
+//                      ranks' rows are summed over the group.
 
+#include <trident/comm/allreduce.hpp>
 #include <trident/core/error.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/ops/embedding.hpp>
+#include <trident/ops/residual.hpp>
 #include <trident/tensor_parallel/mappings.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -50,29 +56,45 @@ class Embedding final : public Layer<Scalar, ExecutionSpace> {
   using typename base::matrix;
   using typename base::state_type;
 
-  Embedding(const LayerSpec& spec, const std::string& prefix)
-      : m_name(describe(spec)), m_weight(prefix + "weight"), m_vocab(spec.vocab), m_features(spec.out) {}
+  // `sequence_parallel`: the output is split by rows over the group.
+  Embedding(const LayerSpec& spec, const std::string& prefix, int tp_size, bool sequence_parallel)
+      : m_name(describe(spec)),
+        m_weight(prefix + "weight"),
+        m_vocab(spec.vocab),
+        m_features(spec.out),
+        m_tp_size(tp_size),
+        m_scatter(sequence_parallel) {}
 
   std::int64_t output_columns(std::int64_t) const override { return m_features; }
+  std::int64_t output_rows(std::int64_t in_rows) const override { return m_scatter ? in_rows / m_tp_size : in_rows; }
 
-  state_type make_state(std::int64_t rows, std::int64_t) const override {
+  // indices = {the tokens}; scattering, scratch = {the partial rows, the gathered gradient}.
+  state_type make_state(std::int64_t rows, std::int64_t, std::int64_t) const override {
+    require_argument(!m_scatter || rows % m_tp_size == 0, "trident::nn: ", m_name, " splits its ", rows, " rows over ",
+                     m_tp_size, " ranks (sequence parallelism), which does not divide them");
     state_type state;
     state.indices.emplace_back("trident::nn::embedding::tokens", rows);
+    if (m_scatter) {
+      state.scratch.push_back(matrix("trident::nn::embedding::partial", rows, m_features));
+      state.scratch.push_back(matrix("trident::nn::embedding::gradient", rows, m_features));
+    }
     return state;
   }
 
   void forward(const context_type& c, const matrix& in, const matrix& out, state_type& state) const override {
     const auto& tokens = state.indices.at(0);
     read_tokens(c.space, in, tokens);
-    ops::token_embedding_forward(c.space, out, tokens, c.store->matrix(m_weight), first_vocab_row(c));
-    tensor_parallel::ReduceFromRegion::forward(c.space, *c.group, out);
+    const matrix partial = m_scatter ? state.scratch[0] : out;
+    ops::token_embedding_forward(c.space, partial, tokens, c.store->matrix(m_weight), first_vocab_row(c));
+    tensor_parallel::LeaveRegion::forward(c.space, *c.group, partial, out);
   }
 
   // The ids have no gradient: d_in, if asked for, is zero.
   void backward(const context_type& c, const matrix&, const matrix&, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
-    tensor_parallel::ReduceFromRegion::backward(c.space, *c.group, d_out);
-    ops::token_embedding_backward(c.space, c.store->grad_matrix(m_weight), d_out, state.indices.at(0),
+    const matrix d_rows = m_scatter ? state.scratch[1] : d_out;
+    tensor_parallel::LeaveRegion::backward(c.space, *c.group, d_out, d_rows);
+    ops::token_embedding_backward(c.space, c.store->grad_matrix(m_weight), d_rows, state.indices.at(0),
                                   first_vocab_row(c));
     if (d_in.size() != 0) Kokkos::deep_copy(c.space, d_in, Scalar(0));
   }
@@ -103,6 +125,8 @@ class Embedding final : public Layer<Scalar, ExecutionSpace> {
 
   std::string m_name, m_weight;
   std::int64_t m_vocab, m_features;
+  int m_tp_size;
+  bool m_scatter;
 };
 
 template <class Scalar, class ExecutionSpace>
@@ -113,31 +137,70 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
   using typename base::matrix;
   using typename base::state_type;
 
-  PositionEmbedding(const LayerSpec& spec, const std::string& prefix)
-      : m_name(describe(spec)), m_weight(prefix + "weight"), m_seq(spec.seq) {}
+  // `rows_split`: the input is this rank's share of the rows of `tp_size` ranks.
+  PositionEmbedding(const LayerSpec& spec, const std::string& prefix, bool rows_split, int tp_size)
+      : m_name(describe(spec)),
+        m_weight(prefix + "weight"),
+        m_positions(spec.seq),
+        m_rows_split(rows_split),
+        m_tp_size(tp_size) {}
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  state_type make_state(std::int64_t rows, std::int64_t) const override {
-    require_argument(rows % m_seq == 0, "trident::nn: ", m_name, " reads sequences of T = ", m_seq,
-                     " rows, but a micro-batch has ", rows, " rows");
-    return {};
+  // With split rows, scratch = {this pass's gradient of wpe's first T rows}.
+  state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
+    const std::int64_t t = sequence_length(seq);
+    const std::int64_t all_rows = m_rows_split ? rows * m_tp_size : rows;
+    require_argument(all_rows % t == 0, "trident::nn: ", m_name, " reads sequences of T = ", t,
+                     " rows, but a micro-batch has ", all_rows, " rows");
+    state_type state;
+    if (m_rows_split)
+      state.scratch.push_back(matrix("trident::nn::position_embedding::partial_gradient", t, in_columns));
+    return state;
   }
 
   void forward(const context_type& c, const matrix& in, const matrix& out, state_type&) const override {
     Kokkos::deep_copy(c.space, out, in);
-    ops::position_embedding_forward(c.space, out, c.store->matrix(m_weight), static_cast<int>(m_seq), true);
+    const int t = static_cast<int>(sequence_length(c.seq));
+    if (m_rows_split) {
+      ops::position_embedding_rows_forward(c.space, out, c.store->matrix(m_weight), t, first_row(c, in));
+    } else {
+      ops::position_embedding_forward(c.space, out, c.store->matrix(m_weight), t, true);
+    }
   }
 
-  void backward(const context_type& c, const matrix&, const matrix&, state_type&, const matrix& d_out,
+  void backward(const context_type& c, const matrix&, const matrix&, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
-    ops::position_embedding_backward(c.space, c.store->grad_matrix(m_weight), d_out, static_cast<int>(m_seq));
+    const int t = static_cast<int>(sequence_length(c.seq));
+    const auto grad = c.store->grad_matrix(m_weight);
+    if (!m_rows_split) {
+      ops::position_embedding_backward(c.space, grad, d_out, t);
+    } else {
+      const matrix& partial = state.scratch[0];
+      Kokkos::deep_copy(c.space, partial, Scalar(0));
+      ops::position_embedding_rows_backward(c.space, partial, d_out, t, first_row(c, d_out));
+      comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+      ops::add_inplace(c.space, Kokkos::subview(grad, Kokkos::make_pair(0, t), Kokkos::ALL), partial);
+    }
     if (d_in.size() != 0) Kokkos::deep_copy(c.space, d_in, d_out);
   }
 
  private:
+  std::int64_t sequence_length(std::int64_t seq) const {
+    const std::int64_t t = seq > 0 ? seq : m_positions;
+    require_argument(t <= m_positions, "trident::nn: ", m_name, " has positions for sequences of up to ", m_positions,
+                     " rows, not ", t);
+    return t;
+  }
+
+  std::int64_t first_row(const context_type& c, const matrix& rows) const {
+    return static_cast<std::int64_t>(c.group->rank()) * static_cast<std::int64_t>(rows.extent(0));
+  }
+
   std::string m_name, m_weight;
-  std::int64_t m_seq;
+  std::int64_t m_positions;
+  bool m_rows_split;
+  int m_tp_size;
 };
 
 }  // namespace trident::nn

@@ -2,8 +2,9 @@
 // Any model's parameters or gradients as the named global tensors of the one-rank model,
 // whatever the layout: each rank places the blocks it holds where they sit in the global
 // tensors, and one all-reduce over the world sums the disjoint pieces. A tensor replicated
-// over the tensor-parallel group counts on its rank 0 only; data-parallel replicas count once
-// (the caller passes `counts = false` on all but one replica).
+// over the tensor-parallel group counts on its rank 0 only, a tied head's copy of a table on
+// the embedding's stage only; data-parallel replicas count once (the caller passes
+// `counts = false` on all but one replica).
 
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/communicator.hpp>
@@ -12,6 +13,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -26,9 +28,7 @@ enum class Buffer { values, gradients };
 template <class Scalar, class ExecutionSpace>
 std::map<std::string, std::vector<double>> global_tensors(const Model<Scalar, ExecutionSpace>& model, Buffer which,
                                                           const comm::Communicator& world, bool counts = true) {
-  std::vector<TensorPlan> plans;
-  for (std::size_t i = 0; i < model.spec().layers.size(); ++i)
-    for (auto& p : layer_tensors(model.spec(), i)) plans.push_back(p);
+  const std::vector<TensorPlan> plans = model_tensors(model.spec());
   std::map<std::string, std::int64_t> offset_of;
   std::int64_t total = 0;
   for (const auto& p : plans) {
@@ -41,8 +41,10 @@ std::map<std::string, std::vector<double>> global_tensors(const Model<Scalar, Ex
   if (counts) {
     const auto flat = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(),
                                                           which == Buffer::values ? store.values() : store.grads());
+    const auto& copies = model.tied_copies();
     for (const auto& t : store.tensors()) {
       if (t.replicated && !tp_first && model.tensor_parallel_group().size() > 1) continue;
+      if (std::find(copies.begin(), copies.end(), t.name) != copies.end()) continue;  // the embedding's stage counts it
       const std::int64_t local_cols = t.local_shape.size() == 2 ? t.local_shape[1] : 1;
       const std::int64_t global_cols = t.global_shape.size() == 2 ? t.global_shape[1] : 1;
       for (const auto& b : t.blocks)

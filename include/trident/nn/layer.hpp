@@ -6,8 +6,13 @@
 //
 // Data between layers is a [rows, features] matrix; under tensor parallelism it is either
 // replicated on every rank of the group or split by feature columns (after a column-parallel
-// linear, until the row-parallel one). forward writes `out` from `in`; backward writes d_in
-// (= not +=; skipped when empty) from d_out and ADDS the parameter gradients.
+// linear, until the row-parallel one), and with sequence parallelism the replicated data is
+// split by rows instead. forward writes `out` from `in`; backward writes d_in (= not +=;
+// skipped when empty) from d_out and ADDS the parameter gradients.
+//
+// Zero-bubble pipelines split backward in two: with context.defer_weights, backward leaves
+// the weight GEMMs' gradients to backward_weights, keeping what they need in the state's
+// `deferred` views, which are the micro-batch's own.
 
 #include <trident/core/parameter_store.hpp>
 #include <trident/ops/attention.hpp>
@@ -30,25 +35,50 @@ struct LayerTypes {
 };
 
 // What a layer keeps of one micro-batch between its forward and its backward, beyond its input
-// and output (which the enclosing chain keeps).
+// and output (which the enclosing chain keeps), and the scratch it uses while it runs, which
+// every micro-batch of a model may share (share_scratch_of).
 template <class Scalar, class ExecutionSpace>
 struct LayerState {
   using types = LayerTypes<Scalar, ExecutionSpace>;
   using memory_space = typename types::memory_space;
-  std::vector<typename types::matrix> matrices;                        // a residual branch: the outputs of its layers
+  using matrix = typename types::matrix;
+  std::vector<matrix> matrices;                                        // a chain: the outputs of its layers
   std::vector<typename types::vector> vectors;                         // a LayerNorm: mean and 1/std per row
   std::vector<Kokkos::View<int*, memory_space>> indices;               // an embedding: the token of each row
   std::vector<ops::AttentionBuffers<Scalar, memory_space>> attention;  // an attention: probabilities, scratch
-  std::vector<LayerState> inner;                                       // a residual branch: its layers' states
+  std::vector<matrix> scratch;    // used within one pass: gradients inside a chain, partial sums
+  std::vector<matrix> deferred;   // a split backward's output gradients (and inputs) for the weight pass
+  std::vector<LayerState> inner;  // a chain: its layers' states
 
+  // Takes `owner`'s scratch (a state of the same layer and shape) instead of its own.
+  void share_scratch_of(const LayerState& owner) {
+    scratch = owner.scratch;
+    for (std::size_t i = 0; i < attention.size(); ++i) {
+      const auto probs = attention[i].probs;
+      attention[i] = owner.attention[i];
+      attention[i].probs = probs;
+    }
+    for (std::size_t i = 0; i < inner.size(); ++i) inner[i].share_scratch_of(owner.inner[i]);
+  }
+
+  // Calls f on every view (a view of the scratch may come twice: callers count by pointer).
   template <class F>
   void for_each_view(F&& f) const {
     for (const auto& m : matrices) f(m);
     for (const auto& v : vectors) f(v);
     for (const auto& i : indices) f(i);
+    for (const auto& m : deferred) f(m);
+    for (const auto& a : attention) f(a.probs);  // the rest of the attention buffers is scratch
+    for_each_scratch_view(f);
+    for (const auto& s : inner) s.for_each_view(f);
+  }
+
+  // The views share_scratch_of shares.
+  template <class F>
+  void for_each_scratch_view(F&& f) const {
+    for (const auto& m : scratch) f(m);
     // One call per view: nvcc does not take a range-for over a braced list of views here.
     for (const auto& a : attention) {
-      f(a.probs);
       f(a.dscores);
       f(a.q);
       f(a.k);
@@ -58,16 +88,21 @@ struct LayerState {
       f(a.dk);
       f(a.dv);
     }
-    for (const auto& s : inner) s.for_each_view(f);
+    for (const auto& s : inner) s.for_each_scratch_view(f);
   }
 };
 
-// Where a layer runs: the execution space, the parameters, and the tensor-parallel group.
+// Where a layer runs: the execution space, the parameters, the tensor-parallel group, the
+// rows of a sequence, and how backward treats the weight gradients.
 template <class Scalar, class ExecutionSpace>
 struct LayerContext {
   ExecutionSpace space;
   typename LayerTypes<Scalar, ExecutionSpace>::store_type* store = nullptr;
   const tensor_parallel::TensorParallelGroup* group = nullptr;
+  std::int64_t seq = 0;               // rows per sequence of this micro-batch (attention, positions)
+  bool defer_weights = false;         // backward leaves the weight GEMMs to backward_weights
+  bool copy_deferred_inputs = false;  // ... and keeps its own copy of their inputs (recomputation reuses them)
+  bool output_gradient_kept = false;  // d_out stays the micro-batch's own until the weight pass
 };
 
 template <class Scalar, class ExecutionSpace>
@@ -82,15 +117,55 @@ class Layer {
 
   // Columns of this rank's output for an input of `in_columns` columns.
   virtual std::int64_t output_columns(std::int64_t in_columns) const = 0;
-  // The state of a micro-batch of `rows` rows with `in_columns` input columns.
-  virtual state_type make_state(std::int64_t rows, std::int64_t in_columns) const {
+  // Rows of this rank's output for `in_rows` input rows (sequence parallelism gathers and
+  // scatters rows).
+  virtual std::int64_t output_rows(std::int64_t in_rows) const { return in_rows; }
+  // The state of a micro-batch of `rows` input rows with `in_columns` input columns, in
+  // sequences of `seq` rows.
+  virtual state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const {
     (void)rows;
     (void)in_columns;
+    (void)seq;
     return {};
   }
   virtual void forward(const context_type& context, const matrix& in, const matrix& out, state_type& state) const = 0;
   virtual void backward(const context_type& context, const matrix& in, const matrix& out, state_type& state,
                         const matrix& d_out, const matrix& d_in) const = 0;
+  // The weight gradients a backward with context.defer_weights left; `in` is the input of
+  // that backward's forward.
+  virtual void backward_weights(const context_type& context, const matrix& in, state_type& state) const {
+    (void)context;
+    (void)in;
+    (void)state;
+  }
 };
+
+// What a split backward keeps for a weight GEMM, in state.deferred = {the output gradient dy,
+// the input x}: copies, or the views themselves where they stay the micro-batch's own until
+// the weight pass (`dy_kept`; x unless context.copy_deferred_inputs).
+template <class Scalar, class ExecutionSpace>
+void keep_for_weight_pass(const LayerContext<Scalar, ExecutionSpace>& c, LayerState<Scalar, ExecutionSpace>& state,
+                          const typename LayerTypes<Scalar, ExecutionSpace>::matrix& dy,
+                          const typename LayerTypes<Scalar, ExecutionSpace>::matrix& x, bool dy_kept) {
+  using matrix = typename LayerTypes<Scalar, ExecutionSpace>::matrix;
+  const auto like = [](const matrix& m, const char* label) {
+    return matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), m.extent(0), m.extent(1));
+  };
+  if (state.deferred.empty()) {  // the first split backward of this micro-batch's slot
+    state.deferred.resize(2);
+    if (!dy_kept) state.deferred[0] = like(dy, "trident::nn::deferred_output_gradient");
+    if (c.copy_deferred_inputs) state.deferred[1] = like(x, "trident::nn::deferred_input");
+  }
+  if (dy_kept) {
+    state.deferred[0] = dy;
+  } else {
+    Kokkos::deep_copy(c.space, state.deferred[0], dy);
+  }
+  if (c.copy_deferred_inputs) {
+    Kokkos::deep_copy(c.space, state.deferred[1], x);
+  } else {
+    state.deferred[1] = x;
+  }
+}
 
 }  // namespace trident::nn

@@ -1,9 +1,15 @@
 #pragma once
 // LayerNorm over the features of each row (eps 1e-5, as torch.nn.LayerNorm), on replicated
-// data; its mean and 1/std per row are kept for backward.
+// data; its mean and 1/std per row are kept for backward. With sequence parallelism each rank
+// normalises its rows only, so its gain and bias gradients are partial: they are summed over
+// the group (in scratch) before they join the gradients already accumulated.
 
+#include <trident/comm/allreduce.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/ops/layernorm.hpp>
+#include <trident/ops/residual.hpp>
+
+#include <Kokkos_Core.hpp>
 
 #include <string>
 
@@ -17,14 +23,17 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
   using typename base::matrix;
   using typename base::state_type;
 
-  explicit LayerNorm(const std::string& prefix) : m_weight(prefix + "weight"), m_bias(prefix + "bias") {}
+  LayerNorm(const std::string& prefix, bool rows_split)
+      : m_weight(prefix + "weight"), m_bias(prefix + "bias"), m_rows_split(rows_split) {}
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  state_type make_state(std::int64_t rows, std::int64_t) const override {
+  // vectors = {mean, 1/std}; with split rows scratch = {[gain; bias] gradients of this pass}.
+  state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t) const override {
     using vector = typename LayerTypes<Scalar, ExecutionSpace>::vector;
     state_type state;
     state.vectors = {vector("trident::nn::layer_norm::mean", rows), vector("trident::nn::layer_norm::rstd", rows)};
+    if (m_rows_split) state.scratch.push_back(matrix("trident::nn::layer_norm::partial_gradients", 2, in_columns));
     return state;
   }
 
@@ -35,12 +44,26 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
 
   void backward(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
-    ops::layernorm_backward(c.space, d_in, c.store->grad_vector(m_weight), c.store->grad_vector(m_bias), d_out, in,
-                            c.store->vector(m_weight), state.vectors[0], state.vectors[1]);
+    const auto& store = *c.store;
+    if (!m_rows_split) {
+      ops::layernorm_backward(c.space, d_in, store.grad_vector(m_weight), store.grad_vector(m_bias), d_out, in,
+                              store.vector(m_weight), state.vectors[0], state.vectors[1]);
+      return;
+    }
+    const matrix& partial = state.scratch[0];
+    const auto d_weight = Kokkos::subview(partial, 0, Kokkos::ALL);
+    const auto d_bias = Kokkos::subview(partial, 1, Kokkos::ALL);
+    Kokkos::deep_copy(c.space, partial, Scalar(0));
+    ops::layernorm_backward(c.space, d_in, d_weight, d_bias, d_out, in, store.vector(m_weight), state.vectors[0],
+                            state.vectors[1]);
+    comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+    ops::add_inplace(c.space, store.grad_vector(m_weight), d_weight);
+    ops::add_inplace(c.space, store.grad_vector(m_bias), d_bias);
   }
 
  private:
   std::string m_weight, m_bias;
+  bool m_rows_split;
 };
 
 }  // namespace trident::nn

@@ -14,4 +14,6 @@
 #include <trident/nn/parameters.hpp>
 #include <trident/nn/pointwise.hpp>
 #include <trident/nn/residual.hpp>
+#include <trident/nn/sequence.hpp>
 #include <trident/nn/spec.hpp>
+#include <trident/nn/tied_head.hpp>

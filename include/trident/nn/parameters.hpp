@@ -1,13 +1,15 @@
 #pragma once
 // The parameters of a model spec as global tensors, named as PyTorch names the parameters of
-// an nn.Sequential ("0.weight", "3.1.bias" for layer 1 of the residual branch at 3), and the
+// an nn.Sequential ("0.weight", "3.1.bias" for layer 1 of the residual branch at 3; a named()
+// layer by its name, as "h.0.attn.c_attn.weight"), and the
 // shard of each that a tensor-parallel rank holds: a column-parallel linear splits its weight
 // and bias by output features (each of its parts on its own: a rank holds the same heads of
 // Q, K and V), a row-parallel one its weight by input features, an embedding its table by
 // vocabulary rows (unevenly when the group does not divide the vocabulary, as GPT-2's wte).
 // Initialisation is defined on the global tensors (PyTorch's nn.Linear bounds: U(-k, k),
-// k = 1/sqrt(in); LayerNorm: ones and zeros; embeddings: N(0, 0.02^2) as GPT-2), so every
-// layout starts from the same values.
+// k = 1/sqrt(in), or N(0, stddev^2) and zero bias with normal_init; LayerNorm: ones and
+// zeros; embeddings: N(0, 0.02^2) as GPT-2), so every layout starts from the same values.
+// A tied head names its embedding's table: a stage holding both declares it once.
 
 #include <trident/core/error.hpp>
 #include <trident/core/parameter_store.hpp>
@@ -17,6 +19,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -32,6 +35,7 @@ struct TensorPlan {
   enum class Init { uniform, normal, ones, zeros } init = Init::zeros;
   double scale = 0;        // uniform: U(-scale, scale); normal: N(0, scale^2)
   std::int64_t parts = 1;  // the split dimension is `parts` equal blocks, each split on its own
+  bool tied = false;       // a tied head's view of an embedding's table
 };
 
 constexpr double embedding_stddev = 0.02;
@@ -39,24 +43,34 @@ constexpr double embedding_stddev = 0.02;
 inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, std::vector<TensorPlan>& plans) {
   switch (spec.kind) {
     case LayerKind::linear: {
+      const bool normal = spec.init_stddev > 0;
       const double bound = 1.0 / std::sqrt(static_cast<double>(spec.in));
       const int weight_dim = spec.parallel == Parallel::column ? 1 : spec.parallel == Parallel::row ? 0 : -1;
       const std::int64_t parts = spec.parallel == Parallel::column ? spec.parts : 1;
-      plans.push_back(
-          {prefix + "weight", {spec.in, spec.out}, weight_dim, true, TensorPlan::Init::uniform, bound, parts});
+      plans.push_back({prefix + "weight",
+                       {spec.in, spec.out},
+                       weight_dim,
+                       true,
+                       normal ? TensorPlan::Init::normal : TensorPlan::Init::uniform,
+                       normal ? spec.init_stddev : bound,
+                       parts});
       if (spec.bias) {
         plans.push_back({prefix + "bias",
                          {spec.out},
                          spec.parallel == Parallel::column ? 0 : -1,
                          false,
-                         TensorPlan::Init::uniform,
-                         bound,
+                         normal ? TensorPlan::Init::zeros : TensorPlan::Init::uniform,
+                         normal ? 0.0 : bound,
                          parts});
       }
       return;
     }
     case LayerKind::embedding:
       plans.push_back({prefix + "weight", {spec.vocab, spec.out}, 0, true, TensorPlan::Init::normal, embedding_stddev});
+      return;
+    case LayerKind::tied_head:  // the embedding's table, the same tensor
+      plans.push_back(
+          {spec.tied + ".weight", {spec.vocab, spec.in}, 0, true, TensorPlan::Init::normal, embedding_stddev, 1, true});
       return;
     case LayerKind::position_embedding:
       plans.push_back({prefix + "weight", {spec.seq, spec.out}, -1, true, TensorPlan::Init::normal, embedding_stddev});
@@ -66,8 +80,9 @@ inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, st
       plans.push_back({prefix + "bias", {spec.in}, -1, false, TensorPlan::Init::zeros, 0});
       return;
     case LayerKind::residual:
+    case LayerKind::sequence:
       for (std::size_t i = 0; i < spec.inner.size(); ++i)
-        collect_tensors(spec.inner[i], prefix + std::to_string(i) + ".", plans);
+        collect_tensors(spec.inner[i], child_prefix(prefix, spec.inner[i], i), plans);
       return;
     default:
       return;  // pointwise layers and attention hold no parameters
@@ -77,16 +92,38 @@ inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, st
 // The global tensors of top-level layer `index`.
 inline std::vector<TensorPlan> layer_tensors(const ModelSpec& spec, std::size_t index) {
   std::vector<TensorPlan> plans;
-  collect_tensors(spec.layers[index], std::to_string(index) + ".", plans);
+  collect_tensors(spec.layers[index], child_prefix("", spec.layers[index], index), plans);
   return plans;
+}
+
+// Every global tensor of the model once, in order; throws for two tensors of one name unless
+// the second is a tied head's view of an embedding's table of the same shape.
+inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
+  std::vector<TensorPlan> all;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    for (auto& p : layer_tensors(spec, i)) {
+      const auto same = std::find_if(all.begin(), all.end(), [&](const TensorPlan& q) { return q.name == p.name; });
+      if (same == all.end()) {
+        require_argument(!p.tied, "trident::nn: a tied head reads '", p.name, "', which no embedding before it holds");
+        all.push_back(std::move(p));
+        continue;
+      }
+      require_argument(p.tied && !same->tied && same->shape == p.shape && same->split_dim == 0, "trident::nn: two ",
+                       "tensors are named '", p.name, "' (name the layers apart; a tied head names an embedding ",
+                       "before it, of the same shape)");
+    }
+  }
+  return all;
 }
 
 // Declares this tensor-parallel rank's shard of each tensor: of each part along the split
 // dimension, the rank's even share (see tensor_parallel::even_split), parts side by side.
+// A tensor already declared (the table of an embedding a tied head reads) is skipped.
 template <class Scalar, class MemorySpace>
 void declare_tensors(ParameterStore<Scalar, MemorySpace>& store, const std::vector<TensorPlan>& plans, int tp_size,
                      int tp_rank) {
   for (const auto& p : plans) {
+    if (store.contains(p.name)) continue;
     if (p.split_dim < 0) {
       store.declare(p.name, p.shape, p.weight_decay);
       continue;

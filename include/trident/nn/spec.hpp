@@ -12,14 +12,24 @@
 // all-reduce per pair in forward and one in backward.
 //
 // A transformer reads token ids: embedding(V, C) turns a column of ids into C features,
-// position_embedding(T, C) adds the position of each row in its sequence of T rows, and
-// causal_self_attention(C, H, T) follows a linear(C, 3C) that projects [Q | K | V].
+// position_embedding(T, C) adds the position of each row in its sequence of T rows,
+// causal_self_attention(C, H, T) follows a linear(C, 3C) that projects [Q | K | V], and
+// tied_head(V, C, "wte") computes logits with the embedding's table, split by vocabulary under
+// tensor parallelism (the cross-entropy is then vocabulary-parallel).
+//
+// Parameters are named by position ("3.1.weight": layer 1 of the chain at 3), or by name where
+// a layer is named(): named("h.0", block) gives "h.0.<...>", and a chain named("") adds
+// nothing, so its layers are named as the chain's siblings. sequence() groups layers into one
+// (one unit of data parallelism, one piece of a pipeline cut). GPT-2 (model/gpt2_spec.hpp) is
+// such a spec.
+//
 // Model (model.hpp) instantiates a spec for a Scalar, an execution space, a tensor-parallel
-// group and a pipeline stage.
+// group (with or without sequence parallelism) and a pipeline stage.
 
 #include <trident/core/error.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,7 +46,9 @@ enum class LayerKind {
   residual,
   embedding,
   position_embedding,
-  causal_self_attention
+  causal_self_attention,
+  sequence,
+  tied_head
 };
 
 // How a linear layer's weight [in, out] is split over the tensor-parallel group.
@@ -56,10 +68,13 @@ struct LayerSpec {
   // A column-parallel linear whose output is `parts` equal blocks fused into one product
   // ([Q | K | V]: 3) splits each block over the group, so a rank holds the same columns of each.
   std::int64_t parts = 1;
-  std::int64_t vocab = 0;        // embedding: token ids in [0, vocab)
-  std::int64_t seq = 0;          // position_embedding, causal_self_attention: rows per sequence
-  std::int64_t heads = 0;        // causal_self_attention
-  std::vector<LayerSpec> inner;  // residual: y = x + inner(x)
+  std::int64_t vocab = 0;           // embedding: token ids in [0, vocab)
+  std::int64_t seq = 0;             // position_embedding, causal_self_attention: rows per sequence
+  std::int64_t heads = 0;           // causal_self_attention
+  std::vector<LayerSpec> inner;     // residual: y = x + inner(x); sequence: y = inner(x)
+  std::optional<std::string> name;  // its parameters' prefix; none: its position
+  double init_stddev = 0;           // linear: N(0, stddev^2) weights and zero bias; 0: PyTorch's uniform
+  std::string tied;                 // tied_head: the name of the embedding whose table it uses
 };
 
 struct ModelSpec {
@@ -96,10 +111,18 @@ inline LayerSpec fused_linear(std::int64_t in, std::int64_t out, std::int64_t pa
   return spec;
 }
 // the tanh approximation, as GPT-2
-inline LayerSpec gelu() { return layer_of_kind(LayerKind::gelu); }
-inline LayerSpec relu() { return layer_of_kind(LayerKind::relu); }
-inline LayerSpec tanh() { return layer_of_kind(LayerKind::tanh); }
-inline LayerSpec silu() { return layer_of_kind(LayerKind::silu); }
+inline LayerSpec gelu() {
+  return layer_of_kind(LayerKind::gelu);
+}
+inline LayerSpec relu() {
+  return layer_of_kind(LayerKind::relu);
+}
+inline LayerSpec tanh() {
+  return layer_of_kind(LayerKind::tanh);
+}
+inline LayerSpec silu() {
+  return layer_of_kind(LayerKind::silu);
+}
 inline LayerSpec layer_norm(std::int64_t features) {
   require_argument(features >= 1, "trident::nn::layer_norm: features must be >= 1, got ", features);
   LayerSpec spec = layer_of_kind(LayerKind::layer_norm);
@@ -150,6 +173,49 @@ inline LayerSpec causal_self_attention(std::int64_t features, std::int64_t heads
   return spec;
 }
 
+// Layers run one after the other as one layer.
+inline LayerSpec sequence(std::vector<LayerSpec> layers) {
+  require_argument(!layers.empty(), "trident::nn::sequence: the sequence holds no layer");
+  LayerSpec spec = layer_of_kind(LayerKind::sequence);
+  spec.inner = std::move(layers);
+  return spec;
+}
+
+// logits = x E^T with E [vocab, features] the table of the embedding named `embedding`
+// (weight tying, as GPT-2's lm_head). Under tensor parallelism E is split by vocabulary rows
+// and so are the logits; a pipeline stage without the embedding holds a copy of E, whose
+// gradient the pipeline sums with the embedding's (nn::tied_tensors names them).
+inline LayerSpec tied_head(std::int64_t vocab, std::int64_t features, std::string embedding) {
+  require_argument(vocab >= 1 && features >= 1 && !embedding.empty(), "trident::nn::tied_head: vocab and features ",
+                   "must be >= 1 and the embedding named, got ", vocab, ", ", features, " and '", embedding, "'");
+  LayerSpec spec = layer_of_kind(LayerKind::tied_head);
+  spec.in = features;
+  spec.out = vocab;
+  spec.vocab = vocab;
+  spec.tied = std::move(embedding);
+  return spec;
+}
+
+// The layer with its parameters named "<name>.<...>" ("" adds no prefix).
+inline LayerSpec named(std::string name, LayerSpec spec) {
+  spec.name = std::move(name);
+  return spec;
+}
+
+// A linear layer initialised as GPT-2 and Megatron-LM do: N(0, stddev^2) weights, zero bias.
+inline LayerSpec normal_init(LayerSpec spec, double stddev) {
+  require_argument(spec.kind == LayerKind::linear, "trident::nn::normal_init: only a linear layer takes it");
+  require_argument(stddev > 0, "trident::nn::normal_init: the standard deviation must be > 0, got ", stddev);
+  spec.init_stddev = stddev;
+  return spec;
+}
+
+// The prefix of the parameters of `spec`, child `index` of a chain whose prefix is `prefix`.
+inline std::string child_prefix(const std::string& prefix, const LayerSpec& spec, std::size_t index) {
+  if (!spec.name) return prefix + std::to_string(index) + ".";
+  return spec.name->empty() ? prefix : prefix + *spec.name + ".";
+}
+
 inline ModelSpec sequential(std::vector<LayerSpec> layers, Loss loss) {
   require_argument(!layers.empty(), "trident::nn::sequential: a model needs at least one layer");
   return ModelSpec{std::move(layers), loss};
@@ -160,12 +226,12 @@ inline bool is_pointwise(LayerKind kind) {
 }
 
 // Marks every run linear -> pointwise* -> linear of unmarked linears (also inside residual
-// branches) as column- then row-parallel: the Megatron MLP; and every run linear ->
+// branches and sequences) as column- then row-parallel: the Megatron MLP; and every run linear ->
 // causal_self_attention -> linear likewise, the first split per [Q | K | V] block so that a
 // rank holds whole heads: the Megatron attention.
 inline std::vector<LayerSpec> megatron_pairs(std::vector<LayerSpec> layers) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    if (layers[i].kind == LayerKind::residual) {
+    if (layers[i].kind == LayerKind::residual || layers[i].kind == LayerKind::sequence) {
       layers[i].inner = megatron_pairs(std::move(layers[i].inner));
       continue;
     }
@@ -229,11 +295,15 @@ inline std::string describe(const LayerSpec& spec) {
       return "silu";
     case LayerKind::layer_norm:
       return "layer_norm(" + std::to_string(spec.in) + ")";
-    case LayerKind::residual: {
-      std::string text = "residual[";
+    case LayerKind::residual:
+    case LayerKind::sequence: {
+      std::string text = spec.kind == LayerKind::residual ? "residual[" : "sequence[";
       for (std::size_t i = 0; i < spec.inner.size(); ++i) text += (i ? ", " : "") + describe(spec.inner[i]);
       return text + "]";
     }
+    case LayerKind::tied_head:
+      return "tied_head(V = " + std::to_string(spec.vocab) + ", C = " + std::to_string(spec.in) + ", tied to '" +
+             spec.tied + "')";
   }
   return "unknown";
 }

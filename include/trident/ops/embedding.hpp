@@ -31,6 +31,7 @@ struct EmbeddingForward {
   WteView m_wte;
   WpeView m_wpe;
   std::int64_t m_seq_len, m_vocab_offset, m_vocab_local;
+  std::int64_t m_first_row = 0;  // the global row of out's row 0 (its position is first_row % T)
 
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t c) const {
     Scalar value = 0;
@@ -38,7 +39,7 @@ struct EmbeddingForward {
       const std::int64_t row = static_cast<std::int64_t>(m_tokens(n)) - m_vocab_offset;
       if (row >= 0 && row < m_vocab_local) value = m_wte(row, c);
     }
-    if (WithPositions) value += m_wpe(n % m_seq_len, c);
+    if (WithPositions) value += m_wpe((m_first_row + n) % m_seq_len, c);
     if (Accumulate) {
       m_out(n, c) += value;
     } else {
@@ -71,16 +72,18 @@ struct TokenEmbeddingBackward {
   }
 };
 
-// dwpe[t, c] += sum_b dout[b * T + t, c], batches in order.
+// dwpe[t, c] += sum of dout[n, c] over the rows n at position t, in order: the rows are global
+// rows [first_row, first_row + rows) of whole sequences of length T.
 template <class DWpeView, class DOutView>
 struct PositionEmbeddingBackward {
   using Scalar = typename DWpeView::non_const_value_type;
   DWpeView m_dwpe;
   DOutView m_dout;
-  std::int64_t m_seq_len, m_batches;
+  std::int64_t m_seq_len, m_rows, m_first_row = 0;
   KOKKOS_FUNCTION void operator()(const std::int64_t t, const std::int64_t c) const {
     Scalar total = 0;
-    for (std::int64_t b = 0; b < m_batches; ++b) total += m_dout(b * m_seq_len + t, c);
+    const std::int64_t first = ((t - m_first_row % m_seq_len) + m_seq_len) % m_seq_len;
+    for (std::int64_t n = first; n < m_rows; n += m_seq_len) total += m_dout(n, c);
     m_dwpe(t, c) += total;
   }
 };
@@ -103,10 +106,10 @@ template <class ExecutionSpace, bool WithTokens, bool WithPositions, bool Accumu
           class WteView, class WpeView>
 void launch_embedding_forward(const ExecutionSpace& space, const char* label, const OutView& out,
                               const TokenView& tokens, const WteView& wte, const WpeView& wpe, std::int64_t seq_len,
-                              std::int64_t vocab_offset) {
+                              std::int64_t vocab_offset, std::int64_t first_row = 0) {
   using Functor = EmbeddingForward<OutView, TokenView, WteView, WpeView, WithTokens, WithPositions, Accumulate>;
   for_each_element(space, label, extent(out, 0), extent(out, 1),
-                   Functor{out, tokens, wte, wpe, seq_len, vocab_offset, WithTokens ? extent(wte, 0) : 0});
+                   Functor{out, tokens, wte, wpe, seq_len, vocab_offset, WithTokens ? extent(wte, 0) : 0, first_row});
 }
 
 }  // namespace detail
@@ -191,8 +194,41 @@ void position_embedding_backward(const ExecutionSpace& space, const DWpeView& dw
   detail::require_positions(dout, T, detail::extent(dwpe, 0), op, "dwpe");
   require_argument(detail::extent(dwpe, 1) == c, op, ": dout has ", c, " columns but dwpe has ", dwpe.extent(1));
   detail::for_each_element(
-      space, op, T, c,
-      detail::PositionEmbeddingBackward<DWpeView, DOutView>{dwpe, dout, T, detail::extent(dout, 0) / T});
+      space, op, T, c, detail::PositionEmbeddingBackward<DWpeView, DOutView>{dwpe, dout, T, detail::extent(dout, 0)});
+}
+
+// The same on rows [first_row, first_row + N) of whole sequences of length T, which need not be
+// whole sequences themselves (a rank's share of the rows under sequence parallelism):
+// out[n] += wpe[(first_row + n) % T], and dwpe[t] += the rows at position t.
+template <class ExecutionSpace, class OutView, class WpeView>
+void position_embedding_rows_forward(const ExecutionSpace& space, const OutView& out, const WpeView& wpe, int T,
+                                     std::int64_t first_row) {
+  detail::assert_accessible<ExecutionSpace, OutView, WpeView>();
+  ScopedRegion region("trident::ops::position_embedding_rows_forward");
+  const char* op = "trident::ops::position_embedding_rows_forward";
+  require_argument(T > 0 && detail::extent(wpe, 0) >= T && first_row >= 0, op, ": T = ", T, " rows of wpe (it has ",
+                   wpe.extent(0), ") from row ", first_row);
+  require_argument(detail::extent(wpe, 1) == detail::extent(out, 1), op, ": out has ", out.extent(1),
+                   " columns but wpe has ", wpe.extent(1));
+  Kokkos::View<const int*, typename OutView::memory_space> no_tokens;
+  detail::launch_embedding_forward<ExecutionSpace, false, true, true>(space, op, out, no_tokens, wpe, wpe, T, 0,
+                                                                      first_row);
+}
+
+template <class ExecutionSpace, class DWpeView, class DOutView>
+void position_embedding_rows_backward(const ExecutionSpace& space, const DWpeView& dwpe, const DOutView& dout, int T,
+                                      std::int64_t first_row) {
+  detail::assert_accessible<ExecutionSpace, DWpeView, DOutView>();
+  ScopedRegion region("trident::ops::position_embedding_rows_backward");
+  const char* op = "trident::ops::position_embedding_rows_backward";
+  if (detail::is_empty(dwpe)) return;
+  require_argument(T > 0 && detail::extent(dwpe, 0) >= T && first_row >= 0, op, ": T = ", T, " rows of dwpe (it has ",
+                   dwpe.extent(0), ") from row ", first_row);
+  require_argument(detail::extent(dwpe, 1) == detail::extent(dout, 1), op, ": dout has ", dout.extent(1),
+                   " columns but dwpe has ", dwpe.extent(1));
+  detail::for_each_element(
+      space, op, T, detail::extent(dout, 1),
+      detail::PositionEmbeddingBackward<DWpeView, DOutView>{dwpe, dout, T, detail::extent(dout, 0), first_row});
 }
 
 // dwte += (token gather of dout), dwpe += (position sums of dout); either may be empty (skipped).

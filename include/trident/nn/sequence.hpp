@@ -1,0 +1,81 @@
+#pragma once
+// Layers run one after another as one layer: a transformer block, a residual branch. The
+// outputs between the layers are the micro-batch's own; the gradients between them are
+// scratch.
+
+#include <trident/nn/layer.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace trident::nn {
+
+template <class Scalar, class ExecutionSpace>
+class Sequence final : public Layer<Scalar, ExecutionSpace> {
+ public:
+  using base = Layer<Scalar, ExecutionSpace>;
+  using typename base::context_type;
+  using typename base::matrix;
+  using typename base::state_type;
+
+  explicit Sequence(std::vector<std::unique_ptr<base>> layers) : m_layers(std::move(layers)) {}
+
+  std::int64_t output_columns(std::int64_t in_columns) const override {
+    for (const auto& layer : m_layers) in_columns = layer->output_columns(in_columns);
+    return in_columns;
+  }
+  std::int64_t output_rows(std::int64_t in_rows) const override {
+    for (const auto& layer : m_layers) in_rows = layer->output_rows(in_rows);
+    return in_rows;
+  }
+
+  // matrices: the outputs x_1..x_{k-1} between the k layers; scratch: their gradients; inner:
+  // each layer's state.
+  state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
+    state_type state;
+    for (std::size_t i = 0; i < m_layers.size(); ++i) {
+      state.inner.push_back(m_layers[i]->make_state(rows, in_columns, seq));
+      rows = m_layers[i]->output_rows(rows);
+      in_columns = m_layers[i]->output_columns(in_columns);
+      if (i + 1 == m_layers.size()) break;
+      state.matrices.push_back(matrix("trident::nn::sequence::output", rows, in_columns));
+      state.scratch.push_back(matrix("trident::nn::sequence::gradient", rows, in_columns));
+    }
+    return state;
+  }
+
+  void forward(const context_type& c, const matrix& in, const matrix& out, state_type& state) const override {
+    for (std::size_t i = 0; i < m_layers.size(); ++i)
+      m_layers[i]->forward(c, input(i, in, state), output(i, out, state), state.inner[i]);
+  }
+
+  void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
+                const matrix& d_in) const override {
+    const std::size_t k = m_layers.size();
+    for (std::size_t i = k; i-- > 0;) {
+      context_type layer_context = c;
+      layer_context.output_gradient_kept = c.output_gradient_kept && i + 1 == k;  // the others' is scratch
+      m_layers[i]->backward(layer_context, input(i, in, state), output(i, out, state), state.inner[i],
+                            i + 1 == k ? d_out : state.scratch[i], i == 0 ? d_in : state.scratch[i - 1]);
+    }
+  }
+
+  void backward_weights(const context_type& c, const matrix& in, state_type& state) const override {
+    for (std::size_t i = m_layers.size(); i-- > 0;)
+      m_layers[i]->backward_weights(c, input(i, in, state), state.inner[i]);
+  }
+
+ private:
+  static const matrix& input(std::size_t i, const matrix& in, const state_type& state) {
+    return i == 0 ? in : state.matrices[i - 1];
+  }
+  const matrix& output(std::size_t i, const matrix& out, const state_type& state) const {
+    return i + 1 == m_layers.size() ? out : state.matrices[i];
+  }
+
+  std::vector<std::unique_ptr<base>> m_layers;
+};
+
+}  // namespace trident::nn
