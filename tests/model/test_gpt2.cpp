@@ -7,6 +7,7 @@
 #include "gpt2_reference.hpp"
 
 #include <trident/model/gpt2.hpp>
+#include <trident/nn/global_tensors.hpp>
 
 #include <cmath>
 #include <vector>
@@ -220,4 +221,68 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
     CHECK(final_sum[static_cast<std::size_t>(u)] > 0);
     CHECK(grad_sum_at_hook[static_cast<std::size_t>(u)] == final_sum[static_cast<std::size_t>(u)]);
   }
+}
+
+TEST_CASE("GPT-2 is the nn spec of its units, under the Hugging Face names", "[model]") {
+  namespace nn = trident::nn;
+  const trident::model::Gpt2Config config{1, 2, 8, 4, 11};
+  const auto spec = trident::model::gpt2_spec(config);
+  REQUIRE(spec.layers.size() == 3);  // embeddings, h.0, head
+  CHECK(nn::describe(spec.layers[1]) ==
+        "sequence[residual[layer_norm(8), linear(8 -> 24, column, 3 parts), causal_self_attention(C = 8, H = 2, "
+        "T = 4), linear(8 -> 8, row)], residual[layer_norm(8), linear(8 -> 32, column), gelu, linear(32 -> 8, row)]]");
+  CHECK(nn::describe(spec.layers[2]) == "sequence[layer_norm(8), tied_head(V = 11, C = 8, tied to 'wte')]");
+  std::vector<std::string> names;
+  for (const auto& plan : nn::model_tensors(spec)) names.push_back(plan.name);
+  const std::vector<std::string> hugging_face = {"wte.weight",
+                                                 "wpe.weight",
+                                                 "h.0.ln_1.weight",
+                                                 "h.0.ln_1.bias",
+                                                 "h.0.attn.c_attn.weight",
+                                                 "h.0.attn.c_attn.bias",
+                                                 "h.0.attn.c_proj.weight",
+                                                 "h.0.attn.c_proj.bias",
+                                                 "h.0.ln_2.weight",
+                                                 "h.0.ln_2.bias",
+                                                 "h.0.mlp.c_fc.weight",
+                                                 "h.0.mlp.c_fc.bias",
+                                                 "h.0.mlp.c_proj.weight",
+                                                 "h.0.mlp.c_proj.bias",
+                                                 "ln_f.weight",
+                                                 "ln_f.bias"};
+  CHECK(names == hugging_face);
+
+  // The model is that spec's nn::Model: its global tensors are the store's, one unit per part.
+  trident::model::Gpt2<double, Space> model(Space(), config);
+  model.initialize(4);
+  CHECK(model.layers().unit_count() == model.unit_count());
+  const trident::comm::Communicator self(MPI_COMM_SELF, "self");
+  const auto tensors = nn::global_tensors(model.layers(), nn::Buffer::values, self);
+  const auto values = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters().values());
+  for (const auto& t : model.parameters().tensors())
+    for (std::int64_t i = 0; i < t.size(); ++i)
+      CHECK(tensors.at(t.name)[static_cast<std::size_t>(i)] == values(t.offset + i));
+}
+
+TEST_CASE("blocks share their scratch, and with recomputation one workspace", "[model]") {
+  // The bytes shared by all blocks do not grow with L; what a forward keeps does.
+  std::vector<std::size_t> shared, kept;
+  for (bool recompute : {false, true})
+    for (int layers : {2, 3}) {
+      const trident::model::Gpt2Config config{layers, 2, 8, 4, 11};
+      trident::model::Gpt2<double, Space> model(Space(), config, trident::model::whole_gpt2(config),
+                                                trident::tensor_parallel::TensorParallelGroup::single(), recompute);
+      model.initialize(2);
+      const Batch b = make_batch(2, 4, 11, 0);
+      model.zero_grad();
+      model.forward(b.tokens, b.targets, 2, 4, 0.125);
+      model.backward(0.125);
+      shared.push_back(model.shared_activation_bytes());
+      kept.push_back(model.activation_bytes() - model.shared_activation_bytes());
+    }
+  CHECK(shared[0] == shared[1]);
+  CHECK(shared[2] == shared[3]);
+  CHECK(kept[1] > kept[0]);
+  CHECK(kept[3] - kept[2] == 8 * 8 * sizeof(double));  // recomputing: one block output more, [B*T, C]
+  CHECK(kept[1] - kept[0] > 4 * (kept[3] - kept[2]));  // keeping: all of a block's activations
 }

@@ -145,3 +145,21 @@ TEST_CASE("a classifier trains with cross-entropy and predicts", "[nn]") {
   for (int i = 0; i < n; ++i) correct += (logits(i, 1) > logits(i, 0) ? 1 : 0) == hc(i);
   CHECK(correct >= n - 2);
 }
+
+TEST_CASE("a split backward must be completed by its weight pass, once", "[nn]") {
+  const Problem problem = mlp_problem();
+  Model model(Space(), problem.spec);
+  model.initialize(seed);
+  model.set_micro_batches({problem.inputs(0, 4)}, {problem.targets(0, 4)}, 0.25);
+  model.stage_forward(0, Matrix(), Matrix());
+  model.stage_backward_input(0, Matrix(), Matrix());
+  CHECK_THROWS_WITH(model.stage_backward(0, Matrix(), Matrix()),
+                    "trident::nn::Model::stage_backward: micro-batch 0 already ran its backward_input and awaits "
+                    "stage_backward_weight");
+  CHECK_THROWS_WITH(model.set_micro_batches({problem.inputs(0, 4)}, {problem.targets(0, 4)}, 0.25),
+                    Catch::Contains("the weight pass of a split backward, did not run"));
+  model.stage_backward_weight(0);
+  CHECK_THROWS_WITH(model.stage_backward_weight(0),
+                    "trident::nn::Model::stage_backward_weight: micro-batch 0 has no "
+                    "backward_input to complete");
+}

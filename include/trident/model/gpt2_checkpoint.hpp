@@ -97,13 +97,7 @@ template <class Scalar, class MemorySpace>
 Gpt2StatePart<Scalar, MemorySpace> whole_store_part(const ParameterStore<Scalar, MemorySpace>& store,
                                                     const optim::AdamW<Scalar, MemorySpace>& adamw,
                                                     bool tensor_parallel_root) {
-  return {&store,
-          0,
-          store.size(),
-          store.values(),
-          adamw.exp_avg(),
-          adamw.exp_avg_sq(),
-          saved_by(tensor_parallel_root)};
+  return {&store, 0, store.size(), store.values(), adamw.exp_avg(), adamw.exp_avg_sq(), saved_by(tensor_parallel_root)};
 }
 
 // The same part with buffers of its own (a checkpoint is read into them before anything of
@@ -135,7 +129,8 @@ auto part_buffers(const Part& part) {
 // with the parallel writer, each rank its own parts, nothing gathered.
 template <class Scalar, class MemorySpace>
 void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config, const optim::AdamWSettings& adamw,
-                          const TrainingProgress& progress, const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
+                          const TrainingProgress& progress,
+                          const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
                           const comm::Communicator& comm) {
   ScopedRegion region("trident::model::save_gpt2_checkpoint");
   ParameterStore<Scalar, Kokkos::HostSpace> order;  // the one-rank model's tensors (declared, not allocated)
@@ -169,9 +164,9 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                           const comm::Communicator* group = nullptr) {
   const comm::Communicator self(MPI_COMM_SELF, "self");
   const comm::Communicator& comm = group != nullptr ? *group : self;
-  save_gpt2_checkpoint(path, config, adamw.settings(), progress,
-                       std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, comm.rank() == 0)},
-                       comm);
+  save_gpt2_checkpoint(
+      path, config, adamw.settings(), progress,
+      std::vector<Gpt2StatePart<Scalar, MemorySpace>>{whole_store_part(store, adamw, comm.rank() == 0)}, comm);
 }
 
 namespace detail {
@@ -235,15 +230,15 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
     comm::agree_on_failure(comm, what, [&] {
       for (const auto& part : parts)
         for (const auto& [prefix, values] : detail::part_buffers(part))
-          io::for_each_shard_run(*part.store, part.begin, part.end,
-                                 [&, prefix = prefix](const ParameterInfo& t, std::uint64_t first,
-                                                      std::uint64_t count, std::int64_t) {
-                                   const auto found = checked.find(prefix + t.name);
-                                   if (found == checked.end() || !part.writes(t)) return;
-                                   io::WordSumChecksum checksum;
-                                   file->add_to_checksum(found->first, first, count, checksum);
-                                   sums(found->second) += checksum.value();
-                                 });
+          io::for_each_shard_run(
+              *part.store, part.begin, part.end,
+              [&, prefix = prefix](const ParameterInfo& t, std::uint64_t first, std::uint64_t count, std::int64_t) {
+                const auto found = checked.find(prefix + t.name);
+                if (found == checked.end() || !part.writes(t)) return;
+                io::WordSumChecksum checksum;
+                file->add_to_checksum(found->first, first, count, checksum);
+                sums(found->second) += checksum.value();
+              });
     });
     comm::allreduce(Kokkos::DefaultHostExecutionSpace(), comm, sums, comm::ReduceOp::sum);
     comm::agree_on_failure(comm, what, [&] {

@@ -208,16 +208,15 @@ class Gpt2ParallelTrainer {
 
   static TrainerSettings checked(const Gpt2Config& config, const TrainerSettings& settings, const ProcessMesh& mesh,
                                  const Gpt2PipelinePlan& plan, const data_parallel::DataParallelSettings& parallel) {
-    comm::agree_on_failure(
-        mesh.world(), "trident::model::Gpt2ParallelTrainer: checking the settings", [&] {
-          config.validate();
-          settings.validate(config);
-          settings.validate_data_parallel(mesh.dp_size());
-          parallel.validate();
-          const std::int64_t m = settings.batch / (mesh.dp_size() * settings.micro_batch);
-          require_argument(plan.schedule.micro_batches == m, "trident::model::Gpt2ParallelTrainer: the schedule runs ",
-                           plan.schedule.micro_batches, " micro-batches but each replica has ", m);
-        });
+    comm::agree_on_failure(mesh.world(), "trident::model::Gpt2ParallelTrainer: checking the settings", [&] {
+      config.validate();
+      settings.validate(config);
+      settings.validate_data_parallel(mesh.dp_size());
+      parallel.validate();
+      const std::int64_t m = settings.batch / (mesh.dp_size() * settings.micro_batch);
+      require_argument(plan.schedule.micro_batches == m, "trident::model::Gpt2ParallelTrainer: the schedule runs ",
+                       plan.schedule.micro_batches, " micro-batches but each replica has ", m);
+    });
     return settings;
   }
 

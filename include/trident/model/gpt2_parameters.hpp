@@ -42,11 +42,6 @@ inline void validate_gpt2_split(const Gpt2Config& config, const Gpt2Split& split
                    " cannot be split over ", split.tp_size, " tensor-parallel ranks");
 }
 
-// This rank's vocabulary rows of wte: [offset, offset + count).
-inline tensor_parallel::Range gpt2_vocab_range(const Gpt2Config& config, const Gpt2Split& split) {
-  return tensor_parallel::even_split(config.vocab, split.tp_size, split.tp_rank);
-}
-
 // The part of GPT-2 a pipeline stage holds (see pipeline/partition.hpp): blocks
 // [first_block, end_block) under their global names h.{l}, wte and wpe on the first stage, ln_f
 // on the last. The head is tied to the embedding, so the last stage holds a copy of wte too
@@ -55,10 +50,6 @@ using Gpt2Stage = pipeline::StageBlocks;
 
 inline Gpt2Stage whole_gpt2(const Gpt2Config& config) {
   return Gpt2Stage{0, config.layers, true, true};
-}
-
-inline bool is_whole_gpt2(const Gpt2Config& config, const Gpt2Stage& stage) {
-  return stage.first_block == 0 && stage.end_block == config.layers;
 }
 
 inline void validate_gpt2_stage(const Gpt2Config& config, const Gpt2Stage& stage) {

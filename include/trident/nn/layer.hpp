@@ -8,7 +8,9 @@
 // replicated on every rank of the group or split by feature columns (after a column-parallel
 // linear, until the row-parallel one), and with sequence parallelism the replicated data is
 // split by rows instead. forward writes `out` from `in`; backward writes d_in (= not +=;
-// skipped when empty) from d_out and ADDS the parameter gradients.
+// skipped when empty) from d_out and ADDS the parameter gradients. backward must not read
+// `out`: a residual adds its input to its branch's output in place. A layer whose backward
+// needs its output keeps a copy in its state.
 //
 // Zero-bubble pipelines split backward in two: with context.defer_weights, backward leaves
 // the weight GEMMs' gradients to backward_weights, keeping what they need in the state's
@@ -61,16 +63,23 @@ struct LayerState {
     for (std::size_t i = 0; i < inner.size(); ++i) inner[i].share_scratch_of(owner.inner[i]);
   }
 
-  // Calls f on every view (a view of the scratch may come twice: callers count by pointer).
+  // Calls f on every view but the deferred ones (a view of the scratch may come twice: callers
+  // count by pointer).
   template <class F>
   void for_each_view(F&& f) const {
     for (const auto& m : matrices) f(m);
     for (const auto& v : vectors) f(v);
     for (const auto& i : indices) f(i);
-    for (const auto& m : deferred) f(m);
     for (const auto& a : attention) f(a.probs);  // the rest of the attention buffers is scratch
     for_each_scratch_view(f);
     for (const auto& s : inner) s.for_each_view(f);
+  }
+
+  // The views a split backward keeps for its weight pass.
+  template <class F>
+  void for_each_deferred_view(F&& f) const {
+    for (const auto& m : deferred) f(m);
+    for (const auto& s : inner) s.for_each_deferred_view(f);
   }
 
   // The views share_scratch_of shares.

@@ -33,6 +33,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -225,8 +226,7 @@ class Model {
 
   // Bytes of activations the last whole forward holds, each allocation once.
   std::size_t activation_bytes() const {
-    std::set<const void*> seen;
-    return m_pool.holds(0) ? bytes_of(m_pool.at(0), seen) + shared_activation_bytes() : 0;
+    return m_pool.holds(0) ? kept_bytes(m_pool.at(0)) + shared_activation_bytes() : 0;
   }
 
   // ---- pipeline stage passes (the interface of pipeline::Executor) ----
@@ -240,7 +240,8 @@ class Model {
     require_argument(loss_scale != 0.0, op, ": the last stage takes the loss gradient in its forward; pass the ",
                      "non-zero loss scale of the step's backward");
     require_argument(m_pool.statistics().in_use == 0, op, ": ", m_pool.statistics().in_use,
-                     " micro-batches of the previous step still hold activations (its backward did not run)");
+                     " micro-batches of the previous step still hold activations (a backward, or the weight pass ",
+                     "of a split backward, did not run)");
     m_micro_inputs = std::move(inputs);
     m_micro_targets = std::move(targets);
     m_micro_scale = loss_scale;
@@ -380,8 +381,9 @@ class Model {
                      "parallelism splits the ", rows, " rows of a micro-batch over ", m_group.size(),
                      " ranks, which does not divide them");
     if (rows != m_shape_rows || m_seq != m_shape_seq) {  // new shapes: drop the old slots
-      require_argument(m_pool.statistics().in_use == 0, "trident::nn::Model: a micro-batch of ", rows, " rows while ",
-                       m_pool.statistics().in_use, " of ", m_shape_rows, " rows hold activations");
+      require_argument(m_pool.statistics().in_use == 0, "trident::nn::Model: a micro-batch of ", rows,
+                       " rows in sequences of ", m_seq, " while ", m_pool.statistics().in_use, " micro-batches of ",
+                       m_shape_rows, " rows in sequences of ", m_shape_seq, " hold activations");
       m_pool.clear();
       m_shared.clear();
       m_grads.clear();
@@ -397,29 +399,47 @@ class Model {
     if (m_pool.holds(micro_batch)) m_pool.release(micro_batch);
   }
 
-  // A slot's layer states: with recomputation the shared workspace's (but for the deferred
-  // views, which stay each slot's own), else its own sharing the first slot's scratch.
+  // Layers of the same structure on the same input (GPT-2's blocks) share scratch, and with
+  // recomputation one workspace: each uses it only while it runs.
+  std::string shared_key(std::size_t k, std::int64_t rows) const {
+    const int b = m_stage.first + static_cast<int>(k);
+    const Flow& in = m_flows[static_cast<std::size_t>(b)];
+    return std::string(recomputed(k) ? "workspace " : "scratch ") +
+           describe(m_spec.layers[static_cast<std::size_t>(b)]) + " on " + std::to_string(rows_at(b, rows)) + " x " +
+           std::to_string(columns_at(b)) + (in.split ? " split" : "") + (in.rows_split ? " rows split" : "") +
+           (in.gathered ? " gathered" : "");
+  }
+
+  // A slot's layer states: a recomputed layer's are the shared workspace's (but for the
+  // deferred views, which stay each slot's own); another's are its own, with the scratch of
+  // the first state of the same structure.
   Slot make_slot(std::int64_t rows) {
     Slot slot;
     slot.rows = rows;
     const std::size_t n = m_layers.size();
     const int first = m_stage.first;
-    const bool first_slot = m_shared.empty();
     slot.x.push_back(is_first_stage() ? matrix()
                                       : matrix("trident::nn::stage_input", rows_at(first, rows), input_columns()));
     for (std::size_t k = 0; k < n; ++k) {
       const int b = first + static_cast<int>(k);
-      if (first_slot && m_recompute)
-        m_shared.push_back(m_layers[k]->make_state(rows_at(b, rows), columns_at(b), m_seq));
+      const std::string key = shared_key(k, rows);
+      auto owner = m_shared.find(key);
       if (recomputed(k)) {
-        slot.states.push_back(m_shared[k]);
+        if (owner == m_shared.end())
+          owner =
+              m_shared.emplace(key, SharedState{m_layers[k]->make_state(rows_at(b, rows), columns_at(b), m_seq), true})
+                  .first;
+        slot.states.push_back(owner->second.state);
       } else {
         slot.states.push_back(m_layers[k]->make_state(rows_at(b, rows), columns_at(b), m_seq));
-        if (!first_slot || m_recompute) slot.states.back().share_scratch_of(m_shared[k]);
+        if (owner == m_shared.end()) {
+          m_shared.emplace(key, SharedState{slot.states.back(), false});
+        } else {
+          slot.states.back().share_scratch_of(owner->second.state);
+        }
       }
       slot.x.push_back(matrix("trident::nn::output", rows_at(b + 1, rows), columns_at(b + 1)));
     }
-    if (first_slot && !m_recompute) m_shared = slot.states;
     if (is_last_stage()) {
       slot.losses = vector("trident::nn::losses", rows);
       if (m_flows.back().rows_split) slot.gathered = matrix("trident::nn::gathered_output", rows, output_columns());
@@ -434,11 +454,11 @@ class Model {
   // Calls f on every view all slots share.
   template <class F>
   void for_each_shared_view(F&& f) const {
-    for (const auto& state : m_shared) {
-      if (m_recompute) {
-        state.for_each_view(f);
+    for (const auto& [key, shared] : m_shared) {
+      if (shared.workspace) {
+        shared.state.for_each_view(f);
       } else {
-        state.for_each_scratch_view(f);
+        shared.state.for_each_scratch_view(f);
       }
     }
   }
@@ -456,7 +476,10 @@ class Model {
     const auto add = [&](const auto& view) { total += bytes_once(view, seen); };
     for (std::size_t k = 1; k < slot.x.size(); ++k) add(slot.x[k]);  // x[0]: the caller's input, or a copy
     if (!is_first_stage()) add(slot.x[0]);
-    for (const auto& state : slot.states) state.for_each_view(add);
+    for (const auto& state : slot.states) {
+      state.for_each_view(add);
+      if (slot.weight_pending) state.for_each_deferred_view(add);  // allocated once, kept only until the weight pass
+    }
     add(slot.losses);
     add(slot.gathered);
     add(slot.d_output);
@@ -473,13 +496,19 @@ class Model {
   }
 
   // The gradients at the boundaries inside the stage, shared by every micro-batch.
+  // Boundary k's gradient is written by layer k's backward and read by layer k - 1's, so
+  // boundaries of one shape take turns on two buffers.
   void size_gradients(const Slot& slot) {
     const std::size_t n = m_layers.size();
     if (m_grads.size() == n + 1) return;
     m_grads.assign(n + 1, matrix());
+    std::map<std::pair<std::int64_t, std::int64_t>, std::array<matrix, 2>> by_shape;
     for (std::size_t k = 1; k < n; ++k) {
       const int b = m_stage.first + static_cast<int>(k);
-      m_grads[k] = matrix("trident::nn::gradient", rows_at(b, slot.rows), columns_at(b));
+      auto& pair = by_shape[{rows_at(b, slot.rows), columns_at(b)}];
+      matrix& buffer = pair[k % 2];
+      if (buffer.size() == 0) buffer = matrix("trident::nn::gradient", rows_at(b, slot.rows), columns_at(b));
+      m_grads[k] = buffer;
     }
   }
 
@@ -530,6 +559,8 @@ class Model {
     require_argument(m_pool.holds(micro_batch), "trident::nn::Model::", op, ": micro-batch ", micro_batch,
                      " has no forward");
     Slot& slot = m_pool.at(micro_batch);
+    require_argument(!slot.weight_pending, "trident::nn::Model::", op, ": micro-batch ", micro_batch,
+                     " already ran its backward_input and awaits stage_backward_weight");
     if (!is_last_stage())
       require_shape(op, "output gradient", output_gradient, rows_at(m_stage.end, slot.rows), output_columns());
     if (!is_first_stage())
@@ -597,7 +628,11 @@ class Model {
   std::int64_t m_seq = 0;
 
   pipeline::ActivationPool<Slot> m_pool;  // micro-batches between forward and backward
-  std::vector<state_type> m_shared;       // the states whose scratch (or, recomputing, all) the slots share
+  struct SharedState {
+    state_type state;
+    bool workspace = false;  // all of it is shared (recomputation), not only its scratch
+  };
+  std::map<std::string, SharedState> m_shared;  // by shared_key
   std::int64_t m_shape_rows = -1, m_shape_seq = -1;
   std::vector<matrix> m_grads;  // m_grads[k]: gradient with respect to local boundary k (1 <= k < n)
   targets_type m_targets;

@@ -36,6 +36,7 @@ struct TensorPlan {
   double scale = 0;        // uniform: U(-scale, scale); normal: N(0, scale^2)
   std::int64_t parts = 1;  // the split dimension is `parts` equal blocks, each split on its own
   bool tied = false;       // a tied head's view of an embedding's table
+  bool table = false;      // an embedding's table, which a tied head may read
 };
 
 constexpr double embedding_stddev = 0.02;
@@ -66,7 +67,15 @@ inline void collect_tensors(const LayerSpec& spec, const std::string& prefix, st
       return;
     }
     case LayerKind::embedding:
-      plans.push_back({prefix + "weight", {spec.vocab, spec.out}, 0, true, TensorPlan::Init::normal, embedding_stddev});
+      plans.push_back({prefix + "weight",
+                       {spec.vocab, spec.out},
+                       0,
+                       true,
+                       TensorPlan::Init::normal,
+                       embedding_stddev,
+                       1,
+                       false,
+                       true});
       return;
     case LayerKind::tied_head:  // the embedding's table, the same tensor
       plans.push_back(
@@ -108,8 +117,8 @@ inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
         all.push_back(std::move(p));
         continue;
       }
-      require_argument(p.tied && !same->tied && same->shape == p.shape && same->split_dim == 0, "trident::nn: two ",
-                       "tensors are named '", p.name, "' (name the layers apart; a tied head names an embedding ",
+      require_argument(p.tied && same->table && same->shape == p.shape, "trident::nn: two ", "tensors are named '",
+                       p.name, "' (name the layers apart; a tied head names an embedding ",
                        "before it, of the same shape)");
     }
   }

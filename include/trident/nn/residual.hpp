@@ -25,24 +25,24 @@ class Residual final : public Layer<Scalar, ExecutionSpace> {
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  // matrices: the branch's output; scratch: the gradient with respect to the branch's input;
-  // inner: the branch's state.
+  // scratch: the gradient with respect to the branch's input; inner: the branch's state.
   state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
     state_type state;
     state.inner.push_back(m_branch.make_state(rows, in_columns, seq));
-    state.matrices.push_back(matrix("trident::nn::residual::branch", rows, in_columns));
     state.scratch.push_back(matrix("trident::nn::residual::gradient", rows, in_columns));
     return state;
   }
 
+  // The branch writes `out`, and x is added in place: no layer's backward reads its output
+  // (layer.hpp), so the branch's last layer needs no copy of its own.
   void forward(const context_type& c, const matrix& in, const matrix& out, state_type& state) const override {
-    m_branch.forward(c, in, state.matrices[0], state.inner[0]);
-    ops::residual_forward(c.space, out, in, state.matrices[0]);
+    m_branch.forward(c, in, out, state.inner[0]);
+    ops::add_inplace(c.space, out, in);
   }
 
-  void backward(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
+  void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
-    m_branch.backward(c, in, state.matrices[0], state.inner[0], d_out, state.scratch[0]);
+    m_branch.backward(c, in, out, state.inner[0], d_out, state.scratch[0]);
     if (d_in.size() != 0) ops::residual_forward(c.space, d_in, d_out, state.scratch[0]);  // identity + branch
   }
 

@@ -54,7 +54,7 @@ class TiedHead final : public Layer<Scalar, ExecutionSpace> {
   void backward(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
     const matrix x = m_gather ? state.matrices[0] : in;
-    const matrix dx = m_gather ? state.scratch[0] : d_in;
+    const matrix dx = m_gather && d_in.size() != 0 ? state.scratch[0] : d_in;
     ops::linear_transposed_backward(c.space, dx, c.defer_weights ? matrix_view() : c.store->grad_matrix(m_weight),
                                     d_out, x, c.store->matrix(m_weight));
     if (c.defer_weights) keep_for_weight_pass(c, state, d_out, x, c.output_gradient_kept);

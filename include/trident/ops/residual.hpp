@@ -53,18 +53,6 @@ struct AddInPlace<YView, XView, 2> {
   KOKKOS_FUNCTION void operator()(const std::int64_t i, const std::int64_t j) const { m_y(i, j) += m_x(i, j); }
 };
 
-// y(i, j) += bias(j) + residual(i, j): a row-parallel layer's bias and residual, added once
-// after its partial sums are reduced.
-template <class YView, class BiasView, class ResidualView>
-struct BiasResidualAdd {
-  YView m_y;
-  BiasView m_bias;
-  ResidualView m_residual;
-  KOKKOS_FUNCTION void operator()(const std::int64_t i, const std::int64_t j) const {
-    m_y(i, j) += m_bias(j) + m_residual(i, j);
-  }
-};
-
 template <class ExecutionSpace, class Functor, class View>
 void launch_over(const ExecutionSpace& space, const char* label, const View& shape, const Functor& functor) {
   if constexpr (static_cast<int>(View::rank) == 1) {
@@ -99,20 +87,6 @@ void add_inplace(const ExecutionSpace& space, const YView& y, const XView& x) {
   const char* op = "trident::ops::add_inplace";
   detail::require_same_shape(x, y, op, "x", "y");
   detail::launch_over(space, op, y, detail::AddInPlace<YView, XView>{y, x});
-}
-
-// y(i, j) += bias(j) + residual(i, j)  (y and residual [N, C], bias [C])
-template <class ExecutionSpace, class YView, class BiasView, class ResidualView>
-void bias_residual_add(const ExecutionSpace& space, const YView& y, const BiasView& bias,
-                       const ResidualView& residual) {
-  detail::assert_accessible<ExecutionSpace, YView, BiasView, ResidualView>();
-  static_assert(static_cast<int>(YView::rank) == 2 && static_cast<int>(BiasView::rank) == 1,
-                "trident::ops::bias_residual_add takes y [N, C], bias [C] and residual [N, C]");
-  ScopedRegion region("trident::ops::bias_residual_add");
-  const char* op = "trident::ops::bias_residual_add";
-  detail::require_same_shape(residual, y, op, "residual", "y");
-  detail::require_length(bias, detail::extent(y, 1), op, "bias");
-  detail::launch_over(space, op, y, detail::BiasResidualAdd<YView, BiasView, ResidualView>{y, bias, residual});
 }
 
 }  // namespace ops
