@@ -173,6 +173,18 @@ inline Outcome run_layout(const Problem& problem, const Layout& layout) {
         Space(), mesh.pp(), schedule, static_cast<std::size_t>(model.rows_at(cut, micro_rows)), problem.cut_columns);
     local_loss = executor.run(std::vector<Model*>{&model});
     if (!model.is_last_stage()) local_loss = 0;  // counted once, by the last stage
+    // A table a tied head reads on another stage: the two stages sum their gradients.
+    for (const auto& table : nn::tied_tables(problem.spec)) {
+      const auto stage_of = [&](int layer) {
+        for (std::size_t s = 0; s < stages.size(); ++s)
+          if (layer >= stages[s].first && layer < stages[s].end) return static_cast<int>(s);
+        return -1;
+      };
+      const trident::pipeline::TiedGradients tied(mesh.pp(), stage_of(table.embedding_layer),
+                                                  stage_of(table.head_layer));
+      if (tied.holds())
+        tied.sum(Space(), std::vector<Model::store_type::vector_view>{model.parameters().grad_vector(table.name)});
+    }
   }
 
   Outcome outcome;

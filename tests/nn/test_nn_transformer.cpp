@@ -151,11 +151,13 @@ TEST_CASE("a user's transformer matches the one-rank reference in every layout",
 }
 
 TEST_CASE("a transformer whose head is tied to its embedding matches the reference", "[nn]") {
-  std::vector<Layout> layouts;  // without pipeline cuts: the tied copies' sum is the pipeline's (model/)
-  for (const auto& layout : layouts_of(trident_test::world_size()))
-    if (layout.pp == 1) layouts.push_back(layout);
-  if (trident_test::world_size() == 2) layouts.push_back({1, 2, 1, 0, "1f1b", true});
-  check_every_layout(transformer_problem(true), layouts);
+  // Every layout; under pipeline cuts the head's stage holds a copy of the table, whose
+  // gradient the layout sums with the embedding's (nn::tied_tables).
+  check_every_layout(transformer_problem(true), layouts_of(trident_test::world_size()));
+  CHECK(nn::tied_tables(user_transformer(true)).size() == 1);
+  CHECK(nn::tied_tables(user_transformer(true))[0].embedding_layer == 0);
+  CHECK(nn::tied_tables(user_transformer(true))[0].head_layer == 5);
+  CHECK(nn::tied_tables(user_transformer(false)).empty());
   // One table, declared once, read by the head's unit too.
   Model model(Space(), user_transformer(true));
   CHECK(model.parameters().info("wte.weight").global_shape == std::vector<std::int64_t>{vocab, features});

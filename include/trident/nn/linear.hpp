@@ -132,9 +132,10 @@ class Linear final : public Layer<Scalar, ExecutionSpace> {
     const auto rows = static_cast<std::int64_t>(partial.extent(0));
     const auto d_weight = Kokkos::subview(partial, Kokkos::make_pair(std::int64_t(0), rows - 1), Kokkos::ALL);
     const auto d_bias = Kokkos::subview(partial, rows - 1, Kokkos::ALL);
+    auto bias = d_bias;
+    if (m_bias.empty()) bias = {};  // no bias, no gradient
     Kokkos::deep_copy(c.space, partial, Scalar(0));
-    ops::linear_backward(c.space, dx, d_weight, m_bias.empty() ? decltype(d_bias)() : d_bias, dy, x,
-                         c.store->matrix(m_weight));
+    ops::linear_backward(c.space, dx, d_weight, bias, dy, x, c.store->matrix(m_weight));
     comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
     ops::add_inplace(c.space, c.store->grad_matrix(m_weight), d_weight);
     if (!m_bias.empty()) ops::add_inplace(c.space, c.store->grad_vector(m_bias), d_bias);

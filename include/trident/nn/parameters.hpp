@@ -125,6 +125,30 @@ inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
   return all;
 }
 
+// A table a tied head reads, and the top-level layers of its embedding and of the head. When
+// pipeline stages put them apart, the head's stage holds a copy (Model::tied_copies) and the
+// two gradients must be summed after the step's backward (pipeline::TiedGradients between
+// the two stages' ranks), as model::Gpt2Pipeline does for GPT-2's wte.
+struct TiedTable {
+  std::string name;
+  int embedding_layer = 0, head_layer = 0;
+};
+
+inline std::vector<TiedTable> tied_tables(const ModelSpec& spec) {
+  std::vector<TiedTable> tables;
+  std::vector<std::pair<std::string, int>> owners;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i)
+    for (const auto& p : layer_tensors(spec, i)) {
+      if (p.table) owners.push_back({p.name, static_cast<int>(i)});
+      if (!p.tied) continue;
+      const auto owner = std::find_if(owners.begin(), owners.end(), [&](const auto& o) { return o.first == p.name; });
+      require_argument(owner != owners.end(), "trident::nn: a tied head reads '", p.name,
+                       "', which no embedding before it holds");
+      tables.push_back({p.name, owner->second, static_cast<int>(i)});
+    }
+  return tables;
+}
+
 // Declares this tensor-parallel rank's shard of each tensor: of each part along the split
 // dimension, the rank's even share (see tensor_parallel::even_split), parts side by side.
 // A tensor already declared (the table of an embedding a tied head reads) is skipped.
