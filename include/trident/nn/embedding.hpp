@@ -10,7 +10,6 @@
 //                      parallelism a rank's rows start at rank * rows, and the gradients of the
 //                      ranks' rows are summed over the group.
 
-#include <trident/comm/allreduce.hpp>
 #include <trident/core/error.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/nn/spec.hpp>
@@ -161,12 +160,8 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
 
   void forward(const context_type& c, const matrix& in, const matrix& out, state_type&) const override {
     Kokkos::deep_copy(c.space, out, in);
-    const int t = static_cast<int>(sequence_length(c.seq));
-    if (m_rows_split) {
-      ops::position_embedding_rows_forward(c.space, out, c.store->matrix(m_weight), t, first_row(c, in));
-    } else {
-      ops::position_embedding_forward(c.space, out, c.store->matrix(m_weight), t, true);
-    }
+    ops::position_embedding_rows_forward(c.space, out, c.store->matrix(m_weight),
+                                         static_cast<int>(sequence_length(c.seq)), first_row(c, in));
   }
 
   void backward(const context_type& c, const matrix&, const matrix&, state_type& state, const matrix& d_out,
@@ -177,9 +172,8 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
       ops::position_embedding_backward(c.space, grad, d_out, t);
     } else {
       const matrix& partial = state.scratch[0];
-      Kokkos::deep_copy(c.space, partial, Scalar(0));
-      ops::position_embedding_rows_backward(c.space, partial, d_out, t, first_row(c, d_out));
-      comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+      sum_over_group(c, partial,
+                     [&] { ops::position_embedding_rows_backward(c.space, partial, d_out, t, first_row(c, d_out)); });
       ops::add_inplace(c.space, Kokkos::subview(grad, Kokkos::make_pair(0, t), Kokkos::ALL), partial);
     }
     if (d_in.size() != 0) Kokkos::deep_copy(c.space, d_in, d_out);
@@ -193,8 +187,9 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
     return t;
   }
 
+  // The global row of this rank's first row: its share of split rows starts at rank * rows.
   std::int64_t first_row(const context_type& c, const matrix& rows) const {
-    return static_cast<std::int64_t>(c.group->rank()) * static_cast<std::int64_t>(rows.extent(0));
+    return m_rows_split ? static_cast<std::int64_t>(c.group->rank()) * static_cast<std::int64_t>(rows.extent(0)) : 0;
   }
 
   std::string m_name, m_weight;

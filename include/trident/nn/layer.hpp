@@ -16,6 +16,7 @@
 // the weight GEMMs' gradients to backward_weights, keeping what they need in the state's
 // `deferred` views, which are the micro-batch's own.
 
+#include <trident/comm/allreduce.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/ops/attention.hpp>
 #include <trident/tensor_parallel/group.hpp>
@@ -148,6 +149,17 @@ class Layer {
     (void)state;
   }
 };
+
+// Parameter gradients a rank computes from its own rows only (sequence parallelism):
+// `compute` writes them into `partial`, zeroed first, and `partial` is then summed over the
+// group; the caller adds the sum to the gradients accumulated so far.
+template <class Scalar, class ExecutionSpace, class Compute>
+void sum_over_group(const LayerContext<Scalar, ExecutionSpace>& c,
+                    const typename LayerTypes<Scalar, ExecutionSpace>::matrix& partial, Compute&& compute) {
+  Kokkos::deep_copy(c.space, partial, Scalar(0));
+  compute();
+  comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+}
 
 // What a split backward keeps for a weight GEMM, in state.deferred = {the output gradient dy,
 // the input x}: copies, or the views themselves where they stay the micro-batch's own until

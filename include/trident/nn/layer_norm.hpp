@@ -4,7 +4,6 @@
 // normalises its rows only, so its gain and bias gradients are partial: they are summed over
 // the group (in scratch) before they join the gradients already accumulated.
 
-#include <trident/comm/allreduce.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/ops/layernorm.hpp>
 #include <trident/ops/residual.hpp>
@@ -53,10 +52,10 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
     const matrix& partial = state.scratch[0];
     const auto d_weight = Kokkos::subview(partial, 0, Kokkos::ALL);
     const auto d_bias = Kokkos::subview(partial, 1, Kokkos::ALL);
-    Kokkos::deep_copy(c.space, partial, Scalar(0));
-    ops::layernorm_backward(c.space, d_in, d_weight, d_bias, d_out, in, store.vector(m_weight), state.vectors[0],
-                            state.vectors[1]);
-    comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+    sum_over_group(c, partial, [&] {
+      ops::layernorm_backward(c.space, d_in, d_weight, d_bias, d_out, in, store.vector(m_weight), state.vectors[0],
+                              state.vectors[1]);
+    });
     ops::add_inplace(c.space, store.grad_vector(m_weight), d_weight);
     ops::add_inplace(c.space, store.grad_vector(m_bias), d_bias);
   }

@@ -13,7 +13,6 @@
 // the output gradient for the weight GEMM of backward_weights. A whole layer on rows split by
 // sequence parallelism sums its gradients over the group, as a LayerNorm there does.
 
-#include <trident/comm/allreduce.hpp>
 #include <trident/nn/layer.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/ops/linear.hpp>
@@ -134,9 +133,8 @@ class Linear final : public Layer<Scalar, ExecutionSpace> {
     const auto d_bias = Kokkos::subview(partial, rows - 1, Kokkos::ALL);
     auto bias = d_bias;
     if (m_bias.empty()) bias = {};  // no bias, no gradient
-    Kokkos::deep_copy(c.space, partial, Scalar(0));
-    ops::linear_backward(c.space, dx, d_weight, bias, dy, x, c.store->matrix(m_weight));
-    comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
+    sum_over_group(c, partial,
+                   [&] { ops::linear_backward(c.space, dx, d_weight, bias, dy, x, c.store->matrix(m_weight)); });
     ops::add_inplace(c.space, c.store->grad_matrix(m_weight), d_weight);
     if (!m_bias.empty()) ops::add_inplace(c.space, c.store->grad_vector(m_bias), d_bias);
   }
