@@ -98,12 +98,13 @@ class Model {
     for (int i = m_stage.first; i < m_stage.end; ++i) {
       const auto index = static_cast<std::size_t>(i);
       const auto& layer = m_spec.layers[index];
-      for (const auto& plan : layer_tensors(m_spec, index)) {
+      const auto plans = layer_tensors(m_spec, index);
+      for (const auto& plan : plans) {
         const auto owner = m_unit_of.emplace(plan.name, i - m_stage.first);
         if (!owner.second) m_extra_reads.push_back({i - m_stage.first, plan.name});  // a tied head's table
         if (owner.second && plan.tied) m_tied_copies.push_back(plan.name);
       }
-      declare_tensors(m_params, layer_tensors(m_spec, index), tp, m_group.rank());
+      declare_tensors(m_params, plans, tp, m_group.rank());
       m_layers.push_back(make_layer<Scalar, ExecutionSpace>(layer, child_prefix("", layer, index), m_flows[index], tp,
                                                             m_group.rank(), m_group.sequence_parallel));
     }
@@ -226,7 +227,7 @@ class Model {
 
   // Bytes of activations the last whole forward holds, each allocation once.
   std::size_t activation_bytes() const {
-    return m_pool.holds(0) ? kept_bytes(m_pool.at(0)) + shared_activation_bytes() : 0;
+    return m_pool.holds(0) ? m_pool.at(0).own_bytes + shared_activation_bytes() : 0;
   }
 
   // ---- pipeline stage passes (the interface of pipeline::Executor) ----
@@ -323,6 +324,9 @@ class Model {
     matrix gathered;  // last stage, output split by rows: all rows of the output
     matrix d_output;  // last stage: the loss gradient with respect to all rows of the output
     bool weight_pending = false;
+    // What the slot keeps for its micro-batch, measured once (shapes are fixed for its life):
+    // its own activations, and what a split backward adds for the weight pass.
+    std::size_t own_bytes = 0, deferred_bytes = 0;
   };
 
   void require_whole(const char* operation) const {
@@ -391,7 +395,8 @@ class Model {
       m_shape_seq = m_seq;
     }
     Slot& slot = m_pool.acquire(micro_batch, [&] { return make_slot(rows); });
-    m_pool.set_bytes(micro_batch, kept_bytes(slot));
+    if (slot.own_bytes == 0) slot.own_bytes = kept_bytes(slot);
+    m_pool.set_bytes(micro_batch, slot.own_bytes);
     return slot;
   }
 
@@ -569,7 +574,8 @@ class Model {
                  is_first_stage() ? matrix() : input_gradient, split);
     if (!split) return;
     slot.weight_pending = true;
-    m_pool.set_bytes(micro_batch, kept_bytes(slot));  // with what it keeps for the weight pass
+    if (slot.deferred_bytes == 0) slot.deferred_bytes = kept_bytes(slot) - slot.own_bytes;
+    m_pool.set_bytes(micro_batch, slot.own_bytes + slot.deferred_bytes);  // with what it keeps for the weight pass
   }
 
   // ---- the loss ----

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -135,16 +136,13 @@ struct TiedTable {
 };
 
 inline std::vector<TiedTable> tied_tables(const ModelSpec& spec) {
+  model_tensors(spec);  // every tied head reads an embedding before it
   std::vector<TiedTable> tables;
-  std::vector<std::pair<std::string, int>> owners;
+  std::map<std::string, int> layer_of_table;
   for (std::size_t i = 0; i < spec.layers.size(); ++i)
     for (const auto& p : layer_tensors(spec, i)) {
-      if (p.table) owners.push_back({p.name, static_cast<int>(i)});
-      if (!p.tied) continue;
-      const auto owner = std::find_if(owners.begin(), owners.end(), [&](const auto& o) { return o.first == p.name; });
-      require_argument(owner != owners.end(), "trident::nn: a tied head reads '", p.name,
-                       "', which no embedding before it holds");
-      tables.push_back({p.name, owner->second, static_cast<int>(i)});
+      if (p.table) layer_of_table[p.name] = static_cast<int>(i);
+      if (p.tied) tables.push_back({p.name, layer_of_table.at(p.name), static_cast<int>(i)});
     }
   return tables;
 }
