@@ -91,7 +91,8 @@ class Gpt2 {
     check_tokens("trident::model::Gpt2::forward", tokens, targets, batch, seq);
     m_model.set_sequence_length(seq);
     Micro& micro = micro_batch(0, tokens.size());
-    copy_tokens(micro, tokens, targets);
+    copy_tokens(micro, tokens, targets, true, true);
+    space().fence();  // the host copies are rewritten by the next call
     return m_model.forward(micro.ids, {activation_matrix(), micro.targets}, loss_scale);
   }
 
@@ -119,14 +120,16 @@ class Gpt2 {
     require_argument(!tokens.empty() && tokens.size() == targets.size(), op, ": ", tokens.size(),
                      " micro-batches of tokens and ", targets.size(), " of targets");
     for (std::size_t i = 0; i < tokens.size(); ++i) check_tokens(op, tokens[i], targets[i], batch, seq);
+    // Only what this stage reads goes to the device: the first stage's tokens, the last's targets.
     std::vector<activation_matrix> ids;
     std::vector<typename model_type::targets_type> classes;
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       Micro& micro = micro_batch(i + 1, tokens[i].size());  // 0 is the whole model's forward
-      copy_tokens(micro, tokens[i], targets[i]);
+      copy_tokens(micro, tokens[i], targets[i], m_stage.holds_embedding, m_stage.holds_head);
       ids.push_back(micro.ids);
       classes.push_back({activation_matrix(), micro.targets});
     }
+    space().fence();  // the host copies are rewritten by the next call
     m_model.set_sequence_length(seq);
     m_model.set_micro_batches(std::move(ids), std::move(classes), loss_scale);
   }
@@ -159,10 +162,12 @@ class Gpt2 {
 
  private:
   // One micro-batch's tokens on the device: as ids [N, 1] (exact in Scalar below 2^24) and
-  // as target classes [N].
+  // as target classes [N], with their host copies.
   struct Micro {
     activation_matrix ids;
     token_view targets;
+    typename activation_matrix::HostMirror host_ids;
+    typename token_view::HostMirror host_targets;
   };
 
   static const Gpt2Config& checked(const Gpt2Config& config, const group_type& group) {
@@ -192,18 +197,22 @@ class Gpt2 {
     if (micro.ids.extent(0) != rows) {
       micro.ids = activation_matrix("trident::gpt2::ids", rows, 1);
       micro.targets = token_view("trident::gpt2::targets", rows);
+      micro.host_ids = Kokkos::create_mirror_view(micro.ids);
+      micro.host_targets = Kokkos::create_mirror_view(micro.targets);
     }
     return micro;
   }
 
-  void copy_tokens(const Micro& micro, const std::vector<int>& tokens, const std::vector<int>& targets) const {
-    auto ids = Kokkos::create_mirror_view(micro.ids);
-    for (std::size_t i = 0; i < tokens.size(); ++i) ids(i, 0) = static_cast<Scalar>(tokens[i]);
-    Kokkos::deep_copy(space(), micro.ids, ids);
-    Kokkos::View<const int*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> source(targets.data(),
-                                                                                                targets.size());
-    Kokkos::deep_copy(space(), micro.targets, source);
-    space().fence();  // the host vectors may go before the copies run
+  // Starts the copies of the tokens (as ids) and of the targets the stage reads; the caller
+  // fences before the host copies are written again.
+  void copy_tokens(const Micro& micro, const std::vector<int>& tokens, const std::vector<int>& targets, bool read_ids,
+                   bool read_targets) const {
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      if (read_ids) micro.host_ids(i, 0) = static_cast<Scalar>(tokens[i]);
+      if (read_targets) micro.host_targets(i) = targets[i];
+    }
+    if (read_ids) Kokkos::deep_copy(space(), micro.ids, micro.host_ids);
+    if (read_targets) Kokkos::deep_copy(space(), micro.targets, micro.host_targets);
   }
 
   Gpt2Config m_config;
