@@ -58,7 +58,7 @@ class Gpt2ParallelTrainer {
     for (int c = 0; c < m_pipe->chunk_count(); ++c) {
       auto& store = m_pipe->chunk(c).parameters();
       if (mesh.dp_size() > 1) {
-        m_replicas.push_back(std::make_unique<parallel_type>(space, mesh.dp(), store, stage_unit_plan(store),
+        m_replicas.push_back(std::make_unique<parallel_type>(space, mesh.dp(), store, gpt2_unit_plan(store, config),
                                                              settings.adamw, parallel, settings.describe()));
       } else {
         m_optimizers.emplace_back(store, settings.adamw);
@@ -194,16 +194,6 @@ class Gpt2ParallelTrainer {
     const auto& store = m_pipe->chunk(c).parameters();
     if (m_replicas.empty()) return whole_store_part(store, m_optimizers[static_cast<std::size_t>(c)], true);
     return owned_part(*m_replicas[static_cast<std::size_t>(c)], store);
-  }
-
-  // GPT-2's units (gpt2_unit_plan) as far as a stage holds them: the head reads the tied wte
-  // only on the stage that holds both.
-  data_parallel::UnitPlan stage_unit_plan(const store_type& store) const {
-    std::vector<std::pair<int, std::string>> reads;
-    if (store.contains("wte.weight") && store.contains("ln_f.weight"))
-      reads.push_back({m_config.layers + 1, "wte.weight"});
-    return data_parallel::UnitPlan(
-        store, m_config.layers + 2, [&](const std::string& name) { return gpt2_unit_of(name, m_config); }, reads);
   }
 
   static TrainerSettings checked(const Gpt2Config& config, const TrainerSettings& settings, const ProcessMesh& mesh,

@@ -63,13 +63,15 @@ struct TrainerSettings {
   }
 };
 
-// GPT-2's units for data parallelism: its hooks' units, each owning its tensors, and the head
-// reading the tied wte as its output matrix.
+// GPT-2's units for data parallelism, as far as `store` (the whole model or a pipeline
+// stage) holds them: its hooks' units, each owning its tensors, and the head reading the tied
+// wte as its output matrix where the stage holds both.
 template <class Scalar, class MemorySpace>
 data_parallel::UnitPlan gpt2_unit_plan(const ParameterStore<Scalar, MemorySpace>& store, const Gpt2Config& config) {
-  return data_parallel::UnitPlan(store, config.layers + 2,
-                                 [&](const std::string& name) { return gpt2_unit_of(name, config); },
-                                 {{config.layers + 1, "wte.weight"}});
+  std::vector<std::pair<int, std::string>> reads;
+  if (store.contains("wte.weight") && store.contains("ln_f.weight")) reads.push_back({config.layers + 1, "wte.weight"});
+  return data_parallel::UnitPlan(
+      store, config.layers + 2, [&](const std::string& name) { return gpt2_unit_of(name, config); }, reads);
 }
 
 struct StepReport {
