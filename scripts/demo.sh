@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds trident and runs the main example.
-# Usage: scripts/demo.sh [ranks]   (default 1)
+# Builds trident and runs the main example: GPT-2 trained on a synthetic language.
+# Usage: scripts/demo.sh [ranks (default 1)] [more train_gpt flags, e.g. --dp 2]
+# TRIDENT_DEMO_STEPS=N trains N steps instead of the example's default (CI runs a short demo).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 trident_install_packages
 trident_build
 ranks="${1:-1}"
-if [ -x "$TRIDENT_BUILD/examples/train_gpt" ]; then
-  OPENBLAS_NUM_THREADS=1 trident_mpiexec "$ranks" "$TRIDENT_BUILD/examples/train_gpt"
-else
-  trident_mpiexec "${1:-8}" "$TRIDENT_BUILD/examples/mesh_tour"
-fi
+shift || true
+exe="$TRIDENT_BUILD/examples/train_gpt/train_gpt"
+[ -x "$exe" ] || { echo "demo: $exe was not built" >&2; exit 1; }
+steps=()
+[ -n "${TRIDENT_DEMO_STEPS:-}" ] && steps=(--steps "$TRIDENT_DEMO_STEPS")
+[ "$ranks" -gt 1 ] && [ $# -eq 0 ] && set -- --dp "$ranks"
+OPENBLAS_NUM_THREADS=1 trident_mpiexec "$ranks" "$exe" "${steps[@]}" "$@"

@@ -18,7 +18,6 @@
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
 
-#include <trident/io/checkpoint.hpp>
 #include <trident/io/parallel_safetensors_writer.hpp>
 #include <trident/io/safetensors.hpp>
 #include <trident/io/shard_pieces.hpp>
@@ -46,3 +45,4 @@
 #include <trident/model/gpt2_trainer.hpp>
 
 #include <trident/nn/nn.hpp>
+#include <trident/train.hpp>

@@ -191,10 +191,10 @@ TEST_CASE("a non-finite step is skipped (nothing changes, counted) or stops nami
   Trainer stopping(Space(), config, settings(), 5);
   stopping.train_step(data);
   poison(stopping, "ln_f.weight");
-  CHECK_THROWS_WITH(stopping.train_step(data), Catch::Contains("trident::model: step 2 has a non-finite loss") &&
+  CHECK_THROWS_WITH(stopping.train_step(data), Catch::Contains("trident::train: step 2 has a non-finite loss") &&
                                                    Catch::Contains("first non-finite gradient: 'wte.weight'"));
   CHECK_THROWS_WITH(trident::model::parse_nonfinite_policy("ignore"),
-                    "trident::model: a non-finite step policy is 'stop' or 'skip', got 'ignore'");
+                    "trident::train: a non-finite step policy is 'stop' or 'skip', got 'ignore'");
 }
 
 TEST_CASE("a checkpoint whose tensor bytes changed is refused, naming the tensor", "[checkpoint][checksum]") {

@@ -1,17 +1,12 @@
 #pragma once
-// One training step of a user's model in a layout of the ranks (data, tensor and pipeline
-// parallelism, ZeRO stage, pipeline schedule), and the check that every layout gives the loss,
+// One training step of a user's model through train::Trainer in a layout of the ranks (data,
+// tensor and pipeline parallelism, ZeRO stage, pipeline schedule), and the check that every layout gives the loss,
 // gradients and AdamW step of the one-rank model, and those of a reference from definitions.
 
 #include "reference.hpp"
 #include "trident_test.hpp"
 
-#include <trident/comm/comm.hpp>
-#include <trident/data_parallel/data_parallel.hpp>
-#include <trident/mesh/process_mesh.hpp>
-#include <trident/nn/nn.hpp>
-#include <trident/optim/adamw.hpp>
-#include <trident/pipeline/pipeline.hpp>
+#include <trident/train.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -32,8 +27,7 @@ namespace nn = trident::nn;
 // A model and its data: rows [first, first + count) of the inputs and the targets.
 struct Problem {
   nn::ModelSpec spec;
-  int rows = 0;         // the global batch; every layout's micro-batches must divide it evenly
-  int cut_columns = 0;  // the columns at every cut between pipeline stages
+  int rows = 0;  // the global batch; every layout's micro-batches must divide it evenly
   std::function<Matrix(int first, int count)> inputs;
   std::function<Targets(int first, int count)> targets;
   std::function<double(const Tensors&)> reference_loss;  // the mean loss over the rows
@@ -119,95 +113,31 @@ constexpr double learning_rate = 1e-2;
 constexpr std::uint64_t seed = 7;
 inline const trident::optim::AdamWSettings adamw{0.9, 0.95, 1e-8, 0.1};
 
+// One training step of the Trainer in `layout` on the problem's whole batch: the pipeline
+// streams 2 pp micro-batches per replica.
 inline Outcome run_layout(const Problem& problem, const Layout& layout) {
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
-  trident::ProcessMesh mesh(world, layout.dp, layout.tp, layout.pp);
-  const auto stages = nn::even_stages(static_cast<int>(problem.spec.layers.size()), layout.pp);
-  Model model(Space(), problem.spec, {mesh.tp(), layout.sequence_parallel},
-              stages[static_cast<std::size_t>(mesh.pp_rank())], layout.recompute);
-  model.initialize(seed);
-
-  std::unique_ptr<trident::data_parallel::DataParallel<double, Space>> engine;
-  std::unique_ptr<trident::optim::AdamW<double, Space::memory_space>> optimizer;
-  if (layout.dp > 1) {
-    trident::data_parallel::DataParallelSettings settings;
-    settings.zero_stage = layout.zero_stage;
-    settings.bucket_mb = 0.001;  // several buckets
-    settings.overlap = layout.pp == 1;
-    engine = std::make_unique<trident::data_parallel::DataParallel<double, Space>>(
-        Space(), mesh.dp(), model.parameters(), model.unit_plan(), adamw, settings);
-    if (layout.pp == 1) {
-      auto* e = engine.get();
-      model.set_hooks({[e](int u) { e->before_forward(u); }, [e](int u) { e->before_backward(u); },
-                       [e](int u) { e->after_backward(u); }});
-    }
-    engine->begin_step();
-    engine->begin_micro_batch(layout.pp == 1);  // under a pipeline: reduce after all micro-batches
-  } else {
-    optimizer = std::make_unique<trident::optim::AdamW<double, Space::memory_space>>(model.parameters(), adamw);
-  }
-
-  const int local_rows = problem.rows / layout.dp, first_row = mesh.dp_rank() * local_rows;
-  const double scale = 1.0 / problem.rows;
-  double local_loss = 0;
-  if (layout.pp == 1) {
-    local_loss = model.forward(problem.inputs(first_row, local_rows), problem.targets(first_row, local_rows), scale);
-    model.backward(scale);
-  } else {
-    const int micro_batches = 2 * layout.pp, micro_rows = local_rows / micro_batches;
-    std::vector<Matrix> micro_inputs;
-    std::vector<Targets> micro_targets;
-    for (int m = 0; m < micro_batches; ++m) {
-      micro_inputs.push_back(problem.inputs(first_row + m * micro_rows, micro_rows));
-      micro_targets.push_back(problem.targets(first_row + m * micro_rows, micro_rows));
-    }
-    model.set_micro_batches(micro_inputs, micro_targets, scale);
-    const auto schedule = std::string(layout.schedule) == "gpipe" ? trident::pipeline::gpipe(layout.pp, micro_batches)
-                          : std::string(layout.schedule) == "zb-h1"
-                              ? trident::pipeline::zero_bubble_h1(layout.pp, micro_batches)
-                              : trident::pipeline::one_f_one_b(layout.pp, micro_batches);
-    CHECK((model.is_first_stage() ? model.output_columns() : model.input_columns()) == problem.cut_columns);
-    // Rows at the cuts: split over the tensor-parallel group under sequence parallelism.
-    const auto cut = model.is_first_stage() ? model.stage().end : model.stage().first;
-    trident::pipeline::Executor<double, Space> executor(
-        Space(), mesh.pp(), schedule, static_cast<std::size_t>(model.rows_at(cut, micro_rows)), problem.cut_columns);
-    local_loss = executor.run(std::vector<Model*>{&model});
-    if (!model.is_last_stage()) local_loss = 0;  // counted once, by the last stage
-    // A table a tied head reads on another stage: the two stages sum their gradients.
-    for (const auto& table : nn::tied_tables(problem.spec)) {
-      const auto stage_of = [&](int layer) {
-        for (std::size_t s = 0; s < stages.size(); ++s)
-          if (layer >= stages[s].first && layer < stages[s].end) return static_cast<int>(s);
-        return -1;
-      };
-      const trident::pipeline::TiedGradients tied(mesh.pp(), stage_of(table.embedding_layer),
-                                                  stage_of(table.head_layer));
-      if (tied.holds())
-        tied.sum(Space(), std::vector<Model::store_type::vector_view>{model.parameters().grad_vector(table.name)});
-    }
-  }
-
+  trident::train::Layout l;
+  l.dp = layout.dp;
+  l.tp = layout.tp;
+  l.pp = layout.pp;
+  l.zero_stage = layout.zero_stage;
+  l.schedule = std::string(layout.schedule) == "zb-h1" ? "zb" : layout.schedule;
+  l.sequence_parallel = layout.sequence_parallel;
+  l.recompute = layout.recompute;
+  l.bucket_mb = 0.001;  // several buckets
+  const std::int64_t samples = problem.rows / nn::rows_per_sample(problem.spec);
+  if (layout.pp > 1) l.micro_batch = samples / (layout.dp * 2 * layout.pp);
+  trident::train::TrainerSettings settings;
+  settings.adamw = adamw;
+  settings.grad_clip = 0;
+  settings.seed = seed;
+  trident::train::Trainer<double, Space> trainer(world, problem.spec, l, settings);
+  const auto report = trainer.step({problem.inputs(0, problem.rows), problem.targets(0, problem.rows)}, learning_rate);
   Outcome outcome;
-  // The loss over the whole mesh: every rank's share, counted once per (dp replica, last stage, tp rank 0).
-  Kokkos::View<double*, Kokkos::HostSpace> loss("loss", 1);
-  loss(0) = mesh.tp_rank() == 0 ? local_loss : 0.0;
-  if (engine) {
-    const auto summary = engine->finish_gradients(local_loss);
-    (void)summary;
-  }
-  trident::comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, loss);
-  outcome.loss = loss(0) * scale;
-
-  const bool counts = mesh.dp_rank() == 0;
-  if (layout.zero_stage == 0)  // ZeRO-1 and up reduce-scatter into shards
-    outcome.gradients = nn::global_tensors(model, nn::Buffer::gradients, world, counts);
-  if (engine) {
-    engine->step(1, learning_rate);
-    model.parameters().set_values(engine->full_values());
-  } else {
-    optimizer->step(Space(), model.parameters(), 1, learning_rate);
-  }
-  outcome.after_step = nn::global_tensors(model, nn::Buffer::values, world, counts);
+  outcome.loss = report.loss;
+  if (layout.zero_stage == 0) outcome.gradients = trainer.global_gradients();  // ZeRO-1 and up keep shards
+  outcome.after_step = trainer.global_parameters();
   return outcome;
 }
 

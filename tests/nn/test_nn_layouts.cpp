@@ -15,10 +15,11 @@ namespace {
 using namespace nn_layouts;
 namespace ref = nn_reference;
 
-constexpr int inputs = 3, hidden = 8, outputs = 2, rows = 8;
+constexpr int inputs = 3, hidden = 8, wide = 12, outputs = 2, rows = 8;
 
 // Four top-level kinds of layer, every activation, two residual blocks whose inner linears
-// pair up for tensor parallelism, and a top-level pair: 8 units, cut at width `hidden`.
+// pair up for tensor parallelism, and a top-level pair: 8 units, cut at width `hidden` or, inside
+// the last pair, `wide` (split over the tensor-parallel group there).
 nn::ModelSpec user_mlp() {
   return nn::megatron_pairs(nn::sequential(
       {nn::linear(inputs, hidden), nn::gelu(),
@@ -26,7 +27,7 @@ nn::ModelSpec user_mlp() {
            {nn::layer_norm(hidden), nn::linear(hidden, 2 * hidden), nn::relu(), nn::linear(2 * hidden, hidden)}),
        nn::residual(
            {nn::layer_norm(hidden), nn::linear(hidden, 2 * hidden), nn::silu(), nn::linear(2 * hidden, hidden)}),
-       nn::tanh(), nn::linear(hidden, hidden), nn::gelu(), nn::linear(hidden, outputs)},
+       nn::tanh(), nn::linear(hidden, wide), nn::gelu(), nn::linear(wide, outputs)},
       nn::Loss::mean_squared_error));
 }
 
@@ -51,8 +52,8 @@ double reference_loss(const Tensors& p) {
   x = block(x, "2.", [](double v) { return v > 0 ? v : 0.0; });
   x = block(x, "3.", [](double v) { return v / (1.0 + std::exp(-v)); });
   x = ref::pointwise(x, [](double v) { return std::tanh(v); });
-  x = ref::pointwise(ref::linear(x, p, "5.", hidden, hidden), ref::gelu);
-  x = ref::linear(x, p, "7.", hidden, outputs);
+  x = ref::pointwise(ref::linear(x, p, "5.", hidden, wide), ref::gelu);
+  x = ref::linear(x, p, "7.", wide, outputs);
   double total = 0;
   for (int r = 0; r < rows; ++r) {
     double row_loss = 0;
@@ -69,7 +70,6 @@ Problem mlp_problem() {
   Problem problem;
   problem.spec = user_mlp();
   problem.rows = rows;
-  problem.cut_columns = hidden;  // every cut of user_mlp() is at the hidden width
   problem.inputs = [](int first, int count) { return rows_of(first, count, inputs, input_value); };
   problem.targets = [](int first, int count) { return Targets{rows_of(first, count, outputs, target_value), {}}; };
   problem.reference_loss = reference_loss;

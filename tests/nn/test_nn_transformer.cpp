@@ -127,7 +127,6 @@ Problem transformer_problem(bool tied = false) {
   Problem problem;
   problem.spec = user_transformer(tied);
   problem.rows = rows;
-  problem.cut_columns = features;
   problem.inputs = token_rows;
   problem.targets = target_rows;
   problem.reference_loss = [tied](const Tensors& p) { return reference_loss(p, tied); };

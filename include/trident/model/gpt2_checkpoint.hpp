@@ -14,6 +14,7 @@
 #include <trident/model/gpt2_config.hpp>
 #include <trident/model/gpt2_parameters.hpp>
 #include <trident/optim/adamw.hpp>
+#include <trident/train/checkpoint.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -54,13 +55,17 @@ inline io::Metadata gpt2_checkpoint_metadata(const Gpt2Config& config, const opt
 }
 
 namespace detail {
-inline const std::string& metadata_entry(const io::Metadata& metadata, const std::string& key,
-                                         const std::string& path) {
-  auto it = metadata.find(key);
-  require(it != metadata.end(), "trident::model: checkpoint '", path, "' has no '", key, "' in its metadata");
-  return it->second;
-}
+using train::metadata_entry;
 }  // namespace detail
+
+// GPT-2's tensors in Hugging Face order, as the checkpoint holds them.
+inline std::vector<train::GlobalTensor> gpt2_global_tensors(const Gpt2Config& config) {
+  ParameterStore<float, Kokkos::HostSpace> order;  // declared, not allocated
+  declare_gpt2_parameters(order, config);
+  std::vector<train::GlobalTensor> tensors;
+  for (const auto& t : order.tensors()) tensors.push_back({t.name, t.global_shape});
+  return tensors;
+}
 
 // Reads the config a checkpoint was saved with (before building a model for it).
 inline Gpt2Config checkpoint_config(const io::Metadata& metadata, const std::string& path) {
@@ -73,17 +78,9 @@ inline Gpt2Config checkpoint_config(const io::Metadata& metadata, const std::str
   }
 }
 
-// This rank's part of one parameter store's training state: the range [begin, end) of the
-// store's flat buffers it saves or loads, its parameter values and AdamW moments over that
-// range (views of end - begin elements), and which of the store's tensors it writes when
-// saving (every tensor once over all ranks; loading reads all a rank holds).
 template <class Scalar, class MemorySpace>
-struct Gpt2StatePart {
-  const ParameterStore<Scalar, MemorySpace>* store = nullptr;
-  std::int64_t begin = 0, end = 0;
-  Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace> values, exp_avg, exp_avg_sq;
-  std::function<bool(const ParameterInfo&)> writes;
-};
+using Gpt2StatePart = train::StatePart<Scalar, MemorySpace>;
+using train::with_fresh_buffers;
 
 // The tensors a rank of a tensor-parallel group saves: its shards, and a tensor every rank of
 // the group holds whole only on the group's rank 0, so that each is written once.
@@ -100,30 +97,6 @@ Gpt2StatePart<Scalar, MemorySpace> whole_store_part(const ParameterStore<Scalar,
   return {&store, 0, store.size(), store.values(), adamw.exp_avg(), adamw.exp_avg_sq(), saved_by(tensor_parallel_root)};
 }
 
-// The same part with buffers of its own (a checkpoint is read into them before anything of
-// the model changes).
-template <class Scalar, class MemorySpace>
-Gpt2StatePart<Scalar, MemorySpace> with_fresh_buffers(Gpt2StatePart<Scalar, MemorySpace> part) {
-  using View = decltype(part.values);
-  const auto n = static_cast<std::size_t>(part.end - part.begin);
-  part.values = View("trident::checkpoint::values", n);
-  part.exp_avg = View("trident::checkpoint::exp_avg", n);
-  part.exp_avg_sq = View("trident::checkpoint::exp_avg_sq", n);
-  return part;
-}
-
-namespace detail {
-
-// The three buffers of a part, each under the prefix of its tensors in the file.
-template <class Part>
-auto part_buffers(const Part& part) {
-  using View = decltype(part.values);
-  return std::array<std::pair<const char*, const View*>, 3>{
-      {{"", &part.values}, {"optimizer.exp_avg.", &part.exp_avg}, {"optimizer.exp_avg_sq.", &part.exp_avg_sq}}};
-}
-
-}  // namespace detail
-
 // Collective over `comm`, the ranks that together hold the model: writes the one-rank
 // checkpoint (every tensor under its global name, in Hugging Face order, then the moments)
 // with the parallel writer, each rank its own parts, nothing gathered.
@@ -132,28 +105,7 @@ void save_gpt2_checkpoint(const std::string& path, const Gpt2Config& config, con
                           const TrainingProgress& progress,
                           const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
                           const comm::Communicator& comm) {
-  ScopedRegion region("trident::model::save_gpt2_checkpoint");
-  ParameterStore<Scalar, Kokkos::HostSpace> order;  // the one-rank model's tensors (declared, not allocated)
-  declare_gpt2_parameters(order, config);
-  std::vector<io::TensorSpec> specs;
-  std::map<std::string, long> position;
-  for (const auto& [prefix, unused] : detail::part_buffers(Gpt2StatePart<Scalar, MemorySpace>{}))
-    for (const auto& t : order.tensors()) {
-      position[prefix + t.name] = static_cast<long>(specs.size());
-      specs.push_back({prefix + t.name, io::dtype_of_v<Scalar>, t.global_shape});
-    }
-  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;  // keeps the pieces' data alive
-  std::vector<io::TensorPiece> pieces;
-  for (const auto& part : parts)
-    for (const auto& [prefix, values] : detail::part_buffers(part)) {
-      host.push_back(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), *values));
-      io::append_shard_pieces(pieces, *part.store, part.begin, part.end, host.back().data(),
-                              [&](const ParameterInfo& t) {
-                                const auto it = position.find(prefix + t.name);
-                                return it == position.end() || !part.writes(t) ? -1L : it->second;
-                              });
-    }
-  io::write_safetensors_parallel(path, specs, pieces, gpt2_checkpoint_metadata(config, adamw, progress), comm);
+  train::save_state(path, gpt2_global_tensors(config), gpt2_checkpoint_metadata(config, adamw, progress), parts, comm);
 }
 
 // One store and its optimizer: on one rank, or sharded over a tensor-parallel `group`.
@@ -184,13 +136,6 @@ inline TrainingProgress checkpoint_progress(const io::Metadata& metadata, const 
   return progress;
 }
 
-// Whether every checksum the file records is a word sum, which ranks can verify together.
-inline bool checksums_add_up(const io::SafetensorsFile& file) {
-  for (const auto& [name, recorded] : file.recorded_checksums())
-    if (!io::records_algorithm<io::WordSumChecksum>(recorded)) return false;
-  return true;
-}
-
 }  // namespace detail
 
 // Reads this rank's parts of a checkpoint saved in any layout into the parts' views: every
@@ -204,55 +149,15 @@ template <class Scalar, class MemorySpace>
 TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config& config,
                                       const std::vector<Gpt2StatePart<Scalar, MemorySpace>>& parts,
                                       const comm::Communicator& comm, bool verify_together = true) {
-  ScopedRegion region("trident::model::load_gpt2_checkpoint");
-  const std::string what = "trident::model::load_gpt2_checkpoint '" + path + "'";
-  std::optional<io::SafetensorsFile> file;
-  std::vector<Kokkos::View<Scalar*, Kokkos::HostSpace>> host;
-  bool together = false;
-  comm::agree_on_failure(comm, what, [&] {
-    file.emplace(path);
-    const Gpt2Config saved = checkpoint_config(file->metadata(), path);
-    require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ", saved.describe(),
-                     " but the model asked for has ", config.describe());
-    together = verify_together && detail::checksums_add_up(*file);
-    if (!together) file->verify_checksums();
-    for (const auto& part : parts)
-      for (const auto& [prefix, values] : detail::part_buffers(part)) {
-        host.emplace_back("trident::model::load_gpt2_checkpoint", values->extent(0));
-        io::read_shard_pieces(*file, prefix, *part.store, part.begin, part.end, host.back().data());
-      }
-  });
-  if (together) {
-    const auto recorded = file->recorded_checksums();
-    std::map<std::string, std::size_t> checked;  // tensors with a checksum -> their place in `sums`
-    for (const auto& entry : recorded) checked.emplace(entry.first, checked.size());
-    Kokkos::View<std::uint64_t*, Kokkos::HostSpace> sums("trident::model::checksums", checked.size());
-    comm::agree_on_failure(comm, what, [&] {
-      for (const auto& part : parts)
-        for (const auto& [prefix, values] : detail::part_buffers(part))
-          io::for_each_shard_run(
-              *part.store, part.begin, part.end,
-              [&, prefix = prefix](const ParameterInfo& t, std::uint64_t first, std::uint64_t count, std::int64_t) {
-                const auto found = checked.find(prefix + t.name);
-                if (found == checked.end() || !part.writes(t)) return;
-                io::WordSumChecksum checksum;
-                file->add_to_checksum(found->first, first, count, checksum);
-                sums(found->second) += checksum.value();
-              });
-    });
-    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), comm, sums, comm::ReduceOp::sum);
-    comm::agree_on_failure(comm, what, [&] {
-      for (const auto& [name, place] : checked) {
-        file->require_checksum(name, io::WordSumChecksum::format(io::WordSumChecksum::algorithm, sums(place)),
-                               recorded.at(name));
-      }
-    });
-  }
-  const TrainingProgress progress = detail::checkpoint_progress(file->metadata(), path);
-  auto next = host.begin();
-  for (const auto& part : parts)
-    for (const auto& [prefix, values] : detail::part_buffers(part)) Kokkos::deep_copy(*values, *next++);
-  return progress;
+  const auto metadata = train::load_state(
+      path, gpt2_global_tensors(config), parts, comm,
+      [&](const io::Metadata& found) {
+        const Gpt2Config saved = checkpoint_config(found, path);
+        require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ",
+                         saved.describe(), " but the model asked for has ", config.describe());
+      },
+      verify_together);
+  return detail::checkpoint_progress(metadata, path);
 }
 
 // One store and its optimizer, all of it: on one rank, a pipeline stage, or a tensor-parallel

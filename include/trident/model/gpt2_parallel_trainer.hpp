@@ -20,9 +20,9 @@
 #include <trident/model/gpt2_checkpoint.hpp>
 #include <trident/model/gpt2_pipeline.hpp>
 #include <trident/model/gpt2_trainer.hpp>
-#include <trident/model/nonfinite.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
+#include <trident/train/nonfinite.hpp>
 
 #include <chrono>
 #include <cmath>

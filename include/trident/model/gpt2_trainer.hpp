@@ -15,11 +15,11 @@
 #include <trident/data_parallel/data_parallel.hpp>
 #include <trident/model/gpt2.hpp>
 #include <trident/model/gpt2_checkpoint.hpp>
-#include <trident/model/nonfinite.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
 #include <trident/tensor_parallel/grad_norm.hpp>
+#include <trident/train/nonfinite.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -29,6 +29,10 @@
 #include <string>
 
 namespace trident::model {
+
+using train::finite_step;
+using train::NonFinitePolicy;
+using train::parse_nonfinite_policy;
 
 struct TrainerSettings {
   std::int64_t batch = 8;                                // sequences per step (the global batch)

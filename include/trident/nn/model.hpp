@@ -33,6 +33,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <map>
@@ -126,6 +127,15 @@ class Model {
   // The tensors this stage holds only as a copy of a table another stage's embedding holds (a
   // tied head's): their gradients must be summed with the embedding's, and they count once.
   const std::vector<std::string>& tied_copies() const { return m_tied_copies; }
+
+  // The one rule for counting each element of the global model once (norms, checkpoints,
+  // global_tensors): a tensor every rank of the tensor-parallel group holds whole counts on the
+  // group's rank 0, a tied head's copy of a table on the embedding's stage. Data-parallel
+  // replicas are the caller's to count once.
+  bool counts(const ParameterInfo& t) const {
+    if (t.replicated && m_group.rank() != 0) return false;
+    return std::find(m_tied_copies.begin(), m_tied_copies.end(), t.name) == m_tied_copies.end();
+  }
 
   // Global features at top-level boundary i (0: the model's input), and this rank's columns
   // there (features / tp where a column-parallel linear left them split, its vocabulary rows
@@ -248,6 +258,30 @@ class Model {
     m_micro_scale = loss_scale;
   }
 
+  // Micro-batches for inference: a forward pass over the stages without loss or backward; the
+  // last stage keeps each micro-batch's output (stage_output) until discard_micro_batches().
+  void set_inference_micro_batches(std::vector<matrix> inputs) {
+    const char* op = "trident::nn::Model::set_inference_micro_batches";
+    require_argument(!inputs.empty(), op, ": no micro-batch");
+    require_argument(m_pool.statistics().in_use == 0, op, ": ", m_pool.statistics().in_use,
+                     " micro-batches still hold activations");
+    m_micro_inputs = std::move(inputs);
+    m_micro_targets.clear();
+    m_micro_scale = 0.0;
+  }
+
+  // The last stage's output of an inference micro-batch: this rank's columns of all its rows.
+  matrix stage_output(int micro_batch) const {
+    require_argument(is_last_stage() && m_pool.holds(micro_batch), "trident::nn::Model::stage_output: micro-batch ",
+                     micro_batch, " has no output on this stage");
+    return whole_output(m_pool.at(micro_batch));
+  }
+
+  // Frees every micro-batch's activations without a backward (after evaluation or inference).
+  void discard_micro_batches() {
+    for (int mb = 0; mb < static_cast<int>(m_micro_inputs.size()); ++mb) release(mb);
+  }
+
   double stage_forward(int micro_batch, const matrix& input, const matrix& output) {
     ScopedRegion region("trident::nn::Model::stage_forward");
     require_micro_batch("stage_forward", micro_batch);
@@ -261,7 +295,7 @@ class Model {
       Kokkos::deep_copy(m_space, slot.x[0], input);  // the executor reuses its buffers
     }
     run_forward(slot);
-    if (is_last_stage()) return loss(slot, m_micro_targets[mb], m_micro_scale);
+    if (is_last_stage()) return m_micro_targets.empty() ? 0.0 : loss(slot, m_micro_targets[mb], m_micro_scale);
     require_shape("stage_forward", "output", output, rows_at(m_stage.end, rows), output_columns());
     Kokkos::deep_copy(m_space, output, slot.x.back());
     return 0.0;

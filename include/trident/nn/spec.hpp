@@ -28,6 +28,7 @@
 
 #include <trident/core/error.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -216,9 +217,45 @@ inline std::string child_prefix(const std::string& prefix, const LayerSpec& spec
   return spec.name->empty() ? prefix : prefix + *spec.name + ".";
 }
 
+// Rows per sample: the sequence length of a model with positions or attention (its largest),
+// else 1 (every row is a sample). Batches split over replicas and micro-batches in whole samples.
+inline std::int64_t rows_per_sample(const LayerSpec& spec) {
+  std::int64_t rows =
+      spec.kind == LayerKind::position_embedding || spec.kind == LayerKind::causal_self_attention ? spec.seq : 1;
+  for (const auto& inner : spec.inner) rows = std::max(rows, rows_per_sample(inner));
+  return rows;
+}
+
 inline ModelSpec sequential(std::vector<LayerSpec> layers, Loss loss) {
   require_argument(!layers.empty(), "trident::nn::sequential: a model needs at least one layer");
   return ModelSpec{std::move(layers), loss};
+}
+
+inline std::int64_t rows_per_sample(const ModelSpec& spec) {
+  std::int64_t rows = 1;
+  for (const auto& layer : spec.layers) rows = std::max(rows, rows_per_sample(layer));
+  return rows;
+}
+
+// Multiply-adds per row of a layer's forward pass, what a pipeline cut balances: a linear
+// in * out, attention 2 T C (scores and values), a tied head V C, the other layers their width.
+inline double forward_cost_per_row(const LayerSpec& spec) {
+  switch (spec.kind) {
+    case LayerKind::linear:
+      return static_cast<double>(spec.in) * static_cast<double>(spec.out);
+    case LayerKind::causal_self_attention:
+      return 2.0 * static_cast<double>(spec.seq) * static_cast<double>(spec.out);
+    case LayerKind::tied_head:
+      return static_cast<double>(spec.vocab) * static_cast<double>(spec.in);
+    case LayerKind::residual:
+    case LayerKind::sequence: {
+      double cost = 0;
+      for (const auto& inner : spec.inner) cost += forward_cost_per_row(inner);
+      return cost;
+    }
+    default:
+      return static_cast<double>(std::max(spec.out, spec.in));
+  }
 }
 
 inline bool is_pointwise(LayerKind kind) {
@@ -306,6 +343,13 @@ inline std::string describe(const LayerSpec& spec) {
              spec.tied + "')";
   }
   return "unknown";
+}
+
+// A whole model as text: its layers and its loss (what a checkpoint records of the model).
+inline std::string describe(const ModelSpec& spec) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) text += (i ? ", " : "") + describe(spec.layers[i]);
+  return text + "], " + (spec.loss == Loss::cross_entropy ? "cross_entropy" : "mean_squared_error");
 }
 
 }  // namespace trident::nn

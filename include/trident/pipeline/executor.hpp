@@ -60,6 +60,11 @@ struct ExecutorSettings {
   bool fence_passes = true;
 };
 
+// What crosses one cut between two stages: rows x cols of the activation (and its gradient).
+struct BoundaryShape {
+  std::size_t rows = 0, cols = 0;
+};
+
 namespace detail {
 
 // FNV-1a: the same number for the same schedule on every rank and every build.
@@ -78,11 +83,11 @@ class Executor {
   using buffer_view = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
 
   // Collective over `pp`, whose rank r runs the schedule's list r; every rank passes the same
-  // schedule and shape (checked). rows x cols is what crosses a stage boundary (GPT-2: N x C,
-  // N / tp rows with sequence parallelism).
-  Executor(const ExecutionSpace& space, const comm::Communicator& pp, Schedule schedule, std::size_t rows,
-           std::size_t cols, ExecutorSettings settings = {})
-      : m_space(space), m_schedule(std::move(schedule)), m_rows(rows), m_cols(cols), m_settings(settings) {
+  // schedule and shapes (checked). cuts[s] is the shape [rows, cols] of what crosses from stage
+  // s to stage s + 1 (p * v - 1 cuts; a model's widths may differ from cut to cut).
+  Executor(const ExecutionSpace& space, const comm::Communicator& pp, Schedule schedule,
+           std::vector<BoundaryShape> cuts, ExecutorSettings settings = {})
+      : m_space(space), m_schedule(std::move(schedule)), m_cuts(std::move(cuts)), m_settings(settings) {
     ScopedRegion region("trident::pipeline::Executor");
     const char* op = "trident::pipeline::Executor";
     comm::agree_on_failure(pp, op, [&] {
@@ -95,8 +100,12 @@ class Executor {
                        ": m = ", m_schedule.micro_batches, " micro-batches of v = ", m_schedule.chunks,
                        " chunks need tags up to ", 2 * m_schedule.micro_batches * m_schedule.chunks,
                        ", more than MPI guarantees (32767)");
-      require_argument(rows >= 1 && cols >= 1, op, ": the stage boundary is ", rows, " x ", cols,
-                       "; both must be at least 1");
+      require_argument(static_cast<int>(m_cuts.size()) == m_schedule.stages() - 1, op, ": ", m_cuts.size(),
+                       " stage boundary shapes for the ", m_schedule.stages() - 1, " cuts between ",
+                       m_schedule.stages(), " stages");
+      for (std::size_t s = 0; s < m_cuts.size(); ++s)
+        require_argument(m_cuts[s].rows >= 1 && m_cuts[s].cols >= 1, op, ": the boundary after stage ", s, " is ",
+                         m_cuts[s].rows, " x ", m_cuts[s].cols, "; both must be at least 1");
       require_argument(settings.receive_lookahead >= 0, op, ": receive_lookahead must be >= 0, got ",
                        settings.receive_lookahead);
     });
@@ -104,6 +113,14 @@ class Executor {
     m_comm = pp.duplicate(pp.label().empty() ? "pp" : pp.label());  // own message space for the tags
     m_rank = m_comm.rank();
   }
+
+  // Every cut of the same shape rows x cols (GPT-2: N x C, N / tp rows with sequence parallelism).
+  Executor(const ExecutionSpace& space, const comm::Communicator& pp, Schedule schedule, std::size_t rows,
+           std::size_t cols, ExecutorSettings settings = {})
+      : Executor(space, pp, schedule,
+                 std::vector<BoundaryShape>(static_cast<std::size_t>(std::max(schedule.stages() - 1, 0)),
+                                            BoundaryShape{rows, cols}),
+                 settings) {}
 
   const Schedule& schedule() const { return m_schedule; }
   const comm::Communicator& communicator() const { return m_comm; }
@@ -162,7 +179,7 @@ class Executor {
       if (m_after_action) m_after_action(action);
     }
     for (auto& send : m_sends) send.request.wait();
-    for (auto& send : m_sends) m_free.push_back(send.buffer);
+    for (auto& send : m_sends) give_back(send.buffer);
     m_sends.clear();
     require(m_posted.empty() && m_handoffs.empty() && m_outbox.empty(), "trident::pipeline::Executor::run: rank ",
             m_rank, " ended the step with ", m_posted.size(), " receives, ", m_handoffs.size(), " hand-overs and ",
@@ -212,9 +229,9 @@ class Executor {
     return events;
   }
 
-  // Transfer buffers allocated so far (each rows x cols); they are reused from step to step.
+  // Transfer buffers allocated so far (each of its cut's shape); they are reused from step to step.
   std::size_t buffers() const { return m_allocated; }
-  std::size_t buffer_bytes() const { return m_allocated * m_rows * m_cols * sizeof(Scalar); }
+  std::size_t buffer_bytes() const { return m_allocated_elements * sizeof(Scalar); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -231,11 +248,12 @@ class Executor {
     double posted_us;
   };
 
-  // Every rank must run the same schedule on the same boundary shape.
+  // Every rank must run the same schedule on the same boundary shapes.
   void require_same_everywhere(const comm::Communicator& pp) const {
+    std::uint64_t shapes = 1469598103934665603ull;
+    for (const auto& cut : m_cuts) shapes = (shapes ^ (cut.rows * 1000003 + cut.cols)) * 1099511628211ull;
     const std::int64_t local[4] = {m_schedule.micro_batches, m_schedule.chunks,
-                                   detail::schedule_fingerprint(m_schedule),
-                                   static_cast<std::int64_t>(m_rows * 1000003 + m_cols)};
+                                   detail::schedule_fingerprint(m_schedule), static_cast<std::int64_t>(shapes >> 1)};
     Kokkos::View<std::int64_t*, Kokkos::HostSpace> low("trident::pipeline::agree", 4),
         high("trident::pipeline::agree", 4);
     for (int i = 0; i < 4; ++i) low(i) = high(i) = local[i];
@@ -246,7 +264,13 @@ class Executor {
     for (int i = 0; i < 4; ++i) same = same && low(i) == high(i);
     require_argument(same, "trident::pipeline::Executor: the ranks of the pipeline communicator '", pp.name(),
                      "' passed different schedules or stage boundary shapes (this rank: '", m_schedule.name,
-                     "' m = ", m_schedule.micro_batches, " v = ", m_schedule.chunks, ", ", m_rows, " x ", m_cols, ")");
+                     "' m = ", m_schedule.micro_batches, " v = ", m_schedule.chunks, ", ", describe_cuts(), ")");
+  }
+
+  std::string describe_cuts() const {
+    std::string text = m_cuts.empty() ? "no cuts" : "cuts";
+    for (const auto& cut : m_cuts) text += " " + std::to_string(cut.rows) + "x" + std::to_string(cut.cols);
+    return text;
   }
 
   double now_us() const { return std::chrono::duration<double, std::micro>(Clock::now() - m_start).count(); }
@@ -257,19 +281,23 @@ class Executor {
     m_actions.back() = action;
   }
 
-  buffer_view take_buffer() {
-    if (!m_free.empty()) {
-      buffer_view buffer = m_free.back();
-      m_free.pop_back();
+  // A buffer of the shape of the cut after stage `cut`; buffers of one shape serve every cut of it.
+  buffer_view take_buffer(int cut) {
+    const BoundaryShape& shape = m_cuts.at(static_cast<std::size_t>(cut));
+    auto& free = m_free[{shape.rows, shape.cols}];
+    if (!free.empty()) {
+      buffer_view buffer = free.back();
+      free.pop_back();
       return buffer;
     }
     ++m_allocated;
+    m_allocated_elements += shape.rows * shape.cols;
     return buffer_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("trident::pipeline::transfer")),
-                       m_rows, m_cols);
+                       shape.rows, shape.cols);
   }
 
   void give_back(const buffer_view& buffer) {
-    if (buffer.size() != 0) m_free.push_back(buffer);
+    if (buffer.size() != 0) m_free[{buffer.extent(0), buffer.extent(1)}].push_back(buffer);
   }
 
   // Posts the receives among the actions from k to the lookahead-th compute pass at or after k.
@@ -285,7 +313,9 @@ class Executor {
   void post_receive(const Action& recv) {
     const int tag = message_tag(m_schedule, m_rank, recv);
     if (m_posted.count(tag) != 0) return;
-    buffer_view buffer = take_buffer();
+    // An activation for stage s crossed the cut before it; a gradient for stage s, the cut after it.
+    const int stage = m_schedule.stage_of(m_rank, recv);
+    buffer_view buffer = take_buffer(recv.type == ActionType::recv_forward ? stage - 1 : stage);
     PostedReceive posted{comm::irecv(m_space, m_comm, buffer, recv.peer, tag), buffer, now_us()};
     m_posted.emplace(tag, std::move(posted));
   }
@@ -332,7 +362,7 @@ class Executor {
                   ? take_handoff(activation, stage, action.micro_batch)
                   : wait_receive(Action{ActionType::recv_forward, action.micro_batch, action.chunk, previous});
     }
-    buffer_view output = stage < last ? take_buffer() : buffer_view();
+    buffer_view output = stage < last ? take_buffer(stage) : buffer_view();
     const double begin = now_us();
     const double value = chunk.stage_forward(action.micro_batch, input, output);
     if (stage == last) m_loss += value;
@@ -352,7 +382,7 @@ class Executor {
                             ? take_handoff(gradient, stage, action.micro_batch)
                             : wait_receive(Action{ActionType::recv_backward, action.micro_batch, action.chunk, next});
     }
-    buffer_view input_gradient = stage > 0 ? take_buffer() : buffer_view();
+    buffer_view input_gradient = stage > 0 ? take_buffer(stage - 1) : buffer_view();
     const double begin = now_us();
     if (action.type == ActionType::backward) {
       chunk.stage_backward(action.micro_batch, output_gradient, input_gradient);
@@ -379,7 +409,7 @@ class Executor {
   void reclaim_finished_sends() {
     for (auto it = m_sends.begin(); it != m_sends.end();) {
       if (it->request.test()) {
-        m_free.push_back(it->buffer);
+        give_back(it->buffer);
         it = m_sends.erase(it);
       } else {
         ++it;
@@ -398,13 +428,13 @@ class Executor {
 
   ExecutionSpace m_space;
   Schedule m_schedule;
-  std::size_t m_rows, m_cols;
+  std::vector<BoundaryShape> m_cuts;  // m_cuts[s]: from stage s to stage s + 1
   ExecutorSettings m_settings;
   comm::Communicator m_comm;
   int m_rank = 0;
 
-  std::vector<buffer_view> m_free;  // transfer buffers ready for new data
-  std::size_t m_allocated = 0;
+  std::map<std::pair<std::size_t, std::size_t>, std::vector<buffer_view>> m_free;  // by shape, ready for new data
+  std::size_t m_allocated = 0, m_allocated_elements = 0;
   std::map<int, PostedReceive> m_posted;  // by tag
   std::map<Key, buffer_view> m_handoffs;  // products for a pass on this rank
   std::map<Key, buffer_view> m_outbox;    // products waiting for their send action

@@ -16,13 +16,13 @@
 #include <cstdint>
 #include <string>
 
-namespace trident::model {
+namespace trident::train {
 
 enum class NonFinitePolicy { stop, skip };
 
 inline NonFinitePolicy parse_nonfinite_policy(const std::string& text) {
   require_argument(text == "stop" || text == "skip",
-                   "trident::model: a non-finite step policy is 'stop' or 'skip', got '", text, "'");
+                   "trident::train: a non-finite step policy is 'stop' or 'skip', got '", text, "'");
   return text == "stop" ? NonFinitePolicy::stop : NonFinitePolicy::skip;
 }
 
@@ -45,11 +45,11 @@ bool finite_step(std::int64_t step, double loss, double grad_norm, NonFinitePoli
   if (std::isfinite(loss) && std::isfinite(grad_norm)) return true;
   if (policy == NonFinitePolicy::skip) return false;
   const std::string tensor = first_nonfinite_gradient(store);
-  throw Error(trident::detail::concat("trident::model: step ", step, " has a non-finite ",
+  throw Error(trident::detail::concat("trident::train: step ", step, " has a non-finite ",
                                       std::isfinite(loss) ? "gradient" : "loss", " (loss ", loss, ", gradient norm ",
                                       grad_norm, ")",
                                       tensor.empty() ? std::string() : "; first non-finite gradient: '" + tensor + "'",
                                       "; stopping (skip such steps with the 'skip' policy)"));
 }
 
-}  // namespace trident::model
+}  // namespace trident::train
