@@ -1,7 +1,8 @@
 // Trains GPT-2 with trident: on a synthetic language whose entropy floor is known, on any
 // text file (bytes, V = 256), or on llm.c token files. Prints one progress line per step.
-// On several ranks (mpiexec -n N ... --dp N) it trains data-parallel, optionally with ZeRO
-// stage 1-3; rank 0 prints.
+// On several ranks it trains in any dp x tp x pp layout (ZeRO 0-3, any pipeline schedule,
+// sequence parallelism, recomputation) through the one training driver, train::Trainer, as any
+// other model would; rank 0 prints.
 
 #include <trident/comm/agreement.hpp>
 #include <trident/core/memory_accounting.hpp>
@@ -12,10 +13,13 @@
 #include <trident/io/token_file.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/model/gemm_peak.hpp>
-#include <trident/model/gpt2_parallel_trainer.hpp>
-#include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/model/gpt2_batch.hpp>
+#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/model/gpt2_parameters.hpp>
+#include <trident/model/gpt2_spec.hpp>
+#include <trident/optim/lr_schedule.hpp>
 #include <trident/pipeline/trace.hpp>
+#include <trident/train.hpp>
 
 #include "flags.hpp"
 
@@ -38,21 +42,17 @@ using Space = Kokkos::DefaultExecutionSpace;
 
 struct Options {
   trident::model::Gpt2Config config;
-  trident::model::TrainerSettings training;
+  trident::train::Layout layout;
+  trident::train::TrainerSettings training;
+  trident::optim::CosineSchedule schedule;
+  std::int64_t batch = 16;  // sequences per step
   std::int64_t steps = 0;
-  std::uint64_t seed = 0;
   std::string data, save, load, log_json;
   std::string checkpoint_dir;  // --save-every writes <dir>/checkpoint.safetensors
   std::int64_t save_every = 0;
   int successors = 0;
   double peak_gflops = 0;
-  int dp = 1;
-  int tp = 1;
-  bool sequence_parallel = false;
-  int pp = 1, virtual_stages = 1;
-  std::string schedule, stage_layers, trace;
-  bool recompute = false;
-  trident::data_parallel::DataParallelSettings parallel;
+  std::string stage_blocks, trace;
 };
 
 // The one file --save-every keeps up to date: replaced atomically, so a run killed at any
@@ -69,19 +69,20 @@ Options parse(int argc, char** argv, bool& help) {
   o.config.hidden = flags.number<int>("hidden", 128, "width C");
   o.config.seq = flags.number<int>("seq", 64, "context T (sequence length)");
   o.config.vocab = flags.number<int>("vocab", 256, "vocabulary size V (256 for text files)");
-  o.training.batch = flags.number<std::int64_t>("batch", 16, "global batch, sequences per step");
-  o.training.micro_batch = flags.number<std::int64_t>("micro-batch", 16, "sequences per micro-batch");
+  o.batch = flags.number<std::int64_t>("batch", 16, "global batch, sequences per step");
+  o.layout.micro_batch = flags.number<std::int64_t>("micro-batch", 16, "sequences per micro-batch");
   o.steps = flags.number<std::int64_t>("steps", 600, "total steps (a loaded run continues to this step)");
-  o.training.schedule.max_lr = flags.number<double>("lr", 2e-3, "peak learning rate");
-  o.training.schedule.warmup_steps = flags.number<std::int64_t>("warmup", 20, "linear warmup steps");
+  o.schedule.max_lr = flags.number<double>("lr", 2e-3, "peak learning rate");
+  o.schedule.warmup_steps = flags.number<std::int64_t>("warmup", 20, "linear warmup steps");
+  const auto gpt2 = trident::optim::AdamWSettings::gpt2();
   o.training.adamw.weight_decay =
-      flags.number<double>("weight-decay", 0.1, "AdamW weight decay (matrices, embeddings)");
-  o.training.adamw.beta1 = flags.number<double>("beta1", 0.9, "AdamW beta1");
-  o.training.adamw.beta2 = flags.number<double>("beta2", 0.95, "AdamW beta2");
+      flags.number<double>("weight-decay", gpt2.weight_decay, "AdamW weight decay (matrices, embeddings)");
+  o.training.adamw.beta1 = flags.number<double>("beta1", gpt2.beta1, "AdamW beta1");
+  o.training.adamw.beta2 = flags.number<double>("beta2", gpt2.beta2, "AdamW beta2");
   o.training.grad_clip = flags.number<double>("grad-clip", 1.0, "max global gradient norm (0: off)");
-  o.training.on_nonfinite = trident::model::parse_nonfinite_policy(
+  o.training.on_nonfinite = trident::train::parse_nonfinite_policy(
       flags.text("on-nonfinite", "stop", "a step with a NaN/Inf loss or gradient: stop, or skip its update"));
-  o.seed = flags.number<std::uint64_t>("seed", 1337, "seed of initialisation and synthetic data");
+  o.training.seed = flags.number<std::uint64_t>("seed", 1337, "seed of initialisation and synthetic data");
   o.data = flags.text("data", "synthetic", "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
   o.successors = flags.number<int>("successors", 4, "successors per token of the synthetic language");
   o.save = flags.text("save", "", "write a checkpoint here at the end");
@@ -93,18 +94,19 @@ Options parse(int argc, char** argv, bool& help) {
       flags.text("resume", "", "continue from the checkpoint --save-every left in this directory");
   o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
   o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
-  o.dp = flags.number<int>("dp", 1, "data-parallel ranks (the number of ranks mpiexec starts)");
-  o.tp = flags.number<int>("tp", 1, "tensor-parallel ranks (Megatron split of every layer)");
-  o.sequence_parallel = flags.flag("sequence-parallel", "with --tp: shard LayerNorm/residual rows over the group");
-  o.pp = flags.number<int>("pp", 1, "pipeline stages (ranks)");
-  o.schedule = flags.text("schedule", "1f1b", "pipeline schedule: gpipe, 1f1b, interleaved, zb");
-  o.virtual_stages = flags.number<int>("virtual-stages", 1, "model chunks per rank (interleaved schedule)");
-  o.stage_layers = flags.text("stage-layers", "", "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
-  o.recompute = flags.flag("recompute", "recompute each block's activations in backward (pipeline)");
+  o.layout.dp = flags.number<int>("dp", 1, "data-parallel replicas");
+  o.layout.tp = flags.number<int>("tp", 1, "tensor-parallel ranks (Megatron split of every layer)");
+  o.layout.sequence_parallel =
+      flags.flag("sequence-parallel", "with --tp: shard LayerNorm/residual rows over the group");
+  o.layout.pp = flags.number<int>("pp", 1, "pipeline stages (ranks)");
+  o.layout.schedule = flags.text("schedule", "1f1b", "pipeline schedule: gpipe, 1f1b, interleaved, zb");
+  o.layout.virtual_stages = flags.number<int>("virtual-stages", 1, "model chunks per rank (interleaved schedule)");
+  o.stage_blocks = flags.text("stage-layers", "", "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
+  o.layout.recompute = flags.flag("recompute", "recompute each block's activations in backward");
   o.trace = flags.text("trace", "", "write a Chrome trace of the pipeline's last step here");
-  o.parallel.zero_stage =
+  o.layout.zero_stage =
       flags.number<int>("zero", 0, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters");
-  o.parallel.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
+  o.layout.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
   help = flags.help_requested();
   if (help) {
     std::cout << flags.usage();
@@ -127,8 +129,7 @@ Options parse(int argc, char** argv, bool& help) {
     trident::require_argument(std::filesystem::is_directory(o.checkpoint_dir), "train_gpt: --checkpoint-dir ",
                               o.checkpoint_dir, " is not a directory and cannot be created");
   }
-  o.training.seq = o.config.seq;
-  o.training.schedule.total_steps = o.steps;
+  o.schedule.total_steps = o.steps;
   return o;
 }
 
@@ -155,9 +156,9 @@ std::vector<std::string> split_paths(const std::string& list) {
 trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
   entropy_floor = NAN;
   if (o.data == "synthetic") {
-    trident::data::SyntheticMarkovLanguage language(o.config.vocab, o.successors, o.seed);
+    trident::data::SyntheticMarkovLanguage language(o.config.vocab, o.successors, o.training.seed);
     entropy_floor = language.entropy_rate();
-    const std::int64_t length = std::max<std::int64_t>(1 << 20, o.training.batch * o.config.seq * 64 + 1);
+    const std::int64_t length = std::max<std::int64_t>(1 << 20, o.batch * o.config.seq * 64 + 1);
     return language.generate(length);
   }
   const auto paths = split_paths(o.data);
@@ -171,46 +172,42 @@ trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
   return text;
 }
 
-// Elements of the global tensors (a shard's store holds fewer).
-template <class Store>
-long long global_parameter_count(const Store& store) {
-  long long total = 0;
-  for (const auto& t : store.tensors()) {
-    long long n = 1;
-    for (auto e : t.global_shape) n *= e;
-    total += n;
-  }
-  return total;
+// The layers of a pipeline stage in GPT-2's words: blocks [a, b), +embedding, +head.
+std::string gpt2_stage_text(const trident::nn::StageRange& stage, int layers) {
+  const int first_block = std::max(stage.first, 1) - 1, end_block = std::min(stage.end, layers + 1) - 1;
+  return "blocks [" + std::to_string(first_block) + ", " + std::to_string(end_block) + ")" +
+         (stage.first == 0 ? " +embedding" : "") + (stage.end == layers + 2 ? " +head" : "");
+}
+
+// GPT-2's top-level layers per stage from its blocks per stage ("3,2,2"): the embeddings go with
+// the first stage, the head with the last.
+std::vector<int> gpt2_stage_layers(const std::string& blocks, int layers, int stages) {
+  std::vector<int> counts;
+  if (blocks.empty()) return counts;
+  for (const auto& stage : trident::pipeline::parse_stage_layers(blocks, layers, stages))
+    counts.push_back(stage.blocks() + (stage.holds_embedding ? 1 : 0) + (stage.holds_head ? 1 : 0));
+  return counts;
 }
 
 // The layout, from rank 0: the sizes, what every rank holds, and what the run executes on.
-// `holds(pp_rank)` says which part of the model a pipeline rank holds.
-template <class Holds>
-void print_layout(const trident::ProcessMesh& mesh, Holds&& holds) {
+void print_layout(const trident::train::Trainer<float, Space>& trainer, const Options& o) {
+  const auto& mesh = trainer.mesh();
   if (mesh.world().rank() != 0) return;
   std::printf("layout: %d rank(s) = dp %d x tp %d x pp %d; %s; %s; BLAS: %s\n", mesh.world().size(), mesh.dp_size(),
               mesh.tp_size(), mesh.pp_size(), trident::backend_description<Space>().c_str(),
               trident::mpi_description<Space>().c_str(), trident::blas_description().c_str());
+  const auto& stages = trainer.stages();
+  const bool pipelined = stages.size() > 1;
   for (int r = 0; r < mesh.world().size(); ++r) {
-    const auto c = mesh.layout().coords_of(r);
-    std::printf("  rank %d: dp %d, tp %d, pp %d: %s\n", r, c.dp, c.tp, c.pp, holds(c.pp).c_str());
+    const auto c = mesh.coords_of(r);
+    std::string held;
+    for (std::size_t s = static_cast<std::size_t>(c.pp); s < stages.size(); s += static_cast<std::size_t>(o.layout.pp))
+      held += (held.empty() ? "" : "; ") + (pipelined ? "stage " + std::to_string(s) + ": " : std::string()) +
+              gpt2_stage_text(stages[s], o.config.layers);
+    if (o.layout.zero_stage > 0) held += ", ZeRO-" + std::to_string(o.layout.zero_stage) + " shard";
+    if (o.layout.tp > 1) held += ", its tensor-parallel shard";
+    std::printf("  rank %d: dp %d, tp %d, pp %d: %s\n", r, c.dp, c.tp, c.pp, held.c_str());
   }
-}
-
-// What both training loops do after a step: the periodic checkpoint (collective), and for a
-// step that was skipped as not finite, its line. Returns whether the step was skipped.
-template <class Trainer>
-bool finish_step(Trainer& trainer, const trident::model::StepReport& r, const Options& o, int rank) {
-  if (o.save_every > 0 && r.step % o.save_every == 0) {
-    trainer.save(checkpoint_path(o.checkpoint_dir));
-    if (rank == 0)
-      std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(), static_cast<long long>(r.step));
-  }
-  if (r.skipped && rank == 0)
-    std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
-                static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
-                static_cast<long long>(r.skipped_so_far));
-  return r.skipped;
 }
 
 // Setting up (the data, the model, a checkpoint to resume) fails on every rank together: a
@@ -221,101 +218,37 @@ void set_up_together(const trident::comm::Communicator& world, SetUp&& set_up) {
   trident::comm::agree_on_failure(world, "train_gpt: setting up", std::forward<SetUp>(set_up));
 }
 
-// Pipeline parallelism, with --tp inside each stage and --dp replicas of the whole pipeline
-// (any factorisation of the world): every replica cuts its rows of the step's batch into
-// m = batch / (dp * micro-batch) micro-batches that stream through the stages by the chosen
-// schedule; the first stage uses the tokens and the last the targets.
-int run_pipeline(const Options& o, int rank, int size) {
-  trident::require_argument(o.pp >= 1 && o.tp >= 1 && o.dp >= 1 && o.dp * o.tp * o.pp == size, "train_gpt: started on ",
-                            size, " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " x --pp ", o.pp, " = ",
-                            o.dp * o.tp * o.pp);
-  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
-  o.training.validate(o.config);
-  o.training.validate_data_parallel(o.dp);
-  const int micro_batches = static_cast<int>(o.training.batch / (o.dp * o.training.micro_batch));
-  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, o.pp);
-  using Trainer = trident::model::Gpt2ParallelTrainer<float, Space>;
-  trident::model::Gpt2PipelinePlan plan;
-  double floor = NAN;
-  std::unique_ptr<trident::data::BatchLoader> loader;
-  std::unique_ptr<Trainer> trainer_owner;
-  Space space;
-  set_up_together(mesh.world(), [&] {
-    plan = trident::model::plan_gpt2_pipeline(o.config, o.schedule, o.pp, micro_batches, o.virtual_stages,
-                                              o.stage_layers, o.config.seq);
-    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.training.batch, o.config.seq);
-    trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh, plan, o.sequence_parallel,
-                                              o.recompute, o.parallel);
-    if (!o.load.empty()) trainer_owner->load(o.load);
-  });
-  const trident::data::BatchLoader& data = *loader;
-  Trainer& trainer = *trainer_owner;
-  if (rank == 0) {
-    std::printf(
-        "train_gpt: GPT-2 %s, backend %s, %d data-parallel replica(s) (ZeRO-%d) of %d pipeline stage(s) x %d "
-        "tensor-parallel rank(s), schedule %s, %d micro-batches per replica%s\n",
-        o.config.describe().c_str(), Space::name(), o.dp, o.parallel.zero_stage, o.pp, o.tp, o.schedule.c_str(),
-        micro_batches, o.recompute ? ", recomputation" : "");
-  }
-  print_layout(mesh, [&](int pp_rank) {
-    std::string held;
-    for (std::size_t s = static_cast<std::size_t>(pp_rank); s < plan.stages.size();
-         s += static_cast<std::size_t>(o.pp)) {
-      const auto& stage = plan.stages[s];
-      held += (held.empty() ? "" : "; ") + std::string("stage ") + std::to_string(s) + ": blocks [" +
-              std::to_string(stage.first_block) + ", " + std::to_string(stage.end_block) + ")" +
-              (stage.holds_embedding ? " +embedding" : "") + (stage.holds_head ? " +head" : "");
-    }
-    return held;
-  });
-  if (rank == 0) {
-    if (!o.load.empty())
-      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.progress().step));
-    if (!std::isnan(floor))
-      std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
-                  std::log(static_cast<double>(o.config.vocab)), floor);
-  }
-  std::unique_ptr<std::ofstream> json;
-  if (!o.log_json.empty() && rank == 0) json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
-  while (trainer.progress().step < o.steps) {
-    const auto r = trainer.train_step(data);
-    if (finish_step(trainer, r, o, rank) || rank != 0) continue;
-    std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms\n", static_cast<long long>(r.step),
-                static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm, r.seconds * 1e3);
-    std::fflush(stdout);
-    if (json)
-      *json << "{\"step\":" << r.step << ",\"loss\":" << std::setprecision(17) << r.loss << ",\"lr\":" << r.lr
-            << ",\"grad_norm\":" << r.grad_norm << ",\"ms\":" << r.seconds * 1e3 << "}" << std::endl;
-  }
-  if (!o.save.empty()) {
-    trainer.save(o.save);
-    if (rank == 0)
-      std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
-  }
-  if (!o.trace.empty()) {
-    const auto events = trainer.pipeline().executor().gather_trace();
-    if (mesh.world().rank() == 0) trident::pipeline::write_chrome_trace(o.trace, events);
-  }
-  return 0;
-}
-
 // A mistake every rank finds alike before any rank communicates (a flag, the layout against
 // the world size, a model that does not split): rank 0 reports it, once.
 struct UsageError : trident::InvalidArgument {
   using trident::InvalidArgument::InvalidArgument;
 };
 
-void check_layout(const Options& o, int size) {
-  const bool pipeline = o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty();
-  trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.pp >= 1 && o.dp * o.tp * o.pp == size, "train_gpt: started on ",
-                            size, " rank(s) but --dp ", o.dp, " x --tp ", o.tp,
-                            pipeline ? " x --pp " + std::to_string(o.pp) : std::string(), " = ", o.dp * o.tp * o.pp);
-  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
+void check_layout(Options& o, int size) {
+  const auto& l = o.layout;
+  trident::require_argument(l.dp >= 1 && l.tp >= 1 && l.pp >= 1 && l.dp * l.tp * l.pp == size, "train_gpt: started on ",
+                            size, " rank(s) but --dp ", l.dp, " x --tp ", l.tp,
+                            l.pp > 1 ? " x --pp " + std::to_string(l.pp) : std::string(), " = ", l.dp * l.tp * l.pp);
+  trident::require_argument(!l.sequence_parallel || l.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.config.validate();
-  trident::model::validate_gpt2_split(o.config, {o.tp, 0});
-  o.training.validate(o.config);
-  o.training.validate_data_parallel(o.dp);
-  o.parallel.validate();
+  trident::model::validate_gpt2_split(o.config, {l.tp, 0});
+  trident::require_argument(o.batch >= 1 && l.micro_batch >= 1, "train_gpt: --batch ", o.batch, " and --micro-batch ",
+                            l.micro_batch, " must be >= 1");
+  trident::require_argument(o.batch % (l.micro_batch * l.dp) == 0, "train_gpt: the batch of ", o.batch,
+                            " sequences is not a whole number of micro-batches of ", l.micro_batch, " on each of ",
+                            l.dp, " data-parallel rank(s) (it must be a multiple of ", l.micro_batch * l.dp, ")");
+  trident::require_argument(o.trace.empty() || l.stages() > 1, "train_gpt: --trace records the pipeline; it needs ",
+                            "--pp > 1 or --virtual-stages > 1");
+  o.layout.stage_layers = gpt2_stage_layers(o.stage_blocks, o.config.layers, l.stages());
+  o.layout.validate(size, trident::model::gpt2_spec(o.config));
+}
+
+// The GPT-2 a checkpoint holds must be the one asked for.
+void require_same_config(const trident::io::Metadata& metadata, const std::string& path,
+                         const trident::model::Gpt2Config& config) {
+  const auto saved = trident::model::checkpoint_config(metadata, path);
+  trident::require_argument(saved == config, "train_gpt: checkpoint '", path, "' holds a model with ", saved.describe(),
+                            " but the model asked for has ", config.describe());
 }
 
 int run(int argc, char** argv, int rank, int size) {
@@ -329,87 +262,72 @@ int run(int argc, char** argv, int rank, int size) {
   }
   const Options& o = parsed;
   if (help) return 0;
-  if (o.pp > 1 || o.schedule != "1f1b" || o.virtual_stages != 1 || o.recompute || !o.trace.empty())
-    return run_pipeline(o, rank, size);  // also with --dp and --tp: the whole mesh
-  trident::require_argument(o.dp >= 1 && o.tp >= 1 && o.dp * o.tp == size, "train_gpt: started on ", size,
-                            " rank(s) but --dp ", o.dp, " x --tp ", o.tp, " = ", o.dp * o.tp);
-  trident::require_argument(!o.sequence_parallel || o.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
-  o.parallel.validate();
-  // One rank without ZeRO is the one-rank trainer itself; --dp trains data-parallel, --tp
-  // tensor-parallel (every rank of the group runs the same micro-batches).
-  const bool data_parallel = o.dp > 1 || o.parallel.zero_stage > 0;
-  const bool tensor_parallel = o.tp > 1;
+  using Trainer = trident::train::Trainer<float, Space>;
+  const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
   double floor = NAN;
-  Space space;
-  using Trainer = trident::model::Gpt2Trainer<float, Space>;
-  // Ranks of a tensor-parallel group hold one replica's shards; the data-parallel groups join
-  // the ranks holding the same shard.
-  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), o.dp, o.tp, 1);
-  const trident::tensor_parallel::TensorParallelGroup tp_group{mesh.tp(), o.sequence_parallel};
   std::unique_ptr<trident::data::BatchLoader> loader;
   std::unique_ptr<Trainer> trainer_owner;
-  set_up_together(mesh.world(), [&] {
-    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.training.batch, o.config.seq);
-    if (data_parallel) {
-      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, mesh.dp(), o.parallel, tp_group);
-    } else if (tensor_parallel) {
-      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed, tp_group);
-    } else {
-      trainer_owner = std::make_unique<Trainer>(space, o.config, o.training, o.seed);
-    }
-    if (!o.load.empty()) trainer_owner->load(o.load);
+  set_up_together(world, [&] {
+    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.batch, o.config.seq);
   });
-  const trident::data::BatchLoader& data = *loader;
+  trainer_owner = std::make_unique<Trainer>(world, trident::model::gpt2_spec(o.config), o.layout, o.training);
   Trainer& trainer = *trainer_owner;
-  print_layout(mesh, [&](int) {
-    return "blocks [0, " + std::to_string(o.config.layers) + ") +embedding +head" +
-           (data_parallel && o.parallel.zero_stage > 0 ? ", ZeRO-" + std::to_string(o.parallel.zero_stage) + " shard"
-            : tensor_parallel                          ? ", its tensor-parallel shard"
-                                                       : "");
-  });
-
-  const double tokens_per_step = static_cast<double>(o.training.batch) * o.config.seq;
+  trainer.set_metadata("config", trident::model::config_to_json(o.config).dump());
+  if (!o.load.empty())
+    trainer.load(o.load,
+                 [&](const trident::io::Metadata& metadata) { require_same_config(metadata, o.load, o.config); });
+  const trident::data::BatchLoader& data = *loader;
+  const auto& mesh = trainer.mesh();
+  const double tokens_per_step = static_cast<double>(o.batch) * o.config.seq;
   const double flops_per_token = o.config.training_flops_per_token();
   const double peak = o.peak_gflops > 0
                           ? o.peak_gflops
-                          : trident::model::measure_gemm_gflops<float>(space, o.training.micro_batch * o.config.seq,
+                          : trident::model::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
                                                                        4 * o.config.hidden, o.config.hidden);
   if (rank == 0) {
-    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, ", o.config.describe().c_str(),
-                static_cast<long long>(global_parameter_count(trainer.model().parameters())), Space::name());
-    if (data_parallel) {
-      std::printf("%d data-parallel rank(s)%s, ZeRO-%d, gradient buckets of %g MiB\n", o.dp,
-                  tensor_parallel ? (" x " + std::to_string(o.tp) + " tensor-parallel rank(s)").c_str() : "",
-                  o.parallel.zero_stage, o.parallel.bucket_mb);
-    } else if (tensor_parallel) {
-      std::printf("%d tensor-parallel rank(s)%s\n", size, o.sequence_parallel ? " with sequence parallelism" : "");
-    } else {
-      std::printf("1 rank\n");
-    }
+    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s\n", o.config.describe().c_str(),
+                static_cast<long long>(trident::nn::parameter_count(trainer.spec())), Space::name(),
+                o.layout.describe().c_str());
     std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
-                static_cast<long long>(data.stream_length()), static_cast<long long>(o.training.batch), o.config.seq,
-                static_cast<long long>(o.training.micro_batch));
+                static_cast<long long>(data.stream_length()), static_cast<long long>(o.batch), o.config.seq,
+                static_cast<long long>(o.layout.micro_batch));
     if (!std::isnan(floor))
       std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
                   std::log(static_cast<double>(o.config.vocab)), floor);
     std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
                 o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
     if (!o.load.empty())
-      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.progress().step));
+      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.steps_done()));
   }
+  print_layout(trainer, o);
   std::unique_ptr<std::ofstream> json;
   if (!o.log_json.empty() && rank == 0) {
     json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
     trident::require(json->good(), "train_gpt: cannot open --log-json file '", o.log_json, "'");
   }
+  const std::int64_t replica_rows = o.batch / o.layout.dp;
   std::vector<double> recent;
-  while (trainer.progress().step < o.steps) {
-    const auto r = trainer.train_step(data);
-    const double tokens_per_second = tokens_per_step / r.seconds;
-    const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
-    if (finish_step(trainer, r, o, rank)) continue;
+  while (trainer.steps_done() < o.steps) {
+    const std::int64_t step = trainer.steps_done() + 1;
+    const auto tokens = data.batch(step - 1, mesh.dp_rank() * replica_rows, replica_rows);
+    const auto r = trainer.step(trident::model::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
+    if (o.save_every > 0 && r.step % o.save_every == 0) {
+      trainer.save(checkpoint_path(o.checkpoint_dir));
+      if (rank == 0)
+        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
+                    static_cast<long long>(r.step));
+    }
+    if (r.skipped) {
+      if (rank == 0)
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
+                    static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
+                    static_cast<long long>(r.skipped_so_far));
+      continue;
+    }
     recent.push_back(r.loss);
     if (rank != 0) continue;
+    const double tokens_per_second = tokens_per_step / r.seconds;
+    const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
     std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
                 static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
                 r.seconds * 1e3, tokens_per_second, 100 * mfu);
@@ -429,12 +347,15 @@ int run(int argc, char** argv, int rank, int size) {
     std::printf("mean loss of the last 10 steps %.4f: %.1f%% of the gap from ln V = %.4f to the floor %.4f closed\n",
                 last, 100 * (lnv - last) / (lnv - floor), lnv, floor);
   }
-  if (rank == 0 && data_parallel)
-    std::printf("%s", trident::memory_report(trainer.parallel()->memory(), "memory of rank 0").c_str());
+  if (rank == 0 && (o.layout.dp > 1 || o.layout.zero_stage > 0))
+    std::printf("%s", trident::memory_report(trainer.memory(), "memory of rank 0").c_str());
   if (!o.save.empty()) {
     trainer.save(o.save);
-    if (rank == 0)
-      std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.progress().step));
+    if (rank == 0) std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.steps_done()));
+  }
+  if (!o.trace.empty() && trainer.executor() != nullptr) {
+    const auto events = trainer.executor()->gather_trace();
+    if (rank == 0) trident::pipeline::write_chrome_trace(o.trace, events);
   }
   return 0;
 }

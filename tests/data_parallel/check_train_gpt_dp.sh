@@ -19,7 +19,7 @@ for zero in 0 1 2 3; do
   run2 --zero "$zero" --bucket-mb 0.02 --steps 6 --log-json "$dir/dp2_zero$zero.jsonl" > "$dir/dp2_zero$zero.log"
   same_losses "$dir/dp2_zero$zero.jsonl" "$dir/one.jsonl" "dp=2 ZeRO-$zero"
   [ "$(grep -c '^step ' "$dir/dp2_zero$zero.log")" -eq 6 ] || { echo "FAIL: not one line per step"; exit 1; }
-  grep -q "2 data-parallel rank(s), ZeRO-$zero" "$dir/dp2_zero$zero.log"
+  grep -q "dp 2 x tp 1 x pp 1, ZeRO-$zero" "$dir/dp2_zero$zero.log"
 done
 
 run2 --zero 2 --steps 3 --save "$dir/step3.safetensors" > "$dir/save.log"

@@ -41,7 +41,7 @@ struct TrainerSettings {
   double grad_clip = 1.0;                                // max global gradient norm; <= 0 disables clipping
   NonFinitePolicy on_nonfinite = NonFinitePolicy::stop;  // a step with a NaN/Inf loss or gradient
   optim::CosineSchedule schedule;
-  optim::AdamWSettings adamw;
+  optim::AdamWSettings adamw = optim::AdamWSettings::gpt2();
 
   void validate(const Gpt2Config& config) const {
     require_argument(batch >= 1 && micro_batch >= 1, "trident::model::TrainerSettings: batch ", batch,

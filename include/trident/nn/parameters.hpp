@@ -126,6 +126,17 @@ inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
   return all;
 }
 
+// Elements of the model's global tensors (a tied table once).
+inline std::int64_t parameter_count(const ModelSpec& spec) {
+  std::int64_t total = 0;
+  for (const auto& t : model_tensors(spec)) {
+    std::int64_t n = 1;
+    for (auto e : t.shape) n *= e;
+    total += n;
+  }
+  return total;
+}
+
 // A table a tied head reads, and the top-level layers of its embedding and of the head. When
 // pipeline stages put them apart, the head's stage holds a copy (Model::tied_copies) and the
 // two gradients must be summed after the step's backward (pipeline::TiedGradients between

@@ -14,11 +14,14 @@
 
 namespace trident::optim {
 
+// torch.optim.AdamW's defaults; gpt2() is the preset GPT-2 and nanoGPT train with.
 struct AdamWSettings {
   double beta1 = 0.9;
-  double beta2 = 0.95;
+  double beta2 = 0.999;
   double eps = 1e-8;
-  double weight_decay = 0.1;
+  double weight_decay = 0.01;
+
+  static AdamWSettings gpt2() { return {0.9, 0.95, 1e-8, 0.1}; }
 };
 
 namespace detail {
@@ -48,9 +51,9 @@ struct AdamWUpdate {
 // One AdamW step on matching rank-1 views (any contiguous range of the flat buffers, so a
 // ZeRO shard updates only its own range). `step` counts from 1.
 template <class ExecutionSpace, class ParamView, class GradView, class MomentView>
-void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad,
-                  const MomentView& exp_avg, const MomentView& exp_avg_sq, const AdamWSettings& settings,
-                  std::int64_t step, double lr, bool decay) {
+void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad, const MomentView& exp_avg,
+                  const MomentView& exp_avg_sq, const AdamWSettings& settings, std::int64_t step, double lr,
+                  bool decay) {
   static_assert(Kokkos::SpaceAccessibility<ExecutionSpace, typename ParamView::memory_space>::accessible,
                 "the execution space cannot access the parameters");
   require_argument(step >= 1, "trident::optim::adamw_update: step counts from 1, got ", step);
@@ -60,13 +63,20 @@ void adamw_update(const ExecutionSpace& space, const ParamView& param, const Gra
                    " and moments ", exp_avg.extent(0), "/", exp_avg_sq.extent(0));
   const double bias1 = 1.0 - std::pow(settings.beta1, static_cast<double>(step));
   const double bias2 = 1.0 - std::pow(settings.beta2, static_cast<double>(step));
-  detail::AdamWUpdate<ParamView, GradView, MomentView> functor{
-      param,          grad,           exp_avg,   exp_avg_sq,   decay ? 1.0 - lr * settings.weight_decay : 1.0,
-      settings.beta1, settings.beta2, lr / bias1, 1.0 / std::sqrt(bias2), settings.eps};
-  Kokkos::parallel_for("trident::optim::adamw",
-                       Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>(
-                           space, 0, static_cast<std::int64_t>(n)),
-                       functor);
+  detail::AdamWUpdate<ParamView, GradView, MomentView> functor{param,
+                                                               grad,
+                                                               exp_avg,
+                                                               exp_avg_sq,
+                                                               decay ? 1.0 - lr * settings.weight_decay : 1.0,
+                                                               settings.beta1,
+                                                               settings.beta2,
+                                                               lr / bias1,
+                                                               1.0 / std::sqrt(bias2),
+                                                               settings.eps};
+  Kokkos::parallel_for(
+      "trident::optim::adamw",
+      Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>(space, 0, static_cast<std::int64_t>(n)),
+      functor);
 }
 
 // AdamW over a whole ParameterStore: owns the two moment buffers, laid out like the parameters.

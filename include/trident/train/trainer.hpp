@@ -44,6 +44,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -337,15 +338,16 @@ class Trainer {
   }
 
   // Reads a checkpoint saved in any layout (its parameters and AdamW moments, step, samples
-  // and seed); a file that fails on any rank changes nothing on every rank. Collective over the
-  // world. Returns the checkpoint's metadata.
-  io::Metadata load(const std::string& path) {
+  // and seed); `check(metadata)` may refuse it first (throwing). A file that fails on any rank
+  // changes nothing on every rank. Collective over the world. Returns the checkpoint's metadata.
+  io::Metadata load(const std::string& path, const std::function<void(const io::Metadata&)>& check = {}) {
     ScopedRegion region("trident::train::Trainer::load");
     std::vector<StatePart<Scalar, memory_space>> parts;
     for (const auto& part : owned_parts()) parts.push_back(with_fresh_buffers(part));
     std::int64_t step = 0, samples = 0, skipped = 0;
     std::uint64_t seed = 0;
     const auto metadata = load_state(path, global_tensor_list(), parts, m_mesh.world(), [&](const io::Metadata& md) {
+      if (check) check(md);
       try {
         step = std::stoll(metadata_entry(md, "step", path));
         samples = std::stoll(metadata_entry(md, "samples", path));
