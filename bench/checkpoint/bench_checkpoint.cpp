@@ -13,7 +13,7 @@
 
 #include <trident/io/safetensors.hpp>
 #include <trident/mesh/process_mesh.hpp>
-#include <trident/model/gpt2_parallel_trainer.hpp>
+#include <trident/gpt2/parallel_trainer.hpp>
 
 #include <mpi.h>
 
@@ -61,14 +61,14 @@ void run(int argc, char** argv) {
   const auto config = trident_bench::gpt2_config_from(argc, argv);
 
   const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), dp, tp, pp);
-  trident::model::TrainerSettings settings;
+  trident::gpt2::TrainerSettings settings;
   settings.micro_batch = 1;
   settings.batch = dp * pp;
   settings.seq = config.seq;
   trident::data_parallel::DataParallelSettings parallel;
   parallel.zero_stage = zero;
-  const auto plan = trident::model::plan_gpt2_pipeline(config, "1f1b", pp, pp, 1, "", config.seq);
-  trident::model::Gpt2ParallelTrainer<float, Space> trainer(Space(), config, settings, 1234, mesh, plan, false, false,
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "1f1b", pp, pp, 1, "", config.seq);
+  trident::gpt2::Gpt2ParallelTrainer<float, Space> trainer(Space(), config, settings, 1234, mesh, plan, false, false,
                                                             parallel);
   const std::string path = dir + "/bench_checkpoint_np" + std::to_string(size) + ".safetensors";
   std::vector<double> saves, loads, alone;

@@ -1,7 +1,7 @@
 #pragma once
 // Command-line sizes shared by the GPT-2 benchmarks: `--name value` pairs with defaults.
 
-#include <trident/model/gpt2_config.hpp>
+#include <trident/gpt2/config.hpp>
 
 #include <cstdlib>
 #include <cstring>
@@ -16,8 +16,8 @@ inline int argument(int argc, char** argv, const char* name, int fallback) {
 
 // --layers --hidden --heads --seq --vocab, defaulting to the benchmark model
 // (L=4, C=256, H=4, T=256, V=4096).
-inline trident::model::Gpt2Config gpt2_config_from(int argc, char** argv) {
-  trident::model::Gpt2Config config;
+inline trident::gpt2::Gpt2Config gpt2_config_from(int argc, char** argv) {
+  trident::gpt2::Gpt2Config config;
   config.layers = argument(argc, argv, "--layers", 4);
   config.hidden = argument(argc, argv, "--hidden", 256);
   config.heads = argument(argc, argv, "--heads", 4);

@@ -12,7 +12,7 @@
 #include <trident/comm/communicator.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/data/synthetic.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/gpt2/trainer.hpp>
 
 #include <mpi.h>
 
@@ -27,7 +27,7 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Trainer = trident::model::Gpt2Trainer<float, Space>;
+using Trainer = trident::gpt2::Gpt2Trainer<float, Space>;
 
 double argument(int argc, char** argv, const char* name, double fallback) {
   for (int i = 1; i + 1 < argc; ++i)
@@ -63,14 +63,14 @@ int main(int argc, char** argv) {
     int rank = 0, ranks = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    trident::model::Gpt2Config config;
+    trident::gpt2::Gpt2Config config;
     config.layers = static_cast<int>(argument(argc, argv, "--layers", 4));
     config.hidden = static_cast<int>(argument(argc, argv, "--hidden", 128));
     config.heads = static_cast<int>(argument(argc, argv, "--heads", 4));
     config.seq = static_cast<int>(argument(argc, argv, "--seq", 64));
     config.vocab = static_cast<int>(argument(argc, argv, "--vocab", 512));
     const int steps = static_cast<int>(argument(argc, argv, "--steps", 10));
-    trident::model::TrainerSettings settings;
+    trident::gpt2::TrainerSettings settings;
     settings.batch = static_cast<std::int64_t>(argument(argc, argv, "--batch", 8));
     settings.micro_batch = static_cast<std::int64_t>(argument(argc, argv, "--micro-batch", 2));
     settings.seq = config.seq;

@@ -15,7 +15,7 @@
 //                                --batch 2 --m 8 --steps 3 --trace /tmp/1f1b.json]
 // --trace writes the 1F1B step's trace (all ranks) for bench/pipeline/plot_timeline.py.
 
-#include <trident/model/gpt2_pipeline.hpp>
+#include <trident/gpt2/pipeline.hpp>
 #include <trident/pipeline/pipeline.hpp>
 
 #include <mpi.h>
@@ -35,7 +35,7 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Pipeline = trident::model::Gpt2Pipeline<float, Space>;
+using Pipeline = trident::gpt2::Gpt2Pipeline<float, Space>;
 namespace pp = trident::pipeline;
 
 std::string option(int argc, char** argv, const char* name, const std::string& fallback) {
@@ -103,7 +103,7 @@ struct Run {
   long long peak_bytes = 0, peak_micro_batches = 0;
 };
 
-Run run(const trident::model::Gpt2Config& config, const trident::model::Gpt2PipelinePlan& plan, int batch, int seq,
+Run run(const trident::gpt2::Gpt2Config& config, const trident::gpt2::Gpt2PipelinePlan& plan, int batch, int seq,
         int steps, bool recompute) {
   const trident::comm::Communicator world(MPI_COMM_WORLD, "pp");
   Pipeline pipe(Space(), config, plan, world, batch, seq, Pipeline::group_type::single(), recompute);
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     try {
-      trident::model::Gpt2Config config{number(argc, argv, "--layers", 8), number(argc, argv, "--heads", 4),
+      trident::gpt2::Gpt2Config config{number(argc, argv, "--layers", 8), number(argc, argv, "--heads", 4),
                                         number(argc, argv, "--hidden", 128), number(argc, argv, "--seq", 64),
                                         number(argc, argv, "--vocab", 512)};
       const int batch = number(argc, argv, "--batch", 2), m = number(argc, argv, "--m", 8);
@@ -162,9 +162,9 @@ int main(int argc, char** argv) {
                                {"micro_batch", batch},
                                {"cores", cores},
                                {"oversubscribed", cores > 0 && static_cast<unsigned>(size) > cores}};
-        trident::model::Gpt2PipelinePlan plan;
+        trident::gpt2::Gpt2PipelinePlan plan;
         try {
-          plan = trident::model::plan_gpt2_pipeline(config, name, size, m, v, "", config.seq);
+          plan = trident::gpt2::plan_gpt2_pipeline(config, name, size, m, v, "", config.seq);
         } catch (const trident::InvalidArgument& e) {
           line["valid"] = false;
           line["reason"] = e.what();

@@ -11,7 +11,7 @@ out=$2
 shift 2
 threads=("$@")
 [ ${#threads[@]} -gt 0 ] || threads=(1 2)
-for binary in bench/model/bench_train_step bench/ops/bench_ops; do
+for binary in bench/train/bench_train_step bench/ops/bench_ops; do
   [ -x "$build/$binary" ] || { echo "missing $build/$binary: build with -DTRIDENT_ENABLE_BENCH=ON" >&2; exit 1; }
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
@@ -25,7 +25,7 @@ for t in "${threads[@]}"; do
   case " $seen " in *" $first "*) continue ;; esac  # Serial or a GPU: one run is enough
   seen="$seen $first"
   echo "running on $first" >&2
-  "$build/bench/model/bench_train_step" --steps 5 >>"$out.partial"
+  "$build/bench/train/bench_train_step" --steps 5 >>"$out.partial"
   "$build/bench/ops/bench_ops" --repeats 5 >>"$out.partial"
 done
 mv "$out.partial" "$out"

@@ -4,7 +4,7 @@
 //   mpiexec -n 2 bench_tensor_parallel [--layers 4 --hidden 256 --heads 4 --seq 256 --vocab 4096
 //                                        --batch 4 --steps 5 --sequence-parallel 0]
 
-#include <trident/model/gpt2.hpp>
+#include <trident/gpt2/model.hpp>
 
 #include "gpt2_arguments.hpp"
 
@@ -22,7 +22,7 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Model = trident::model::Gpt2<float, Space>;
+using Model = trident::gpt2::Gpt2<float, Space>;
 using Clock = std::chrono::steady_clock;
 
 struct UnitProfile {
@@ -49,7 +49,7 @@ UnitProfile profile(Model& model, int batch, int seq, int steps) {
     mark = Clock::now();
     byte_mark = comm.stats().total_bytes();
   };
-  trident::model::Gpt2Hooks hooks;
+  trident::gpt2::Gpt2Hooks hooks;
   hooks.before_forward = [&](int unit) { close(); open_unit = unit; };
   hooks.before_backward = [&](int unit) { close(); open_unit = unit; };
   hooks.after_backward = [&](int) { close(); open_unit = -1; };
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Kokkos::initialize(argc, argv);
   {
-    const trident::model::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
+    const trident::gpt2::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
     const int batch = trident_bench::argument(argc, argv, "--batch", 4), steps = trident_bench::argument(argc, argv, "--steps", 5);
     const bool sp = trident_bench::argument(argc, argv, "--sequence-parallel", 0) != 0;
     trident::comm::Communicator world(MPI_COMM_WORLD, "world");

@@ -12,11 +12,11 @@
 #include <trident/data/token_files.hpp>
 #include <trident/io/token_file.hpp>
 #include <trident/mesh/process_mesh.hpp>
-#include <trident/model/gemm_peak.hpp>
-#include <trident/model/gpt2_batch.hpp>
-#include <trident/model/gpt2_checkpoint.hpp>
-#include <trident/model/gpt2_parameters.hpp>
-#include <trident/model/gpt2_spec.hpp>
+#include <trident/ops/gemm_peak.hpp>
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/checkpoint.hpp>
+#include <trident/gpt2/parameters.hpp>
+#include <trident/gpt2/spec.hpp>
 #include <trident/optim/lr_schedule.hpp>
 #include <trident/pipeline/trace.hpp>
 #include <trident/train.hpp>
@@ -41,7 +41,7 @@ namespace {
 using Space = Kokkos::DefaultExecutionSpace;
 
 struct Options {
-  trident::model::Gpt2Config config;
+  trident::gpt2::Gpt2Config config;
   trident::train::Layout layout;
   trident::train::TrainerSettings training;
   trident::optim::CosineSchedule schedule;
@@ -231,7 +231,7 @@ void check_layout(Options& o, int size) {
                             l.pp > 1 ? " x --pp " + std::to_string(l.pp) : std::string(), " = ", l.dp * l.tp * l.pp);
   trident::require_argument(!l.sequence_parallel || l.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
   o.config.validate();
-  trident::model::validate_gpt2_split(o.config, {l.tp, 0});
+  trident::gpt2::validate_gpt2_split(o.config, {l.tp, 0});
   trident::require_argument(o.batch >= 1 && l.micro_batch >= 1, "train_gpt: --batch ", o.batch, " and --micro-batch ",
                             l.micro_batch, " must be >= 1");
   trident::require_argument(o.batch % (l.micro_batch * l.dp) == 0, "train_gpt: the batch of ", o.batch,
@@ -240,13 +240,13 @@ void check_layout(Options& o, int size) {
   trident::require_argument(o.trace.empty() || l.stages() > 1, "train_gpt: --trace records the pipeline; it needs ",
                             "--pp > 1 or --virtual-stages > 1");
   o.layout.stage_layers = gpt2_stage_layers(o.stage_blocks, o.config.layers, l.stages());
-  o.layout.validate(size, trident::model::gpt2_spec(o.config));
+  o.layout.validate(size, trident::gpt2::gpt2_spec(o.config));
 }
 
 // The GPT-2 a checkpoint holds must be the one asked for.
 void require_same_config(const trident::io::Metadata& metadata, const std::string& path,
-                         const trident::model::Gpt2Config& config) {
-  const auto saved = trident::model::checkpoint_config(metadata, path);
+                         const trident::gpt2::Gpt2Config& config) {
+  const auto saved = trident::gpt2::checkpoint_config(metadata, path);
   trident::require_argument(saved == config, "train_gpt: checkpoint '", path, "' holds a model with ", saved.describe(),
                             " but the model asked for has ", config.describe());
 }
@@ -270,9 +270,9 @@ int run(int argc, char** argv, int rank, int size) {
   set_up_together(world, [&] {
     loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.batch, o.config.seq);
   });
-  trainer_owner = std::make_unique<Trainer>(world, trident::model::gpt2_spec(o.config), o.layout, o.training);
+  trainer_owner = std::make_unique<Trainer>(world, trident::gpt2::gpt2_spec(o.config), o.layout, o.training);
   Trainer& trainer = *trainer_owner;
-  trainer.set_metadata("config", trident::model::config_to_json(o.config).dump());
+  trainer.set_metadata("config", trident::gpt2::config_to_json(o.config).dump());
   if (!o.load.empty())
     trainer.load(o.load,
                  [&](const trident::io::Metadata& metadata) { require_same_config(metadata, o.load, o.config); });
@@ -282,7 +282,7 @@ int run(int argc, char** argv, int rank, int size) {
   const double flops_per_token = o.config.training_flops_per_token();
   const double peak = o.peak_gflops > 0
                           ? o.peak_gflops
-                          : trident::model::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
+                          : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
                                                                        4 * o.config.hidden, o.config.hidden);
   if (rank == 0) {
     std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s\n", o.config.describe().c_str(),
@@ -310,7 +310,7 @@ int run(int argc, char** argv, int rank, int size) {
   while (trainer.steps_done() < o.steps) {
     const std::int64_t step = trainer.steps_done() + 1;
     const auto tokens = data.batch(step - 1, mesh.dp_rank() * replica_rows, replica_rows);
-    const auto r = trainer.step(trident::model::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
+    const auto r = trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
     if (o.save_every > 0 && r.step % o.save_every == 0) {
       trainer.save(checkpoint_path(o.checkpoint_dir));
       if (rank == 0)

@@ -37,12 +37,12 @@
 
 #include <trident/data_parallel/data_parallel.hpp>
 
-#include <trident/model/gemm_peak.hpp>
-#include <trident/model/gpt2.hpp>
-#include <trident/model/gpt2_checkpoint.hpp>
-#include <trident/model/gpt2_parallel_trainer.hpp>
-#include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/ops/gemm_peak.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/checkpoint.hpp>
+#include <trident/gpt2/parallel_trainer.hpp>
+#include <trident/gpt2/pipeline.hpp>
+#include <trident/gpt2/trainer.hpp>
 
 #include <trident/nn/nn.hpp>
 #include <trident/train.hpp>

@@ -6,7 +6,7 @@
 
 #include <trident/comm/communicator.hpp>
 #include <trident/data/synthetic.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/gpt2/trainer.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -17,14 +17,14 @@
 namespace trident_test {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Trainer = trident::model::Gpt2Trainer<float, Space>;
+using Trainer = trident::gpt2::Gpt2Trainer<float, Space>;
 
 // L=2 C=32 H=2 T=16 V=61: every tensor a multiple of C, so Ψ = 27,936 divides over 1, 2, 4.
-inline trident::model::Gpt2Config even_config() {
+inline trident::gpt2::Gpt2Config even_config() {
   return {2, 2, 32, 16, 61};
 }
 // C=33: Ψ = 29,601 is odd, so the shards of 2 and 4 ranks are uneven.
-inline trident::model::Gpt2Config uneven_config() {
+inline trident::gpt2::Gpt2Config uneven_config() {
   return {2, 3, 33, 16, 61};
 }
 
@@ -32,8 +32,8 @@ constexpr std::int64_t global_batch = 8;
 constexpr std::uint64_t seed = 5;
 
 // Two micro-batches per replica at every dp, and a clip threshold low enough to bite.
-inline trident::model::TrainerSettings settings_for(int dp, int seq = 16) {
-  trident::model::TrainerSettings s;
+inline trident::gpt2::TrainerSettings settings_for(int dp, int seq = 16) {
+  trident::gpt2::TrainerSettings s;
   s.batch = global_batch;
   s.micro_batch = global_batch / (2 * dp);
   s.seq = seq;
@@ -42,7 +42,7 @@ inline trident::model::TrainerSettings settings_for(int dp, int seq = 16) {
   return s;
 }
 
-inline trident::data::BatchLoader make_data(const trident::model::Gpt2Config& config) {
+inline trident::data::BatchLoader make_data(const trident::gpt2::Gpt2Config& config) {
   trident::data::SyntheticMarkovLanguage language(config.vocab, 3, 11);
   return trident::data::BatchLoader(language.generate(1 << 14), global_batch, config.seq);
 }
@@ -69,7 +69,7 @@ struct Run {
 };
 
 // The one-rank trainer on the whole global batch.
-inline Run reference_run(const trident::model::Gpt2Config& config, int steps) {
+inline Run reference_run(const trident::gpt2::Gpt2Config& config, int steps) {
   const auto data = make_data(config);
   Trainer trainer(Space(), config, settings_for(1), seed);
   Run run;

@@ -95,8 +95,8 @@ TEST_CASE("a unit plan finds each unit's range and what it reads", "[data_parall
 
   // GPT-2: embedding, blocks, head; the head reads wte.
   const auto config = even_config();
-  trident::model::Gpt2<float, Space> model(Space(), config);
-  const auto gpt2 = trident::model::gpt2_unit_plan(model.parameters(), config);
+  trident::gpt2::Gpt2<float, Space> model(Space(), config);
+  const auto gpt2 = trident::gpt2::gpt2_unit_plan(model.parameters(), config);
   CHECK(gpt2.unit_count() == config.layers + 2);
   CHECK(gpt2.owned(0).size() == (config.vocab + config.seq) * config.hidden);
   CHECK(gpt2.owned(config.layers + 1).size() == 2 * config.hidden);
@@ -185,7 +185,7 @@ TEST_CASE("AdamW on a range that cuts through tensors is the full AdamW on that 
 }
 
 // One micro-batch of one sequence per rank: valid at every world size.
-trident::model::TrainerSettings one_row_each() {
+trident::gpt2::TrainerSettings one_row_each() {
   auto s = settings_for(1);
   s.batch = world_size();
   s.micro_batch = 1;

@@ -5,8 +5,8 @@
 
 #include "trident_test.hpp"
 
-#include <trident/model/gpt2.hpp>
-#include <trident/model/gpt2_pipeline.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/pipeline.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 
@@ -20,12 +20,12 @@
 namespace pipeline_gpt2_test {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Model = trident::model::Gpt2<float, Space>;
-using Pipeline = trident::model::Gpt2Pipeline<float, Space>;
+using Model = trident::gpt2::Gpt2<float, Space>;
+using Pipeline = trident::gpt2::Gpt2Pipeline<float, Space>;
 using AdamW = trident::optim::AdamW<float, Space::memory_space>;
 
 // L = 8 blocks fill p * v = 8 stages at p = 4, v = 2; H = 2 splits over tp = 2.
-inline const trident::model::Gpt2Config config{8, 2, 16, 8, 29};
+inline const trident::gpt2::Gpt2Config config{8, 2, 16, 8, 29};
 inline const int batch = 2, seq = 8;  // each micro-batch: N = 16 rows
 
 inline trident::comm::Communicator world() {

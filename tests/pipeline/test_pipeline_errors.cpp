@@ -8,7 +8,7 @@
 using namespace pipeline_gpt2_test;
 using Catch::Contains;
 using trident::InvalidArgument;
-using trident::model::plan_gpt2_pipeline;
+using trident::gpt2::plan_gpt2_pipeline;
 
 TEST_CASE("bad pipeline layouts are refused before any work", "[pipeline][errors]") {
   CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 9, 9), Contains("L = 8 blocks cannot fill 9 stages"));
@@ -23,11 +23,11 @@ TEST_CASE("bad pipeline layouts are refused before any work", "[pipeline][errors
   CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 2, 4, 2), Contains("only 'interleaved' takes v > 1"));
   CHECK_THROWS_AS(plan_gpt2_pipeline(config, "1f1b", 2, 0), InvalidArgument);
 
-  CHECK_THROWS_WITH(Model(Space(), config, trident::model::Gpt2Stage{2, 9, false, true}),
+  CHECK_THROWS_WITH(Model(Space(), config, trident::gpt2::Gpt2Stage{2, 9, false, true}),
                     Contains("not a non-empty range of the model's L = 8 blocks"));
-  CHECK_THROWS_WITH(Model(Space(), config, trident::model::Gpt2Stage{0, 4, false, false}),
+  CHECK_THROWS_WITH(Model(Space(), config, trident::gpt2::Gpt2Stage{0, 4, false, false}),
                     Contains("must hold the embedding exactly when it starts at block 0"));
-  Model stage(Space(), config, trident::model::Gpt2Stage{0, 4, true, false});
+  Model stage(Space(), config, trident::gpt2::Gpt2Stage{0, 4, true, false});
   CHECK_THROWS_WITH(stage.forward(data_for(0, 1).tokens[0], data_for(0, 1).targets[0], batch, seq, 1.0),
                     Contains("run it with the stage passes"));
   CHECK_THROWS_WITH(stage.set_micro_batches(data_for(0, 1).tokens, data_for(0, 1).targets, batch, seq, 0.0),

@@ -4,7 +4,7 @@
 
 #include "gpt2_pipeline_helpers.hpp"
 
-#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/gpt2/checkpoint.hpp>
 #include <trident/pipeline/activation_memory.hpp>
 #include <trident/pipeline/measured_bubble.hpp>
 
@@ -15,7 +15,7 @@ using namespace pipeline_gpt2_test;
 namespace {
 
 // Builds the pipeline of `plan`, loaded like the one-rank model, and compares one step.
-void compare_one_step(const trident::model::Gpt2PipelinePlan& plan, bool recompute = false) {
+void compare_one_step(const trident::gpt2::Gpt2PipelinePlan& plan, bool recompute = false) {
   const int m = plan.schedule.micro_batches;
   const double scale = 1.0 / (m * batch * seq);
   const auto data = data_for(1, m);
@@ -49,7 +49,7 @@ void compare_one_step(const trident::model::Gpt2PipelinePlan& plan, bool recompu
 
 TEST_CASE("each stage initialises exactly its tensors of the one-rank model", "[pipeline][gpt2]") {
   const int p = trident_test::world_size();
-  const auto plan = trident::model::plan_gpt2_pipeline(config, "1f1b", p, micro_batches_for(p));
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "1f1b", p, micro_batches_for(p));
   Model one(Space(), config);
   one.initialize(3);
   Pipeline pipe(Space(), config, plan, world(), batch, seq);
@@ -69,8 +69,8 @@ TEST_CASE("each stage initialises exactly its tensors of the one-rank model", "[
     CHECK(model.parameters().contains("wpe.weight") == stage.holds_embedding);
     CHECK(model.parameters().contains("ln_f.weight") == stage.holds_head);
     CHECK(model.parameters().contains("wte.weight") == (stage.holds_embedding || stage.holds_head));
-    CHECK(model.parameters().contains(trident::model::layer_name(stage.first_block, "ln_1.weight")));
-    CHECK(!model.parameters().contains(trident::model::layer_name(stage.end_block % config.layers, "ln_1.weight")) ==
+    CHECK(model.parameters().contains(trident::gpt2::layer_name(stage.first_block, "ln_1.weight")));
+    CHECK(!model.parameters().contains(trident::gpt2::layer_name(stage.end_block % config.layers, "ln_1.weight")) ==
           (p > 1));
   }
   const auto [first, last] = wte_copies(pipe, false);
@@ -81,7 +81,7 @@ TEST_CASE("one step of every schedule equals the one-rank step", "[pipeline][gpt
   const int p = trident_test::world_size();
   for (const auto& s : schedule_cases()) {
     INFO("schedule " << s.name << " p = " << p << " v = " << s.chunks);
-    const auto plan = trident::model::plan_gpt2_pipeline(config, s.name, p, micro_batches_for(p), s.chunks);
+    const auto plan = trident::gpt2::plan_gpt2_pipeline(config, s.name, p, micro_batches_for(p), s.chunks);
     compare_one_step(plan);
   }
 }
@@ -91,18 +91,18 @@ TEST_CASE("an uneven explicit split and fewer micro-batches than ranks", "[pipel
   if (p == 3) {
     for (const std::string name : {"1f1b", "zb", "gpipe"}) {
       INFO("schedule " << name << " with stages 2,4,2");
-      compare_one_step(trident::model::plan_gpt2_pipeline(config, name, 3, 5, 1, "2,4,2"));
+      compare_one_step(trident::gpt2::plan_gpt2_pipeline(config, name, 3, 5, 1, "2,4,2"));
     }
     INFO("interleaved with stages 1,2,1,2,1,1");
-    compare_one_step(trident::model::plan_gpt2_pipeline(config, "interleaved", 3, 6, 2, "1,2,1,2,1,1"));
+    compare_one_step(trident::gpt2::plan_gpt2_pipeline(config, "interleaved", 3, 6, 2, "1,2,1,2,1,1"));
   }
   if (p >= 2) {  // m < p: 1F1B turns into GPipe
     INFO("1f1b with m = 1");
-    compare_one_step(trident::model::plan_gpt2_pipeline(config, "1f1b", p, 1));
+    compare_one_step(trident::gpt2::plan_gpt2_pipeline(config, "1f1b", p, 1));
   }
   // The cost estimate gives the head's stage no fewer blocks than it can carry: costs balance.
-  const auto costs = trident::model::gpt2_part_costs(config, seq);
-  const auto plan = trident::model::plan_gpt2_pipeline(config, "1f1b", 3, 3);
+  const auto costs = trident::gpt2::gpt2_part_costs(config, seq);
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "1f1b", 3, 3);
   std::vector<int> blocks;
   for (const auto& stage : plan.stages) blocks.push_back(stage.blocks());
   CHECK(blocks == std::vector<int>{3, 3, 2});
@@ -113,13 +113,13 @@ TEST_CASE("a step with activation recomputation gives the same numbers", "[pipel
   const int p = trident_test::world_size();
   for (const auto& s : schedule_cases()) {
     INFO("schedule " << s.name << " p = " << p);
-    compare_one_step(trident::model::plan_gpt2_pipeline(config, s.name, p, micro_batches_for(p), s.chunks), true);
+    compare_one_step(trident::gpt2::plan_gpt2_pipeline(config, s.name, p, micro_batches_for(p), s.chunks), true);
   }
 }
 
 TEST_CASE("the executor traces every action of every rank", "[pipeline][gpt2]") {
   const int p = trident_test::world_size();
-  const auto plan = trident::model::plan_gpt2_pipeline(config, "zb", p, micro_batches_for(p));
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "zb", p, micro_batches_for(p));
   Pipeline pipe(Space(), config, plan, world(), batch, seq);
   pipe.initialize(1);
   const auto data = data_for(0, plan.schedule.micro_batches);
@@ -157,15 +157,15 @@ TEST_CASE("each stage loads its tensors from a one-rank checkpoint", "[pipeline]
   perturb(one.parameters());
   AdamW one_adamw(one.parameters(), {});
   if (trident_test::world_rank() == 0)
-    trident::model::save_gpt2_checkpoint(path, config, one.parameters(), one_adamw, {4, 100, 11});
+    trident::gpt2::save_gpt2_checkpoint(path, config, one.parameters(), one_adamw, {4, 100, 11});
   MPI_Barrier(MPI_COMM_WORLD);
-  const auto plan = trident::model::plan_gpt2_pipeline(config, "interleaved", p, micro_batches_for(p), 2);
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "interleaved", p, micro_batches_for(p), 2);
   Pipeline pipe(Space(), config, plan, world(), batch, seq);
   const auto one_values = host_copy(one.parameters().values());
   for (int c = 0; c < pipe.chunk_count(); ++c) {
     auto& model = pipe.chunk(c);
     AdamW adamw(model.parameters(), {});
-    CHECK(trident::model::load_gpt2_checkpoint(path, config, model.parameters(), adamw).step == 4);
+    CHECK(trident::gpt2::load_gpt2_checkpoint(path, config, model.parameters(), adamw).step == 4);
     const auto values = host_copy(model.parameters().values());
     int mismatched = 0;
     for (const auto& t : model.parameters().tensors()) {

@@ -14,7 +14,7 @@ namespace {
 // `rank_peak`, the most micro-batches this rank's chunks held together after any action.
 std::unique_ptr<Pipeline> run_step(const std::string& name, bool recompute, int* rank_peak = nullptr) {
   const int p = trident_test::world_size(), m = micro_batches_for(p);
-  const auto plan = trident::model::plan_gpt2_pipeline(config, name, p, m, name == "interleaved" ? 2 : 1);
+  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, name, p, m, name == "interleaved" ? 2 : 1);
   auto pipe =
       std::make_unique<Pipeline>(Space(), config, plan, world(), batch, seq, Model::group_type::single(), recompute);
   if (rank_peak != nullptr) {

@@ -23,7 +23,7 @@ TEST_CASE("tensor-parallel stages give the one-rank step", "[pipeline][tensor_pa
   for (bool sequence_parallel : {false, true}) {
     for (const auto& s : schedule_cases()) {
       INFO("schedule " << s.name << " sequence parallel " << sequence_parallel);
-      const auto plan = trident::model::plan_gpt2_pipeline(config, s.name, 2, m, s.chunks);
+      const auto plan = trident::gpt2::plan_gpt2_pipeline(config, s.name, 2, m, s.chunks);
       Pipeline pipe(Space(), config, plan, mesh.pp(), batch, seq, {mesh.tp(), sequence_parallel});
       pipe.initialize(7);
       for (int c = 0; c < pipe.chunk_count(); ++c) perturb(pipe.chunk(c).parameters());

@@ -52,7 +52,7 @@ TEST_CASE("20 training steps give the one-rank losses; the wte copies stay ident
   CHECK(expected.back() < expected.front());  // it trains
   for (const auto& s : schedule_cases()) {
     INFO("schedule " << s.name << " p = " << p << " v = " << s.chunks);
-    const auto plan = trident::model::plan_gpt2_pipeline(config, s.name, p, m, s.chunks);
+    const auto plan = trident::gpt2::plan_gpt2_pipeline(config, s.name, p, m, s.chunks);
     Pipeline pipe(Space(), config, plan, world(), batch, seq);
     pipe.initialize(9);
     const auto losses = train_pipeline(pipe, m);

@@ -3,8 +3,8 @@
 
 #include "trident_test.hpp"
 
-#include <trident/model/gpt2.hpp>
-#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/checkpoint.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/tensor_parallel/grad_norm.hpp>
 
@@ -17,11 +17,11 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Model = trident::model::Gpt2<float, Space>;
+using Model = trident::gpt2::Gpt2<float, Space>;
 namespace tp = trident::tensor_parallel;
 
 // H = 12 divides over 1, 2, 3 and 4 ranks; V = 37 divides over none of 2, 3, 4.
-const trident::model::Gpt2Config config{2, 12, 24, 8, 37};
+const trident::gpt2::Gpt2Config config{2, 12, 24, 8, 37};
 const int batch = 3, seq = 8;  // N = 24 rows: divisible by 1..4 for sequence parallelism
 
 tp::TensorParallelGroup world_group(bool sequence_parallel) {
@@ -197,17 +197,17 @@ TEST_CASE("a checkpoint saved at this tp loads at tp = 1 and continues identical
   shard.initialize(21);
   trident::optim::AdamW<float, Space::memory_space> adamw(shard.parameters(), {});
   train(shard, adamw, 3);
-  trident::model::save_gpt2_checkpoint(path, config, shard.parameters(), adamw, {3, 0, 21},
+  trident::gpt2::save_gpt2_checkpoint(path, config, shard.parameters(), adamw, {3, 0, 21},
                                        &shard.tensor_parallel_group().comm);
   MPI_Barrier(MPI_COMM_WORLD);
   // Reloaded at tp = 1 on every rank and at this tp: the next steps agree.
   Model one(Space(), config);
   trident::optim::AdamW<float, Space::memory_space> one_adamw(one.parameters(), {});
-  const auto progress = trident::model::load_gpt2_checkpoint(path, config, one.parameters(), one_adamw);
+  const auto progress = trident::gpt2::load_gpt2_checkpoint(path, config, one.parameters(), one_adamw);
   CHECK(progress.step == 3);
   Model again(Space(), config, world_group(true));
   trident::optim::AdamW<float, Space::memory_space> again_adamw(again.parameters(), {});
-  trident::model::load_gpt2_checkpoint(path, config, again.parameters(), again_adamw);
+  trident::gpt2::load_gpt2_checkpoint(path, config, again.parameters(), again_adamw);
   CHECK(host_copy(again.parameters().values()) == host_copy(shard.parameters().values()));
   CHECK(host_copy(again_adamw.exp_avg_sq()) == host_copy(adamw.exp_avg_sq()));
   auto continue_from = [&](Model& m, trident::optim::AdamW<float, Space::memory_space>& a) {
@@ -245,7 +245,7 @@ TEST_CASE("the bytes each layer communicates equal Megatron's analytic count", "
       into.push_back(comm.stats().total_bytes() - mark);
       mark = comm.stats().total_bytes();
     };
-    trident::model::Gpt2Hooks hooks;
+    trident::gpt2::Gpt2Hooks hooks;
     hooks.before_forward = [&](int unit) {
       if (unit > 0)
         take(forward_bytes);
@@ -284,12 +284,12 @@ TEST_CASE("the bytes each layer communicates equal Megatron's analytic count", "
 }
 
 TEST_CASE("bad tensor-parallel layouts are refused before any work", "[tensor_parallel]") {
-  using trident::model::Gpt2Split;
-  CHECK_THROWS_WITH(trident::model::validate_gpt2_split({2, 12, 24, 8, 37}, Gpt2Split{5, 0}),
+  using trident::gpt2::Gpt2Split;
+  CHECK_THROWS_WITH(trident::gpt2::validate_gpt2_split({2, 12, 24, 8, 37}, Gpt2Split{5, 0}),
                     Catch::Contains("12 heads do not divide over 5"));
-  CHECK_THROWS_WITH(trident::model::validate_gpt2_split({2, 4, 24, 8, 37}, Gpt2Split{8, 0}),
+  CHECK_THROWS_WITH(trident::gpt2::validate_gpt2_split({2, 4, 24, 8, 37}, Gpt2Split{8, 0}),
                     Catch::Contains("needs at least as many heads, but the model has 4"));
-  CHECK_THROWS_WITH(trident::model::validate_gpt2_split({2, 4, 24, 8, 3}, Gpt2Split{4, 0}),
+  CHECK_THROWS_WITH(trident::gpt2::validate_gpt2_split({2, 4, 24, 8, 3}, Gpt2Split{4, 0}),
                     Catch::Contains("vocabulary of 3 cannot be split over 4"));
   if (trident_test::world_size() == 2) {
     Model shard(Space(), config, world_group(true));

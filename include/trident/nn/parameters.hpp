@@ -140,7 +140,7 @@ inline std::int64_t parameter_count(const ModelSpec& spec) {
 // A table a tied head reads, and the top-level layers of its embedding and of the head. When
 // pipeline stages put them apart, the head's stage holds a copy (Model::tied_copies) and the
 // two gradients must be summed after the step's backward (pipeline::TiedGradients between
-// the two stages' ranks), as model::Gpt2Pipeline does for GPT-2's wte.
+// the two stages' ranks), as gpt2::Gpt2Pipeline does for GPT-2's wte.
 struct TiedTable {
   std::string name;
   int embedding_layer = 0, head_layer = 0;

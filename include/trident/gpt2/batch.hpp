@@ -12,12 +12,12 @@
 
 #include <cstddef>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 template <class Scalar, class ExecutionSpace>
 train::Batch<Scalar, ExecutionSpace> gpt2_token_batch(const data::Batch& tokens, bool replica_share) {
   require_argument(tokens.inputs.size() == tokens.targets.size() && !tokens.inputs.empty(),
-                   "trident::model::gpt2_token_batch: ", tokens.inputs.size(), " tokens and ", tokens.targets.size(),
+                   "trident::gpt2::gpt2_token_batch: ", tokens.inputs.size(), " tokens and ", tokens.targets.size(),
                    " targets");
   const std::size_t rows = tokens.inputs.size();
   Kokkos::View<Scalar**, Kokkos::LayoutRight, Kokkos::HostSpace> ids("trident::gpt2::ids", rows, 1);
@@ -29,4 +29,4 @@ train::Batch<Scalar, ExecutionSpace> gpt2_token_batch(const data::Batch& tokens,
   return {train::to_device<ExecutionSpace>(ids), {{}, train::to_device<ExecutionSpace>(targets)}, replica_share};
 }
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

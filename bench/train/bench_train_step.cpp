@@ -4,8 +4,8 @@
 //   bench_train_step [--layers 4 --hidden 256 --heads 4 --seq 256 --vocab 4096 --batch 8 --steps 6]
 
 #include <trident/data/synthetic.hpp>
-#include <trident/model/gemm_peak.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/ops/gemm_peak.hpp>
+#include <trident/gpt2/trainer.hpp>
 
 #include "gpt2_arguments.hpp"
 #include "json_line.hpp"
@@ -32,11 +32,11 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Kokkos::initialize(argc, argv);
   {
-    const trident::model::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
+    const trident::gpt2::Gpt2Config config = trident_bench::gpt2_config_from(argc, argv);
     const int batch = trident_bench::argument(argc, argv, "--batch", 8);
     const int steps = trident_bench::argument(argc, argv, "--steps", 6);
 
-    trident::model::TrainerSettings settings;
+    trident::gpt2::TrainerSettings settings;
     settings.batch = settings.micro_batch = batch;
     settings.seq = config.seq;
     settings.schedule = {1e-3, 0, steps + 2, 0.1};
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     trident::data::BatchLoader data(language.generate(static_cast<std::int64_t>(batch) * config.seq * 4 + 1), batch,
                                     config.seq);
     Space space;
-    trident::model::Gpt2Trainer<float, Space> trainer(space, config, settings, 1);
+    trident::gpt2::Gpt2Trainer<float, Space> trainer(space, config, settings, 1);
     trainer.train_step(data);  // warm-up: first-touch of every buffer
 
     // SGEMM at the shapes of one step's forward GEMMs (N = B*T rows); each timed step is

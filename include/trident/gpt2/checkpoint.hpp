@@ -11,8 +11,8 @@
 #include <trident/core/profiling.hpp>
 #include <trident/io/safetensors_reader.hpp>
 #include <trident/io/shard_pieces.hpp>
-#include <trident/model/gpt2_config.hpp>
-#include <trident/model/gpt2_parameters.hpp>
+#include <trident/gpt2/config.hpp>
+#include <trident/gpt2/parameters.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/train/checkpoint.hpp>
 
@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 struct TrainingProgress {
   std::int64_t step = 0;             // steps completed
@@ -74,7 +74,7 @@ inline Gpt2Config checkpoint_config(const io::Metadata& metadata, const std::str
     return {json.at("layers").get<int>(), json.at("heads").get<int>(), json.at("hidden").get<int>(),
             json.at("seq").get<int>(), json.at("vocab").get<int>()};
   } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("trident::model: checkpoint '") + path + "' has a malformed config: " + e.what());
+    throw Error(std::string("trident::gpt2: checkpoint '") + path + "' has a malformed config: " + e.what());
   }
 }
 
@@ -131,7 +131,7 @@ inline TrainingProgress checkpoint_progress(const io::Metadata& metadata, const 
     progress.tokens_consumed = std::stoll(metadata_entry(metadata, "tokens_consumed", path));
     progress.seed = std::stoull(metadata_entry(metadata, "seed", path));
   } catch (const std::logic_error& e) {
-    throw Error("trident::model: checkpoint '" + path + "' has a malformed step, data position or seed");
+    throw Error("trident::gpt2: checkpoint '" + path + "' has a malformed step, data position or seed");
   }
   return progress;
 }
@@ -153,7 +153,7 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
       path, gpt2_global_tensors(config), parts, comm,
       [&](const io::Metadata& found) {
         const Gpt2Config saved = checkpoint_config(found, path);
-        require_argument(saved == config, "trident::model: checkpoint '", path, "' holds a model with ",
+        require_argument(saved == config, "trident::gpt2: checkpoint '", path, "' holds a model with ",
                          saved.describe(), " but the model asked for has ", config.describe());
       },
       verify_together);
@@ -180,4 +180,4 @@ TrainingProgress load_gpt2_checkpoint(const std::string& path, const Gpt2Config&
       comm, group != nullptr || whole);
 }
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

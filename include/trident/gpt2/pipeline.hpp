@@ -16,9 +16,9 @@
 #include <trident/comm/communicator.hpp>
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
-#include <trident/model/gpt2.hpp>
-#include <trident/model/gpt2_config.hpp>
-#include <trident/model/gpt2_parameters.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/config.hpp>
+#include <trident/gpt2/parameters.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/pipeline/executor.hpp>
 #include <trident/pipeline/grad_norm.hpp>
@@ -34,7 +34,7 @@
 #include <utility>
 #include <vector>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 // Per-token forward multiply-adds of GPT-2's parts, what the partitioner balances: a block
 // 12 C^2 (its four weight matrices) + 2 T C (attention scores and values), the embedding C
@@ -102,15 +102,15 @@ class Gpt2Pipeline {
                const comm::Communicator& pp, int batch, int seq, group_type tp = group_type::single(),
                bool recompute = false, pipeline::ExecutorSettings settings = {})
       : m_space(space), m_pp(pp), m_batch(batch), m_seq(seq) {
-    ScopedRegion region("trident::model::Gpt2Pipeline");
-    comm::agree_on_failure(pp, "trident::model::Gpt2Pipeline", [&] {
+    ScopedRegion region("trident::gpt2::Gpt2Pipeline");
+    comm::agree_on_failure(pp, "trident::gpt2::Gpt2Pipeline", [&] {
       require_argument(pp.size() == plan.schedule.ranks,
-                       "trident::model::Gpt2Pipeline: the plan is for p = ", plan.schedule.ranks,
+                       "trident::gpt2::Gpt2Pipeline: the plan is for p = ", plan.schedule.ranks,
                        " ranks but the pipeline communicator has ", pp.size());
       require_argument(static_cast<int>(plan.stages.size()) == plan.schedule.stages(),
-                       "trident::model::Gpt2Pipeline: the plan has ", plan.stages.size(),
+                       "trident::gpt2::Gpt2Pipeline: the plan has ", plan.stages.size(),
                        " stages for p * v = ", plan.schedule.stages());
-      require_argument(batch >= 1 && seq >= 1 && seq <= config.seq, "trident::model::Gpt2Pipeline: micro-batches of ",
+      require_argument(batch >= 1 && seq >= 1 && seq <= config.seq, "trident::gpt2::Gpt2Pipeline: micro-batches of ",
                        batch, " x ", seq, " tokens for a context of ", config.seq);
       for (const auto& stage : plan.stages_of(pp.rank()))
         m_chunks.push_back(std::make_unique<model_type>(space, config, stage, tp, recompute));
@@ -144,10 +144,10 @@ class Gpt2Pipeline {
   // hold the whole gradient. Collective over the pipeline.
   double forward_backward(const std::vector<std::vector<int>>& tokens, const std::vector<std::vector<int>>& targets,
                           double loss_scale) {
-    ScopedRegion region("trident::model::Gpt2Pipeline::forward_backward");
-    comm::agree_on_failure(m_pp, "trident::model::Gpt2Pipeline::forward_backward", [&] {
+    ScopedRegion region("trident::gpt2::Gpt2Pipeline::forward_backward");
+    comm::agree_on_failure(m_pp, "trident::gpt2::Gpt2Pipeline::forward_backward", [&] {
       require_argument(static_cast<int>(tokens.size()) == schedule().micro_batches,
-                       "trident::model::Gpt2Pipeline::forward_backward: the schedule runs m = ",
+                       "trident::gpt2::Gpt2Pipeline::forward_backward: the schedule runs m = ",
                        schedule().micro_batches, " micro-batches, got ", tokens.size());
       for (auto& chunk : m_chunks) chunk->set_micro_batches(tokens, targets, m_batch, m_seq, loss_scale);
     });
@@ -196,4 +196,4 @@ class Gpt2Pipeline {
   std::unique_ptr<pipeline::TiedGradients> m_tied;
 };
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

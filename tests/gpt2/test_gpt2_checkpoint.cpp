@@ -5,7 +5,7 @@
 
 #include <trident/data/synthetic.hpp>
 #include <trident/io/safetensors.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/gpt2/trainer.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -17,13 +17,13 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Trainer = trident::model::Gpt2Trainer<float, Space>;
+using Trainer = trident::gpt2::Gpt2Trainer<float, Space>;
 namespace fs = std::filesystem;
 
-const trident::model::Gpt2Config config{2, 2, 16, 8, 23};
+const trident::gpt2::Gpt2Config config{2, 2, 16, 8, 23};
 
-trident::model::TrainerSettings settings() {
-  trident::model::TrainerSettings s;
+trident::gpt2::TrainerSettings settings() {
+  trident::gpt2::TrainerSettings s;
   s.batch = 4;
   s.micro_batch = 2;
   s.seq = 8;
@@ -176,7 +176,7 @@ void poison(Trainer& trainer, const std::string& name) {
 TEST_CASE("a non-finite step is skipped (nothing changes, counted) or stops naming step and tensor", "[nonfinite]") {
   const auto data = make_data();
   auto skipping = settings();
-  skipping.on_nonfinite = trident::model::NonFinitePolicy::skip;
+  skipping.on_nonfinite = trident::gpt2::NonFinitePolicy::skip;
   Trainer trainer(Space(), config, skipping, 5);
   CHECK_FALSE(trainer.train_step(data).skipped);
   poison(trainer, "ln_f.weight");
@@ -193,7 +193,7 @@ TEST_CASE("a non-finite step is skipped (nothing changes, counted) or stops nami
   poison(stopping, "ln_f.weight");
   CHECK_THROWS_WITH(stopping.train_step(data), Catch::Contains("trident::train: step 2 has a non-finite loss") &&
                                                    Catch::Contains("first non-finite gradient: 'wte.weight'"));
-  CHECK_THROWS_WITH(trident::model::parse_nonfinite_policy("ignore"),
+  CHECK_THROWS_WITH(trident::gpt2::parse_nonfinite_policy("ignore"),
                     "trident::train: a non-finite step policy is 'stop' or 'skip', got 'ignore'");
 }
 

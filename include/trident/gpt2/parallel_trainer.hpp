@@ -17,9 +17,9 @@
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
 #include <trident/mesh/process_mesh.hpp>
-#include <trident/model/gpt2_checkpoint.hpp>
-#include <trident/model/gpt2_pipeline.hpp>
-#include <trident/model/gpt2_trainer.hpp>
+#include <trident/gpt2/checkpoint.hpp>
+#include <trident/gpt2/pipeline.hpp>
+#include <trident/gpt2/trainer.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/train/nonfinite.hpp>
@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 template <class Scalar, class ExecutionSpace>
 class Gpt2ParallelTrainer {
@@ -72,7 +72,7 @@ class Gpt2ParallelTrainer {
 
   // Step progress().step + 1 on the data loader's batch for that step. Collective over the mesh.
   StepReport train_step(const data::BatchLoader& data) {
-    ScopedRegion region("trident::model::Gpt2ParallelTrainer::train_step");
+    ScopedRegion region("trident::gpt2::Gpt2ParallelTrainer::train_step");
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = m_progress.step + 1;
     const double global_tokens = static_cast<double>(m_settings.batch) * m_settings.seq;
@@ -106,7 +106,7 @@ class Gpt2ParallelTrainer {
         if (c == 0) loss_sum = summary.loss_sum;
         squares += summary.sum_of_squares;
       }
-      Kokkos::View<double*, Kokkos::HostSpace> total("trident::model::Gpt2ParallelTrainer::norm", 1);
+      Kokkos::View<double*, Kokkos::HostSpace> total("trident::gpt2::Gpt2ParallelTrainer::norm", 1);
       total(0) = squares;
       comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.pp(), total);
       comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.tp(), total);
@@ -131,7 +131,7 @@ class Gpt2ParallelTrainer {
         }
       }
     }
-    compat::fence(m_space, "trident::model::Gpt2ParallelTrainer::train_step");
+    compat::fence(m_space, "trident::gpt2::Gpt2ParallelTrainer::train_step");
     m_progress.step = step;
     m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -172,7 +172,7 @@ class Gpt2ParallelTrainer {
         m_replicas[static_cast<std::size_t>(c)]->load_owned_state(part.values, part.exp_avg, part.exp_avg_sq);
       }
     }
-    compat::fence(m_space, "trident::model::Gpt2ParallelTrainer::load");
+    compat::fence(m_space, "trident::gpt2::Gpt2ParallelTrainer::load");
     progress.seed = m_progress.seed;
     m_progress = progress;
   }
@@ -198,13 +198,13 @@ class Gpt2ParallelTrainer {
 
   static TrainerSettings checked(const Gpt2Config& config, const TrainerSettings& settings, const ProcessMesh& mesh,
                                  const Gpt2PipelinePlan& plan, const data_parallel::DataParallelSettings& parallel) {
-    comm::agree_on_failure(mesh.world(), "trident::model::Gpt2ParallelTrainer: checking the settings", [&] {
+    comm::agree_on_failure(mesh.world(), "trident::gpt2::Gpt2ParallelTrainer: checking the settings", [&] {
       config.validate();
       settings.validate(config);
       settings.validate_data_parallel(mesh.dp_size());
       parallel.validate();
       const std::int64_t m = settings.batch / (mesh.dp_size() * settings.micro_batch);
-      require_argument(plan.schedule.micro_batches == m, "trident::model::Gpt2ParallelTrainer: the schedule runs ",
+      require_argument(plan.schedule.micro_batches == m, "trident::gpt2::Gpt2ParallelTrainer: the schedule runs ",
                        plan.schedule.micro_batches, " micro-batches but each replica has ", m);
     });
     return settings;
@@ -221,4 +221,4 @@ class Gpt2ParallelTrainer {
   std::int64_t m_skipped = 0;
 };
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

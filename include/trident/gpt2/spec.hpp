@@ -7,13 +7,13 @@
 // 1/sqrt(2L), zero biases, unit LayerNorm gains. Every linear pair is Megatron-LM's split:
 // c_attn by heads (its Q, K and V blocks each split), c_fc by columns, both c_proj by rows.
 
-#include <trident/model/gpt2_config.hpp>
+#include <trident/gpt2/config.hpp>
 #include <trident/nn/spec.hpp>
 
 #include <cmath>
 #include <string>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 inline nn::ModelSpec gpt2_spec(const Gpt2Config& config) {
   using namespace trident::nn;
@@ -41,4 +41,4 @@ inline nn::ModelSpec gpt2_spec(const Gpt2Config& config) {
   return sequential(std::move(layers), Loss::cross_entropy);
 }
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

@@ -6,7 +6,7 @@
 
 #include "gpt2_reference.hpp"
 
-#include <trident/model/gpt2.hpp>
+#include <trident/gpt2/model.hpp>
 #include <trident/nn/global_tensors.hpp>
 
 #include <cmath>
@@ -17,12 +17,12 @@ namespace {
 using Space = Kokkos::DefaultExecutionSpace;
 namespace ref = trident_test::reference;
 
-trident::model::Gpt2Config library_config(const ref::Gpt2Config& c) {
+trident::gpt2::Gpt2Config library_config(const ref::Gpt2Config& c) {
   return {c.layers, c.heads, c.hidden, c.seq, c.vocab};
 }
 
 template <class Scalar, class ModelSpace>
-void load_parameters(trident::model::Gpt2<Scalar, ModelSpace>& model, const ref::NamedTensors& params) {
+void load_parameters(trident::gpt2::Gpt2<Scalar, ModelSpace>& model, const ref::NamedTensors& params) {
   auto& store = model.parameters();
   auto host = Kokkos::create_mirror_view(store.values());
   for (const auto& t : store.tensors()) {
@@ -69,7 +69,7 @@ void compare_with_reference(const ref::Gpt2Config& config, int batch, int seq, d
   std::vector<double> expected_logits;
   ref::loss(config, params, data.tokens, data.targets, batch, seq, &expected_logits);
 
-  trident::model::Gpt2<Scalar, ModelSpace> model(ModelSpace(), library_config(config));
+  trident::gpt2::Gpt2<Scalar, ModelSpace> model(ModelSpace(), library_config(config));
   load_parameters(model, params);
   model.zero_grad();
   const double tokens = static_cast<double>(batch) * seq;
@@ -114,7 +114,7 @@ TEST_CASE("micro-batches accumulate to the gradient of the full batch", "[model]
   const auto data = make_batch(batch, seq, config.vocab, 3);
   const double tokens = batch * seq;
 
-  trident::model::Gpt2<double, Space> full(Space(), library_config(config)), split(Space(), library_config(config));
+  trident::gpt2::Gpt2<double, Space> full(Space(), library_config(config)), split(Space(), library_config(config));
   load_parameters(full, params);
   load_parameters(split, params);
   full.zero_grad();
@@ -143,8 +143,8 @@ TEST_CASE("micro-batches accumulate to the gradient of the full batch", "[model]
 }
 
 TEST_CASE("GPT-2 initialisation: N(0, 0.02), residual projections scaled, unit gains, zero biases", "[model]") {
-  const trident::model::Gpt2Config config{4, 4, 64, 32, 97};
-  trident::model::Gpt2<float, Space> model(Space(), config);
+  const trident::gpt2::Gpt2Config config{4, 4, 64, 32, 97};
+  trident::gpt2::Gpt2<float, Space> model(Space(), config);
   model.initialize(1234);
   auto values = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters().values());
   auto stddev_of = [&](const trident::ParameterInfo& t) {
@@ -166,7 +166,7 @@ TEST_CASE("GPT-2 initialisation: N(0, 0.02), residual projections scaled, unit g
   for (std::int64_t i = 0; i < gain.size(); ++i) CHECK(values(gain.offset + i) == 1.0f);
   for (std::int64_t i = 0; i < bias.size(); ++i) CHECK(values(bias.offset + i) == 0.0f);
   // Two models from the same seed are identical; another seed differs.
-  trident::model::Gpt2<float, Space> again(Space(), config), other(Space(), config);
+  trident::gpt2::Gpt2<float, Space> again(Space(), config), other(Space(), config);
   again.initialize(1234);
   other.initialize(1235);
   auto v2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), again.parameters().values());
@@ -181,18 +181,18 @@ TEST_CASE("GPT-2 initialisation: N(0, 0.02), residual projections scaled, unit g
 }
 
 TEST_CASE("bad configurations and tokens are rejected with the values named", "[model]") {
-  CHECK_THROWS_WITH((trident::model::Gpt2<float, Space>(Space(), {2, 3, 8, 4, 10})),
+  CHECK_THROWS_WITH((trident::gpt2::Gpt2<float, Space>(Space(), {2, 3, 8, 4, 10})),
                     Catch::Contains("hidden size 8 is not divisible by the number of heads 3"));
-  trident::model::Gpt2<float, Space> model(Space(), {1, 2, 8, 4, 10});
+  trident::gpt2::Gpt2<float, Space> model(Space(), {1, 2, 8, 4, 10});
   CHECK_THROWS_WITH(model.forward({1, 2, 3, 10}, {1, 2, 3, 4}, 1, 4), Catch::Contains("token 10"));
   CHECK_THROWS_WITH(model.forward({1, 2, 3, 4, 5}, {1, 2, 3, 4, 5}, 1, 5), Catch::Contains("sequence length 5"));
 }
 
 TEST_CASE("hooks run around every unit in forward and backward order", "[model]") {
-  trident::model::Gpt2<double, Space> model(Space(), {2, 2, 8, 4, 11});
+  trident::gpt2::Gpt2<double, Space> model(Space(), {2, 2, 8, 4, 11});
   model.initialize(3);
   std::vector<std::string> calls;
-  trident::model::Gpt2Hooks hooks;
+  trident::gpt2::Gpt2Hooks hooks;
   hooks.before_forward = [&](int u) { calls.push_back("F" + std::to_string(u)); };
   hooks.before_backward = [&](int u) { calls.push_back("B" + std::to_string(u)); };
   // When a unit's after_backward runs, its gradients must no longer change.
@@ -201,7 +201,7 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
     calls.push_back("A" + std::to_string(u));
     auto grads = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters().grads());
     for (const auto& t : model.parameters().tensors())
-      if (trident::model::gpt2_unit_of(t.name, model.config()) == u)
+      if (trident::gpt2::gpt2_unit_of(t.name, model.config()) == u)
         for (std::int64_t i = 0; i < t.size(); ++i)
           grad_sum_at_hook[static_cast<std::size_t>(u)] += std::abs(grads(t.offset + i));
   };
@@ -215,7 +215,7 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
   std::vector<double> final_sum(4, 0.0);
   for (const auto& t : model.parameters().tensors())
     for (std::int64_t i = 0; i < t.size(); ++i)
-      final_sum[static_cast<std::size_t>(trident::model::gpt2_unit_of(t.name, model.config()))] +=
+      final_sum[static_cast<std::size_t>(trident::gpt2::gpt2_unit_of(t.name, model.config()))] +=
           std::abs(grads(t.offset + i));
   for (int u = 0; u < 4; ++u) {
     CHECK(final_sum[static_cast<std::size_t>(u)] > 0);
@@ -225,8 +225,8 @@ TEST_CASE("hooks run around every unit in forward and backward order", "[model]"
 
 TEST_CASE("GPT-2 is the nn spec of its units, under the Hugging Face names", "[model]") {
   namespace nn = trident::nn;
-  const trident::model::Gpt2Config config{1, 2, 8, 4, 11};
-  const auto spec = trident::model::gpt2_spec(config);
+  const trident::gpt2::Gpt2Config config{1, 2, 8, 4, 11};
+  const auto spec = trident::gpt2::gpt2_spec(config);
   REQUIRE(spec.layers.size() == 3);  // embeddings, h.0, head
   CHECK(nn::describe(spec.layers[1]) ==
         "sequence[residual[layer_norm(8), linear(8 -> 24, column, 3 parts), causal_self_attention(C = 8, H = 2, "
@@ -253,7 +253,7 @@ TEST_CASE("GPT-2 is the nn spec of its units, under the Hugging Face names", "[m
   CHECK(names == hugging_face);
 
   // The model is that spec's nn::Model: its global tensors are the store's, one unit per part.
-  trident::model::Gpt2<double, Space> model(Space(), config);
+  trident::gpt2::Gpt2<double, Space> model(Space(), config);
   model.initialize(4);
   CHECK(model.layers().unit_count() == model.unit_count());
   const trident::comm::Communicator self(MPI_COMM_SELF, "self");
@@ -269,8 +269,8 @@ TEST_CASE("blocks share their scratch, and with recomputation one workspace", "[
   std::vector<std::size_t> shared, kept;
   for (bool recompute : {false, true})
     for (int layers : {2, 3}) {
-      const trident::model::Gpt2Config config{layers, 2, 8, 4, 11};
-      trident::model::Gpt2<double, Space> model(Space(), config, trident::model::whole_gpt2(config),
+      const trident::gpt2::Gpt2Config config{layers, 2, 8, 4, 11};
+      trident::gpt2::Gpt2<double, Space> model(Space(), config, trident::gpt2::whole_gpt2(config),
                                                 trident::tensor_parallel::TensorParallelGroup::single(), recompute);
       model.initialize(2);
       const Batch b = make_batch(2, 4, 11, 0);

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 struct Gpt2Config {
   int layers = 12;    // L
@@ -20,9 +20,9 @@ struct Gpt2Config {
 
   void validate() const {
     require_argument(layers >= 1 && heads >= 1 && hidden >= 1 && seq >= 1 && vocab >= 1,
-                     "trident::model::Gpt2Config: every size must be >= 1 (layers=", layers, ", heads=", heads,
+                     "trident::gpt2::Gpt2Config: every size must be >= 1 (layers=", layers, ", heads=", heads,
                      ", hidden=", hidden, ", seq=", seq, ", vocab=", vocab, ")");
-    require_argument(hidden % heads == 0, "trident::model::Gpt2Config: hidden size ", hidden,
+    require_argument(hidden % heads == 0, "trident::gpt2::Gpt2Config: hidden size ", hidden,
                      " is not divisible by the number of heads ", heads);
   }
 
@@ -49,4 +49,4 @@ struct Gpt2Config {
   friend bool operator!=(const Gpt2Config& a, const Gpt2Config& b) { return !(a == b); }
 };
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

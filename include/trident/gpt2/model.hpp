@@ -14,9 +14,9 @@
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/core/unit_hooks.hpp>
-#include <trident/model/gpt2_config.hpp>
-#include <trident/model/gpt2_parameters.hpp>
-#include <trident/model/gpt2_spec.hpp>
+#include <trident/gpt2/config.hpp>
+#include <trident/gpt2/parameters.hpp>
+#include <trident/gpt2/spec.hpp>
 #include <trident/nn/model.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 // GPT-2's units (core/unit_hooks.hpp): 0 = embedding (wte, wpe), 1..L = blocks, L+1 = head
 // (ln_f, and wte used as the output matrix). Backward visits head, blocks L..1, then
@@ -87,8 +87,8 @@ class Gpt2 {
   // keeps the logits for inspection (one-rank model only).
   double forward(const std::vector<int>& tokens, const std::vector<int>& targets, int batch, int seq,
                  double loss_scale = 0.0) {
-    ScopedRegion region("trident::model::Gpt2::forward");
-    check_tokens("trident::model::Gpt2::forward", tokens, targets, batch, seq);
+    ScopedRegion region("trident::gpt2::Gpt2::forward");
+    check_tokens("trident::gpt2::Gpt2::forward", tokens, targets, batch, seq);
     m_model.set_sequence_length(seq);
     Micro& micro = micro_batch(0, tokens.size());
     copy_tokens(micro, tokens, targets, true, true);
@@ -99,7 +99,7 @@ class Gpt2 {
   // Backward of the last forward, for loss = loss_scale * (sum of its token losses); gradients
   // ACCUMULATE into parameters().grads(), so micro-batches add up to the full batch.
   void backward(double loss_scale) {
-    ScopedRegion region("trident::model::Gpt2::backward");
+    ScopedRegion region("trident::gpt2::Gpt2::backward");
     m_model.backward(loss_scale);
   }
 
@@ -116,7 +116,7 @@ class Gpt2 {
   // loss scale of the backward (the last stage's forward takes the loss gradient).
   void set_micro_batches(const std::vector<std::vector<int>>& tokens, const std::vector<std::vector<int>>& targets,
                          int batch, int seq, double loss_scale) {
-    const char* op = "trident::model::Gpt2::set_micro_batches";
+    const char* op = "trident::gpt2::Gpt2::set_micro_batches";
     require_argument(!tokens.empty() && tokens.size() == targets.size(), op, ": ", tokens.size(),
                      " micro-batches of tokens and ", targets.size(), " of targets");
     for (std::size_t i = 0; i < tokens.size(); ++i) check_tokens(op, tokens[i], targets[i], batch, seq);
@@ -221,4 +221,4 @@ class Gpt2 {
   std::vector<Micro> m_micro;  // 0: the whole model's forward; i + 1: the pipeline's micro-batch i
 };
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

@@ -3,8 +3,8 @@
 // parameters under their Hugging Face names and shapes.
 
 #include <trident/core/parameter_store.hpp>
-#include <trident/model/gpt2_config.hpp>
-#include <trident/model/gpt2_spec.hpp>
+#include <trident/gpt2/config.hpp>
+#include <trident/gpt2/spec.hpp>
 #include <trident/nn/model.hpp>
 #include <trident/nn/parameters.hpp>
 #include <trident/pipeline/partition.hpp>
@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 inline std::string layer_name(int layer, const char* suffix) {
   return "h." + std::to_string(layer) + "." + suffix;
@@ -31,14 +31,14 @@ struct Gpt2Split {
 
 inline void validate_gpt2_split(const Gpt2Config& config, const Gpt2Split& split) {
   require_argument(split.tp_size >= 1 && split.tp_rank >= 0 && split.tp_rank < split.tp_size,
-                   "trident::model: tensor-parallel rank ", split.tp_rank, " of ", split.tp_size);
-  require_argument(split.tp_size <= config.heads, "trident::model: tensor parallelism over ", split.tp_size,
+                   "trident::gpt2: tensor-parallel rank ", split.tp_rank, " of ", split.tp_size);
+  require_argument(split.tp_size <= config.heads, "trident::gpt2: tensor parallelism over ", split.tp_size,
                    " ranks needs at least as many heads, but the model has ", config.heads);
-  require_argument(config.heads % split.tp_size == 0, "trident::model: ", config.heads, " heads do not divide over ",
+  require_argument(config.heads % split.tp_size == 0, "trident::gpt2: ", config.heads, " heads do not divide over ",
                    split.tp_size, " tensor-parallel ranks");
-  require_argument((4 * config.hidden) % split.tp_size == 0, "trident::model: the MLP width 4C = ", 4 * config.hidden,
+  require_argument((4 * config.hidden) % split.tp_size == 0, "trident::gpt2: the MLP width 4C = ", 4 * config.hidden,
                    " does not divide over ", split.tp_size, " tensor-parallel ranks");
-  require_argument(config.vocab >= split.tp_size, "trident::model: a vocabulary of ", config.vocab,
+  require_argument(config.vocab >= split.tp_size, "trident::gpt2: a vocabulary of ", config.vocab,
                    " cannot be split over ", split.tp_size, " tensor-parallel ranks");
 }
 
@@ -54,11 +54,11 @@ inline Gpt2Stage whole_gpt2(const Gpt2Config& config) {
 
 inline void validate_gpt2_stage(const Gpt2Config& config, const Gpt2Stage& stage) {
   require_argument(stage.first_block >= 0 && stage.first_block < stage.end_block && stage.end_block <= config.layers,
-                   "trident::model: a stage of blocks [", stage.first_block, ", ", stage.end_block,
+                   "trident::gpt2: a stage of blocks [", stage.first_block, ", ", stage.end_block,
                    ") is not a non-empty range of the model's L = ", config.layers, " blocks");
   const bool embedding_ok = stage.holds_embedding == (stage.first_block == 0);
   const bool head_ok = stage.holds_head == (stage.end_block == config.layers);
-  require_argument(embedding_ok && head_ok, "trident::model: the stage of blocks [", stage.first_block, ", ",
+  require_argument(embedding_ok && head_ok, "trident::gpt2: the stage of blocks [", stage.first_block, ", ",
                    stage.end_block, ") must hold the embedding exactly when it starts at block 0 and the head ",
                    "exactly when it ends at block L = ", config.layers, " (holds_embedding = ", stage.holds_embedding,
                    ", holds_head = ", stage.holds_head, ")");
@@ -86,4 +86,4 @@ inline int gpt2_unit_of(const std::string& name, const Gpt2Config& config) {
   return 0;
 }
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

@@ -13,8 +13,8 @@
 #include <trident/core/profiling.hpp>
 #include <trident/data/batches.hpp>
 #include <trident/data_parallel/data_parallel.hpp>
-#include <trident/model/gpt2.hpp>
-#include <trident/model/gpt2_checkpoint.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/checkpoint.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
@@ -28,7 +28,7 @@
 #include <optional>
 #include <string>
 
-namespace trident::model {
+namespace trident::gpt2 {
 
 using train::finite_step;
 using train::NonFinitePolicy;
@@ -44,17 +44,17 @@ struct TrainerSettings {
   optim::AdamWSettings adamw = optim::AdamWSettings::gpt2();
 
   void validate(const Gpt2Config& config) const {
-    require_argument(batch >= 1 && micro_batch >= 1, "trident::model::TrainerSettings: batch ", batch,
+    require_argument(batch >= 1 && micro_batch >= 1, "trident::gpt2::TrainerSettings: batch ", batch,
                      " and micro-batch ", micro_batch, " must be >= 1");
-    require_argument(batch % micro_batch == 0, "trident::model::TrainerSettings: the batch of ", batch,
+    require_argument(batch % micro_batch == 0, "trident::gpt2::TrainerSettings: the batch of ", batch,
                      " sequences is not a whole number of micro-batches of ", micro_batch);
-    require_argument(seq >= 1 && seq <= config.seq, "trident::model::TrainerSettings: sequence length ", seq,
+    require_argument(seq >= 1 && seq <= config.seq, "trident::gpt2::TrainerSettings: sequence length ", seq,
                      " is outside [1, ", config.seq, "] (the model's context)");
   }
 
   // Data parallelism over `ranks`: every rank's rows must be whole micro-batches.
   void validate_data_parallel(int ranks) const {
-    require_argument(ranks >= 1 && batch % (micro_batch * ranks) == 0, "trident::model::TrainerSettings: the batch of ",
+    require_argument(ranks >= 1 && batch % (micro_batch * ranks) == 0, "trident::gpt2::TrainerSettings: the batch of ",
                      batch, " sequences does not split into whole micro-batches of ", micro_batch, " on each of ",
                      ranks, " data-parallel ranks (it must be a multiple of ", micro_batch * ranks, ")");
   }
@@ -149,7 +149,7 @@ class Gpt2Trainer {
   // Step number progress().step + 1 on the data loader's batch for that step.
   StepReport train_step(const data::BatchLoader& data) {
     if (m_parallel) return train_step_data_parallel(data);
-    ScopedRegion region("trident::model::Gpt2Trainer::train_step");
+    ScopedRegion region("trident::gpt2::Gpt2Trainer::train_step");
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = m_progress.step + 1;
     const auto& space = m_model.space();
@@ -177,7 +177,7 @@ class Gpt2Trainer {
     }
     report.lr = m_settings.schedule(step);
     m_adamw->step(space, m_model.parameters(), step, report.lr);
-    compat::fence(space, "trident::model::Gpt2Trainer::train_step");
+    compat::fence(space, "trident::gpt2::Gpt2Trainer::train_step");
     m_progress.step = step;
     m_progress.tokens_consumed += static_cast<std::int64_t>(global_tokens);
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -217,7 +217,7 @@ class Gpt2Trainer {
   static TrainerSettings checked_settings(const Gpt2Config& config, const TrainerSettings& settings,
                                           const comm::Communicator& dp,
                                           const data_parallel::DataParallelSettings& parallel) {
-    comm::agree_on_failure(dp, "trident::model::Gpt2Trainer: checking the settings", [&] {
+    comm::agree_on_failure(dp, "trident::gpt2::Gpt2Trainer: checking the settings", [&] {
       config.validate();
       settings.validate(config);
       settings.validate_data_parallel(dp.size());
@@ -227,7 +227,7 @@ class Gpt2Trainer {
   }
 
   StepReport train_step_data_parallel(const data::BatchLoader& data) {
-    ScopedRegion region("trident::model::Gpt2Trainer::train_step");
+    ScopedRegion region("trident::gpt2::Gpt2Trainer::train_step");
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t step = m_progress.step + 1;
     auto& parallel = *m_parallel;
@@ -250,7 +250,7 @@ class Gpt2Trainer {
                          ? parallel.finish_gradients(loss_sum)
                          : parallel.finish_gradients(loss_sum, [](const ParameterInfo& t) { return !t.replicated; });
     if (tp.active()) {  // the norm of the whole model: every shard's, replicated tensors once
-      Kokkos::View<double*, Kokkos::HostSpace> squares("trident::model::Gpt2Trainer::norm", 1);
+      Kokkos::View<double*, Kokkos::HostSpace> squares("trident::gpt2::Gpt2Trainer::norm", 1);
       squares(0) = gradients.sum_of_squares;
       comm::allreduce(Kokkos::DefaultHostExecutionSpace(), tp.comm, squares);
       gradients.sum_of_squares = squares(0);
@@ -293,4 +293,4 @@ class Gpt2Trainer {
   TrainingProgress m_progress;
 };
 
-}  // namespace trident::model
+}  // namespace trident::gpt2

@@ -10,7 +10,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace trident::model {
+namespace trident::ops {
 
 // GFLOP/s of C[m,n] = A[m,k] B[k,n] in Scalar, best of repeated runs lasting at least
 // `min_seconds` in all.
@@ -22,13 +22,13 @@ double measure_gemm_gflops(const ExecutionSpace& space, std::int64_t m, std::int
   Kokkos::deep_copy(space, a, Scalar(0.5));
   Kokkos::deep_copy(space, b, Scalar(0.25));
   ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c);  // warm up
-  compat::fence(space, "trident::model::measure_gemm_gflops");
+  compat::fence(space, "trident::ops::measure_gemm_gflops");
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   double best = 0, spent = 0;
   while (spent < min_seconds) {
     const auto start = std::chrono::steady_clock::now();
     ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c);
-    compat::fence(space, "trident::model::measure_gemm_gflops");
+    compat::fence(space, "trident::ops::measure_gemm_gflops");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     spent += seconds;
     if (seconds > 0 && flops / seconds > best) best = flops / seconds;
@@ -36,4 +36,4 @@ double measure_gemm_gflops(const ExecutionSpace& space, std::int64_t m, std::int
   return best * 1e-9;
 }
 
-}  // namespace trident::model
+}  // namespace trident::ops
