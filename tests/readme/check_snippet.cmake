@@ -1,0 +1,22 @@
+# Fails unless the README holds examples/own_model's code between "// [own-model]" and
+# "// [own-model end]" exactly as the example has it.
+function(own_model_region file out)
+  file(READ ${file} text)
+  string(FIND "${text}" "// [own-model]" begin)
+  string(FIND "${text}" "// [own-model end]" end)
+  if(begin EQUAL -1 OR end EQUAL -1)
+    message(FATAL_ERROR "${file} has no // [own-model] ... // [own-model end] region")
+  endif()
+  math(EXPR length "${end} - ${begin}")
+  string(SUBSTRING "${text}" ${begin} ${length} region)
+  set(${out} "${region}" PARENT_SCOPE)
+endfunction()
+own_model_region(${README} in_readme)
+own_model_region(${EXAMPLE} in_example)
+if(NOT in_readme STREQUAL in_example)
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/readme_region.txt "${in_readme}")
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/example_region.txt "${in_example}")
+  message(FATAL_ERROR "README.md's own-model code differs from ${EXAMPLE}; compare readme_region.txt and "
+                      "example_region.txt in ${CMAKE_CURRENT_BINARY_DIR}")
+endif()
+message(STATUS "README.md's own-model code is examples/own_model's, verbatim")
