@@ -5,9 +5,11 @@
 // same data, same per-tensor checksums (whose partial sums the ranks add up, checksum.hpp).
 //
 // It appears under its name complete or not at all: the bytes go to a temporary name, every
-// rank's writes are synced, and rank 0 renames the file only after all of them succeeded. A
-// failure on any rank (a bad piece, a full disk) makes every rank throw the same error, and
-// the temporary is removed.
+// rank's writes are counted, synced and read back, and rank 0 renames the file only after all
+// of them succeeded. A failure on any rank (a bad piece, a full disk, even one that takes less
+// than it reports) makes every rank throw the same error naming the path; the temporary is
+// removed and a previous file under the name keeps its contents. TRIDENT_FAULT_INJECT makes
+// one such write fail on purpose (fault_injection.hpp).
 
 #include <trident/comm/agreement.hpp>
 #include <trident/comm/allgather.hpp>
@@ -19,6 +21,7 @@
 #include <trident/core/profiling.hpp>
 #include <trident/io/atomic_file.hpp>
 #include <trident/io/checksum.hpp>
+#include <trident/io/fault_injection.hpp>
 #include <trident/io/safetensors_layout.hpp>
 #include <trident/io/safetensors_writer.hpp>
 #include <trident/io/tensor_info.hpp>
@@ -100,8 +103,10 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
 
   // Every rank's pieces are checked, and the ranks compare plans, before anything is written.
   std::vector<TensorPiece> mine;
+  WriteFault fault = WriteFault::none;
   Kokkos::View<std::uint64_t*, Kokkos::HostSpace> sums("trident::io::piece_sums", 2 * n);  // elements, checksums
   comm::agree_on_failure(comm, what, [&] {
+    fault = detail::take_write_fault(comm.rank());
     mine = detail::checked_pieces(pieces, specs, operation);
     for (const auto& piece : mine) {
       const std::size_t element = dtype_size(specs[piece.tensor].dtype);
@@ -169,22 +174,42 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
   comm::broadcast(host, comm, name, 0);
   temporary.assign(name.data(), name.size());
 
+  // Each step is agreed before the next begins: rank 0 renames only once every rank's part is
+  // written (its byte count checked), synced, read back as written and closed.
+  const auto step = [&](auto&& action) {
+    comm::agree_on_failure(comm, what, [&] {
+      try {
+        action();
+      } catch (const Error& e) {
+        throw Error(trident::detail::concat(operation, ": '", path,
+                                            "' was not written (a previous file keeps its contents): ", e.what()));
+      }
+    });
+  };
   std::optional<comm::WriteOnlyFile> file;
   bool created = false;
   try {
-    comm::agree_on_failure(comm, what, [&] { file.emplace(comm, temporary); });
+    step([&] { file.emplace(comm, temporary); });
     created = true;
-    comm::agree_on_failure(comm, what, [&] { file->set_size(layout.file_size); });
-    comm::agree_on_failure(comm, what, [&] { file->write(ranges); });
-    comm::agree_on_failure(comm, what, [&] { file->sync(); });
-    comm::agree_on_failure(comm, what, [&] {
+    step([&] { file->set_size(layout.file_size); });
+    step([&] {
+      if (fault == WriteFault::short_write) file->inject(comm::WriteOnlyFile::Fault::short_write);
+      if (fault == WriteFault::enospc) file->inject(comm::WriteOnlyFile::Fault::no_space);
+      file->write(ranges);
+    });
+    step([&] { file->sync(); });
+    step([&] { file->verify(ranges); });  // an MPI library may report a write on a full disk as complete
+    step([&] {
       file->close();
       file.reset();
     });
-    comm::agree_on_failure(comm, what, [&] {
+    step([&] {
       if (comm.rank() != 0) return;
-      require(std::rename(temporary.c_str(), path.c_str()) == 0, operation, ": renaming '", temporary, "' to '", path,
-              "' failed: ", std::strerror(errno));
+      const bool fail = fault == WriteFault::rename;
+      const bool renamed = !fail && std::rename(temporary.c_str(), path.c_str()) == 0;
+      const int error = fail ? EIO : errno;  // read before anything else can change it
+      require(renamed, "renaming '", temporary, "' to '", path, "' failed: ", std::strerror(error),
+              fail ? " (injected fault)" : "");
       sync_directory_of(path);
     });
   } catch (...) {

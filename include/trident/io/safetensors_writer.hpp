@@ -7,6 +7,7 @@
 #include <trident/io/checksum.hpp>
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
+#include <trident/io/fault_injection.hpp>
 #include <trident/io/safetensors_layout.hpp>
 #include <trident/io/tensor_info.hpp>
 
@@ -70,7 +71,8 @@ void for_each_little_endian_piece(const void* data, std::uint64_t bytes, std::si
 
 // Writes the tensors, in the order given, and the metadata to `path`. The bytes go to
 // "<path>.tmp.<pid>.<n>" first, are flushed to disk and renamed over `path`; on any error
-// the temporary is removed, `path` is left as it was, and trident::Error is thrown.
+// (a short write, a full disk, a failed fsync, close or rename) the temporary is removed,
+// `path` is left as it was, and trident::Error is thrown.
 inline SafetensorsLayout write_safetensors(const std::string& path, const std::vector<HostTensor>& tensors,
                                            const Metadata& metadata = {}) {
   const char* operation = "trident::io::write_safetensors";
@@ -98,7 +100,10 @@ inline SafetensorsLayout write_safetensors(const std::string& path, const std::v
                      tensors[i].spec.name, "' of shape ", format_shape(tensors[i].spec.shape),
                      " has no data (null pointer) for '", path, "'");
 
+  // A one-rank write is rank 0 of its own group for fault injection.
+  const WriteFault fault = detail::take_write_fault(0);
   AtomicFileWriter file(path, operation);
+  file.inject(fault);
   file.write(layout.header.data(), layout.header.size());
   for (std::size_t i = 0; i < tensors.size(); ++i)
     detail::for_each_little_endian_piece(tensors[i].data, layout.tensors[i].byte_size(),
