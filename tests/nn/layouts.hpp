@@ -6,6 +6,7 @@
 #include "reference.hpp"
 #include "trident_test.hpp"
 
+#include <trident/nn.hpp>
 #include <trident/train.hpp>
 
 #include <algorithm>

@@ -18,6 +18,7 @@
 
 #include <trident/comm/allreduce.hpp>
 #include <trident/core/parameter_store.hpp>
+#include <trident/nn/types.hpp>
 #include <trident/ops/attention.hpp>
 #include <trident/tensor_parallel/group.hpp>
 
@@ -28,14 +29,6 @@
 #include <vector>
 
 namespace trident::nn {
-
-template <class Scalar, class ExecutionSpace>
-struct LayerTypes {
-  using memory_space = typename ExecutionSpace::memory_space;
-  using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
-  using vector = Kokkos::View<Scalar*, Kokkos::LayoutRight, memory_space>;
-  using store_type = ParameterStore<Scalar, memory_space>;
-};
 
 // What a layer keeps of one micro-batch between its forward and its backward, beyond its input
 // and output (which the enclosing chain keeps), and the scratch it uses while it runs, which

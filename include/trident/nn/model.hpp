@@ -24,6 +24,7 @@
 #include <trident/nn/build.hpp>
 #include <trident/nn/parameters.hpp>
 #include <trident/nn/spec.hpp>
+#include <trident/nn/types.hpp>
 #include <trident/ops/cross_entropy.hpp>
 #include <trident/ops/mse.hpp>
 #include <trident/ops/reduction.hpp>
@@ -44,35 +45,6 @@
 #include <vector>
 
 namespace trident::nn {
-
-// The top-level layers [first, end) one pipeline stage holds; end = -1: to the last layer.
-struct StageRange {
-  int first = 0;
-  int end = -1;
-};
-
-// `layers` top-level layers over `stages` stages, as evenly as possible (the first
-// layers % stages stages get one more).
-inline std::vector<StageRange> even_stages(int layers, int stages) {
-  require_argument(stages >= 1 && stages <= layers, "trident::nn::even_stages: ", layers,
-                   " top-level layers cannot fill ", stages, " pipeline stages");
-  std::vector<StageRange> ranges;
-  int first = 0;
-  for (int s = 0; s < stages; ++s) {
-    const int count = layers / stages + (s < layers % stages ? 1 : 0);
-    ranges.push_back({first, first + count});
-    first += count;
-  }
-  return ranges;
-}
-
-// What the loss compares the model's output with: `values` [rows, outputs] for the mean
-// squared error, `classes` [rows] for cross-entropy.
-template <class Scalar, class ExecutionSpace>
-struct Targets {
-  typename LayerTypes<Scalar, ExecutionSpace>::matrix values;
-  Kokkos::View<int*, typename ExecutionSpace::memory_space> classes;
-};
 
 template <class Scalar, class ExecutionSpace>
 class Model {
