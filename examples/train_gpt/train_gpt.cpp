@@ -18,6 +18,7 @@
 #include <trident/gpt2/parameters.hpp>
 #include <trident/gpt2/spec.hpp>
 #include <trident/optim/lr_schedule.hpp>
+#include <trident/pipeline/executor.hpp>
 #include <trident/pipeline/trace.hpp>
 #include <trident/train.hpp>
 
