@@ -2,7 +2,8 @@
 // u_t = D lap(u) + r u (1 - u), explicit Euler, periodic) runs domain-decomposed in strips of
 // rows over all ranks, with halo exchange through trident::comm. While it runs, every rank
 // samples training pairs from its strip: the 5 x 5 patch around a point now, and the change of
-// the point's value over the next k = 2 steps. An MLP (width 1024 by default) learns that k-step
+// the point's value over the next k = 2 steps (the points drawn alike on every rank, so the data
+// does not depend on the number of ranks). An MLP (width 1024 by default) learns that k-step
 // update online, trained with data x tensor parallelism on the training ranks' own mesh; inside
 // the simulation loop it then predicts the update at fresh points, and its error against the
 // stencil is printed.
@@ -10,10 +11,8 @@
 //   mpiexec -n 4 build/examples/surrogate/surrogate [--dp 2 --tp 2] [--grid 128 --width 1024 ...]
 
 #include <trident/comm/comm.hpp>
-#include <trident/data_parallel/data_parallel.hpp>
-#include <trident/mesh/process_mesh.hpp>
-#include <trident/nn/nn.hpp>
-#include <trident/optim/adamw.hpp>
+#include <trident/nn.hpp>
+#include <trident/train.hpp>
 
 #include "flags.hpp"
 
@@ -22,7 +21,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -86,6 +84,7 @@ class ReactionDiffusion {
 
   const Field& field() const { return m_u; }
   int rows() const { return m_rows; }
+  int first_row() const { return m_first_row; }
 
   void step() {
     const auto u = m_u, next = m_next;
@@ -149,40 +148,50 @@ class ReactionDiffusion {
   Field m_u, m_next;
 };
 
-// Pairs (patch now, rate of change over the next k steps) at random points of every strip,
-// gathered so that every rank holds the global batch, rows ordered by rank.
+// Pairs (patch now, rate of change over the next k steps) at `count` random points of the
+// grid, drawn alike on every rank: each rank computes those in its strip and one sum over the
+// ranks gives every rank the whole batch, in the order drawn, whatever the number of ranks.
 struct Pairs {
   Matrix inputs, targets;
 };
 
-Pairs sample_pairs(ReactionDiffusion& sim, const trident::comm::Communicator& world, int per_rank, std::mt19937& random,
+Pairs sample_pairs(ReactionDiffusion& sim, const trident::comm::Communicator& world, int count, std::mt19937& random,
                    const Settings& s) {
-  Positions points("points", per_rank);
-  auto host = Kokkos::create_mirror_view(points);
-  std::uniform_int_distribution<int> row(0, sim.rows() - 1), col(0, s.grid - 1);
-  for (int p = 0; p < per_rank; ++p) {
-    host(p, 0) = row(random);
-    host(p, 1) = col(random);
+  std::uniform_int_distribution<int> where(0, s.grid - 1);
+  std::vector<int> mine;  // (row in the strip, column, index in the batch) of the points in this strip
+  for (int p = 0; p < count; ++p) {
+    const int row = where(random), col = where(random);
+    if (row >= sim.first_row() && row < sim.first_row() + sim.rows())
+      mine.insert(mine.end(), {row - sim.first_row(), col, p});
   }
-  Kokkos::deep_copy(points, host);
-  Matrix inputs("inputs", per_rank, patch), now("now", per_rank, 1), later("later", per_rank, 1);
+  const int n = static_cast<int>(mine.size() / 3);
+  Positions points("points", n);
+  Kokkos::View<int*, Memory> index("index", n);
+  auto host_points = Kokkos::create_mirror_view(points);
+  auto host_index = Kokkos::create_mirror_view(index);
+  for (int p = 0; p < n; ++p) {
+    host_points(p, 0) = mine[3 * p];
+    host_points(p, 1) = mine[3 * p + 1];
+    host_index(p) = mine[3 * p + 2];
+  }
+  Kokkos::deep_copy(points, host_points);
+  Kokkos::deep_copy(index, host_index);
+  Matrix inputs("inputs", n, patch), now("now", n, 1), later("later", n, 1);
   sim.patches(points, inputs);
   sim.values(points, now);
   for (int k = 0; k < steps_ahead; ++k) sim.step();
   sim.values(points, later);
   const float scale = static_cast<float>(1.0 / (steps_ahead * s.dt));
+  Pairs global{Matrix("batch_inputs", count, patch), Matrix("batch_targets", count, 1)};
+  const auto all_inputs = global.inputs, all_targets = global.targets;
   Kokkos::parallel_for(
-      "surrogate::rates", Kokkos::RangePolicy<Space>(0, per_rank),
-      KOKKOS_LAMBDA(const int p) { later(p, 0) = (later(p, 0) - now(p, 0)) * scale; });
-  Pairs global{Matrix("batch_inputs", per_rank * world.size(), patch),
-               Matrix("batch_targets", per_rank * world.size(), 1)};
-  trident::comm::allgather(Space(), world, inputs, global.inputs);
-  trident::comm::allgather(Space(), world, later, global.targets);
+      "surrogate::place_pairs", Kokkos::RangePolicy<Space>(0, n), KOKKOS_LAMBDA(const int p) {
+        for (int k = 0; k < patch; ++k) all_inputs(index(p), k) = inputs(p, k);
+        all_targets(index(p), 0) = (later(p, 0) - now(p, 0)) * scale;
+      });
+  trident::comm::allreduce(Space(), world, global.inputs);  // every other rank adds zeros
+  trident::comm::allreduce(Space(), world, global.targets);
   return global;
-}
-
-Matrix rows_of(const Matrix& m, int first, int count) {
-  return Kokkos::subview(m, Kokkos::make_pair(first, first + count), Kokkos::ALL);
 }
 
 int run(int argc, char** argv) {
@@ -210,33 +219,32 @@ int run(int argc, char** argv) {
   if (s.dp == 0) s.dp = size / std::max(s.tp, 1);
   trident::require_argument(s.dp * s.tp == size, "surrogate: dp x tp = ", s.dp, " x ", s.tp, " must equal the ", size,
                             " ranks");
-  trident::require_argument(s.grid % size == 0 && s.grid / size >= halo, "surrogate: a grid of ", s.grid,
-                            " rows does not split into ", size, " strips of at least ", halo, " rows");
-  trident::require_argument(s.batch % size == 0 && s.eval_points % size == 0, "surrogate: --batch ", s.batch,
-                            " and --eval-points ", s.eval_points, " must be multiples of the ", size, " ranks");
+  trident::require_argument(s.grid % size == 0 && s.grid / size >= halo && s.grid >= 2 * radius + 1,
+                            "surrogate: a grid of ", s.grid, " rows does not split into ", size, " strips of at least ",
+                            halo, " rows (and a ", 2 * radius + 1, "-point patch)");
+  trident::require_argument(s.batch >= 1 && s.batch % s.dp == 0 && s.eval_points >= 1, "surrogate: --batch ", s.batch,
+                            " must be a positive multiple of the ", s.dp, " data-parallel replicas and --eval-points ",
+                            s.eval_points, " positive");
+  trident::require_argument(s.steps >= 0 && s.width >= 1 && s.eval_every >= 1 && s.restart_every >= 1 && s.lr > 0,
+                            "surrogate: --steps (", s.steps, ") must be >= 0, --width (", s.width, "), --eval-every (",
+                            s.eval_every, ") and --restart-every (", s.restart_every, ") >= 1, and --lr (", s.lr,
+                            ") > 0");
 
-  // The training ranks' own mesh: its tp axis splits the MLP's layers, its dp axis replicates it.
-  trident::ProcessMesh mesh(world, s.dp, s.tp, 1);
+  // The training mesh: its tp axis splits the MLP's layers, its dp axis replicates it.
   const auto spec = trident::nn::megatron_pairs(trident::nn::sequential(
       {trident::nn::linear(patch, s.width), trident::nn::gelu(), trident::nn::linear(s.width, s.width),
        trident::nn::gelu(), trident::nn::linear(s.width, 1)},
       trident::nn::Loss::mean_squared_error));
-  trident::nn::Model<float, Space> model(Space(), spec, {mesh.tp(), false});
-  model.initialize(s.seed);
-  const trident::optim::AdamWSettings adamw{0.9, 0.99, 1e-8, 0.0};
-  std::unique_ptr<trident::data_parallel::DataParallel<float, Space>> replicas;
-  std::unique_ptr<trident::optim::AdamW<float, Memory>> optimizer;
-  if (s.dp > 1) {
-    trident::data_parallel::DataParallelSettings settings;
-    settings.zero_stage = s.zero;
-    replicas = std::make_unique<trident::data_parallel::DataParallel<float, Space>>(
-        Space(), mesh.dp(), model.parameters(), model.unit_plan(), adamw, settings);
-    auto* r = replicas.get();
-    model.set_hooks({[r](int u) { r->before_forward(u); }, [r](int u) { r->before_backward(u); },
-                     [r](int u) { r->after_backward(u); }});
-  } else {
-    optimizer = std::make_unique<trident::optim::AdamW<float, Memory>>(model.parameters(), adamw);
-  }
+  trident::train::Layout layout;
+  layout.dp = s.dp;
+  layout.tp = s.tp;
+  layout.zero_stage = s.zero;
+  trident::train::TrainerSettings settings;
+  settings.adamw = {0.9, 0.99, 1e-8, 0.0};
+  settings.grad_clip = 0;
+  settings.seed = s.seed;
+  trident::train::Trainer<float, Space> trainer(world, spec, layout, settings);
+  const auto& mesh = trainer.mesh();
 
   ReactionDiffusion sim(s, world);
   if (world.rank() == 0) {
@@ -245,7 +253,7 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < spec.layers.size(); ++i)
       std::printf("%s%s", i ? " -> " : "", trident::nn::describe(spec.layers[i]).c_str());
     std::printf(";\n  training mesh dp=%d x tp=%d, ZeRO-%d, %lld parameters per rank; layout (rank: dp, tp):", s.dp,
-                s.tp, s.zero, static_cast<long long>(model.parameters().size()));
+                s.tp, s.zero, static_cast<long long>(trainer.chunk(0).parameters().size()));
     for (int r = 0; r < size; ++r) {
       const auto c = mesh.layout().coords_of(r);
       std::printf(" %d:(%d,%d)", r, c.dp, c.tp);
@@ -253,13 +261,12 @@ int run(int argc, char** argv) {
     std::printf("\n");
   }
 
-  std::mt19937 random(static_cast<unsigned>(s.seed * 1000003u + static_cast<unsigned>(world.rank())));
-  const int replica_rows = s.batch / s.dp;
+  std::mt19937 random(static_cast<unsigned>(s.seed * 1000003u));  // the same draws on every rank
   double last_error = 1.0;
   auto evaluate = [&](int step) {
     // The surrogate's k-step update at fresh points of the current field, against the stencil.
-    const Pairs fresh = sample_pairs(sim, world, s.eval_points / size, random, s);
-    const auto predicted = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.predict(fresh.inputs));
+    const Pairs fresh = sample_pairs(sim, world, s.eval_points, random, s);
+    const auto predicted = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), trainer.predict(fresh.inputs));
     const auto exact = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fresh.targets);
     double error = 0, norm = 0;
     for (std::size_t p = 0; p < exact.extent(0); ++p) {
@@ -274,25 +281,10 @@ int run(int argc, char** argv) {
 
   for (int step = 1; step <= s.steps; ++step) {
     if (step > 1 && (step - 1) % s.restart_every == 0) sim.reset(s.seed + static_cast<std::uint64_t>(step));
-    const Pairs batch = sample_pairs(sim, world, s.batch / size, random, s);
-    const int first = mesh.dp_rank() * replica_rows;
-    const trident::nn::Targets<float, Space> targets{rows_of(batch.targets, first, replica_rows), {}};
-    double loss = 0;
-    if (replicas) {
-      replicas->begin_step();
-      replicas->begin_micro_batch(true);
-      loss = model.forward(rows_of(batch.inputs, first, replica_rows), targets, 1.0 / s.batch);
-      model.backward(1.0 / s.batch);
-      loss = replicas->finish_gradients(loss).loss_sum;
-      replicas->step(step, s.lr);
-    } else {
-      model.zero_grad();
-      loss = model.forward(rows_of(batch.inputs, first, replica_rows), targets, 1.0 / s.batch);
-      model.backward(1.0 / s.batch);
-      optimizer->step(Space(), model.parameters(), step, s.lr);
-    }
+    const Pairs batch = sample_pairs(sim, world, s.batch, random, s);  // the global batch, on every rank
+    const double loss = trainer.step({batch.inputs, {batch.targets, {}}}, s.lr).loss;
     if (world.rank() == 0 && (step == 1 || step % std::max(1, s.eval_every / 4) == 0))
-      std::printf("step %5d | training loss %.6f\n", step, loss / s.batch);
+      std::printf("step %5d | training loss %.9g\n", step, loss);
     if (step % s.eval_every == 0 || step == s.steps) evaluate(step);
   }
   if (world.rank() == 0) std::printf("final surrogate error %.4f\n", last_error);
