@@ -11,9 +11,11 @@
 #include "../common/gpt2_arguments.hpp"
 #include "../common/json_line.hpp"
 
+#include <trident/gpt2/checkpoint.hpp>
+#include <trident/gpt2/spec.hpp>
 #include <trident/io/safetensors.hpp>
-#include <trident/mesh/process_mesh.hpp>
-#include <trident/gpt2/parallel_trainer.hpp>
+#include <trident/nn/model.hpp>
+#include <trident/train.hpp>
 
 #include <mpi.h>
 
@@ -60,16 +62,17 @@ void run(int argc, char** argv) {
     if (std::string(argv[i]) == "--dir") dir = argv[i + 1];
   const auto config = trident_bench::gpt2_config_from(argc, argv);
 
-  const trident::ProcessMesh mesh(trident::comm::Communicator(MPI_COMM_WORLD, "world"), dp, tp, pp);
-  trident::gpt2::TrainerSettings settings;
-  settings.micro_batch = 1;
-  settings.batch = dp * pp;
-  settings.seq = config.seq;
-  trident::data_parallel::DataParallelSettings parallel;
-  parallel.zero_stage = zero;
-  const auto plan = trident::gpt2::plan_gpt2_pipeline(config, "1f1b", pp, pp, 1, "", config.seq);
-  trident::gpt2::Gpt2ParallelTrainer<float, Space> trainer(Space(), config, settings, 1234, mesh, plan, false, false,
-                                                            parallel);
+  trident::train::Layout layout;
+  layout.dp = dp;
+  layout.tp = tp;
+  layout.pp = pp;
+  layout.zero_stage = zero;
+  trident::train::TrainerSettings settings;
+  settings.adamw = trident::optim::AdamWSettings::gpt2();
+  settings.seed = 1234;
+  trident::train::Trainer<float, Space> trainer(trident::comm::Communicator(MPI_COMM_WORLD, "world"),
+                                                trident::gpt2::gpt2_spec(config), layout, settings);
+  trainer.set_metadata("config", trident::gpt2::config_to_json(config).dump());  // as train_gpt's checkpoints
   const std::string path = dir + "/bench_checkpoint_np" + std::to_string(size) + ".safetensors";
   std::vector<double> saves, loads, alone;
   for (int r = 0; r < reps; ++r) saves.push_back(timed([&] { trainer.save(path); }));
@@ -96,8 +99,8 @@ void run(int argc, char** argv) {
   }
   // The state bytes this rank writes and reads: its range of its chunks' three buffers.
   std::int64_t mine = 0;
-  for (int c = 0; c < trainer.pipeline().chunk_count(); ++c)
-    mine += 3 * trainer.pipeline().chunk(c).parameters().size() * static_cast<std::int64_t>(sizeof(float)) / dp;
+  for (int c = 0; c < trainer.chunk_count(); ++c)
+    mine += 3 * trainer.chunk(c).parameters().size() * static_cast<std::int64_t>(sizeof(float)) / dp;
   MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank == 0) {

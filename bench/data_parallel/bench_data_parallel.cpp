@@ -2,6 +2,10 @@
 // and without overlapping communication and compute, in the same run (variants interleaved
 // step by step, so drifting machine load hits them alike). Prints JSON lines.
 //
+// Each variant runs the step train::Trainer runs without a pipeline (nn::Model of the GPT-2
+// spec, its data-parallel engine called from the model's unit hooks), on the engine directly:
+// the Trainer always overlaps, and the blocked time is the engine's.
+//
 // What overlap hides: "exposed" communication is the time ranks sit blocked waiting for
 // gradient reductions and ZeRO-3 parameter gathers. Without overlap every such collective is
 // waited for right away, so its exposed time is the whole communication time; the hidden
@@ -10,13 +14,21 @@
 //                                     --batch 8 --micro-batch 2 --bucket-mb 1 --steps 10]
 
 #include <trident/comm/communicator.hpp>
+#include <trident/core/compat.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/data/synthetic.hpp>
-#include <trident/gpt2/trainer.hpp>
+#include <trident/data_parallel/data_parallel.hpp>
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/spec.hpp>
+#include <trident/nn/model.hpp>
+#include <trident/optim/clip.hpp>
+#include <trident/optim/lr_schedule.hpp>
 
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,7 +39,8 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Trainer = trident::gpt2::Gpt2Trainer<float, Space>;
+using Model = trident::nn::Model<float, Space>;
+using Engine = trident::data_parallel::DataParallel<float, Space>;
 
 double argument(int argc, char** argv, const char* name, double fallback) {
   for (int i = 1; i + 1 < argc; ++i)
@@ -46,10 +59,68 @@ double slowest(double seconds) {
   return max;
 }
 
+Model& initialized(Model& model) {
+  model.initialize(1);
+  return model;
+}
+
+// One replica of GPT-2 and its data-parallel engine, stepped as train::Trainer steps it.
+class Replica {
+ public:
+  Replica(const trident::gpt2::Gpt2Config& config, const trident::comm::Communicator& dp,
+          const trident::data_parallel::DataParallelSettings& parallel)
+      : m_model(Space(), trident::gpt2::gpt2_spec(config)),
+        m_engine(Space(), dp, initialized(m_model).parameters(), m_model.unit_plan(),
+                 trident::optim::AdamWSettings::gpt2(), parallel) {
+    Engine* engine = &m_engine;
+    m_model.set_hooks({[engine](int unit) { engine->before_forward(unit); },
+                       [engine](int unit) { engine->before_backward(unit); },
+                       [engine](int unit) { engine->after_backward(unit); }});
+  }
+
+  const Model& model() const { return m_model; }
+  const Engine& engine() const { return m_engine; }
+
+  // Step `step` on this rank's rows of the loader's batch, in micro-batches of `micro_batch`
+  // sequences; clipping at 1 and the learning rate of `schedule`. Returns its seconds.
+  double step(const trident::data::BatchLoader& data, std::int64_t micro_batch,
+              const trident::optim::CosineSchedule& schedule) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto& dp = m_engine.communicator();
+    const std::int64_t step = ++m_step, seq = data.sequence_length();
+    const std::int64_t rows = data.batch_size() / dp.size();
+    const auto batch =
+        trident::gpt2::gpt2_token_batch<float, Space>(data.batch(step - 1, dp.rank() * rows, rows), true);
+    const double scale = 1.0 / static_cast<double>(data.tokens_per_step());
+    const std::int64_t micro_rows = micro_batch * seq, micro_batches = rows / micro_batch;
+    m_engine.begin_step();
+    double loss = 0;
+    for (std::int64_t k = 0; k < micro_batches; ++k) {
+      const auto range = std::make_pair(k * micro_rows, (k + 1) * micro_rows);
+      m_engine.begin_micro_batch(k + 1 == micro_batches);
+      loss += m_model.forward(Kokkos::subview(batch.inputs, range, Kokkos::ALL),
+                              {{}, Kokkos::subview(batch.targets.classes, range)}, scale);
+      m_model.backward(scale);
+    }
+    m_engine.memory().set(trident::MemoryCategory::activations, static_cast<std::int64_t>(m_model.activation_bytes()));
+    const auto summary = m_engine.finish_gradients(loss);
+    const double coefficient = trident::optim::clip_coefficient(std::sqrt(summary.sum_of_squares), 1.0);
+    if (coefficient < 1.0) m_engine.scale_gradients(coefficient);
+    m_engine.step(step, schedule(step));
+    trident::compat::fence(Space(), "bench_data_parallel::step");
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+ private:
+  Model m_model;
+  Engine m_engine;
+  std::int64_t m_step = 0;
+};
+
 struct Variant {
   int stage = 0;
   bool overlap = true;
-  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<Replica> replica;
   std::vector<double> step_ms, blocked_ms, collective_ms;
   std::int64_t bytes_per_step = 0;
 };
@@ -70,15 +141,21 @@ int main(int argc, char** argv) {
     config.seq = static_cast<int>(argument(argc, argv, "--seq", 64));
     config.vocab = static_cast<int>(argument(argc, argv, "--vocab", 512));
     const int steps = static_cast<int>(argument(argc, argv, "--steps", 10));
-    trident::gpt2::TrainerSettings settings;
-    settings.batch = static_cast<std::int64_t>(argument(argc, argv, "--batch", 8));
-    settings.micro_batch = static_cast<std::int64_t>(argument(argc, argv, "--micro-batch", 2));
-    settings.seq = config.seq;
-    settings.schedule = {1e-3, 0, steps + 4, 0.1};
+    const auto batch = static_cast<std::int64_t>(argument(argc, argv, "--batch", 8));
+    const auto micro_batch = static_cast<std::int64_t>(argument(argc, argv, "--micro-batch", 2));
+    const trident::optim::CosineSchedule schedule{1e-3, 0, steps + 4, 0.1};
     const double bucket_mb = argument(argc, argv, "--bucket-mb", 1.0);
+    if (micro_batch < 1 || batch % (micro_batch * ranks) != 0) {
+      if (rank == 0)
+        std::fprintf(stderr,
+                     "bench_data_parallel: the batch of %lld sequences is not whole micro-batches of %lld on "
+                     "each of %d ranks\n",
+                     static_cast<long long>(batch), static_cast<long long>(micro_batch), ranks);
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
 
     trident::data::SyntheticMarkovLanguage language(config.vocab, 4, 1);
-    trident::data::BatchLoader data(language.generate(settings.batch * config.seq * 4 + 1), settings.batch, config.seq);
+    trident::data::BatchLoader data(language.generate(batch * config.seq * 4 + 1), batch, config.seq);
     const trident::comm::Communicator world(MPI_COMM_WORLD, "dp");
     std::vector<Variant> variants;
     for (int stage = 0; stage <= 3; ++stage) {
@@ -90,27 +167,27 @@ int main(int argc, char** argv) {
         Variant v;
         v.stage = stage;
         v.overlap = overlap;
-        v.trainer = std::make_unique<Trainer>(Space(), config, settings, 1, world, parallel);
+        v.replica = std::make_unique<Replica>(config, world, parallel);
         variants.push_back(std::move(v));
       }
     }
     for (auto& v : variants)  // warm-up: first touch of every buffer
-      for (int s = 0; s < 2; ++s) v.trainer->train_step(data);
+      for (int s = 0; s < 2; ++s) v.replica->step(data, micro_batch, schedule);
     for (int s = 0; s < steps; ++s) {
       for (auto& v : variants) {
         const auto before = world.stats().total_bytes();
-        const auto report = v.trainer->train_step(data);
+        const double seconds = v.replica->step(data, micro_batch, schedule);
         v.bytes_per_step = world.stats().total_bytes() - before;
-        const auto& times = v.trainer->parallel()->times();
-        v.step_ms.push_back(slowest(report.seconds) * 1e3);
+        const auto& times = v.replica->engine().times();
+        v.step_ms.push_back(slowest(seconds) * 1e3);
         v.blocked_ms.push_back(slowest(times.blocked_seconds) * 1e3);
         v.collective_ms.push_back(slowest(times.collective_seconds) * 1e3);
       }
     }
-    const std::int64_t psi = variants.front().trainer->model().parameters().size();
+    const std::int64_t psi = variants.front().replica->model().parameters().size();
     if (rank == 0) {
       for (const auto& v : variants) {
-        const auto& memory = v.trainer->parallel()->memory();
+        const auto& memory = v.replica->engine().memory();
         using trident::MemoryCategory;
         const auto model_state = memory.held(MemoryCategory::parameters) + memory.held(MemoryCategory::gradients) +
                                  memory.held(MemoryCategory::optimizer_state);

@@ -1,8 +1,10 @@
-// Pipeline-parallel GPT-2 on the executor, one JSON line per schedule (pp = the world size):
+// Pipeline-parallel GPT-2 trained by train::Trainer (pp = the world size, one micro-batch of
+// --batch sequences per schedule slot, m of them per step), one JSON line per schedule:
 //   {"bench":"pipeline_executor","schedule":"1f1b","p":4,"m":8,"v":1,"step_ms":...,
 //    "bubble_measured":[per rank],"bubble_measured_mean":...,"bubble_analytic":...,
 //    "bubble_simulated":...,"pass_ms":{"forward":...},"peak_micro_batches":[per rank],
 //    "peak_activation_bytes":[per rank],"peak_activation_bytes_recompute":[per rank], ...}
+// step_ms is the whole training step (the pipeline, the gradient norm and AdamW);
 // bubble_measured is idle / step time per rank from the executor's trace of the last step
 // (measured_bubble.hpp); bubble_analytic the paper's formula for equal stages and free
 // transfers; bubble_simulated the simulator fed with the measured mean time of each rank's
@@ -15,8 +17,12 @@
 //                                --batch 2 --m 8 --steps 3 --trace /tmp/1f1b.json]
 // --trace writes the 1F1B step's trace (all ranks) for bench/pipeline/plot_timeline.py.
 
-#include <trident/gpt2/pipeline.hpp>
+#include <trident/data/batches.hpp>
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/spec.hpp>
+#include <trident/nn/model.hpp>
 #include <trident/pipeline/pipeline.hpp>
+#include <trident/train.hpp>
 
 #include <mpi.h>
 
@@ -35,7 +41,7 @@
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
-using Pipeline = trident::gpt2::Gpt2Pipeline<float, Space>;
+using Trainer = trident::train::Trainer<float, Space>;
 namespace pp = trident::pipeline;
 
 std::string option(int argc, char** argv, const char* name, const std::string& fallback) {
@@ -48,22 +54,18 @@ int number(int argc, char** argv, const char* name, int fallback) {
   return std::atoi(option(argc, argv, name, std::to_string(fallback)).c_str());
 }
 
-struct Data {
-  std::vector<std::vector<int>> tokens, targets;
-};
-
-Data data_for(int step, int m, int batch, int seq, int vocab) {
-  Data d;
+// The step's m micro-batches of batch x seq tokens, one after the other.
+Trainer::batch_type data_for(int step, int m, int batch, int seq, int vocab) {
+  trident::data::Batch d;
+  d.rows = static_cast<std::int64_t>(m) * batch;
+  d.sequence_length = seq;
   for (int i = 0; i < m; ++i) {
-    std::vector<int> t, y;
     for (int k = 0; k < batch * seq; ++k) {
-      t.push_back((31 * k + 7 * step + 13 * i) % vocab);
-      y.push_back((17 * k + 3 * step + i + 1) % vocab);
+      d.inputs.push_back((31 * k + 7 * step + 13 * i) % vocab);
+      d.targets.push_back((17 * k + 3 * step + i + 1) % vocab);
     }
-    d.tokens.push_back(t);
-    d.targets.push_back(y);
   }
-  return d;
+  return trident::gpt2::gpt2_token_batch<float, Space>(d, false);
 }
 
 double analytic_bubble(const pp::Schedule& s, const std::map<std::string, double>& pass_ms) {
@@ -99,37 +101,54 @@ std::vector<long long> gather(long long value) {
 
 struct Run {
   std::vector<pp::TraceEvent> trace;
+  pp::Schedule schedule;
+  std::vector<trident::nn::StageRange> stages;
   double step_ms = 0;
   long long peak_bytes = 0, peak_micro_batches = 0;
 };
 
-Run run(const trident::gpt2::Gpt2Config& config, const trident::gpt2::Gpt2PipelinePlan& plan, int batch, int seq,
-        int steps, bool recompute) {
-  const trident::comm::Communicator world(MPI_COMM_WORLD, "pp");
-  Pipeline pipe(Space(), config, plan, world, batch, seq, Pipeline::group_type::single(), recompute);
-  pipe.initialize(1);
-  const int m = plan.schedule.micro_batches;
+// The layout of a pipeline over every rank: `schedule` with v chunks per rank, micro-batches of
+// `batch` sequences.
+trident::train::Layout layout_for(const std::string& schedule, int ranks, int v, int batch, bool recompute) {
+  trident::train::Layout layout;
+  layout.pp = ranks;
+  layout.schedule = schedule;
+  layout.virtual_stages = v;
+  layout.micro_batch = batch;
+  layout.recompute = recompute;
+  return layout;
+}
+
+// `steps` training steps (at least 2) of m micro-batches; the last is measured, the first warms
+// up and builds the executor.
+Run run(const trident::gpt2::Gpt2Config& config, const trident::train::Layout& layout, int m, int steps) {
+  trident::train::TrainerSettings settings;
+  settings.seed = 1;
+  Trainer trainer(trident::comm::Communicator(MPI_COMM_WORLD, "world"), trident::gpt2::gpt2_spec(config), layout,
+                  settings);
   Run result;
-  // The rank's chunks together, after every action: with interleaving the sum of the chunks'
-  // own peaks would overstate the rank's.
-  pipe.executor().set_after_action([&](const pp::Action&) {
-    long long bytes = 0, held = 0;
-    for (int c = 0; c < pipe.chunk_count(); ++c) {
-      bytes += static_cast<long long>(pipe.chunk(c).activation_statistics().bytes_in_use);
-      held += pipe.chunk(c).activation_statistics().in_use;
-    }
-    result.peak_bytes = std::max(result.peak_bytes, bytes);
-    result.peak_micro_batches = std::max(result.peak_micro_batches, held);
-  });
-  for (int step = 0; step < steps; ++step) {  // the last step is measured; the first warms up
+  for (int step = 0; step < std::max(steps, 2); ++step) {
     result.peak_bytes = result.peak_micro_batches = 0;
-    pipe.zero_grad();
-    const auto data = data_for(step, m, batch, seq, config.vocab);
-    const auto start = std::chrono::steady_clock::now();
-    pipe.forward_backward(data.tokens, data.targets, 1.0 / (m * batch * seq));
-    result.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const auto report =
+        trainer.step(data_for(step, m, static_cast<int>(layout.micro_batch), config.seq, config.vocab), 1e-4);
+    result.step_ms = report.seconds * 1e3;
+    if (step > 0) continue;
+    // The rank's chunks together, after every action of the later steps: with interleaving the
+    // sum of the chunks' own peaks would overstate the rank's.
+    auto* executor = trainer.executor();
+    executor->set_after_action([&](const pp::Action&) {
+      long long bytes = 0, held = 0;
+      for (int c = 0; c < trainer.chunk_count(); ++c) {
+        bytes += static_cast<long long>(trainer.chunk(c).activation_statistics().bytes_in_use);
+        held += trainer.chunk(c).activation_statistics().in_use;
+      }
+      result.peak_bytes = std::max(result.peak_bytes, bytes);
+      result.peak_micro_batches = std::max(result.peak_micro_batches, held);
+    });
   }
-  result.trace = pipe.executor().gather_trace();
+  result.trace = trainer.executor()->gather_trace();
+  result.schedule = trainer.executor()->schedule();
+  result.stages = trainer.stages();
   return result;
 }
 
@@ -145,8 +164,8 @@ int main(int argc, char** argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     try {
       trident::gpt2::Gpt2Config config{number(argc, argv, "--layers", 8), number(argc, argv, "--heads", 4),
-                                        number(argc, argv, "--hidden", 128), number(argc, argv, "--seq", 64),
-                                        number(argc, argv, "--vocab", 512)};
+                                       number(argc, argv, "--hidden", 128), number(argc, argv, "--seq", 64),
+                                       number(argc, argv, "--vocab", 512)};
       const int batch = number(argc, argv, "--batch", 2), m = number(argc, argv, "--m", 8);
       const int steps = number(argc, argv, "--steps", 3);
       const std::string trace_path = option(argc, argv, "--trace", "");
@@ -162,19 +181,21 @@ int main(int argc, char** argv) {
                                {"micro_batch", batch},
                                {"cores", cores},
                                {"oversubscribed", cores > 0 && static_cast<unsigned>(size) > cores}};
-        trident::gpt2::Gpt2PipelinePlan plan;
-        try {
-          plan = trident::gpt2::plan_gpt2_pipeline(config, name, size, m, v, "", config.seq);
+        const auto spec = trident::gpt2::gpt2_spec(config);
+        try {  // what the Trainer would refuse, on every rank alike: checked before building it
+          pp::make_schedule(name, size, m, v);
+          layout_for(name, size, v, batch, false).validate(size, spec);
         } catch (const trident::InvalidArgument& e) {
           line["valid"] = false;
           line["reason"] = e.what();
           if (rank == 0) std::cout << line.dump() << std::endl;
           continue;
         }
-        std::vector<int> blocks;
-        for (const auto& stage : plan.stages) blocks.push_back(stage.blocks());
-        const Run kept = run(config, plan, batch, config.seq, steps, false);
-        const Run recomputed = run(config, plan, batch, config.seq, 2, true);
+        const Run kept = run(config, layout_for(name, size, v, batch, false), m, steps);
+        const Run recomputed = run(config, layout_for(name, size, v, batch, true), m, 2);
+        std::vector<int> blocks;  // GPT-2's blocks per stage: its top-level layers but the embedding and head
+        for (const auto& stage : kept.stages)
+          blocks.push_back(std::min(stage.end, config.layers + 1) - std::max(stage.first, 1));
         const auto bubble = pp::measure_bubble(kept.trace, size);
         const auto per_rank = mean_pass_ms(kept.trace);
         std::map<std::string, double> pass_ms;  // over all ranks
@@ -185,18 +206,18 @@ int main(int argc, char** argv) {
         }
         for (auto& [type, ms] : pass_ms) ms /= counts[type];
         const pp::PassCost cost = [&](int r, const pp::Action& a) { return per_rank.at({r, pp::to_string(a.type)}); };
-        const auto simulated = pp::simulate(plan.schedule, cost);
+        const auto simulated = pp::simulate(kept.schedule, cost);
         line["valid"] = true;
         line["stage_blocks"] = blocks;
         line["step_ms"] = kept.step_ms;
         line["bubble_measured"] = bubble.bubble;
         line["bubble_measured_mean"] = bubble.mean();
-        line["bubble_analytic"] = analytic_bubble(plan.schedule, pass_ms);
+        line["bubble_analytic"] = analytic_bubble(kept.schedule, pass_ms);
         line["bubble_simulated"] = simulated.bubble_fraction();
         line["pass_ms"] = pass_ms;
         line["peak_micro_batches"] = gather(kept.peak_micro_batches);
         line["peak_micro_batches_predicted"] =
-            pp::peak_activations(plan.schedule, name == "zb" ? pp::ActivationsFreedBy::backward_weight
+            pp::peak_activations(kept.schedule, name == "zb" ? pp::ActivationsFreedBy::backward_weight
                                                              : pp::ActivationsFreedBy::backward_input);
         line["peak_activation_bytes"] = gather(kept.peak_bytes);
         line["peak_activation_bytes_recompute"] = gather(recomputed.peak_bytes);

@@ -4,8 +4,11 @@
 //   bench_train_step [--layers 4 --hidden 256 --heads 4 --seq 256 --vocab 4096 --batch 8 --steps 6]
 
 #include <trident/data/synthetic.hpp>
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/spec.hpp>
 #include <trident/ops/gemm_peak.hpp>
-#include <trident/gpt2/trainer.hpp>
+#include <trident/optim/lr_schedule.hpp>
+#include <trident/train.hpp>
 
 #include "gpt2_arguments.hpp"
 #include "json_line.hpp"
@@ -36,16 +39,25 @@ int main(int argc, char** argv) {
     const int batch = trident_bench::argument(argc, argv, "--batch", 8);
     const int steps = trident_bench::argument(argc, argv, "--steps", 6);
 
-    trident::gpt2::TrainerSettings settings;
-    settings.batch = settings.micro_batch = batch;
-    settings.seq = config.seq;
-    settings.schedule = {1e-3, 0, steps + 2, 0.1};
+    // One rank, the whole batch in one micro-batch, GPT-2's AdamW, clipping at 1.
+    trident::train::TrainerSettings settings;
+    settings.adamw = trident::optim::AdamWSettings::gpt2();
+    settings.seed = 1;
+    const trident::optim::CosineSchedule schedule{1e-3, 0, steps + 2, 0.1};
     trident::data::SyntheticMarkovLanguage language(config.vocab, 4, 1);
     trident::data::BatchLoader data(language.generate(static_cast<std::int64_t>(batch) * config.seq * 4 + 1), batch,
                                     config.seq);
     Space space;
-    trident::gpt2::Gpt2Trainer<float, Space> trainer(space, config, settings, 1);
-    trainer.train_step(data);  // warm-up: first-touch of every buffer
+    trident::train::Trainer<float, Space> trainer(space, trident::comm::Communicator(MPI_COMM_SELF, "self"),
+                                                  trident::gpt2::gpt2_spec(config), trident::train::Layout{}, settings);
+    // A step from the loader's tokens: the batch's copy to the device is part of it.
+    auto timed_step = [&]() {
+      const auto start = std::chrono::steady_clock::now();
+      const std::int64_t step = trainer.steps_done() + 1;
+      trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(data.batch(step - 1), false), schedule(step));
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    timed_step();  // warm-up: first-touch of every buffer
 
     // SGEMM at the shapes of one step's forward GEMMs (N = B*T rows); each timed step is
     // paired with a run of these GEMMs right after it, so load from other processes on the
@@ -85,7 +97,7 @@ int main(int argc, char** argv) {
     std::vector<double> seconds, ratios, rates;
     trident_bench::RegionTimer timer;
     for (int s = 0; s < steps; ++s) {
-      seconds.push_back(trainer.train_step(data).seconds);
+      seconds.push_back(timed_step());
       timer.pause();
       rates.push_back(gemm_rate());
       timer.resume();

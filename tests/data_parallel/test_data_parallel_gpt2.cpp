@@ -1,13 +1,22 @@
-// Data-parallel GPT-2 at every ZeRO stage against the one-rank trainer on the same global
-// batch: parameters, losses, determinism, memory per rank, overlap of reductions with
-// backward, and the bytes each step moves.
+// Data-parallel GPT-2 through train::Trainer at every ZeRO stage against the one-rank trainer on
+// the same global batch: parameters, losses, determinism, memory per rank and the bytes each
+// step moves. The overlap of reductions with backward is read from the data-parallel engine's
+// event log, which the Trainer neither records nor exposes: that test drives the engine itself,
+// as the Trainer does.
 
 #include "data_parallel_test_helpers.hpp"
 
 #include <trident/core/memory_accounting.hpp>
+#include <trident/data_parallel/data_parallel.hpp>
+#include <trident/data_parallel/shard_layout.hpp>
+#include <trident/nn/model.hpp>
+#include <trident/nn/parameters.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -33,6 +42,50 @@ std::int64_t count_events(const std::vector<trident::data_parallel::Event>& even
   return std::count_if(events.begin(), events.end(), [&](const auto& e) { return e.kind == kind; });
 }
 
+// GPT-2 as the Trainer holds it without a pipeline (one nn::Model, its data-parallel engine
+// called from the model's unit hooks), with the engine's settings in the test's hands.
+struct EngineStep {
+  using Model = trident::nn::Model<float, Space>;
+  using Engine = trident::data_parallel::DataParallel<float, Space>;
+
+  EngineStep(const trident::gpt2::Gpt2Config& config, const trident::data_parallel::DataParallelSettings& parallel)
+      : model(Space(), trident::gpt2::gpt2_spec(config)),
+        engine(Space(), world(), initialized(model).parameters(), model.unit_plan(),
+               trident::optim::AdamWSettings::gpt2(), parallel) {
+    Engine* e = &engine;
+    model.set_hooks({[e](int unit) { e->before_forward(unit); }, [e](int unit) { e->before_backward(unit); },
+                     [e](int unit) { e->after_backward(unit); }});
+  }
+
+  // Step 1 on this replica's rows of the loader's first batch, in two micro-batches.
+  void step(const trident::data::BatchLoader& data) {
+    const std::int64_t rows = global_batch / world_size(), seq = data.sequence_length();
+    const auto batch = trident::gpt2::gpt2_token_batch<float, Space>(data.batch(0, world_rank() * rows, rows), true);
+    const double scale = 1.0 / static_cast<double>(global_batch * seq);
+    const std::int64_t micro_rows = rows / 2 * seq;
+    engine.begin_step();
+    double loss = 0;
+    for (std::int64_t k = 0; k < 2; ++k) {
+      const auto range = std::make_pair(k * micro_rows, (k + 1) * micro_rows);
+      engine.begin_micro_batch(k == 1);
+      loss += model.forward(Kokkos::subview(batch.inputs, range, Kokkos::ALL),
+                            {{}, Kokkos::subview(batch.targets.classes, range)}, scale);
+      model.backward(scale);
+    }
+    const auto summary = engine.finish_gradients(loss);
+    REQUIRE(std::isfinite(summary.loss_sum * scale));
+    engine.step(1, schedule(1));
+  }
+
+  static Model& initialized(Model& m) {
+    m.initialize(seed);
+    return m;
+  }
+
+  Model model;
+  Engine engine;
+};
+
 }  // namespace
 
 TEST_CASE("every ZeRO stage trains like one rank on the global batch", "[data_parallel]") {
@@ -41,7 +94,8 @@ TEST_CASE("every ZeRO stage trains like one rank on the global batch", "[data_pa
     const auto data = make_data(config);
     const Run reference = reference_run(config, steps);
     for (int stage = 0; stage <= 3; ++stage) {
-      Trainer trainer(Space(), config, settings_for(dp), seed, world(), zero(stage, 0.02));
+      // Each replica passes its own rows, as train_gpt does; the reference passed the whole batch.
+      Trainer trainer(world(), trident::gpt2::gpt2_spec(config), layout_for(dp, stage, 0.02), settings());
       const Run run = continue_run(trainer, data, steps);
       const double loss_error = worst_relative(run.losses, reference.losses);
       const double norm_error = worst_relative(run.norms, reference.norms);
@@ -49,21 +103,26 @@ TEST_CASE("every ZeRO stage trains like one rank on the global batch", "[data_pa
       // ignores a shift of every key by the same vector): what remains is rounding noise, which
       // AdamW normalises to steps of size lr, so any change in the order of sums moves it. It
       // is held to a looser bound; everything else, and the model as a whole, to 1e-5.
-      const auto& store = trainer.model().parameters();
       const double model_error = model_difference(run.parameters, reference.parameters);
-      const double tensor_error = worst_tensor_difference(store, run.parameters, reference.parameters, "c_attn.bias");
-      const double key_bias_error = worst_tensor_difference(store, run.parameters, reference.parameters);
+      const double tensor_error = worst_tensor_difference(run.parameters, reference.parameters, "c_attn.bias");
+      const double key_bias_error = worst_tensor_difference(run.parameters, reference.parameters);
       INFO(config.describe() << ", dp " << dp << ", ZeRO-" << stage << ": losses " << loss_error << ", norms "
                              << norm_error << ", parameters " << model_error << ", worst tensor " << tensor_error
                              << ", with c_attn.bias " << key_bias_error << " (relative)");
+      CHECK(trainer.steps_done() == steps);
+      CHECK(trainer.samples_seen() == steps * global_batch);
+      CHECK(run.parameters.size() == 4 + 12 * static_cast<std::size_t>(config.layers));
       CHECK(loss_error <= 1e-4);
       CHECK(norm_error <= 1e-4);
       CHECK(model_error <= 1e-5);
       CHECK(tensor_error <= 1e-5);
       CHECK(key_bias_error <= 1e-3);
+      // The model did train: the last loss is well below the first.
+      CHECK(run.losses.back() < run.losses.front() - 0.1);
       if (dp == 1 && stage <= 2) {
         // One rank with one micro-batch order: nothing is summed differently.
         CHECK(run.losses == reference.losses);
+        CHECK(run.parameters == reference.parameters);
       }
     }
   }
@@ -73,9 +132,9 @@ TEST_CASE("the same seed and layout give bitwise the same run", "[data_parallel]
   const auto config = uneven_config();
   const auto data = make_data(config);
   for (int stage = 0; stage <= 3; ++stage) {
-    Trainer first(Space(), config, settings_for(world_size()), seed, world(), zero(stage, 0.02));
+    Trainer first(world(), trident::gpt2::gpt2_spec(config), layout_for(world_size(), stage, 0.02), settings());
     const Run a = continue_run(first, data, 4);
-    Trainer second(Space(), config, settings_for(world_size()), seed, world(), zero(stage, 0.02));
+    Trainer second(world(), trident::gpt2::gpt2_spec(config), layout_for(world_size(), stage, 0.02), settings());
     const Run b = continue_run(second, data, 4);
     INFO("ZeRO-" << stage);
     CHECK(a.losses == b.losses);
@@ -88,12 +147,13 @@ TEST_CASE("memory per rank follows the ZeRO formulas", "[data_parallel][memory]"
   for (const auto& config : {even_config(), uneven_config()}) {
     const auto data = make_data(config);
     for (int stage = 0; stage <= 3; ++stage) {
-      Trainer trainer(Space(), config, settings_for(n), seed, world(), zero(stage));
-      for (int s = 0; s < 2; ++s) trainer.train_step(data);
-      auto& parallel = *trainer.parallel();
-      const auto& memory = parallel.memory();
-      const double psi = static_cast<double>(trainer.model().parameters().size());
-      const double shard = static_cast<double>(parallel.layout().size(rank));
+      Trainer trainer(world(), trident::gpt2::gpt2_spec(config), layout_for(n, stage), settings());
+      continue_run(trainer, data, 2);
+      const auto& memory = trainer.memory();
+      const std::int64_t parameters = trainer.chunk(0).parameters().size();
+      CHECK(parameters == trident::nn::parameter_count(trainer.spec()));
+      const double psi = static_cast<double>(parameters);
+      const double shard = static_cast<double>(trident::data_parallel::ShardLayout(parameters, n).size(rank));
       const double formula[] = {16 * psi, 8 * psi + 8 * psi / n, 4 * psi + 12 * psi / n, 16 * psi / n};
       const double held =
           static_cast<double>(memory.held(MemoryCategory::parameters) + memory.held(MemoryCategory::gradients) +
@@ -107,8 +167,7 @@ TEST_CASE("memory per rank follows the ZeRO formulas", "[data_parallel][memory]"
       CHECK(held == exact[stage]);
       // The documented buffer: ZeRO-1 keeps the 4Ψ/N gradient shard the reduce-scatter writes.
       CHECK(static_cast<double>(memory.held(MemoryCategory::communication)) == (stage == 1 ? 4 * shard : 0.0));
-      CHECK(memory.held(MemoryCategory::activations) ==
-            static_cast<std::int64_t>(trainer.model().activation_bytes()));
+      CHECK(memory.held(MemoryCategory::activations) == static_cast<std::int64_t>(trainer.chunk(0).activation_bytes()));
       CHECK(memory.held(MemoryCategory::activations) > 0);
       // ZeRO-2 holds the full gradients only during the step; ZeRO-3 never all parameters at once
       // beyond two units and the head's wte (it prefetches one unit ahead).
@@ -129,12 +188,14 @@ TEST_CASE("gradient reduction starts while backward is still running", "[data_pa
   const auto data = make_data(config);
   for (int stage = 0; stage <= 3; ++stage) {
     for (bool overlap : {true, false}) {
-      auto parallel_settings = zero(stage, 0.02);
-      parallel_settings.overlap = overlap;
-      parallel_settings.record_events = true;
-      Trainer trainer(Space(), config, settings_for(world_size()), seed, world(), parallel_settings);
-      trainer.train_step(data);
-      const auto& events = trainer.parallel()->events();
+      trident::data_parallel::DataParallelSettings parallel;
+      parallel.zero_stage = stage;
+      parallel.bucket_mb = 0.02;
+      parallel.overlap = overlap;
+      parallel.record_events = true;
+      EngineStep run(config, parallel);
+      run.step(data);
+      const auto& events = run.engine.events();
       const auto first_reduction = find_event(events, EventKind::reduction_started, -1);
       const auto backward_done = find_event(events, EventKind::backward_done, 0);
       INFO("ZeRO-" << stage << (overlap ? " overlapped" : " not overlapped") << ": first reduction at event "
@@ -155,9 +216,9 @@ TEST_CASE("gradient reduction starts while backward is still running", "[data_pa
           }
       }
       if (stage <= 2) {
-        CHECK(trainer.parallel()->buckets().size() >= 4);  // 0.02 MiB buckets of a 0.1 MiB model
+        CHECK(run.engine.buckets().size() >= 4);  // 0.02 MiB buckets of a 0.1 MiB model
         CHECK(count_events(events, EventKind::reduction_started) ==
-              static_cast<std::int64_t>(trainer.parallel()->buckets().size()));
+              static_cast<std::int64_t>(run.engine.buckets().size()));
       } else {
         // Every unit's gradients reduced once per micro-batch, and unit 1's gather posted
         // before unit 0's forward runs (when prefetching).
@@ -179,12 +240,13 @@ TEST_CASE("each step moves exactly the analytic bytes", "[data_parallel][traffic
   const std::int64_t tensors = 4 + 12 * L;
   for (int stage = 0; stage <= 3; ++stage) {
     // A 1-byte cap: every tensor is a bucket of its own.
-    Trainer trainer(Space(), config, settings_for(n), seed, world(), zero(stage, 1e-6));
-    const auto& stats = trainer.parallel()->communicator().stats();
-    const std::int64_t psi = trainer.model().parameters().size();
-    trainer.parallel()->communicator().reset_stats();
+    Trainer trainer(world(), trident::gpt2::gpt2_spec(config), layout_for(n, stage, 1e-6), settings());
+    const auto& dp = trainer.mesh().dp();  // the data-parallel engine's communicator
+    const std::int64_t psi = trainer.chunk(0).parameters().size();
+    dp.reset_stats();
     const int step_count = 2;
-    for (int s = 0; s < step_count; ++s) trainer.train_step(data);
+    for (int s = 1; s <= step_count; ++s) trainer.step(batch_for(trainer, data, s), schedule(s));
+    const auto& stats = dp.stats();
     struct Expected {
       Operation operation;
       std::int64_t calls, bytes;  // per step

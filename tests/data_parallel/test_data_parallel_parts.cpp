@@ -1,6 +1,6 @@
 // The parts of data parallelism on their own: shard ranges, buckets, unit plans, the memory
 // ledger, storage backing in the ParameterStore, AdamW on a range that cuts tensors, and the
-// checks that stop every rank together (a replica that differs, settings that do not split).
+// checks that stop every rank together (a replica that differs, batches that do not split).
 
 #include "data_parallel_test_helpers.hpp"
 
@@ -10,8 +10,10 @@
 #include <trident/data_parallel/shard_layout.hpp>
 #include <trident/data_parallel/sharded_adamw.hpp>
 #include <trident/data_parallel/unit_plan.hpp>
+#include <trident/nn/model.hpp>
 #include <trident/optim/adamw.hpp>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,11 @@ Store small_store() {
 
 int unit_of_small(const std::string& name) {
   return name == "a" ? 0 : name == "d" ? 2 : 1;
+}
+
+std::vector<float> to_host(const Kokkos::View<float*, Kokkos::LayoutRight, Memory>& view) {
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), view);
+  return std::vector<float>(host.data(), host.data() + host.size());
 }
 
 }  // namespace
@@ -93,14 +100,17 @@ TEST_CASE("a unit plan finds each unit's range and what it reads", "[data_parall
   CHECK_THROWS_WITH(UnitPlan(store, 2, unit_of_small), Catch::Contains("'d' is in unit 2, outside [0, 2)"));
   CHECK_THROWS_WITH(UnitPlan(store, 3, unit_of_small, {{2, "e"}}), Catch::Contains("reads 'e', which the store lacks"));
 
-  // GPT-2: embedding, blocks, head; the head reads wte.
+  // GPT-2's spec (what the Trainer's engine reduces by): embedding, blocks, head; the head
+  // reads wte.
   const auto config = even_config();
-  trident::gpt2::Gpt2<float, Space> model(Space(), config);
-  const auto gpt2 = trident::gpt2::gpt2_unit_plan(model.parameters(), config);
+  const trident::nn::Model<float, Space> model(Space(), trident::gpt2::gpt2_spec(config));
+  const auto gpt2 = model.unit_plan();
   CHECK(gpt2.unit_count() == config.layers + 2);
   CHECK(gpt2.owned(0).size() == (config.vocab + config.seq) * config.hidden);
+  CHECK(gpt2.owned(1).size() == 12 * config.hidden * config.hidden + 13 * config.hidden);
   CHECK(gpt2.owned(config.layers + 1).size() == 2 * config.hidden);
   REQUIRE(gpt2.reads(config.layers + 1).size() == 2);
+  CHECK(gpt2.reads(config.layers + 1)[1].first == 0);  // wte, the embedding's first tensor
   CHECK(gpt2.reads(config.layers + 1)[1].size() == config.vocab * config.hidden);
 }
 
@@ -184,24 +194,32 @@ TEST_CASE("AdamW on a range that cuts through tensors is the full AdamW on that 
   }
 }
 
-// One micro-batch of one sequence per rank: valid at every world size.
-trident::gpt2::TrainerSettings one_row_each() {
-  auto s = settings_for(1);
-  s.batch = world_size();
-  s.micro_batch = 1;
-  return s;
+// One replica per rank, micro-batches of one sequence: valid at every world size.
+trident::train::Layout one_row_each(int zero_stage = 0) {
+  auto layout = layout_for(world_size(), zero_stage);
+  layout.micro_batch = 1;
+  return layout;
+}
+
+trident::nn::ModelSpec spec_of(const trident::gpt2::Gpt2Config& config) {
+  return trident::gpt2::gpt2_spec(config);
+}
+
+// Sequences [first, first + count) of the loader's first batch, as a replica's share.
+Trainer::batch_type share(const trident::data::BatchLoader& data, std::int64_t first, std::int64_t count) {
+  return trident::gpt2::gpt2_token_batch<float, Space>(data.batch(0, first, count), true);
 }
 
 TEST_CASE("a replica with another model stops every rank with one error", "[data_parallel][consistency]") {
   const int rank = world_rank(), size = world_size();
   // Every rank agrees: training starts.
-  CHECK_NOTHROW(Trainer(Space(), even_config(), one_row_each(), seed, world(), zero(1)));
+  CHECK_NOTHROW(Trainer(world(), spec_of(even_config()), one_row_each(1), settings()));
   if (size == 1) return;
 
   auto config = even_config();
   if (rank == 1) config.layers = 3;
   try {
-    Trainer trainer(Space(), config, one_row_each(), seed, world(), zero(1));
+    Trainer trainer(world(), spec_of(config), one_row_each(1), settings());
     FAIL("a rank with another model did not stop the group");
   } catch (const trident::InvalidArgument& e) {
     const std::string message = e.what();
@@ -211,7 +229,7 @@ TEST_CASE("a replica with another model stops every rank with one error", "[data
 
   // Same model, another ZeRO stage on the last rank.
   try {
-    Trainer trainer(Space(), even_config(), one_row_each(), seed, world(), zero(rank == size - 1 ? 2 : 1));
+    Trainer trainer(world(), spec_of(even_config()), one_row_each(rank == size - 1 ? 2 : 1), settings());
     FAIL("a rank with another ZeRO stage did not stop the group");
   } catch (const trident::InvalidArgument& e) {
     CHECK_THAT(std::string(e.what()),
@@ -219,27 +237,50 @@ TEST_CASE("a replica with another model stops every rank with one error", "[data
   }
 }
 
-TEST_CASE("settings that do not split into whole micro-batches stop every rank", "[data_parallel][settings]") {
-  const int size = world_size();
-  auto settings = settings_for(1);
-  settings.micro_batch = 3;
-  CHECK_THROWS_WITH(Trainer(Space(), even_config(), settings, seed, world(), zero(0)),
-                    Catch::Contains("is not a whole number of micro-batches of 3"));
-  CHECK_THROWS_WITH(Trainer(Space(), even_config(), one_row_each(), seed, world(), zero(7)),
-                    Catch::Contains("ZeRO stage 7 is not one of 0, 1, 2, 3"));
-  if (size == 1) return;
-  // 8 sequences are whole micro-batches of 8 on one rank, never on several.
-  settings.micro_batch = 8;
-  CHECK_THROWS_WITH(Trainer(Space(), even_config(), settings, seed, world(), zero(0)),
-                    Catch::Contains("does not split into whole micro-batches of 8 on each of " + std::to_string(size)));
-  // Only rank 0 is wrong: it names its error, the others name rank 0.
-  auto mixed = one_row_each();
-  mixed.micro_batch = world_rank() == 0 ? 3 : 1;
-  try {
-    Trainer trainer(Space(), even_config(), mixed, seed, world(), zero(0));
-    FAIL("a rank with bad settings did not stop the group");
-  } catch (const std::exception& e) {
-    CHECK_THAT(std::string(e.what()),
-               Catch::Contains(world_rank() == 0 ? "micro-batches of 3" : "failed on rank(s) 0"));
+TEST_CASE("batches that do not split into whole micro-batches stop every rank", "[data_parallel][settings]") {
+  const int size = world_size(), rank = world_rank();
+  const auto config = even_config();
+  CHECK_THROWS_WITH(Trainer(world(), spec_of(config), one_row_each(7), settings()),
+                    Catch::Contains("the ZeRO stage is 0, 1, 2 or 3, got 7"));
+  trident::data::SyntheticMarkovLanguage language(config.vocab, 3, 11);
+  const trident::data::BatchLoader data(language.generate(1 << 14), 4 * size + 1, config.seq);
+
+  // Each replica's 4 sequences are not whole micro-batches of 3.
+  auto layout = one_row_each();
+  layout.micro_batch = 3;
+  Trainer threes(world(), spec_of(config), layout, settings());
+  CHECK_THROWS_WITH(threes.step(share(data, 4 * rank, 4), 1e-3),
+                    Catch::Contains("each replica's 4 samples do not make whole micro-batches of 3 samples"));
+  CHECK(threes.steps_done() == 0);
+
+  Trainer trainer(world(), spec_of(config), one_row_each(), settings());
+  const Tensors initial = trainer.global_parameters();
+  if (size > 1) {
+    // A global batch of 4N + 1 sequences does not split over N replicas.
+    CHECK_THROWS_WITH(trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(data.batch(0), false), 1e-3),
+                      Catch::Contains("the batch of " + std::to_string(4 * size + 1) + " samples does not split over " +
+                                      std::to_string(size) + " data-parallel replicas"));
+    CHECK(trainer.steps_done() == 0);
+    CHECK(trainer.global_parameters() == initial);
+    // Only rank 0's share is wrong (micro-batches of 2): it names its error, the others name rank 0.
+    auto pairs = one_row_each();
+    pairs.micro_batch = 2;
+    Trainer mixed(world(), spec_of(config), pairs, settings());
+    try {
+      mixed.step(share(data, 4 * rank, rank == 0 ? 3 : 4), 1e-3);
+      FAIL("a rank with a bad batch did not stop the group");
+    } catch (const std::exception& e) {
+      CHECK_THAT(std::string(e.what()),
+                 Catch::Contains(rank == 0 ? "each replica's 3 samples do not make whole micro-batches of 2"
+                                           : "failed on rank(s) 0"));
+    }
+    CHECK(mixed.steps_done() == 0);
   }
+  // After a refused step the trainer still takes a good one.
+  const auto report = trainer.step(share(data, 4 * rank, 4), 1e-3);
+  CHECK(report.step == 1);
+  CHECK(report.loss == Approx(std::log(config.vocab)).epsilon(0.05));  // an untrained model guesses uniformly
+  CHECK(trainer.steps_done() == 1);
+  CHECK(trainer.samples_seen() == 4 * size);
+  CHECK(trainer.global_parameters() != initial);
 }

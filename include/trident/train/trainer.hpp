@@ -137,6 +137,7 @@ class Trainer {
   const MemoryLedger& memory() const;
   // The pipeline's executor of the last step (nullptr without a pipeline, or before a step).
   const executor_type* executor() const { return m_last_executor; }
+  executor_type* executor() { return m_last_executor; }  // e.g. to follow each action (set_after_action)
 
   // One line per rank: its mesh coordinates and the layers it holds.
   std::string describe_ranks() const;
@@ -242,7 +243,7 @@ class Trainer {
   std::vector<std::unique_ptr<engine_type>> m_engines;  // one per chunk
   std::vector<TiedTable> m_tied;
   std::map<std::pair<std::int64_t, std::int64_t>, std::unique_ptr<executor_type>> m_executors;
-  const executor_type* m_last_executor = nullptr;
+  executor_type* m_last_executor = nullptr;
   comm::Communicator m_forward_comm;  // the forward-only passes' messages
   io::Metadata m_metadata;
   std::int64_t m_step = 0, m_samples = 0, m_skipped = 0;
