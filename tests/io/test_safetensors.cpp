@@ -3,6 +3,7 @@
 #include "temporary_directory.hpp"
 #include "trident_test.hpp"
 
+#include <trident/io/header_checksum.hpp>
 #include <trident/io/safetensors.hpp>
 
 #include <cstdint>
@@ -24,11 +25,17 @@ std::vector<float> iota_floats(std::size_t n, float scale) {
 }
 
 // The file of the tiny test, built by hand: tensors b (F32 [2]) and a (I32 [1, 2]), metadata
-// format = pt and the checksums `checksum` gives their bytes.
+// format = pt, the checksums `checksum` gives their bytes and, as trident writes it, the
+// header's checksum (files of earlier versions have none).
 template <class Checksum>
-std::string tiny_file(const std::string& b_bytes, const std::string& a_bytes, Checksum&& checksum) {
+std::string tiny_file(const std::string& b_bytes, const std::string& a_bytes, Checksum&& checksum,
+                      bool header_checksum_too = true) {
+  const Metadata metadata{
+      {"format", "pt"}, {"trident.checksum.a", checksum(a_bytes)}, {"trident.checksum.b", checksum(b_bytes)}};
+  const std::vector<TensorSpec> specs{{"b", DType::F32, {2}}, {"a", DType::I32, {1, 2}}};
   std::string json = R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + checksum(a_bytes) +
                      R"(","trident.checksum.b":")" + checksum(b_bytes) +
+                     (header_checksum_too ? R"(","trident.header_checksum":")" + header_checksum(specs, metadata) : "") +
                      R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                      R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
   json.append((8 - json.size() % 8) % 8, ' ');  // padded with spaces to a multiple of 8
@@ -80,7 +87,7 @@ TEST_CASE("files with the FNV-1a checksums of earlier versions are still verifie
     std::snprintf(text, sizeof text, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
     return std::string(text);
   };
-  std::string bytes = tiny_file(b_bytes, a_bytes, fnv1a64);
+  std::string bytes = tiny_file(b_bytes, a_bytes, fnv1a64, false);
   trident_test::write_bytes(dir.file("old.safetensors"), bytes);
   CHECK(SafetensorsFile(dir.file("old.safetensors")).verify_checksums() == 2);
   bytes[bytes.size() - 1] = static_cast<char>(bytes[bytes.size() - 1] ^ 0x10);
@@ -153,11 +160,11 @@ TEST_CASE("tensors and metadata survive a round trip", "[io][safetensors]") {
       metadata);
 
   SafetensorsFile file(path);
-  Metadata user_metadata;  // what the caller wrote; the writer adds a checksum per tensor
+  Metadata user_metadata;  // what the caller wrote; the writer adds a checksum per tensor and the header's
   for (const auto& [key, value] : file.metadata())
-    if (key.rfind("trident.checksum.", 0) != 0) user_metadata[key] = value;
+    if (key.rfind("trident.checksum.", 0) != 0 && key != header_checksum_key()) user_metadata[key] = value;
   CHECK(user_metadata == metadata);
-  CHECK(file.metadata().size() == metadata.size() + 6);
+  CHECK(file.metadata().size() == metadata.size() + 6 + 1);
   CHECK(file.verify_checksums() == 6);
   CHECK(file.data_start() == layout.data_start());
   CHECK(std::filesystem::file_size(path) == layout.file_size);
@@ -300,4 +307,39 @@ TEST_CASE("writes are atomic: a temporary renamed into place, nothing left on fa
   CHECK_THROWS_WITH(write_safetensors(dir.file("bad.safetensors"), {host_tensor<float>("w", {2}, nullptr)}),
                     Contains("tensor 'w'") && Contains("no data"));
   CHECK(dir.entries() == std::vector<std::string>{"ckpt.safetensors", "taken"});
+}
+
+TEST_CASE("a header changed after writing is refused: an edited entry, a deleted checksum", "[io][safetensors]") {
+  TemporaryDirectory dir;
+  const std::vector<float> values{1.0f, -2.5f, 3.0f};
+  write_safetensors(dir.file("run.safetensors"), {host_tensor("w", {3}, values)}, {{"step", "12"}, {"seed", "7"}});
+  const std::string good = trident_test::read_bytes(dir.file("run.safetensors"));
+  CHECK(SafetensorsFile(dir.file("run.safetensors")).has_header_checksum());
+  CHECK(SafetensorsFile(dir.file("run.safetensors")).verify_checksums() == 1);
+
+  // The same length: "step":"12" becomes "step":"13".
+  std::string edited = good;
+  const auto at = edited.find(R"("step":"12")");
+  REQUIRE(at != std::string::npos);
+  edited[at + 9] = '3';
+  trident_test::write_bytes(dir.file("edited.safetensors"), edited);
+  CHECK_THROWS_WITH(SafetensorsFile(dir.file("edited.safetensors")),
+                    Contains("the header was changed after it was written"));
+
+  // A tensor's checksum entry removed, the header rewritten with its new length.
+  std::uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i)
+    header_length = header_length << 8 | static_cast<unsigned char>(good[static_cast<std::size_t>(i)]);
+  std::string header = good.substr(8, header_length);
+  const auto entry = header.find(R"("trident.checksum.w":")");
+  REQUIRE(entry != std::string::npos);
+  header.erase(entry, header.find('"', entry + 22) + 2 - entry);  // the entry and its comma
+  header.append((8 - header.size() % 8) % 8, ' ');
+  std::string shorter(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    shorter[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  shorter += header + good.substr(8 + header_length);
+  trident_test::write_bytes(dir.file("deleted.safetensors"), shorter);
+  CHECK_THROWS_WITH(SafetensorsFile(dir.file("deleted.safetensors")),
+                    Contains("the header was changed after it was written"));
 }

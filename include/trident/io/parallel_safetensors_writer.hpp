@@ -22,6 +22,7 @@
 #include <trident/io/atomic_file.hpp>
 #include <trident/io/checksum.hpp>
 #include <trident/io/fault_injection.hpp>
+#include <trident/io/header_checksum.hpp>
 #include <trident/io/safetensors_layout.hpp>
 #include <trident/io/safetensors_writer.hpp>
 #include <trident/io/tensor_info.hpp>
@@ -143,6 +144,7 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
       with_checksums[checksum_key_prefix() + specs[t].name] =
           WordSumChecksum::format(WordSumChecksum::algorithm, sums(n + t));
     }
+    with_checksums[header_checksum_key()] = header_checksum(specs, with_checksums);
     layout = plan_safetensors(specs, with_checksums);
   });
 

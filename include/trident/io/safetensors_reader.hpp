@@ -5,6 +5,7 @@
 
 #include <trident/core/error.hpp>
 #include <trident/io/checksum.hpp>
+#include <trident/io/header_checksum.hpp>
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
 #include <trident/io/safetensors_header.hpp>
@@ -61,7 +62,16 @@ class SafetensorsFile {
     m_tensors = std::move(header.tensors);
     m_metadata = std::move(header.metadata);
     for (std::size_t i = 0; i < m_tensors.size(); ++i) m_index.emplace(m_tensors[i].name, i);
+    const auto recorded = m_metadata.find(header_checksum_key());
+    if (recorded != m_metadata.end()) {
+      const std::string actual = header_checksum(m_tensors, m_metadata);
+      require(actual == recorded->second, where, ": the header was changed after it was written (its metadata or ",
+              "tensor list has checksum ", actual, " but the file recorded ", recorded->second, ")");
+    }
   }
+
+  // Whether the file records a checksum of its header (every file trident writes does).
+  bool has_header_checksum() const { return m_metadata.count(header_checksum_key()) != 0; }
 
   const std::string& path() const { return m_path; }
   // In file order: by data offset.

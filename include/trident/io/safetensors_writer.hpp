@@ -1,6 +1,7 @@
 #pragma once
 // Writing a whole safetensors file from host memory, atomically: the file appears under its
-// name complete or not at all, with a checksum of every tensor in its metadata (checksum.hpp).
+// name complete or not at all, with a checksum of every tensor in its metadata (checksum.hpp)
+// and one of the header itself (header_checksum.hpp).
 
 #include <trident/core/error.hpp>
 #include <trident/io/atomic_file.hpp>
@@ -8,6 +9,7 @@
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
 #include <trident/io/fault_injection.hpp>
+#include <trident/io/header_checksum.hpp>
 #include <trident/io/safetensors_layout.hpp>
 #include <trident/io/tensor_info.hpp>
 
@@ -94,6 +96,7 @@ inline SafetensorsLayout write_safetensors(const std::string& path, const std::v
                                          });
     with_checksums[checksum_key_prefix() + tensor.spec.name] = checksum.text();
   }
+  with_checksums[header_checksum_key()] = header_checksum(specs, with_checksums);
   const SafetensorsLayout layout = plan_safetensors(specs, with_checksums);
   for (std::size_t i = 0; i < tensors.size(); ++i)
     require_argument(tensors[i].data != nullptr || layout.tensors[i].byte_size() == 0, operation, ": tensor '",

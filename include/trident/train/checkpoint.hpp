@@ -101,6 +101,18 @@ inline void require_same_tensors(const io::SafetensorsFile& file, const std::vec
                    " missing)");
 }
 
+// Every tensor's bytes, and the header itself, are covered by a checksum (a file trident wrote,
+// unedited: the reader refuses a header that changed, so only a file stripped of both gets here).
+inline void require_checksums(const io::SafetensorsFile& file, const std::vector<GlobalTensor>& tensors) {
+  require(file.has_header_checksum(), "trident::train: checkpoint '", file.path(),
+          "' has no checksum of its header (written by another program, or edited)");
+  const auto recorded = file.recorded_checksums();
+  for (const char* prefix : state_prefixes)
+    for (const auto& t : tensors)
+      require(recorded.count(prefix + t.name) != 0, "trident::train: checkpoint '", file.path(),
+              "' has no checksum of tensor '", prefix + t.name, "'");
+}
+
 }  // namespace detail
 
 // Collective over `comm`, the ranks that together hold the model: writes the one-rank
@@ -152,6 +164,7 @@ io::Metadata load_state(const std::string& path, const std::vector<GlobalTensor>
     file.emplace(path);
     if (check) check(file->metadata());
     detail::require_same_tensors(*file, tensors);
+    detail::require_checksums(*file, tensors);
     together = verify_together && detail::checksums_add_up(*file);
     if (!together) file->verify_checksums();
     for (const auto& part : parts)
