@@ -18,7 +18,7 @@ namespace trident {
 // A rectangle of a local tensor and where it sits in the global tensor: local rows
 // [local_row, local_row + rows) and columns [local_col, local_col + cols) are global rows
 // [global_row, ...) and columns [global_col, ...). A shard is a list of such blocks: one for
-// a row or column slice, three for c_attn split by heads (its Q, K and V column blocks).
+// a row or column slice, three for a fused [Q | K | V] projection split by heads.
 // Rank-1 tensors use rows only (cols = 1).
 struct ShardBlock {
   std::int64_t local_row = 0, local_col = 0;
@@ -27,7 +27,7 @@ struct ShardBlock {
 };
 
 struct ParameterInfo {
-  std::string name;                        // global name, e.g. "h.0.attn.c_attn.weight"
+  std::string name;                        // global name, e.g. "block.0.attn.weight"
   std::vector<std::int64_t> global_shape;  // shape of the one-rank tensor
   std::vector<std::int64_t> local_shape;   // shape held by this rank
   std::int64_t offset = 0;                 // first element in the flat buffer

@@ -1,6 +1,6 @@
 #pragma once
 // ZeRO-3's gradients: a unit's gradients live in a buffer of their own from the first backward
-// that writes them (GPT-2's head writes wte's, owned by the embedding) until the owning unit's
+// that writes them (a tied head writes its embedding's table's) until the owning unit's
 // backward has finished; then they are reduce-scattered (nonblocking) and each rank adds its
 // part into its gradient shard. Every micro-batch reduces this way, as FSDP does; the shard
 // accumulates the parts in posting order, so results do not depend on timing.

@@ -2,7 +2,7 @@
 // How a model's parameters group into the units its hooks name (GPT-2: embedding, blocks,
 // head). A unit OWNS the tensors whose gradients its backward finishes; they must be
 // contiguous in store order, so a unit's gradients are one range of the flat buffer. A unit
-// may also READ tensors it does not own (GPT-2's head reads wte, owned by the embedding).
+// may also READ tensors it does not own (a tied head reads its embedding's table).
 // Forward visits units 0, 1, ..., U-1 and backward U-1, ..., 0.
 
 #include <trident/core/error.hpp>

@@ -1,7 +1,7 @@
 #pragma once
 // The layers of a model that reads token ids:
-//   Embedding:         out[n] = wte[id[n]], from one input column of ids held as Scalar values.
-//                      Under tensor parallelism wte is split by vocabulary rows (Megatron-LM):
+//   Embedding:         out[n] = table[id[n]], from one input column of ids held as Scalar values.
+//                      Under tensor parallelism the table is split by vocabulary rows (Megatron-LM):
 //                      each rank looks up the ids in its rows, zeros for the others, and the
 //                      partial rows are summed over the group (one non-zero term each: exact);
 //                      with sequence parallelism the sums are scattered over the ranks' rows.
@@ -99,7 +99,7 @@ class Embedding final : public Layer<Scalar, ExecutionSpace> {
   }
 
  private:
-  // Where this rank's rows of wte start in the global table (0 when it holds all of them).
+  // Where this rank's rows of the table start in the global table (0 when it holds all of them).
   int first_vocab_row(const context_type& c) const {
     return static_cast<int>(c.store->info(m_weight).blocks.at(0).global_row);
   }

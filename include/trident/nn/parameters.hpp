@@ -1,11 +1,11 @@
 #pragma once
 // The parameters of a model spec as global tensors, named as PyTorch names the parameters of
 // an nn.Sequential ("0.weight", "3.1.bias" for layer 1 of the residual branch at 3; a named()
-// layer by its name, as "h.0.attn.c_attn.weight"), and the
+// layer by its name, as "block.0.attn.weight"), and the
 // shard of each that a tensor-parallel rank holds: a column-parallel linear splits its weight
 // and bias by output features (each of its parts on its own: a rank holds the same heads of
 // Q, K and V), a row-parallel one its weight by input features, an embedding its table by
-// vocabulary rows (unevenly when the group does not divide the vocabulary, as GPT-2's wte).
+// vocabulary rows (unevenly when the group does not divide the vocabulary).
 // Initialisation is defined on the global tensors (PyTorch's nn.Linear bounds: U(-k, k),
 // k = 1/sqrt(in), or N(0, stddev^2) and zero bias with normal_init; LayerNorm: ones and
 // zeros; embeddings: N(0, 0.02^2) as GPT-2), so every layout starts from the same values.
@@ -140,7 +140,7 @@ inline std::int64_t parameter_count(const ModelSpec& spec) {
 // A table a tied head reads, and the top-level layers of its embedding and of the head. When
 // pipeline stages put them apart, the head's stage holds a copy (Model::tied_copies) and the
 // two gradients must be summed after the step's backward (pipeline::TiedGradients between
-// the two stages' ranks), as gpt2::Gpt2Pipeline does for GPT-2's wte.
+// the two stages' ranks), as train::Trainer does for every tied table.
 struct TiedTable {
   std::string name;
   int embedding_layer = 0, head_layer = 0;

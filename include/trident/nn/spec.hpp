@@ -14,13 +14,13 @@
 // A transformer reads token ids: embedding(V, C) turns a column of ids into C features,
 // position_embedding(T, C) adds the position of each row in its sequence of T rows,
 // causal_self_attention(C, H, T) follows a linear(C, 3C) that projects [Q | K | V], and
-// tied_head(V, C, "wte") computes logits with the embedding's table, split by vocabulary under
+// tied_head(V, C, "tokens") computes logits with the embedding's table, split by vocabulary under
 // tensor parallelism (the cross-entropy is then vocabulary-parallel).
 //
 // Parameters are named by position ("3.1.weight": layer 1 of the chain at 3), or by name where
-// a layer is named(): named("h.0", block) gives "h.0.<...>", and a chain named("") adds
+// a layer is named(): named("block.0", block) gives "block.0.<...>", and a chain named("") adds
 // nothing, so its layers are named as the chain's siblings. sequence() groups layers into one
-// (one unit of data parallelism, one piece of a pipeline cut). GPT-2 (model/gpt2_spec.hpp) is
+// (one unit of data parallelism, one piece of a pipeline cut). GPT-2 (gpt2/spec.hpp) is
 // such a spec.
 //
 // Model (model.hpp) instantiates a spec for a Scalar, an execution space, a tensor-parallel
@@ -137,8 +137,8 @@ inline LayerSpec residual(std::vector<LayerSpec> inner) {
   return spec;
 }
 
-// out = wte[id] for a single input column of token ids (held as Scalar values, exact below
-// 2^24 in float); wte [vocab, features], split by vocabulary rows under tensor parallelism.
+// out = table[id] for a single input column of token ids (held as Scalar values, exact below
+// 2^24 in float); table [vocab, features], split by vocabulary rows under tensor parallelism.
 inline LayerSpec embedding(std::int64_t vocab, std::int64_t features) {
   require_argument(vocab >= 1 && features >= 1, "trident::nn::embedding: vocab and features must be >= 1, got ", vocab,
                    " and ", features);

@@ -2,7 +2,7 @@
 // Causal multi-head self-attention on a packed qkv projection.
 //
 // qkv[N, 3*Cl], N = B*T, holds per row [Q | K | V], each Cl = H * head_dim wide with head h in
-// columns [h*hd, (h+1)*hd) (the Hugging Face c_attn order). Cl is the local width: under tensor
+// columns [h*hd, (h+1)*hd) (Q, K and V side by side, each by heads). Cl is the local width: under tensor
 // parallelism a rank holds H local heads and Cl = C / tp. The output out[N, Cl] is the heads
 // concatenated, before the output projection:
 //   P = softmax(Q K^T / sqrt(hd) + causal mask),  out_h = P V

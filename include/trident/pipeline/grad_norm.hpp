@@ -2,7 +2,7 @@
 // The global gradient norm of a model cut into pipeline stages (each stage possibly split over
 // a tensor-parallel group), with the one-rank model's clip_grad_norm_ semantics: every element
 // of every global tensor counted once. A stage adds its own tensors, leaving out the copies of
-// tied tensors another stage counts (GPT-2's wte on the last stage); tensors replicated over
+// tied tensors another stage counts (a tied head's copy of a table); tensors replicated over
 // the tensor-parallel group count on its first rank only; the partial sums are added over
 // both groups.
 

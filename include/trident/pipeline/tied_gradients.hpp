@@ -1,5 +1,5 @@
 #pragma once
-// A tensor used by two stages, GPT-2's wte: the first stage embeds with it and the last stage
+// A tensor used by two stages, a tied table: the first stage embeds with it and the last stage
 // uses it as the output head. Each stage holds its own copy, equal at the start; after the
 // step's backward the two gradients are summed and both copies get the sum, so the optimizer
 // updates them identically and they stay equal, bit for bit.
