@@ -166,7 +166,12 @@ TEST_CASE("a transformer whose head is tied to its embedding matches the referen
   CHECK_THROWS_WITH(
       Model(Space(), nn::sequential({nn::embedding(vocab, features), nn::tied_head(vocab, features, "wte")},
                                     nn::Loss::cross_entropy)),
-      "trident::nn: a tied head reads 'wte.weight', which no embedding before it holds");
+      "trident::nn: a tied head reads 'wte.weight', which no embedding before it holds (the tables before it: "
+      "'0.weight'; name the head's embedding)");
+  CHECK_THROWS_WITH(Model(Space(), nn::sequential({nn::linear(1, features), nn::tied_head(vocab, features, "wte")},
+                                                  nn::Loss::cross_entropy)),
+                    "trident::nn: a tied head reads 'wte.weight', which no embedding before it holds (no embedding "
+                    "comes before it)");
 }
 
 TEST_CASE("megatron_pairs splits the attention's projection per Q, K and V", "[nn]") {

@@ -8,30 +8,88 @@
 using namespace pipeline_gpt2_test;
 using Catch::Contains;
 using trident::InvalidArgument;
-using trident::gpt2::plan_gpt2_pipeline;
+
+namespace {
+
+trident::train::Layout layout_of(int pp, const std::string& schedule, int chunks = 1,
+                                 std::vector<int> stage_layers = {}) {
+  trident::train::Layout layout;
+  layout.pp = pp;
+  layout.schedule = schedule;
+  layout.virtual_stages = chunks;
+  layout.stage_layers = std::move(stage_layers);
+  return layout;
+}
+
+// The one-rank loss of step `step` of m micro-batches from seed 1.
+double one_rank_loss(int step, int m) {
+  Model one(Space(), config);
+  one.initialize(1);
+  const double scale = 1.0 / (m * batch * seq);
+  return one_rank_step(one, data_for(step, m), scale) * scale;
+}
+
+}  // namespace
 
 TEST_CASE("bad pipeline layouts are refused before any work", "[pipeline][errors]") {
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 9, 9), Contains("L = 8 blocks cannot fill 9 stages"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "interleaved", 4, 8, 3), Contains("L = 8 blocks cannot fill 12 stages"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "interleaved", 4, 6, 2),
+  const auto gpt2 = spec();  // 10 top-level layers: the embeddings, L = 8 blocks, the head
+  CHECK_THROWS_WITH(layout_of(11, "1f1b").validate(11, gpt2),
+                    Contains("11 pipeline stages (pp 11 x 1 chunks) but the model has only 10 top-level layers"));
+  CHECK_THROWS_WITH(layout_of(4, "interleaved", 3).validate(4, gpt2),
+                    Contains("12 pipeline stages (pp 4 x 3 chunks) but the model has only 10"));
+  CHECK_THROWS_WITH(layout_of(3, "1f1b", 1, {4, 4, 3}).validate(3, gpt2),
+                    Contains("stage_layers add up to 11 but the model has 10 top-level layers"));
+  CHECK_THROWS_WITH(layout_of(3, "1f1b", 1, {5, 5}).validate(3, gpt2), Contains("2 stage_layers entries for 3 stages"));
+  CHECK_THROWS_WITH(layout_of(2, "1f1b", 1, {10, 0}).validate(2, gpt2), Contains("every stage needs a layer, got 0"));
+  CHECK_THROWS_WITH(layout_of(2, "1f1b", 2).validate(2, gpt2),
+                    Contains("2 chunks per rank need the interleaved schedule, not '1f1b'"));
+  CHECK_THROWS_WITH(layout_of(2, "1f1b").validate(3, gpt2), Contains("= 2 ranks, but the communicator has 3"));
+  auto negative = layout_of(2, "1f1b");
+  negative.micro_batch = -1;
+  CHECK_THROWS_WITH(negative.validate(2, gpt2), Contains("micro_batch must be >= 0"));
+  // The micro-batch counts a schedule cannot take.
+  CHECK_THROWS_WITH(trident::pipeline::make_schedule("interleaved", 4, 6, 2),
                     Contains("m = 6 must be a multiple of the number of ranks p = 4"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "zb", 4, 3), Contains("got m = 3 for p = 4"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 3, 3, 1, "3,3,3"),
-                    Contains("adds up to 9 blocks, but the model has L = 8"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 3, 3, 1, "4,4"), Contains("has 2 entries for 3 stages"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 2, 4, 1, "8,0"), Contains("every stage needs at least one"));
-  CHECK_THROWS_WITH(plan_gpt2_pipeline(config, "1f1b", 2, 4, 2), Contains("only 'interleaved' takes v > 1"));
-  CHECK_THROWS_AS(plan_gpt2_pipeline(config, "1f1b", 2, 0), InvalidArgument);
+  CHECK_THROWS_WITH(trident::pipeline::make_schedule("zb", 4, 3), Contains("got m = 3 for p = 4"));
+  CHECK_THROWS_AS(trident::pipeline::make_schedule("1f1b", 2, 0), InvalidArgument);
 
+  // The Trainer refuses a bad layout on every rank, before it builds anything.
+  const int p = trident_test::world_size();
+  CHECK_THROWS_WITH(Trainer(world(), gpt2, layout_of(p, "1f1b", 1, std::vector<int>(static_cast<std::size_t>(p), 1))),
+                    Contains("stage_layers add up to " + std::to_string(p) + " but the model has 10"));
+  // A stage of a model is a range of its layers, and runs only by the stage passes.
+  CHECK_THROWS_WITH(Chunk(Space(), gpt2, Chunk::group_type::single(), {2, 11}),
+                    Contains("is not a non-empty range of the model's 10 top-level layers"));
+  Chunk stage(Space(), gpt2, Chunk::group_type::single(), {0, 4});
+  const auto data = batch_of(data_for(0, 1));
+  CHECK_THROWS_WITH(stage.forward(data.inputs, data.targets, 1.0), Contains("run it with the stage passes"));
+  CHECK_THROWS_WITH(stage.set_micro_batches({data.inputs}, {data.targets}, 0.0), Contains("non-zero loss scale"));
+  // GPT-2's own stages, as gpt2::Gpt2 takes them.
   CHECK_THROWS_WITH(Model(Space(), config, trident::gpt2::Gpt2Stage{2, 9, false, true}),
                     Contains("not a non-empty range of the model's L = 8 blocks"));
   CHECK_THROWS_WITH(Model(Space(), config, trident::gpt2::Gpt2Stage{0, 4, false, false}),
                     Contains("must hold the embedding exactly when it starts at block 0"));
-  Model stage(Space(), config, trident::gpt2::Gpt2Stage{0, 4, true, false});
-  CHECK_THROWS_WITH(stage.forward(data_for(0, 1).tokens[0], data_for(0, 1).targets[0], batch, seq, 1.0),
-                    Contains("run it with the stage passes"));
-  CHECK_THROWS_WITH(stage.set_micro_batches(data_for(0, 1).tokens, data_for(0, 1).targets, batch, seq, 0.0),
-                    Contains("non-zero loss scale"));
+}
+
+TEST_CASE("a schedule that cannot take the batch's micro-batches stops the step on every rank", "[pipeline][errors]") {
+  const int p = trident_test::world_size();
+  if (p == 1) return;  // one rank takes any number of micro-batches
+  // ZB-H1 needs m >= p; the interleaved schedule a multiple of p.
+  Trainer zb(world(), spec(), pipeline_layout({"zb", 1}), settings_with(1));
+  CHECK_THROWS_WITH(zb.step(batch_of(data_for(0, p - 1)), 1e-3),
+                    Contains("got m = " + std::to_string(p - 1) + " for p = " + std::to_string(p)));
+  Trainer interleaved(world(), spec(), pipeline_layout({"interleaved", 2}), settings_with(1));
+  CHECK_THROWS_WITH(
+      interleaved.step(batch_of(data_for(0, p + 1)), 1e-3),
+      Contains("m = " + std::to_string(p + 1) + " must be a multiple of the number of ranks p = " + std::to_string(p)));
+  // Nothing was left half done: a good step is the one-rank step.
+  const int m = micro_batches_for(p);
+  for (Trainer* trainer : {&zb, &interleaved}) {
+    CHECK(trainer->steps_done() == 0);
+    CHECK(trident_test::relative_difference(trainer->step(batch_of(data_for(0, m)), 1e-3).loss, one_rank_loss(0, m)) <
+          1e-5);
+    CHECK(trainer->steps_done() == 1);
+  }
 }
 
 TEST_CASE("an argument that is bad on one rank makes every rank throw", "[pipeline][errors]") {
@@ -46,25 +104,47 @@ TEST_CASE("an argument that is bad on one rank makes every rank throw", "[pipeli
                                batch * seq, config.hidden),
                       Contains("passed different schedules"));
   }
-
-  const auto plan = plan_gpt2_pipeline(config, "1f1b", p, m);
-  Pipeline pipe(Space(), config, plan, world(), batch, seq);
-  pipe.initialize(1);
-  const auto data = data_for(0, m);
   // Rank 0 passes no chunks: all ranks hear of it.
-  std::vector<Model*> chunks;
-  if (rank != 0) chunks.push_back(&pipe.chunk(0));
-  CHECK_THROWS_WITH(pipe.executor().run(chunks), Contains("passed 0"));
-  // A token outside the vocabulary on the last rank only.
-  auto bad = data;
-  if (rank == p - 1) bad.tokens[0][3] = config.vocab;
-  CHECK_THROWS_WITH(pipe.forward_backward(bad.tokens, bad.targets, 1.0), Contains("outside the vocabulary"));
-  // The wrong number of micro-batches on rank 0 only.
-  auto short_data = data;
-  if (rank == 0) short_data.tokens.pop_back(), short_data.targets.pop_back();
-  CHECK_THROWS_WITH(pipe.forward_backward(short_data.tokens, short_data.targets, 1.0),
-                    Contains("runs m = " + std::to_string(m)));
-  // Nothing was left half done: a good step still runs.
-  pipe.zero_grad();
-  CHECK(std::isfinite(pipe.forward_backward(data.tokens, data.targets, 1.0)));
+  {
+    Executor executor(Space(), world(), trident::pipeline::one_f_one_b(p, m), batch * seq, config.hidden);
+    Chunk stage(Space(), spec(), Chunk::group_type::single(),
+                trident::nn::even_stages(config.layers + 2, p)[static_cast<std::size_t>(rank)]);
+    std::vector<Chunk*> chunks;
+    if (rank != 0) chunks.push_back(&stage);
+    CHECK_THROWS_WITH(executor.run(chunks), Contains("passed 0"));
+  }
+
+  Trainer trainer(world(), spec(), pipeline_layout({"1f1b", 1}), settings_with(1));
+  const auto data = data_for(0, m);
+  const auto good = batch_of(data);
+  // Rank 0 passes a batch that is not whole sequences.
+  auto ragged = good;
+  if (rank == 0) {
+    const std::pair<std::int64_t, std::int64_t> rows{0, good.inputs.extent(0) - 1};
+    ragged.inputs = Kokkos::subview(good.inputs, rows, Kokkos::ALL);
+    ragged.targets.classes = Kokkos::subview(good.targets.classes, rows);
+  }
+  CHECK_THROWS_WITH(trainer.step(ragged, 1e-3), Contains("not a whole number of samples of 8 rows"));
+  // The last rank passes targets for fewer rows than the inputs.
+  auto short_targets = good;
+  if (rank == p - 1)
+    short_targets.targets.classes =
+        Kokkos::subview(good.targets.classes, std::pair<std::int64_t, std::int64_t>{0, batch * seq});
+  CHECK_THROWS_WITH(trainer.step(short_targets, 1e-3), Contains("the targets do not have the batch's"));
+  // Rank 0 passes one micro-batch fewer than the others: the pipeline's schedules differ.
+  if (p > 1) {
+    auto fewer = data;
+    if (rank == 0) fewer.tokens.pop_back(), fewer.targets.pop_back();
+    CHECK_THROWS_WITH(trainer.step(batch_of(fewer), 1e-3), Contains("passed different schedules"));
+  }
+  // One rank, one stage: a token outside the vocabulary.
+  if (p == 1) {
+    auto bad = data;
+    bad.tokens[0][3] = config.vocab;
+    CHECK_THROWS_WITH(trainer.step(batch_of(bad), 1e-3), Contains("which is not an integer in [0, 29)"));
+  }
+  // Nothing was left half done: a good step is the one-rank step.
+  CHECK(trainer.steps_done() == 0);
+  CHECK(trident_test::relative_difference(trainer.step(good, 1e-3).loss, one_rank_loss(0, m)) < 1e-5);
+  CHECK(trainer.steps_done() == 1);
 }

@@ -114,7 +114,15 @@ inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
     for (auto& p : layer_tensors(spec, i)) {
       const auto same = std::find_if(all.begin(), all.end(), [&](const TensorPlan& q) { return q.name == p.name; });
       if (same == all.end()) {
-        require_argument(!p.tied, "trident::nn: a tied head reads '", p.name, "', which no embedding before it holds");
+        if (p.tied) {
+          std::string tables;
+          for (const auto& q : all)
+            if (q.table) tables += (tables.empty() ? "'" : ", '") + q.name + "'";
+          throw InvalidArgument("trident::nn: a tied head reads '" + p.name + "', which no embedding before it holds (" +
+                                (tables.empty() ? std::string("no embedding comes before it")
+                                                : "the tables before it: " + tables + "; name the head's embedding") +
+                                ")");
+        }
         all.push_back(std::move(p));
         continue;
       }
