@@ -3,14 +3,19 @@
 // On several ranks it trains in any dp x tp x pp layout (ZeRO 0-3, any pipeline schedule,
 // sequence parallelism, recomputation) through the one training driver, train::Trainer, as any
 // other model would; rank 0 prints.
+//
+// Before the first step every rank has checked, and all agree: the flags (one line naming the
+// flag, exit status 2), the data files, the memory the model and layout need against what the
+// node has, and every output (--save, --checkpoint-dir, --log-json, --trace). --save-every K
+// keeps the last --keep checkpoints in --checkpoint-dir (checkpoint_directory.hpp); --resume DIR
+// continues from the newest that verifies, with the checkpoint's seed.
 
 #include <trident/comm/agreement.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/runtime_info.hpp>
-#include <trident/data/synthetic.hpp>
-#include <trident/data/text.hpp>
-#include <trident/data/token_files.hpp>
-#include <trident/io/token_file.hpp>
+#include <trident/data/batches.hpp>
+#include <trident/io/safetensors_reader.hpp>
+#include <trident/train/checkpoint.hpp>
 #include <trident/mesh/process_mesh.hpp>
 #include <trident/ops/gemm_peak.hpp>
 #include <trident/gpt2/batch.hpp>
@@ -19,27 +24,36 @@
 #include <trident/gpt2/spec.hpp>
 #include <trident/optim/lr_schedule.hpp>
 #include <trident/pipeline/executor.hpp>
+#include <trident/pipeline/partition.hpp>
 #include <trident/pipeline/trace.hpp>
 #include <trident/train.hpp>
 
-#include "flags.hpp"
+#include "checkpoint_directory.hpp"
+#include "cli.hpp"
+#include "data_source.hpp"
+#include "memory_estimate.hpp"
+#include "outputs.hpp"
 
 #include <mpi.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <utility>
 
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
+using trident_examples::Range;
+using trident_examples::UsageError;
 
 struct Options {
   trident::gpt2::Gpt2Config config;
@@ -47,130 +61,106 @@ struct Options {
   trident::train::TrainerSettings training;
   trident::optim::CosineSchedule schedule;
   std::int64_t batch = 16;  // sequences per step
-  std::int64_t steps = 0;
-  std::string data, save, load, log_json;
-  std::string checkpoint_dir;  // --save-every writes <dir>/checkpoint.safetensors
+  std::int64_t steps = 600;
+  std::string data = "synthetic", data_format = "auto";
+  std::string save, load, resume, log_json;
+  std::string checkpoint_dir;  // --save-every keeps <dir>/step-<n>.safetensors and <dir>/latest
   std::int64_t save_every = 0;
-  int successors = 0;
+  int keep = 2;
+  int successors = 4;
   double peak_gflops = 0;
   std::string stage_blocks, trace;
+  bool seed_given = false, reseed = false;
+
+  train_gpt::DataSettings data_settings() const {
+    train_gpt::DataSettings s;
+    s.data = data;
+    s.format = data_format;
+    s.vocab = config.vocab;
+    s.successors = successors;
+    s.seq = config.seq;
+    s.batch = batch;
+    s.seed = training.seed;
+    return s;
+  }
 };
 
-// The one file --save-every keeps up to date: replaced atomically, so a run killed at any
-// moment leaves the previous complete checkpoint.
-std::string checkpoint_path(const std::string& directory) {
-  return directory + "/checkpoint.safetensors";
-}
-
-Options parse(int argc, char** argv, bool& help) {
-  trident_examples::Flags flags(argc, argv, "train_gpt");
-  Options o;
-  o.config.layers = flags.number<int>("layers", 2, "transformer blocks L");
-  o.config.heads = flags.number<int>("heads", 4, "attention heads H");
-  o.config.hidden = flags.number<int>("hidden", 128, "width C");
-  o.config.seq = flags.number<int>("seq", 64, "context T (sequence length)");
-  o.config.vocab = flags.number<int>("vocab", 256, "vocabulary size V (256 for text files)");
-  o.batch = flags.number<std::int64_t>("batch", 16, "global batch, sequences per step");
-  o.layout.micro_batch = flags.number<std::int64_t>("micro-batch", 16, "sequences per micro-batch");
-  o.steps = flags.number<std::int64_t>("steps", 600, "total steps (a loaded run continues to this step)");
-  o.schedule.max_lr = flags.number<double>("lr", 2e-3, "peak learning rate");
-  o.schedule.warmup_steps = flags.number<std::int64_t>("warmup", 20, "linear warmup steps");
-  const auto gpt2 = trident::optim::AdamWSettings::gpt2();
-  o.training.adamw.weight_decay =
-      flags.number<double>("weight-decay", gpt2.weight_decay, "AdamW weight decay (matrices, embeddings)");
-  o.training.adamw.beta1 = flags.number<double>("beta1", gpt2.beta1, "AdamW beta1");
-  o.training.adamw.beta2 = flags.number<double>("beta2", gpt2.beta2, "AdamW beta2");
-  o.training.grad_clip = flags.number<double>("grad-clip", 1.0, "max global gradient norm (0: off)");
-  o.training.on_nonfinite = trident::train::parse_nonfinite_policy(
-      flags.text("on-nonfinite", "stop", "a step with a NaN/Inf loss or gradient: stop, or skip its update"));
-  o.training.seed = flags.number<std::uint64_t>("seed", 1337, "seed of initialisation and synthetic data");
-  o.data = flags.text("data", "synthetic", "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
-  o.successors = flags.number<int>("successors", 4, "successors per token of the synthetic language");
-  o.save = flags.text("save", "", "write a checkpoint here at the end");
-  o.load = flags.text("load", "", "resume from this checkpoint");
-  o.save_every =
-      flags.number<std::int64_t>("save-every", 0, "every K steps, replace the checkpoint in --checkpoint-dir");
-  o.checkpoint_dir = flags.text("checkpoint-dir", "", "where --save-every keeps the latest complete checkpoint");
-  const std::string resume =
-      flags.text("resume", "", "continue from the checkpoint --save-every left in this directory");
-  o.log_json = flags.text("log-json", "", "also write one JSON line per step here");
-  o.peak_gflops = flags.number<double>("peak-gflops", 0, "peak GFLOP/s for MFU (0: measure SGEMM at start)");
-  o.layout.dp = flags.number<int>("dp", 1, "data-parallel replicas");
-  o.layout.tp = flags.number<int>("tp", 1, "tensor-parallel ranks (Megatron split of every layer)");
-  o.layout.sequence_parallel =
-      flags.flag("sequence-parallel", "with --tp: shard LayerNorm/residual rows over the group");
-  o.layout.pp = flags.number<int>("pp", 1, "pipeline stages (ranks)");
-  o.layout.schedule = flags.text("schedule", "1f1b", "pipeline schedule: gpipe, 1f1b, interleaved, zb");
-  o.layout.virtual_stages = flags.number<int>("virtual-stages", 1, "model chunks per rank (interleaved schedule)");
-  o.stage_blocks = flags.text("stage-layers", "", "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
-  o.layout.recompute = flags.flag("recompute", "recompute each block's activations in backward");
-  o.trace = flags.text("trace", "", "write a Chrome trace of the pipeline's last step here");
-  o.layout.zero_stage =
-      flags.number<int>("zero", 0, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters");
-  o.layout.bucket_mb = flags.number<double>("bucket-mb", 25.0, "gradient bucket size in MiB (data-parallel)");
-  help = flags.help_requested();
-  if (help) {
-    std::cout << flags.usage();
-    return o;
+// Returns false for --help (the usage printed by rank 0). Throws UsageError.
+bool parse(int argc, char** argv, Options& o, int rank) {
+  trident_examples::CommandLine cli("train_gpt", "Trains GPT-2 in any dp x tp x pp layout.");
+  o.config.layers = 2;
+  o.config.heads = 4;
+  o.config.hidden = 128;
+  o.config.seq = 64;
+  o.config.vocab = 256;
+  o.layout.micro_batch = 16;
+  o.schedule.max_lr = 2e-3;
+  o.schedule.warmup_steps = 20;
+  o.training.adamw = trident::optim::AdamWSettings::gpt2();
+  o.training.grad_clip = 1.0;
+  o.training.seed = 1337;
+  std::string on_nonfinite = "stop";
+  const Range positive = Range::at_least(1), non_negative = Range::at_least(0);
+  cli.number("--layers", o.config.layers, "transformer blocks L", positive);
+  cli.number("--heads", o.config.heads, "attention heads H", positive);
+  cli.number("--hidden", o.config.hidden, "width C, a multiple of --heads", positive);
+  cli.number("--seq", o.config.seq, "context T (sequence length)", positive);
+  cli.number("--vocab", o.config.vocab, "vocabulary size V (>= 256 for text files)", positive);
+  cli.number("--batch", o.batch, "global batch, sequences per step", positive);
+  cli.number("--micro-batch", o.layout.micro_batch, "sequences per micro-batch", positive);
+  cli.number("--steps", o.steps, "total steps (a resumed run continues to this step)", non_negative);
+  cli.number("--lr", o.schedule.max_lr, "peak learning rate", Range::above(0));
+  cli.number("--warmup", o.schedule.warmup_steps, "linear warmup steps", non_negative);
+  cli.number("--weight-decay", o.training.adamw.weight_decay, "AdamW weight decay (matrices, embeddings)",
+             non_negative);
+  cli.number("--beta1", o.training.adamw.beta1, "AdamW beta1", Range::fraction());
+  cli.number("--beta2", o.training.adamw.beta2, "AdamW beta2", Range::fraction());
+  cli.number("--grad-clip", o.training.grad_clip, "max global gradient norm (0: off)", non_negative);
+  cli.choice("--on-nonfinite", on_nonfinite, {"stop", "skip"}, "a step with a NaN/Inf loss or gradient: stop, or skip its update");
+  cli.number("--seed", o.training.seed, "seed of initialisation and synthetic data (a resumed run: the checkpoint's)");
+  cli.flag("--reseed", o.reseed, "with --resume/--load: continue with --seed instead of the checkpoint's seed");
+  cli.text("--data", o.data, "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
+  cli.choice("--data-format", o.data_format, {"auto", "text", "tokens"},
+             "how --data files are read: auto (by llm.c's magic number 20240520), text (bytes) or tokens");
+  cli.number("--successors", o.successors, "successors per token of the synthetic language", Range::at_least(2));
+  cli.text("--save", o.save, "write a checkpoint here at the end");
+  cli.text("--load", o.load, "start from this checkpoint (saved in any layout)");
+  cli.number("--save-every", o.save_every, "every K steps, a checkpoint in --checkpoint-dir (0: never)", non_negative);
+  cli.text("--checkpoint-dir", o.checkpoint_dir, "where --save-every keeps step-<n>.safetensors and 'latest'");
+  cli.number("--keep", o.keep, "how many of the newest checkpoints --save-every keeps", positive);
+  cli.text("--resume", o.resume, "continue from the newest verified checkpoint in this directory");
+  cli.text("--log-json", o.log_json, "also append one JSON line per step here");
+  cli.number("--peak-gflops", o.peak_gflops, "peak GFLOP/s for MFU (0: measure SGEMM at start)", non_negative);
+  cli.number("--dp", o.layout.dp, "data-parallel replicas", positive);
+  cli.number("--tp", o.layout.tp, "tensor-parallel ranks (Megatron split of every layer)", positive);
+  cli.flag("--sequence-parallel", o.layout.sequence_parallel, "with --tp: shard LayerNorm/residual rows over the group");
+  cli.number("--pp", o.layout.pp, "pipeline stages (ranks)", positive);
+  cli.choice("--schedule", o.layout.schedule, {"gpipe", "1f1b", "interleaved", "zb"}, "pipeline schedule");
+  cli.number("--virtual-stages", o.layout.virtual_stages, "model chunks per rank (interleaved schedule)", positive);
+  cli.text("--stage-layers", o.stage_blocks, "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
+  cli.flag("--recompute", o.layout.recompute, "recompute each block's activations in backward");
+  cli.text("--trace", o.trace, "write a Chrome trace of the pipeline's last step here");
+  cli.number("--zero", o.layout.zero_stage,
+             "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters", Range::between(0, 3));
+  cli.number("--bucket-mb", o.layout.bucket_mb, "gradient bucket size in MiB (data-parallel)", Range::above(0));
+  if (!cli.parse(argc, argv)) {
+    if (rank == 0) std::cout << cli.usage();
+    return false;
   }
-  flags.finish();
-  if (!resume.empty()) {
-    trident::require_argument(o.load.empty(), "train_gpt: --resume and --load both name a checkpoint; give one");
-    o.load = checkpoint_path(resume);
-    trident::require_argument(std::ifstream(o.load).good(), "train_gpt: --resume ", resume, ": no checkpoint there (",
-                              o.load, " does not exist)");
-    if (o.checkpoint_dir.empty()) o.checkpoint_dir = resume;
-  }
-  trident::require_argument(o.save_every >= 0, "train_gpt: --save-every must be >= 0, got ", o.save_every);
-  trident::require_argument(o.save_every == 0 || !o.checkpoint_dir.empty(),
-                            "train_gpt: --save-every needs --checkpoint-dir (or --resume) to say where");
-  if (o.save_every > 0) {
-    std::error_code ignored;  // every rank tries; one creates it
-    std::filesystem::create_directories(o.checkpoint_dir, ignored);
-    trident::require_argument(std::filesystem::is_directory(o.checkpoint_dir), "train_gpt: --checkpoint-dir ",
-                              o.checkpoint_dir, " is not a directory and cannot be created");
-  }
+  o.training.on_nonfinite = trident::train::parse_nonfinite_policy(on_nonfinite);
+  o.seed_given = cli.given("--seed");
+  const auto require = [](bool ok, auto&&... message) {
+    if (!ok) throw UsageError(trident::detail::concat(message...));
+  };
+  require(o.resume.empty() || o.load.empty(), "--resume and --load both name a checkpoint; give one");
+  if (!o.resume.empty() && o.checkpoint_dir.empty()) o.checkpoint_dir = o.resume;
+  require(o.save_every == 0 || !o.checkpoint_dir.empty(),
+          "--save-every needs --checkpoint-dir (or --resume) to say where");
+  require(!o.reseed || !(o.resume.empty() && o.load.empty()), "--reseed only applies to a run that resumes (--resume ",
+          "or --load)");
+  require(!o.reseed || o.seed_given, "--reseed needs --seed, the seed to continue with");
   o.schedule.total_steps = o.steps;
-  return o;
-}
-
-bool is_token_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::int32_t magic = 0;
-  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
-  return in && magic == 20240520;
-}
-
-std::vector<std::string> split_paths(const std::string& list) {
-  std::vector<std::string> paths;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    const auto comma = list.find(',', start);
-    paths.push_back(list.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return paths;
-}
-
-// The token stream, and the loss floor when it is known.
-trident::data::TokenStream load_data(const Options& o, double& entropy_floor) {
-  entropy_floor = NAN;
-  if (o.data == "synthetic") {
-    trident::data::SyntheticMarkovLanguage language(o.config.vocab, o.successors, o.training.seed);
-    entropy_floor = language.entropy_rate();
-    const std::int64_t length = std::max<std::int64_t>(1 << 20, o.batch * o.config.seq * 64 + 1);
-    return language.generate(length);
-  }
-  const auto paths = split_paths(o.data);
-  if (is_token_file(paths.front())) return trident::data::read_token_files(paths, o.config.vocab);
-  trident::require_argument(paths.size() == 1, "train_gpt: several --data files must all be llm.c token files");
-  trident::require_argument(o.config.vocab >= 256,
-                            "train_gpt: a text file is read as bytes, so --vocab must be >= 256 (got ", o.config.vocab,
-                            ")");
-  auto text = trident::data::read_text_bytes(paths.front());
-  text.vocab_size = o.config.vocab;
-  return text;
+  return true;
 }
 
 // The layers of a pipeline stage in GPT-2's words: blocks [a, b), +embedding, +head.
@@ -186,7 +176,9 @@ std::vector<int> gpt2_stage_layers(const std::string& blocks, int layers, int st
   std::vector<int> counts;
   if (blocks.empty()) return counts;
   for (const auto& stage : trident::pipeline::parse_stage_layers(blocks, layers, stages))
-    counts.push_back(stage.blocks() + (stage.holds_embedding ? 1 : 0) + (stage.holds_head ? 1 : 0));
+    counts.push_back(stage.layers());
+  counts.front() += 1;  // the embeddings
+  counts.back() += 1;   // the head
   return counts;
 }
 
@@ -211,35 +203,37 @@ void print_layout(const trident::train::Trainer<float, Space>& trainer, const Op
   }
 }
 
-// Setting up (the data, the model, a checkpoint to resume) fails on every rank together: a
-// data file or checkpoint that cannot be read, or one of another model, is one error that
-// every rank holds, and main() reports it once.
+// Setting up (the data, the model, a checkpoint to resume, the outputs) fails on every rank
+// together: a data file or checkpoint that cannot be read, an output that cannot be written, is
+// one error that every rank holds, and main() reports it once.
 template <class SetUp>
-void set_up_together(const trident::comm::Communicator& world, SetUp&& set_up) {
-  trident::comm::agree_on_failure(world, "train_gpt: setting up", std::forward<SetUp>(set_up));
+void set_up_together(const trident::comm::Communicator& world, const std::string& what, SetUp&& set_up) {
+  trident::comm::agree_on_failure(world, what, std::forward<SetUp>(set_up));
 }
 
-// A mistake every rank finds alike before any rank communicates (a flag, the layout against
-// the world size, a model that does not split): rank 0 reports it, once.
-struct UsageError : trident::InvalidArgument {
-  using trident::InvalidArgument::InvalidArgument;
-};
-
+// A mistake every rank finds alike in the flags before any rank communicates (the layout
+// against the world size, a model that does not split): rank 0 reports it, once.
 void check_layout(Options& o, int size) {
   const auto& l = o.layout;
-  trident::require_argument(l.dp >= 1 && l.tp >= 1 && l.pp >= 1 && l.dp * l.tp * l.pp == size, "train_gpt: started on ",
-                            size, " rank(s) but --dp ", l.dp, " x --tp ", l.tp,
-                            l.pp > 1 ? " x --pp " + std::to_string(l.pp) : std::string(), " = ", l.dp * l.tp * l.pp);
-  trident::require_argument(!l.sequence_parallel || l.tp > 1, "train_gpt: --sequence-parallel needs --tp > 1");
+  trident::require_argument(l.dp * l.tp * l.pp == size, "started on ", size, " rank(s) but --dp ", l.dp, " x --tp ",
+                            l.tp, l.pp > 1 ? " x --pp " + std::to_string(l.pp) : std::string(), " = ",
+                            l.dp * l.tp * l.pp);
+  trident::require_argument(!l.sequence_parallel || l.tp > 1, "--sequence-parallel needs --tp > 1");
+  trident::require_argument(o.config.hidden % o.config.heads == 0, "--hidden ", o.config.hidden,
+                            " is not a multiple of --heads ", o.config.heads,
+                            " (hidden size ", o.config.hidden, " is not divisible by the number of heads ",
+                            o.config.heads, ")");
   o.config.validate();
   trident::gpt2::validate_gpt2_split(o.config, {l.tp, 0});
-  trident::require_argument(o.batch >= 1 && l.micro_batch >= 1, "train_gpt: --batch ", o.batch, " and --micro-batch ",
-                            l.micro_batch, " must be >= 1");
-  trident::require_argument(o.batch % (l.micro_batch * l.dp) == 0, "train_gpt: the batch of ", o.batch,
-                            " sequences is not a whole number of micro-batches of ", l.micro_batch, " on each of ",
-                            l.dp, " data-parallel rank(s) (it must be a multiple of ", l.micro_batch * l.dp, ")");
-  trident::require_argument(o.trace.empty() || l.stages() > 1, "train_gpt: --trace records the pipeline; it needs ",
+  trident::require_argument(o.batch % (l.micro_batch * l.dp) == 0, "the --batch of ", o.batch,
+                            " sequences is not a whole number of micro-batches of ", l.micro_batch, " (--micro-batch) on each of ",
+                            l.dp, " data-parallel rank(s) (--dp; it must be a multiple of ", l.micro_batch * l.dp, ")");
+  trident::require_argument(o.trace.empty() || l.stages() > 1, "--trace records the pipeline; it needs ",
                             "--pp > 1 or --virtual-stages > 1");
+  trident::require_argument(l.virtual_stages == 1 || l.schedule == "interleaved", "--virtual-stages ",
+                            l.virtual_stages, " needs --schedule interleaved, not ", l.schedule);
+  trident::require_argument(o.data != "synthetic" || o.successors <= o.config.vocab, "--successors ", o.successors,
+                            " must be at most --vocab ", o.config.vocab);
   o.layout.stage_layers = gpt2_stage_layers(o.stage_blocks, o.config.layers, l.stages());
   o.layout.validate(size, trident::gpt2::gpt2_spec(o.config));
 }
@@ -248,32 +242,135 @@ void check_layout(Options& o, int size) {
 void require_same_config(const trident::io::Metadata& metadata, const std::string& path,
                          const trident::gpt2::Gpt2Config& config) {
   const auto saved = trident::gpt2::checkpoint_config(metadata, path);
-  trident::require_argument(saved == config, "train_gpt: checkpoint '", path, "' holds a model with ", saved.describe(),
+  trident::require_argument(saved == config, "checkpoint '", path, "' holds a model with ", saved.describe(),
                             " but the model asked for has ", config.describe());
 }
 
+// The seed a checkpoint's run used: train_gpt's own entry (a run may have been reseeded), or the
+// Trainer's.
+std::uint64_t checkpoint_seed(const trident::io::Metadata& metadata, const std::string& path) {
+  const auto found = metadata.find("train_gpt.seed");
+  const std::string& text = found != metadata.end() ? found->second : trident::train::metadata_entry(metadata, "seed", path);
+  try {
+    return std::stoull(text);
+  } catch (const std::logic_error&) {
+    throw trident::Error("checkpoint '" + path + "' has a malformed seed '" + text + "'");
+  }
+}
+
+// How many ranks share this rank's node (and its memory).
+int ranks_on_this_node() {
+  MPI_Comm node = MPI_COMM_NULL;
+  int rank = 0, count = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) != MPI_SUCCESS) return 1;
+  MPI_Comm_size(node, &count);
+  MPI_Comm_free(&node);
+  return count;
+}
+
+// The JSON line of one step.
+std::string json_line(const trident::train::StepReport& r, double tokens_per_second, double mfu) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.4f,\"tokens_per_s\":%.1f,"
+                "\"mfu\":%.5f}\n",
+                static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm, r.seconds * 1e3, tokens_per_second, mfu);
+  return line;
+}
+
 int run(int argc, char** argv, int rank, int size) {
-  bool help = false;
   Options parsed;
   try {
-    parsed = parse(argc, argv, help);
-    if (!help) check_layout(parsed, size);
+    if (!parse(argc, argv, parsed, rank)) return 0;
+    check_layout(parsed, size);
+  } catch (const UsageError&) {
+    throw;
   } catch (const std::exception& e) {
     throw UsageError(e.what());
   }
-  const Options& o = parsed;
-  if (help) return 0;
+  Options& o = parsed;
   using Trainer = trident::train::Trainer<float, Space>;
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+
+  // The data files and the memory the run needs, before anything large is allocated.
+  train_gpt::MemoryInputs needs{o.config, o.layout, o.batch, 0, o.peak_gflops <= 0, !o.load.empty() || !o.resume.empty()};
+  train_gpt::MemoryEstimate estimate;
+  const double available = train_gpt::available_memory();
+  const int ranks_here = ranks_on_this_node();
+  set_up_together(world, "checking the data and the memory", [&] {
+    const auto settings = o.data_settings();
+    if (o.data != "synthetic") {
+      const auto files = train_gpt::inspect_data(settings);
+      needs.data_tokens = static_cast<double>(train_gpt::data_tokens(settings, files, train_gpt::reads_tokens(settings, files)));
+    } else {
+      needs.data_tokens = static_cast<double>(train_gpt::data_tokens(settings, {}, true));
+    }
+    estimate = train_gpt::estimate_memory(needs);
+    if (!Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
+      estimate.parameters = estimate.gradients = estimate.moments = estimate.activations = 0;  // on the device
+    const std::string refusal = train_gpt::memory_refusal(estimate, needs, ranks_here, available);
+    trident::require_argument(refusal.empty(), refusal);
+  });
+
+  // Every output, on every rank: directories created, what cannot be written refused.
+  std::unique_ptr<std::ofstream> json;
+  set_up_together(world, "checking the outputs", [&] {
+    trident_examples::prepare_output_file("--save", o.save, rank);
+    if (o.save_every > 0) trident_examples::prepare_output_directory("--checkpoint-dir", o.checkpoint_dir, rank);
+    trident_examples::prepare_output_file("--log-json", o.log_json, rank, true);
+    trident_examples::prepare_output_file("--trace", o.trace, rank);
+    if (!o.log_json.empty() && rank == 0) {
+      json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
+      trident::require_argument(json->good(), "--log-json '", o.log_json, "': cannot open it: ", std::strerror(errno));
+    }
+  });
+  // Temporaries that killed runs left in a checkpoint directory go before anything is written.
+  std::vector<std::string> directories;
+  if (o.save_every > 0) directories.push_back(o.checkpoint_dir);
+  if (!o.resume.empty() && (directories.empty() || directories[0] != o.resume)) directories.push_back(o.resume);
+  for (const auto& directory : directories) {
+    const std::size_t removed = trident_examples::CheckpointDirectory(world, directory).remove_stale_temporaries();
+    if (rank == 0 && removed > 0)
+      std::printf("removed %zu stale temporary file(s) of killed runs from %s\n", removed, directory.c_str());
+  }
+  std::unique_ptr<trident_examples::CheckpointDirectory> checkpoints;
+  if (o.save_every > 0)
+    checkpoints = std::make_unique<trident_examples::CheckpointDirectory>(world, o.checkpoint_dir, o.keep);
+  if (!o.save.empty() && rank == 0) trident::io::remove_stale_temporaries(o.save);
+
+  // The checkpoint to start from (the newest that verifies, with --resume), and its seed.
+  std::uint64_t seed = o.training.seed;
+  set_up_together(world, "choosing the checkpoint to resume", [&] {
+    if (!o.resume.empty()) {
+      trident::require_argument(!std::filesystem::is_regular_file(o.resume), "--resume '", o.resume,
+                                "' is a file; --resume takes a --checkpoint-dir directory (give a file to --load)");
+      o.load = trident_examples::CheckpointDirectory(world, o.resume).pick_for_resume([&](const std::string& note) {
+        if (rank == 0) std::fprintf(stderr, "train_gpt: --resume %s: %s\n", o.resume.c_str(), note.c_str());
+      });
+    }
+    if (o.load.empty()) return;
+    const trident::io::SafetensorsFile file(o.load);
+    require_same_config(file.metadata(), o.load, o.config);
+    const std::uint64_t saved = checkpoint_seed(file.metadata(), o.load);
+    trident::require_argument(!o.seed_given || o.training.seed == saved || o.reseed, "--seed ", o.training.seed,
+                              " differs from the seed ", saved, " of checkpoint '", o.load, "'; a resumed run keeps ",
+                              "its checkpoint's seed: leave --seed out, or add --reseed to continue with ",
+                              o.training.seed);
+    seed = o.reseed ? o.training.seed : saved;
+  });
+  o.training.seed = seed;
+
   double floor = NAN;
   std::unique_ptr<trident::data::BatchLoader> loader;
-  std::unique_ptr<Trainer> trainer_owner;
-  set_up_together(world, [&] {
-    loader = std::make_unique<trident::data::BatchLoader>(load_data(o, floor), o.batch, o.config.seq);
+  set_up_together(world, "reading the data", [&] {
+    loader = std::make_unique<trident::data::BatchLoader>(train_gpt::read_data(o.data_settings(), floor), o.batch,
+                                                          o.config.seq);
   });
-  trainer_owner = std::make_unique<Trainer>(world, trident::gpt2::gpt2_spec(o.config), o.layout, o.training);
+  auto trainer_owner = std::make_unique<Trainer>(world, trident::gpt2::gpt2_spec(o.config), o.layout, o.training);
   Trainer& trainer = *trainer_owner;
   trainer.set_metadata("config", trident::gpt2::config_to_json(o.config).dump());
+  trainer.set_metadata("train_gpt.seed", std::to_string(seed));
   if (!o.load.empty())
     trainer.load(o.load,
                  [&](const trident::io::Metadata& metadata) { require_same_config(metadata, o.load, o.config); });
@@ -292,31 +389,29 @@ int run(int argc, char** argv, int rank, int size) {
     std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
                 static_cast<long long>(data.stream_length()), static_cast<long long>(o.batch), o.config.seq,
                 static_cast<long long>(o.layout.micro_batch));
+    std::printf("memory: about %s per rank (estimate), %s available on this node\n",
+                train_gpt::bytes_text(estimate.total()).c_str(),
+                available > 0 ? train_gpt::bytes_text(available).c_str() : "unknown");
     if (!std::isnan(floor))
       std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
                   std::log(static_cast<double>(o.config.vocab)), floor);
     std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
                 o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
     if (!o.load.empty())
-      std::printf("resumed from %s at step %lld\n", o.load.c_str(), static_cast<long long>(trainer.steps_done()));
+      std::printf("resumed from %s at step %lld (seed %llu%s)\n", o.load.c_str(),
+                  static_cast<long long>(trainer.steps_done()), static_cast<unsigned long long>(seed),
+                  o.reseed ? ", --reseed" : ", the checkpoint's");
   }
   print_layout(trainer, o);
-  std::unique_ptr<std::ofstream> json;
-  if (!o.log_json.empty() && rank == 0) {
-    json = std::make_unique<std::ofstream>(o.log_json, std::ios::app);
-    trident::require(json->good(), "train_gpt: cannot open --log-json file '", o.log_json, "'");
-  }
   const std::int64_t replica_rows = o.batch / o.layout.dp;
   std::vector<double> recent;
   while (trainer.steps_done() < o.steps) {
     const std::int64_t step = trainer.steps_done() + 1;
     const auto tokens = data.batch(step - 1, mesh.dp_rank() * replica_rows, replica_rows);
     const auto r = trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
-    if (o.save_every > 0 && r.step % o.save_every == 0) {
-      trainer.save(checkpoint_path(o.checkpoint_dir));
-      if (rank == 0)
-        std::printf("saved %s at step %lld\n", checkpoint_path(o.checkpoint_dir).c_str(),
-                    static_cast<long long>(r.step));
+    if (checkpoints && r.step % o.save_every == 0) {
+      const std::string saved = checkpoints->save(trainer, r.step);
+      if (rank == 0) std::printf("saved %s at step %lld\n", saved.c_str(), static_cast<long long>(r.step));
     }
     if (r.skipped) {
       if (rank == 0)
@@ -326,20 +421,21 @@ int run(int argc, char** argv, int rank, int size) {
       continue;
     }
     recent.push_back(r.loss);
-    if (rank != 0) continue;
     const double tokens_per_second = tokens_per_step / r.seconds;
     const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
-    std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
-                static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
-                r.seconds * 1e3, tokens_per_second, 100 * mfu);
-    std::fflush(stdout);
-    if (json) {
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.4f,\"tokens_per_s\":%.1f,"
-                    "\"mfu\":%.5f}\n",
-                    static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm, r.seconds * 1e3, tokens_per_second, mfu);
-      *json << line << std::flush;
+    if (rank == 0) {
+      std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
+                  static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
+                  r.seconds * 1e3, tokens_per_second, 100 * mfu);
+      std::fflush(stdout);
+    }
+    if (!o.log_json.empty()) {  // rank 0 writes; a failure (a full disk) stops every rank together
+      set_up_together(world, "writing --log-json", [&] {
+        if (!json) return;
+        *json << json_line(r, tokens_per_second, mfu) << std::flush;
+        trident::require(json->good(), "--log-json '", o.log_json, "': writing step ", r.step, " failed: ",
+                         std::strerror(errno));
+      });
     }
   }
   if (rank == 0 && !std::isnan(floor) && recent.size() >= 10) {
@@ -356,7 +452,9 @@ int run(int argc, char** argv, int rank, int size) {
   }
   if (!o.trace.empty() && trainer.executor() != nullptr) {
     const auto events = trainer.executor()->gather_trace();
-    if (rank == 0) trident::pipeline::write_chrome_trace(o.trace, events);
+    set_up_together(world, "writing --trace", [&] {
+      if (rank == 0) trident::pipeline::write_chrome_trace(o.trace, events);
+    });
   }
   return 0;
 }
@@ -373,15 +471,26 @@ int main(int argc, char** argv) {
   try {
     status = run(argc, argv, rank, size);
   } catch (const UsageError& e) {
+    // Every rank found it alike in the command line: rank 0 reports it, once.
     if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     status = 2;
   } catch (const std::exception& e) {
-    // An error every rank holds alike is reported once; any other by each rank, under its rank.
+    // An error every rank holds alike is reported once. Any other (one rank out of memory, say)
+    // by the rank that has it; its peers may wait for it in a collective, so the job is aborted.
     const auto* agreed = dynamic_cast<const trident::comm::AgreedFailure*>(&e);
-    if (size == 1 || (agreed != nullptr && agreed->group_size() == size)) {
-      if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
+    const bool everywhere = agreed != nullptr && agreed->group_size() == size;
+    const bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    const std::string what = memory ? std::string("out of memory (") + e.what() +
+                                          "): the model and layout need more than this rank could allocate; see the "
+                                          "memory estimate and lower --hidden, --layers, --vocab, --micro-batch or "
+                                          "--seq, or spread the model wider (--zero, --tp, --pp)"
+                                    : e.what();
+    if (everywhere || size == 1) {
+      if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", what.c_str());
     } else {
-      std::fprintf(stderr, "train_gpt: error (rank %d): %s\n", rank, e.what());
+      std::fprintf(stderr, "train_gpt: error (rank %d): %s\n", rank, what.c_str());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 2);
     }
     status = 2;
   }

@@ -30,7 +30,6 @@
 
 #include <trident/pipeline/pipeline.hpp>
 
-#include <trident/tensor_parallel/grad_norm.hpp>
 #include <trident/tensor_parallel/group.hpp>
 #include <trident/tensor_parallel/mappings.hpp>
 #include <trident/tensor_parallel/vocab_parallel_cross_entropy.hpp>
@@ -38,11 +37,11 @@
 #include <trident/data_parallel/data_parallel.hpp>
 
 #include <trident/ops/gemm_peak.hpp>
-#include <trident/gpt2/model.hpp>
-#include <trident/gpt2/checkpoint.hpp>
-#include <trident/gpt2/parallel_trainer.hpp>
-#include <trident/gpt2/pipeline.hpp>
-#include <trident/gpt2/trainer.hpp>
 
 #include <trident/nn/nn.hpp>
 #include <trident/train.hpp>
+
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/checkpoint.hpp>
+#include <trident/gpt2/model.hpp>
+#include <trident/gpt2/spec.hpp>

@@ -19,16 +19,16 @@ using pipeline_test::message_of;
 namespace {
 
 // The [first, end) ranges of a cut, e.g. {{0, 3}, {3, 5}, {5, 7}}.
-std::vector<std::pair<int, int>> ranges(const std::vector<StageBlocks>& stages) {
+std::vector<std::pair<int, int>> ranges(const std::vector<LayerRange>& stages) {
   std::vector<std::pair<int, int>> result;
-  for (const StageBlocks& s : stages) result.emplace_back(s.first_block, s.end_block);
+  for (const LayerRange& s : stages) result.emplace_back(s.first, s.end);
   return result;
 }
 
 using Ranges = std::vector<std::pair<int, int>>;
 
 // The least largest stage cost over every cut, by enumeration.
-double brute_force_optimum(const std::vector<double>& costs, int stages, double embedding, double head) {
+double brute_force_optimum(const std::vector<double>& costs, int stages) {
   const int layers = static_cast<int>(costs.size());
   double best = std::numeric_limits<double>::infinity();
   std::vector<int> ends;
@@ -40,8 +40,6 @@ double brute_force_optimum(const std::vector<double>& costs, int stages, double 
       for (int s = 0; s < stages; ++s) {
         double c = 0;
         for (int b = begin; b < ends[static_cast<std::size_t>(s)]; ++b) c += costs[static_cast<std::size_t>(b)];
-        if (s == 0) c += embedding;
-        if (s == stages - 1) c += head;
         largest = std::max(largest, c);
         begin = ends[static_cast<std::size_t>(s)];
       }
@@ -61,91 +59,90 @@ double brute_force_optimum(const std::vector<double>& costs, int stages, double 
 
 }  // namespace
 
-TEST_CASE("7 equal blocks on 3 stages: 3, 2, 2", "[pipeline][partition]") {
-  const Partition cut = partition_stages(std::vector<double>(7, 1.0), 3);
+TEST_CASE("7 equal layers on 3 stages: 3, 2, 2", "[pipeline][partition]") {
+  const Partition cut = partition_layers(std::vector<double>(7, 1.0), 3);
   CHECK(ranges(cut.stages) == Ranges{{0, 3}, {3, 5}, {5, 7}});
   CHECK(cut.stage_costs == std::vector<double>{3, 2, 2});
   CHECK(cut.max_stage_cost() == 3.0);
-  CHECK(cut.stages[0].holds_embedding);
-  CHECK_FALSE(cut.stages[0].holds_head);
-  CHECK_FALSE(cut.stages[1].holds_embedding);
-  CHECK_FALSE(cut.stages[1].holds_head);
-  CHECK(cut.stages[2].holds_head);
-  CHECK(cut.stages[1].blocks() == 2);
+  CHECK(cut.stages[1].layers() == 2);
 }
 
-TEST_CASE("a heavy head leaves the last stage one block", "[pipeline][partition]") {
-  // 8 unit blocks, embedding 0.5, norm + head 3: the last stage costs at least 1 + 3 = 4, and
-  // 4 is reached only by 3, 4, 1 (3.5, 4, 4).
-  const Partition cut = partition_stages(std::vector<double>(8, 1.0), 3, 0.5, 3.0);
-  CHECK(ranges(cut.stages) == Ranges{{0, 3}, {3, 7}, {7, 8}});
+TEST_CASE("a heavy last layer (a head) gets a stage nearly to itself", "[pipeline][partition]") {
+  // An embedding of 0.5, 8 unit blocks, a head of 3: the stage holding the head costs at least
+  // 3, and the least largest cost, 4, is reached by 0.5 + 3 | 4 | 1 + 3 (3.5, 4, 4).
+  std::vector<double> costs{0.5};
+  costs.insert(costs.end(), 8, 1.0);
+  costs.push_back(3.0);
+  const Partition cut = partition_layers(costs, 3);
+  CHECK(ranges(cut.stages) == Ranges{{0, 4}, {4, 8}, {8, 10}});
   CHECK(cut.stage_costs == std::vector<double>{3.5, 4, 4});
-  // GPT-2-like: 48 blocks on 8 stages, embedding 2 and head 6 blocks' worth: 5, 7 x 6, 1.
-  const Partition gpt = partition_stages(std::vector<double>(48, 1.0), 8, 2.0, 6.0);
-  CHECK(ranges(gpt.stages) == Ranges{{0, 5}, {5, 12}, {12, 19}, {19, 26}, {26, 33}, {33, 40}, {40, 47}, {47, 48}});
-  CHECK(gpt.max_stage_cost() == 7.0);
+  // GPT-2-like: embedding 2, 48 blocks, head 6 on 8 stages: 1 + 5, 7 x 6, 1 + 1.
+  std::vector<double> gpt{2.0};
+  gpt.insert(gpt.end(), 48, 1.0);
+  gpt.push_back(6.0);
+  const Partition deep = partition_layers(gpt, 8);
+  CHECK(ranges(deep.stages) == Ranges{{0, 6}, {6, 13}, {13, 20}, {20, 27}, {27, 34}, {34, 41}, {41, 48}, {48, 50}});
+  CHECK(deep.max_stage_cost() == 7.0);
 }
 
-TEST_CASE("unequal blocks: the exact optimum, equal to brute force", "[pipeline][partition]") {
+TEST_CASE("unequal layers: the exact optimum, equal to brute force", "[pipeline][partition]") {
   // 1..6 on 3 stages: the last stage must be {6} alone (5 + 6 > 9), then 1+2+3 | 4+5.
-  const Partition cut = partition_stages({1, 2, 3, 4, 5, 6}, 3);
+  const Partition cut = partition_layers({1, 2, 3, 4, 5, 6}, 3);
   CHECK(ranges(cut.stages) == Ranges{{0, 3}, {3, 5}, {5, 6}});
   CHECK(cut.max_stage_cost() == 9.0);
 
-  const std::vector<std::vector<double>> models = {
-      {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, {0.5, 0.5, 8, 0.5, 0.5, 0.5, 0.5}, {2, 7, 1, 8, 2, 8, 1, 8}, {1, 1, 1, 1}};
+  const std::vector<std::vector<double>> models = {{3, 1, 4, 1, 5, 9, 2, 6, 5, 3},
+                                                   {0.5, 0.5, 8, 0.5, 0.5, 0.5, 0.5},
+                                                   {2, 7, 1, 8, 2, 8, 1, 8},
+                                                   {1, 1, 1, 1},
+                                                   {0, 0, 5, 0, 0}};
   for (const auto& costs : models) {
-    for (int stages = 1; stages <= std::min<int>(4, static_cast<int>(costs.size())); ++stages) {
-      for (const double head : {0.0, 2.5, 10.0}) {
-        INFO("L=" << costs.size() << " stages=" << stages << " head=" << head);
-        const Partition p = partition_stages(costs, stages, 1.0, head);
-        CHECK(p.max_stage_cost() == Approx(brute_force_optimum(costs, stages, 1.0, head)).epsilon(1e-12));
-        // Contiguous, every block once, every stage at least one block.
-        int next = 0;
-        for (const StageBlocks& s : p.stages) {
-          CHECK(s.first_block == next);
-          CHECK(s.blocks() >= 1);
-          next = s.end_block;
-        }
-        CHECK(next == static_cast<int>(costs.size()));
+    for (int stages = 1; stages <= std::min<int>(5, static_cast<int>(costs.size())); ++stages) {
+      INFO("L=" << costs.size() << " stages=" << stages);
+      const Partition p = partition_layers(costs, stages);
+      CHECK(p.max_stage_cost() == Approx(brute_force_optimum(costs, stages)).epsilon(1e-12));
+      // Contiguous, every layer once, every stage at least one layer, costs summed right.
+      int next = 0;
+      for (std::size_t s = 0; s < p.stages.size(); ++s) {
+        CHECK(p.stages[s].first == next);
+        CHECK(p.stages[s].layers() >= 1);
+        double cost = 0;
+        for (int b = p.stages[s].first; b < p.stages[s].end; ++b) cost += costs[static_cast<std::size_t>(b)];
+        CHECK(p.stage_costs[s] == cost);
+        next = p.stages[s].end;
       }
+      CHECK(next == static_cast<int>(costs.size()));
     }
   }
 }
 
-TEST_CASE("one stage holds everything; as many stages as blocks get one each", "[pipeline][partition]") {
-  const Partition one = partition_stages({1, 2, 3}, 1, 0.5, 0.25);
+TEST_CASE("one stage holds everything; as many stages as layers get one each", "[pipeline][partition]") {
+  const Partition one = partition_layers({1, 2, 3}, 1);
   CHECK(ranges(one.stages) == Ranges{{0, 3}});
-  CHECK(one.stages[0].holds_embedding);
-  CHECK(one.stages[0].holds_head);
-  CHECK(one.stage_costs == std::vector<double>{6.75});
-  CHECK(ranges(partition_stages({5, 1, 1}, 3).stages) == Ranges{{0, 1}, {1, 2}, {2, 3}});
+  CHECK(one.stage_costs == std::vector<double>{6});
+  CHECK(ranges(partition_layers({5, 1, 1}, 3).stages) == Ranges{{0, 1}, {1, 2}, {2, 3}});
 }
 
 TEST_CASE("partition errors name the numbers", "[pipeline][partition]") {
   using trident::InvalidArgument;
-  std::string m = message_of<InvalidArgument>([] { partition_stages({1, 1}, 3); });
-  CHECK(contains(m, "L = 2 blocks cannot fill 3 stages"));
-  m = message_of<InvalidArgument>([] { partition_stages({1, -2, 1}, 2); });
-  CHECK(contains(m, "block 1 costs -2"));
-  m = message_of<InvalidArgument>([] { partition_stages({1, 1}, 0); });
+  std::string m = message_of<InvalidArgument>([] { partition_layers({1, 1}, 3); });
+  CHECK(contains(m, "2 layers cannot fill 3 stages"));
+  m = message_of<InvalidArgument>([] { partition_layers({1, -2, 1}, 2); });
+  CHECK(contains(m, "layer 1 costs -2"));
+  m = message_of<InvalidArgument>([] { partition_layers({1, 1}, 0); });
   CHECK(contains(m, "got 0"));
-  m = message_of<InvalidArgument>([] { partition_stages({1, 1}, 2, 0, -1); });
-  CHECK(contains(m, "head costs -1"));
 }
 
 TEST_CASE("an explicit cut: parse_stage_layers", "[pipeline][partition]") {
-  const std::vector<StageBlocks> cut = parse_stage_layers(" 3, 2 ,2", 7, 3);
+  const std::vector<LayerRange> cut = parse_stage_layers(" 3, 2 ,2", 7, 3);
   CHECK(ranges(cut) == Ranges{{0, 3}, {3, 5}, {5, 7}});
-  CHECK(cut[0].holds_embedding);
-  CHECK(cut[2].holds_head);
   CHECK(ranges(parse_stage_layers("4", 4, 1)) == Ranges{{0, 4}});
 
   using trident::InvalidArgument;
   std::string m = message_of<InvalidArgument>([] { parse_stage_layers("3,2", 7, 3); });
   CHECK(contains(m, "'3,2' has 2 entries for 3 stages"));
   m = message_of<InvalidArgument>([] { parse_stage_layers("3,2,3", 7, 3); });
-  CHECK(contains(m, "'3,2,3' adds up to 8 blocks, but the model has L = 7"));
+  CHECK(contains(m, "'3,2,3' adds up to 8 layers, but the model has 7"));
   m = message_of<InvalidArgument>([] { parse_stage_layers("3,x,2", 7, 3); });
   CHECK(contains(m, "entry 2 of '3,x,2' is 'x', not a whole number"));
   m = message_of<InvalidArgument>([] { parse_stage_layers("3,,4", 7, 3); });
@@ -153,5 +150,5 @@ TEST_CASE("an explicit cut: parse_stage_layers", "[pipeline][partition]") {
   m = message_of<InvalidArgument>([] { parse_stage_layers("3,0,4", 7, 3); });
   CHECK(contains(m, "entry 2 of '3,0,4' is 0"));
   m = message_of<InvalidArgument>([] { parse_stage_layers("1,1", 2, 3); });
-  CHECK(contains(m, "L = 2 blocks cannot fill 3 stages"));
+  CHECK(contains(m, "2 layers cannot fill 3 stages"));
 }

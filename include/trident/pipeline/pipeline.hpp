@@ -10,7 +10,6 @@
 #include <trident/pipeline/bubble.hpp>
 #include <trident/pipeline/communication.hpp>
 #include <trident/pipeline/executor.hpp>
-#include <trident/pipeline/grad_norm.hpp>
 #include <trident/pipeline/measured_bubble.hpp>
 #include <trident/pipeline/partition.hpp>
 #include <trident/pipeline/schedule.hpp>

@@ -299,8 +299,7 @@ auto Trainer<Scalar, ExecutionSpace>::plan_stages() const -> std::vector<nn::Sta
   }
   std::vector<double> costs;
   for (const auto& layer : m_spec.layers) costs.push_back(nn::forward_cost_per_row(layer));
-  for (const auto& stage : pipeline::partition_stages(costs, stages).stages)
-    ranges.push_back({stage.first_block, stage.end_block});
+  for (const auto& stage : pipeline::partition_layers(costs, stages).stages) ranges.push_back({stage.first, stage.end});
   return ranges;
 }
 
