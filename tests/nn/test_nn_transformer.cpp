@@ -274,3 +274,28 @@ TEST_CASE("a transformer learns to recall the first token of each sequence", "[n
   CHECK(first > 2.0);  // about ln 11 at the start
   CHECK(last < 0.05 * first);
 }
+
+TEST_CASE("a bad token id or target class on one rank stops the step on every rank", "[nn]") {
+  const int world = trident_test::world_size();
+  trident::train::Layout layout;
+  layout.pp = world;  // only the first stage reads the ids and only the last the classes
+  trident::train::TrainerSettings settings;
+  settings.seed = seed;
+  trident::train::Trainer<double, Space> trainer(trident::comm::Communicator(MPI_COMM_WORLD, "world"),
+                                                 user_transformer(true), layout, settings);
+  const int rank = trident_test::world_rank();
+  const auto good_ids = token_rows(0, rows);
+  const auto good_targets = target_rows(0, rows);
+  const auto bad_ids = token_rows(0, rows);
+  Kokkos::deep_copy(Kokkos::subview(bad_ids, 3, 0), static_cast<double>(vocab));
+  const auto bad_targets = target_rows(0, rows);
+  Kokkos::deep_copy(Kokkos::subview(bad_targets.classes, 5), -1);
+  CHECK_THROWS_WITH(trainer.step({rank == 0 ? bad_ids : good_ids, good_targets}, learning_rate),
+                    Catch::Contains("the input of row 3 is 11, not a token id in [0, 11)"));
+  CHECK_THROWS_WITH(trainer.step({good_ids, rank == world - 1 ? bad_targets : good_targets}, learning_rate),
+                    Catch::Contains("the target of row 5 is class -1, outside [0, 11)"));
+  CHECK(trainer.steps_done() == 0);
+  const auto report = trainer.step({good_ids, good_targets}, learning_rate);
+  CHECK(report.step == 1);
+  CHECK(std::abs(report.loss - std::log(static_cast<double>(vocab))) < 0.5);
+}

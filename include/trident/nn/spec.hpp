@@ -237,6 +237,15 @@ inline std::int64_t rows_per_sample(const ModelSpec& spec) {
   return rows;
 }
 
+// The vocabulary of the token ids a model reads, when its first layer is an embedding (inside
+// sequences as well); 0 when it reads features.
+inline std::int64_t input_vocabulary(const ModelSpec& spec) {
+  if (spec.layers.empty()) return 0;
+  const LayerSpec* first = &spec.layers.front();
+  while (first->kind == LayerKind::sequence && !first->inner.empty()) first = &first->inner.front();
+  return first->kind == LayerKind::embedding ? first->vocab : 0;
+}
+
 // Multiply-adds per row of a layer's forward pass, what a pipeline cut balances: a linear
 // in * out, attention 2 T C (scores and values), a tied head V C, the other layers their width.
 inline double forward_cost_per_row(const LayerSpec& spec) {

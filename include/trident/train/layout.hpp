@@ -23,9 +23,11 @@ struct Layout {
   // Samples per micro-batch (a sample is one row, or one sequence of a model with positions);
   // 0: one micro-batch per data-parallel replica without a pipeline, pp micro-batches with one.
   std::int64_t micro_batch = 0;
-  int zero_stage = 0;      // 0 none, 1 optimizer state, 2 and gradients, 3 and parameters
-  double bucket_mb = 25;   // gradient buckets of the data-parallel reduction (MiB)
-  bool recompute = false;  // keep only each top-level layer's input; backward recomputes the rest
+  int zero_stage = 0;          // 0 none, 1 optimizer state, 2 and gradients, 3 and parameters
+  double bucket_mb = 25;       // gradient buckets of the data-parallel reduction (MiB)
+  bool recompute = false;      // keep only each top-level layer's input; backward recomputes the rest
+  bool overlap = true;         // without a pipeline: reduce gradients during backward, unit by unit
+  bool record_events = false;  // keep each step's data-parallel timeline (Trainer::data_parallel(c).events())
   // Top-level layers per pipeline stage, first stage first (pp * virtual_stages entries); empty:
   // the cut that balances the layers' forward cost.
   std::vector<int> stage_layers;
@@ -37,7 +39,8 @@ struct Layout {
     data_parallel::DataParallelSettings settings;
     settings.zero_stage = zero_stage;
     settings.bucket_mb = bucket_mb;
-    settings.overlap = stages() == 1;  // a pipeline reduces once all its micro-batches are done
+    settings.overlap = overlap && stages() == 1;  // a pipeline reduces once all its micro-batches are done
+    settings.record_events = record_events;
     return settings;
   }
 

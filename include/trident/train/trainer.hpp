@@ -135,6 +135,8 @@ class Trainer {
   const model_type& chunk(int c) const;
   // The memory of chunk 0's parameters, gradients, optimizer state and activations.
   const MemoryLedger& memory() const;
+  // Chunk c's data-parallel engine: its buckets, shard layout, events and blocked times.
+  const engine_type& data_parallel(int c) const;
   // The pipeline's executor of the last step (nullptr without a pipeline, or before a step).
   const executor_type* executor() const { return m_last_executor; }
   executor_type* executor() { return m_last_executor; }  // e.g. to follow each action (set_after_action)

@@ -327,6 +327,23 @@ auto Trainer<Scalar, ExecutionSpace>::split_of(const batch_type& batch, const ch
     require_argument(static_cast<std::int64_t>(batch.targets.values.extent(0)) == rows ||
                          static_cast<std::int64_t>(batch.targets.classes.extent(0)) == rows,
                      what, "the targets do not have the batch's ", rows, " rows");
+    // Only the first stage reads token ids and only the last the classes: every rank checks
+    // them, so that a bad one stops the step everywhere instead of one stage.
+    if (const std::int64_t vocab = nn::input_vocabulary(m_spec); vocab > 0 && batch.inputs.extent(1) == 1) {
+      const auto ids = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), batch.inputs);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const double id = static_cast<double>(ids(r, 0));
+        require_argument(id >= 0 && id < static_cast<double>(vocab) && id == std::floor(id), what, "the input of row ",
+                         r, " is ", id, ", not a token id in [0, ", vocab, ")");
+      }
+    }
+    if (m_spec.loss == nn::Loss::cross_entropy && batch.targets.classes.extent(0) != 0) {
+      const std::int64_t classes = m_chunks.front()->features_at(static_cast<int>(m_spec.layers.size()));
+      const auto targets = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), batch.targets.classes);
+      for (std::int64_t r = 0; r < rows; ++r)
+        require_argument(targets(r) >= 0 && targets(r) < classes, what, "the target of row ", r, " is class ",
+                         targets(r), ", outside [0, ", classes, ")");
+    }
   });
   split.global_rows = batch.replica_share ? rows * m_layout.dp : rows;
   split.first_row = batch.replica_share ? 0 : m_mesh.dp_rank() * replica_rows;
@@ -427,6 +444,11 @@ auto Trainer<Scalar, ExecutionSpace>::chunk(int c) const -> const model_type& {
 template <class Scalar, class ExecutionSpace>
 const MemoryLedger& Trainer<Scalar, ExecutionSpace>::memory() const {
   return m_engines.front()->memory();
+}
+
+template <class Scalar, class ExecutionSpace>
+auto Trainer<Scalar, ExecutionSpace>::data_parallel(int c) const -> const engine_type& {
+  return *m_engines.at(static_cast<std::size_t>(c));
 }
 
 template <class Scalar, class ExecutionSpace>
