@@ -206,6 +206,9 @@ class Trainer {
 
   targets_type rows(const targets_type& t, const Split& split, std::int64_t k) const;
 
+  // Hands every chunk this replica's micro-batches of `batch` (a pipelined step or evaluation).
+  void set_micro_batches(const batch_type& batch, const Split& split, double scale);
+
   // The executor of a step of this many micro-batches of these rows (the cuts' shapes follow).
   executor_type& executor_for(const Split& split);
 

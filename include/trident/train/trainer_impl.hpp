@@ -138,13 +138,7 @@ auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -
     m_engines.front()->memory().set(MemoryCategory::activations, static_cast<std::int64_t>(model.activation_bytes()));
   } else {
     for (auto& engine : m_engines) engine->begin_micro_batch(false);  // reduced once the pipeline is done
-    std::vector<matrix> inputs;
-    std::vector<targets_type> targets;
-    for (std::int64_t k = 0; k < split.micro_batches; ++k) {
-      inputs.push_back(rows(batch.inputs, split, k));
-      targets.push_back(rows(batch.targets, split, k));
-    }
-    for (auto& chunk : m_chunks) chunk->set_micro_batches(inputs, targets, scale);
+    set_micro_batches(batch, split, scale);
     std::vector<model_type*> chunks;
     for (auto& chunk : m_chunks) chunks.push_back(chunk.get());
     executor_type& executor = executor_for(split);
@@ -196,13 +190,7 @@ auto Trainer<Scalar, ExecutionSpace>::evaluate(const batch_type& batch) -> doubl
     for (std::int64_t k = 0; k < split.micro_batches; ++k)
       local_loss += m_chunks.front()->forward(rows(batch.inputs, split, k), rows(batch.targets, split, k), scale);
   } else {
-    std::vector<matrix> inputs;
-    std::vector<targets_type> targets;
-    for (std::int64_t k = 0; k < split.micro_batches; ++k) {
-      inputs.push_back(rows(batch.inputs, split, k));
-      targets.push_back(rows(batch.targets, split, k));
-    }
-    for (auto& chunk : m_chunks) chunk->set_micro_batches(inputs, targets, scale);
+    set_micro_batches(batch, split, scale);
     local_loss = forward_through_pipeline(split.micro_batches, split.micro_rows, nullptr);
   }
   Kokkos::View<double*, Kokkos::HostSpace> total("trident::train::evaluate", 1);
@@ -350,6 +338,17 @@ auto Trainer<Scalar, ExecutionSpace>::split_of(const batch_type& batch, const ch
   split.micro_rows = micro_samples * split.rows_per_sample;
   split.micro_batches = replica_samples / micro_samples;
   return split;
+}
+
+template <class Scalar, class ExecutionSpace>
+void Trainer<Scalar, ExecutionSpace>::set_micro_batches(const batch_type& batch, const Split& split, double scale) {
+  std::vector<matrix> inputs;
+  std::vector<targets_type> targets;
+  for (std::int64_t k = 0; k < split.micro_batches; ++k) {
+    inputs.push_back(rows(batch.inputs, split, k));
+    targets.push_back(rows(batch.targets, split, k));
+  }
+  for (auto& chunk : m_chunks) chunk->set_micro_batches(inputs, targets, scale);
 }
 
 template <class Scalar, class ExecutionSpace>
