@@ -73,6 +73,7 @@ inline std::vector<Layout> layouts_of(int world_size) {
               {2, 2, 1, 2},
               {2, 2, 1, 3, "1f1b", true},
               {2, 1, 2, 1},
+              {2, 1, 2, 3},
               {1, 2, 2, 0, "zb-h1"},
               {1, 2, 2, 0, "zb-h1", true, true}};
     default:
@@ -108,7 +109,17 @@ struct Outcome {
   double loss = 0;
   Tensors gradients;  // empty under ZeRO, whose reduced gradients are shards
   Tensors after_step;
+  double evaluated = 0;           // the mean loss of the updated model, forward only
+  std::vector<double> predicted;  // its output, row-major (this rank's columns of a split head)
 };
+
+inline std::vector<double> host_values(const Matrix& m) {
+  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
+  std::vector<double> values;
+  for (std::size_t r = 0; r < host.extent(0); ++r)
+    for (std::size_t c = 0; c < host.extent(1); ++c) values.push_back(host(r, c));
+  return values;
+}
 
 constexpr double learning_rate = 1e-2;
 constexpr std::uint64_t seed = 7;
@@ -139,6 +150,8 @@ inline Outcome run_layout(const Problem& problem, const Layout& layout) {
   outcome.loss = report.loss;
   if (layout.zero_stage == 0) outcome.gradients = trainer.global_gradients();  // ZeRO-1 and up keep shards
   outcome.after_step = trainer.global_parameters();
+  outcome.evaluated = trainer.evaluate({problem.inputs(0, problem.rows), problem.targets(0, problem.rows)});
+  outcome.predicted = host_values(trainer.predict(problem.inputs(0, problem.rows)));
   return outcome;
 }
 
@@ -162,6 +175,9 @@ inline void check_every_layout(const Problem& problem, const std::vector<Layout>
   trident::optim::AdamW<double, Space::memory_space> optimizer(single.parameters(), adamw);
   optimizer.step(Space(), single.parameters(), 1, learning_rate);
   const Tensors single_after_step = nn::global_tensors(single, nn::Buffer::values, self);
+  const double single_evaluated =
+      single.forward(problem.inputs(0, problem.rows), problem.targets(0, problem.rows), 1.0) / problem.rows;
+  const std::vector<double> single_predicted = host_values(single.predict(problem.inputs(0, problem.rows)));
 
   for (const auto& layout : layouts) {
     INFO(describe(layout));
@@ -172,6 +188,15 @@ inline void check_every_layout(const Problem& problem, const std::vector<Layout>
       CHECK(max_relative_difference(outcome.gradients, expected_gradients) < problem.difference_tolerance);
     }
     CHECK(max_relative_difference(outcome.after_step, single_after_step) < 1e-10);
+    // Evaluation and inference in the layout: the updated one-rank model's loss and output
+    // (whole outputs; a vocabulary-parallel head gives each rank its columns).
+    CHECK(std::abs(outcome.evaluated - single_evaluated) <= 1e-10 * std::abs(single_evaluated));
+    if (outcome.predicted.size() == single_predicted.size()) {
+      for (std::size_t i = 0; i < single_predicted.size(); ++i)
+        CHECK(std::abs(outcome.predicted[i] - single_predicted[i]) <= 1e-10 * (1 + std::abs(single_predicted[i])));
+    } else {
+      CHECK(layout.tp > 1);
+    }
   }
 }
 
