@@ -8,7 +8,7 @@
 
 #include <trident/train.hpp>
 
-#include "flags.hpp"
+#include "cli.hpp"
 
 #include <mpi.h>
 
@@ -104,26 +104,24 @@ void train(const Options& o) {
 // [own-model end]
 
 Options parse(int argc, char** argv, bool& help) {
-  trident_examples::Flags flags(argc, argv, "own_model");
+  trident_examples::CommandLine cli("own_model", "Trains your own model (an MLP or a transformer) in any layout.");
+  using trident_examples::Range;
   Options o;
-  o.model = flags.text("model", o.model, "mlp (regression) or transformer (tied head, repeats a token)");
-  o.dp = flags.number("dp", o.dp, "data-parallel replicas");
-  o.tp = flags.number("tp", o.tp, "tensor-parallel ranks");
-  o.pp = flags.number("pp", o.pp, "pipeline stages");
-  o.zero = flags.number("zero", o.zero, "ZeRO stage (0-3)");
-  o.micro_batch = flags.number("micro-batch", o.micro_batch, "samples per micro-batch (0: the default)");
-  o.steps = flags.number("steps", o.steps, "train until this step (a loaded run continues)");
-  o.lr = flags.number("lr", o.lr, "learning rate");
-  o.save = flags.text("save", "", "write a checkpoint here at the end");
-  o.load = flags.text("load", "", "resume from this checkpoint (saved in any layout)");
-  help = flags.help_requested();
-  if (help) {
-    std::printf("%s", flags.usage().c_str());
-    return o;
-  }
-  flags.finish();
-  trident::require_argument(o.model == "mlp" || o.model == "transformer", "own_model: --model is mlp or transformer, ",
-                            "got '", o.model, "'");
+  cli.choice("--model", o.model, {"mlp", "transformer"},
+             "mlp (regression) or transformer (tied head, repeats a token)");
+  cli.number("--dp", o.dp, "data-parallel replicas", Range::at_least(1));
+  cli.number("--tp", o.tp, "tensor-parallel ranks", Range::at_least(1));
+  cli.number("--pp", o.pp, "pipeline stages", Range::at_least(1));
+  cli.number("--zero", o.zero, "ZeRO stage", Range::between(0, 3));
+  cli.number("--micro-batch", o.micro_batch, "samples per micro-batch (0: the default)", Range::at_least(0));
+  cli.number("--steps", o.steps, "train until this step (a loaded run continues)", Range::at_least(0));
+  cli.number("--lr", o.lr, "learning rate", Range::above(0));
+  cli.text("--save", o.save, "write a checkpoint here at the end");
+  cli.text("--load", o.load, "resume from this checkpoint (saved in any layout)");
+  help = !cli.parse(argc, argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (help && rank == 0) std::printf("%s", cli.usage().c_str());
   return o;
 }
 
@@ -140,9 +138,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    // An error every rank holds alike (a bad layout, a bad checkpoint) is printed once.
-    const auto* agreed = dynamic_cast<const trident::comm::AgreedFailure*>(&e);
-    if (rank == 0 || agreed == nullptr) std::fprintf(stderr, "own_model: error: %s\n", e.what());
+    // An error every rank holds alike (a bad flag, a bad layout, a bad checkpoint) is printed once.
+    const bool alike = dynamic_cast<const trident::comm::AgreedFailure*>(&e) != nullptr ||
+                       dynamic_cast<const trident_examples::UsageError*>(&e) != nullptr;
+    if (rank == 0 || !alike) std::fprintf(stderr, "own_model: error: %s\n", e.what());
     status = 2;
   }
   Kokkos::finalize();

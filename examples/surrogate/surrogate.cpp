@@ -14,7 +14,7 @@
 #include <trident/nn.hpp>
 #include <trident/train.hpp>
 
-#include "flags.hpp"
+#include "cli.hpp"
 
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
@@ -196,39 +196,34 @@ Pairs sample_pairs(ReactionDiffusion& sim, const trident::comm::Communicator& wo
 
 int run(int argc, char** argv) {
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
-  trident_examples::Flags flags(argc, argv, "surrogate");
+  trident_examples::CommandLine cli("surrogate", "A reaction-diffusion simulation that trains its own MLP surrogate.");
+  using trident_examples::Range;
   Settings s;
-  s.grid = flags.number("grid", s.grid, "grid points per side (a multiple of the rank count)");
-  s.steps = flags.number("steps", s.steps, "training steps, one batch of fresh pairs each");
-  s.batch = flags.number("batch", s.batch, "pairs per training step, over all ranks");
-  s.width = flags.number("width", s.width, "hidden width of the MLP");
-  s.dp = flags.number("dp", s.dp, "data-parallel replicas (0: ranks / tp)");
-  s.tp = flags.number("tp", s.tp, "tensor-parallel ranks per replica");
-  s.zero = flags.number("zero", s.zero, "ZeRO stage of the data-parallel replicas (0-3)");
-  s.eval_every = flags.number("eval-every", s.eval_every, "steps between surrogate evaluations");
-  s.eval_points = flags.number("eval-points", s.eval_points, "fresh points per evaluation, over all ranks");
-  s.restart_every = flags.number("restart-every", s.restart_every, "training steps between new simulation runs");
-  s.lr = flags.number("lr", s.lr, "AdamW learning rate");
-  s.seed = flags.number("seed", s.seed, "seed of the initial field, the sampling and the weights");
-  if (flags.help_requested()) {
-    if (world.rank() == 0) std::printf("%s", flags.usage().c_str());
+  cli.number("--grid", s.grid, "grid points per side (a multiple of the rank count)", Range::at_least(2 * radius + 1));
+  cli.number("--steps", s.steps, "training steps, one batch of fresh pairs each", Range::at_least(0));
+  cli.number("--batch", s.batch, "pairs per training step, over all ranks", Range::at_least(1));
+  cli.number("--width", s.width, "hidden width of the MLP", Range::at_least(1));
+  cli.number("--dp", s.dp, "data-parallel replicas (0: ranks / tp)", Range::at_least(0));
+  cli.number("--tp", s.tp, "tensor-parallel ranks per replica", Range::at_least(1));
+  cli.number("--zero", s.zero, "ZeRO stage of the data-parallel replicas", Range::between(0, 3));
+  cli.number("--eval-every", s.eval_every, "steps between surrogate evaluations", Range::at_least(1));
+  cli.number("--eval-points", s.eval_points, "fresh points per evaluation, over all ranks", Range::at_least(1));
+  cli.number("--restart-every", s.restart_every, "training steps between new simulation runs", Range::at_least(1));
+  cli.number("--lr", s.lr, "AdamW learning rate", Range::above(0));
+  cli.number("--seed", s.seed, "seed of the initial field, the sampling and the weights");
+  if (!cli.parse(argc, argv)) {
+    if (world.rank() == 0) std::printf("%s", cli.usage().c_str());
     return 0;
   }
-  flags.finish();
   const int size = world.size();
-  if (s.dp == 0) s.dp = size / std::max(s.tp, 1);
-  trident::require_argument(s.dp * s.tp == size, "surrogate: dp x tp = ", s.dp, " x ", s.tp, " must equal the ", size,
-                            " ranks");
-  trident::require_argument(s.grid % size == 0 && s.grid / size >= halo && s.grid >= 2 * radius + 1,
-                            "surrogate: a grid of ", s.grid, " rows does not split into ", size, " strips of at least ",
-                            halo, " rows (and a ", 2 * radius + 1, "-point patch)");
-  trident::require_argument(s.batch >= 1 && s.batch % s.dp == 0 && s.eval_points >= 1, "surrogate: --batch ", s.batch,
-                            " must be a positive multiple of the ", s.dp, " data-parallel replicas and --eval-points ",
-                            s.eval_points, " positive");
-  trident::require_argument(s.steps >= 0 && s.width >= 1 && s.eval_every >= 1 && s.restart_every >= 1 && s.lr > 0,
-                            "surrogate: --steps (", s.steps, ") must be >= 0, --width (", s.width, "), --eval-every (",
-                            s.eval_every, ") and --restart-every (", s.restart_every, ") >= 1, and --lr (", s.lr,
-                            ") > 0");
+  if (s.dp == 0) s.dp = size / s.tp;
+  const auto require = [](bool ok, auto&&... message) {
+    if (!ok) throw trident_examples::UsageError(trident::detail::concat(message...));
+  };
+  require(s.dp * s.tp == size, "dp x tp = ", s.dp, " x ", s.tp, " must equal the ", size, " ranks");
+  require(s.grid % size == 0 && s.grid / size >= halo, "a grid of ", s.grid, " rows (--grid) does not split into ",
+          size, " strips of at least ", halo, " rows");
+  require(s.batch % s.dp == 0, "--batch ", s.batch, " must be a multiple of the ", s.dp, " data-parallel replicas");
 
   // The training mesh: its tp axis splits the MLP's layers, its dp axis replicates it.
   const auto spec = trident::nn::megatron_pairs(trident::nn::sequential(
@@ -301,6 +296,10 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     status = run(argc, argv);
+  } catch (const trident_examples::UsageError& e) {
+    // Every rank found it alike in the command line: rank 0 reports it, once.
+    if (rank == 0) std::fprintf(stderr, "surrogate: error: %s\n", e.what());
+    status = 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "surrogate: error (rank %d): %s\n", rank, e.what());
     status = 2;

@@ -14,19 +14,19 @@
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/runtime_info.hpp>
 #include <trident/data/batches.hpp>
-#include <trident/io/safetensors_reader.hpp>
-#include <trident/train/checkpoint.hpp>
-#include <trident/mesh/process_mesh.hpp>
-#include <trident/ops/gemm_peak.hpp>
 #include <trident/gpt2/batch.hpp>
 #include <trident/gpt2/checkpoint.hpp>
 #include <trident/gpt2/parameters.hpp>
 #include <trident/gpt2/spec.hpp>
+#include <trident/io/safetensors_reader.hpp>
+#include <trident/mesh/process_mesh.hpp>
+#include <trident/ops/gemm_peak.hpp>
 #include <trident/optim/lr_schedule.hpp>
 #include <trident/pipeline/executor.hpp>
 #include <trident/pipeline/partition.hpp>
 #include <trident/pipeline/trace.hpp>
 #include <trident/train.hpp>
+#include <trident/train/checkpoint.hpp>
 
 #include "checkpoint_directory.hpp"
 #include "cli.hpp"
@@ -36,6 +36,7 @@
 
 #include <mpi.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -70,7 +71,7 @@ struct Options {
   int successors = 4;
   double peak_gflops = 0;
   std::string stage_blocks, trace;
-  bool seed_given = false, reseed = false;
+  bool seed_given = false, reseed = false, skip_memory_check = false;
 
   train_gpt::DataSettings data_settings() const {
     train_gpt::DataSettings s;
@@ -116,7 +117,8 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.number("--beta1", o.training.adamw.beta1, "AdamW beta1", Range::fraction());
   cli.number("--beta2", o.training.adamw.beta2, "AdamW beta2", Range::fraction());
   cli.number("--grad-clip", o.training.grad_clip, "max global gradient norm (0: off)", non_negative);
-  cli.choice("--on-nonfinite", on_nonfinite, {"stop", "skip"}, "a step with a NaN/Inf loss or gradient: stop, or skip its update");
+  cli.choice("--on-nonfinite", on_nonfinite, {"stop", "skip"},
+             "a step with a NaN/Inf loss or gradient: stop, or skip its update");
   cli.number("--seed", o.training.seed, "seed of initialisation and synthetic data (a resumed run: the checkpoint's)");
   cli.flag("--reseed", o.reseed, "with --resume/--load: continue with --seed instead of the checkpoint's seed");
   cli.text("--data", o.data, "synthetic, a text file, or llm.c .bin token file(s) joined by ','");
@@ -133,15 +135,18 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.number("--peak-gflops", o.peak_gflops, "peak GFLOP/s for MFU (0: measure SGEMM at start)", non_negative);
   cli.number("--dp", o.layout.dp, "data-parallel replicas", positive);
   cli.number("--tp", o.layout.tp, "tensor-parallel ranks (Megatron split of every layer)", positive);
-  cli.flag("--sequence-parallel", o.layout.sequence_parallel, "with --tp: shard LayerNorm/residual rows over the group");
+  cli.flag("--sequence-parallel", o.layout.sequence_parallel,
+           "with --tp: shard LayerNorm/residual rows over the group");
   cli.number("--pp", o.layout.pp, "pipeline stages (ranks)", positive);
   cli.choice("--schedule", o.layout.schedule, {"gpipe", "1f1b", "interleaved", "zb"}, "pipeline schedule");
   cli.number("--virtual-stages", o.layout.virtual_stages, "model chunks per rank (interleaved schedule)", positive);
   cli.text("--stage-layers", o.stage_blocks, "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
   cli.flag("--recompute", o.layout.recompute, "recompute each block's activations in backward");
   cli.text("--trace", o.trace, "write a Chrome trace of the pipeline's last step here");
-  cli.number("--zero", o.layout.zero_stage,
-             "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters", Range::between(0, 3));
+  cli.number("--zero", o.layout.zero_stage, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters",
+             Range::between(0, 3));
+  cli.flag("--skip-memory-check", o.skip_memory_check,
+           "start even when the memory estimate exceeds the memory available (MemAvailable)");
   cli.number("--bucket-mb", o.layout.bucket_mb, "gradient bucket size in MiB (data-parallel)", Range::above(0));
   if (!cli.parse(argc, argv)) {
     if (rank == 0) std::cout << cli.usage();
@@ -220,18 +225,18 @@ void check_layout(Options& o, int size) {
                             l.dp * l.tp * l.pp);
   trident::require_argument(!l.sequence_parallel || l.tp > 1, "--sequence-parallel needs --tp > 1");
   trident::require_argument(o.config.hidden % o.config.heads == 0, "--hidden ", o.config.hidden,
-                            " is not a multiple of --heads ", o.config.heads,
-                            " (hidden size ", o.config.hidden, " is not divisible by the number of heads ",
-                            o.config.heads, ")");
+                            " is not a multiple of --heads ", o.config.heads, " (hidden size ", o.config.hidden,
+                            " is not divisible by the number of heads ", o.config.heads, ")");
   o.config.validate();
   trident::gpt2::validate_gpt2_split(o.config, {l.tp, 0});
   trident::require_argument(o.batch % (l.micro_batch * l.dp) == 0, "the --batch of ", o.batch,
-                            " sequences is not a whole number of micro-batches of ", l.micro_batch, " (--micro-batch) on each of ",
-                            l.dp, " data-parallel rank(s) (--dp; it must be a multiple of ", l.micro_batch * l.dp, ")");
+                            " sequences is not a whole number of micro-batches of ", l.micro_batch,
+                            " (--micro-batch) on each of ", l.dp,
+                            " data-parallel rank(s) (--dp; it must be a multiple of ", l.micro_batch * l.dp, ")");
   trident::require_argument(o.trace.empty() || l.stages() > 1, "--trace records the pipeline; it needs ",
                             "--pp > 1 or --virtual-stages > 1");
-  trident::require_argument(l.virtual_stages == 1 || l.schedule == "interleaved", "--virtual-stages ",
-                            l.virtual_stages, " needs --schedule interleaved, not ", l.schedule);
+  trident::require_argument(l.virtual_stages == 1 || l.schedule == "interleaved", "--virtual-stages ", l.virtual_stages,
+                            " needs --schedule interleaved, not ", l.schedule);
   trident::require_argument(o.data != "synthetic" || o.successors <= o.config.vocab, "--successors ", o.successors,
                             " must be at most --vocab ", o.config.vocab);
   o.layout.stage_layers = gpt2_stage_layers(o.stage_blocks, o.config.layers, l.stages());
@@ -250,7 +255,8 @@ void require_same_config(const trident::io::Metadata& metadata, const std::strin
 // Trainer's.
 std::uint64_t checkpoint_seed(const trident::io::Metadata& metadata, const std::string& path) {
   const auto found = metadata.find("train_gpt.seed");
-  const std::string& text = found != metadata.end() ? found->second : trident::train::metadata_entry(metadata, "seed", path);
+  const std::string& text =
+      found != metadata.end() ? found->second : trident::train::metadata_entry(metadata, "seed", path);
   try {
     return std::stoull(text);
   } catch (const std::logic_error&) {
@@ -294,23 +300,29 @@ int run(int argc, char** argv, int rank, int size) {
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
 
   // The data files and the memory the run needs, before anything large is allocated.
-  train_gpt::MemoryInputs needs{o.config, o.layout, o.batch, 0, o.peak_gflops <= 0, !o.load.empty() || !o.resume.empty()};
+  train_gpt::MemoryInputs needs;
+  needs.config = o.config;
+  needs.layout = o.layout;
+  needs.batch = o.batch;
+  needs.measures_peak = o.peak_gflops <= 0;
+  needs.loads_checkpoint = !o.load.empty() || !o.resume.empty();
   train_gpt::MemoryEstimate estimate;
   const double available = train_gpt::available_memory();
   const int ranks_here = ranks_on_this_node();
   set_up_together(world, "checking the data and the memory", [&] {
     const auto settings = o.data_settings();
-    if (o.data != "synthetic") {
-      const auto files = train_gpt::inspect_data(settings);
-      needs.data_tokens = static_cast<double>(train_gpt::data_tokens(settings, files, train_gpt::reads_tokens(settings, files)));
-    } else {
-      needs.data_tokens = static_cast<double>(train_gpt::data_tokens(settings, {}, true));
+    std::vector<train_gpt::DataFile> files;
+    bool tokens = true;
+    if (o.data != "synthetic") {  // every data error here, before anything is read
+      files = train_gpt::inspect_data(settings);
+      tokens = train_gpt::reads_tokens(settings, files);
     }
+    needs.data_tokens = static_cast<double>(train_gpt::data_tokens(settings, files, tokens));
     estimate = train_gpt::estimate_memory(needs);
     if (!Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
       estimate.parameters = estimate.gradients = estimate.moments = estimate.activations = 0;  // on the device
     const std::string refusal = train_gpt::memory_refusal(estimate, needs, ranks_here, available);
-    trident::require_argument(refusal.empty(), refusal);
+    trident::require_argument(refusal.empty() || o.skip_memory_check, refusal, " (--skip-memory-check starts anyway)");
   });
 
   // Every output, on every rank: directories created, what cannot be written refused.
@@ -381,7 +393,7 @@ int run(int argc, char** argv, int rank, int size) {
   const double peak = o.peak_gflops > 0
                           ? o.peak_gflops
                           : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
-                                                                       4 * o.config.hidden, o.config.hidden);
+                                                                     4 * o.config.hidden, o.config.hidden);
   if (rank == 0) {
     std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s\n", o.config.describe().c_str(),
                 static_cast<long long>(trident::nn::parameter_count(trainer.spec())), Space::name(),
@@ -433,8 +445,8 @@ int run(int argc, char** argv, int rank, int size) {
       set_up_together(world, "writing --log-json", [&] {
         if (!json) return;
         *json << json_line(r, tokens_per_second, mfu) << std::flush;
-        trident::require(json->good(), "--log-json '", o.log_json, "': writing step ", r.step, " failed: ",
-                         std::strerror(errno));
+        trident::require(json->good(), "--log-json '", o.log_json, "': writing step ", r.step,
+                         " failed: ", std::strerror(errno));
       });
     }
   }
@@ -479,12 +491,19 @@ int main(int argc, char** argv) {
     // by the rank that has it; its peers may wait for it in a collective, so the job is aborted.
     const auto* agreed = dynamic_cast<const trident::comm::AgreedFailure*>(&e);
     const bool everywhere = agreed != nullptr && agreed->group_size() == size;
-    const bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-    const std::string what = memory ? std::string("out of memory (") + e.what() +
+    std::string text;  // on one line (Kokkos' messages take several)
+    for (const char* c = e.what(); *c != '\0'; ++c) {
+      const bool space = std::isspace(static_cast<unsigned char>(*c)) != 0;
+      if (!space || (!text.empty() && text.back() != ' ')) text += space ? ' ' : *c;
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    const bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
+                        text.find("bad_alloc") != std::string::npos || text.find("allocate") != std::string::npos;
+    const std::string what = memory ? "out of memory (" + text +
                                           "): the model and layout need more than this rank could allocate; see the "
                                           "memory estimate and lower --hidden, --layers, --vocab, --micro-batch or "
                                           "--seq, or spread the model wider (--zero, --tp, --pp)"
-                                    : e.what();
+                                    : text;
     if (everywhere || size == 1) {
       if (rank == 0) std::fprintf(stderr, "train_gpt: error: %s\n", what.c_str());
     } else {

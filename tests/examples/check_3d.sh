@@ -32,7 +32,8 @@ for layout in "${layouts[@]}"; do
 done
 # Saved in one layout at step 6 (of the same 10-step learning-rate schedule), continued in two others.
 run 4 "$@" --steps 10 --dp 2 --tp 2 --zero 1 --save-every 6 --checkpoint-dir "$dir/ck" > "$dir/save.log"
-grep -q "saved $dir/ck/checkpoint.safetensors at step 6" "$dir/save.log"
+grep -q "saved $dir/ck/step-6.safetensors at step 6" "$dir/save.log"
+[ "$(cat "$dir/ck/latest")" = step-6.safetensors ]
 grep '"step":\([7-9]\|10\),' "$dir/one.jsonl" > "$dir/one_tail.jsonl"
 run 4 "$@" --steps 10 --pp 4 --resume "$dir/ck" --log-json "$dir/pp4.jsonl" > "$dir/pp4.log"
 compare "$dir/one_tail.jsonl" "$dir/pp4.jsonl"
@@ -44,16 +45,16 @@ for layout in "8:--dp 2 --tp 2 --pp 2 --zero 3 --schedule interleaved --virtual-
               "4:--dp 2 --pp 2 --zero 2" "2:--dp 2 --zero 0" "1:--pp 1"; do
   ranks="${layout%%:*}"
   # shellcheck disable=SC2086
-  run "$ranks" "$@" --steps 6 ${layout#*:} --load "$dir/ck/checkpoint.safetensors" --save "$dir/again.safetensors" \
+  run "$ranks" "$@" --steps 6 ${layout#*:} --load "$dir/ck/step-6.safetensors" --save "$dir/again.safetensors" \
       > "$dir/again.log"
-  cmp "$dir/ck/checkpoint.safetensors" "$dir/again.safetensors"
+  cmp "$dir/ck/step-6.safetensors" "$dir/again.safetensors"
 done
 # A checkpoint of another model, and a corrupt one: one error each, printed once, by rank 0.
-if run 4 "$@" --hidden 64 --steps 7 --dp 2 --pp 2 --load "$dir/ck/checkpoint.safetensors" > "$dir/other.log" 2>&1; then
+if run 4 "$@" --hidden 64 --steps 7 --dp 2 --pp 2 --load "$dir/ck/step-6.safetensors" > "$dir/other.log" 2>&1; then
   echo "loaded another model's checkpoint"; exit 1
 fi
 [ "$(grep -c "holds a model with" "$dir/other.log")" -eq 1 ]
-cp "$dir/ck/checkpoint.safetensors" "$dir/corrupt.safetensors"
+cp "$dir/ck/step-6.safetensors" "$dir/corrupt.safetensors"
 size=$(stat -c %s "$dir/corrupt.safetensors")
 printf '\x7f' | dd of="$dir/corrupt.safetensors" bs=1 seek=$((size - 5)) conv=notrunc status=none
 if run 4 "$@" --steps 7 --dp 2 --tp 2 --load "$dir/corrupt.safetensors" > "$dir/corrupt.log" 2>&1; then

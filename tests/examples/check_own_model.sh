@@ -56,4 +56,12 @@ if run 1 --model transformer --load "$dir/mlp_dp2.safetensors" > "$dir/bad_load.
   echo "an MLP checkpoint loaded into the transformer"; exit 1
 fi
 grep -q "which the model does not have" "$dir/bad_load.log"
+# Flags parsed by CLI11: an error names the flag, one line, printed once (rank 0), status 2.
+for bad in "--model cnn|--model: must be mlp or transformer, got 'cnn'" "--steps|--steps needs a value" \
+           "--lr -1|--lr: must be > 0, got -1" "--dp 2 --load|--load needs a value"; do
+  # shellcheck disable=SC2086
+  run 2 --dp 2 ${bad%%|*} > "$dir/bad_cli.log" 2>&1 && { echo "FAIL: own_model ran with ${bad%%|*}"; exit 1; }
+  [ "$(grep -c "own_model: error" "$dir/bad_cli.log")" -eq 1 ] && grep -qF -- "own_model: error: ${bad#*|}" "$dir/bad_cli.log" ||
+    { echo "FAIL: ${bad%%|*}:"; cat "$dir/bad_cli.log"; exit 1; }
+done
 echo "ok: own_model"

@@ -32,4 +32,12 @@ for bad in "--eval-every 0" "--restart-every 0" "--batch 0" "--eval-points 0" "-
   if run 1 "${small[@]}" $bad > "$dir/bad_flag.log" 2>&1; then echo "FAIL: surrogate ran with $bad"; exit 1; fi
   grep -q "surrogate: error" "$dir/bad_flag.log" || { cat "$dir/bad_flag.log"; exit 1; }
 done
+# Flags parsed by CLI11: an error names the flag, one line, printed once (rank 0), status 2.
+for bad in "--lr|--lr needs a value, but the command line ends after it" "--grid ten|--grid: expects an integer, got 'ten'" \
+           "--lr 0|--lr: must be > 0, got 0" "--zero 5|--zero: must be in [0, 3], got 5" "--widht 8|unknown flag --widht"; do
+  # shellcheck disable=SC2086
+  if run 2 "${small[@]}" --dp 2 ${bad%%|*} > "$dir/bad_cli.log" 2>&1; then echo "FAIL: surrogate ran with ${bad%%|*}"; exit 1; fi
+  [ "$(grep -c "surrogate: error" "$dir/bad_cli.log")" -eq 1 ] && grep -qF -- "surrogate: error: ${bad#*|}" "$dir/bad_cli.log" ||
+    { echo "FAIL: ${bad%%|*}:"; cat "$dir/bad_cli.log"; exit 1; }
+done
 echo "ok: surrogate"
