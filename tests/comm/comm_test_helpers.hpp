@@ -61,8 +61,7 @@ std::vector<double> values(const ViewType& view) {
 // memory with an MPI that cannot read it.
 template <class MemorySpace>
 bool staged_automatically() {
-  return !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible &&
-         !trident::comm::mpi_is_gpu_aware();
+  return !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemorySpace>::accessible && !trident::comm::mpi_is_gpu_aware();
 }
 
 // Sets element i (row-major) of `view` to make(i).

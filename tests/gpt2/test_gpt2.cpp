@@ -270,8 +270,8 @@ TEST_CASE("blocks share their scratch, and with recomputation one workspace", "[
   for (bool recompute : {false, true})
     for (int layers : {2, 3}) {
       const trident::gpt2::Gpt2Config config{layers, 2, 8, 4, 11};
-      trident::gpt2::Gpt2<double, Space> model(Space(), config,
-                                                trident::tensor_parallel::TensorParallelGroup::single(), recompute);
+      trident::gpt2::Gpt2<double, Space> model(Space(), config, trident::tensor_parallel::TensorParallelGroup::single(),
+                                               recompute);
       model.initialize(2);
       const Batch b = make_batch(2, 4, 11, 0);
       model.zero_grad();

@@ -39,9 +39,7 @@ class TemporaryDirectory {
   const std::filesystem::path& path() const { return m_path; }
   std::string file(const std::string& name) const { return (m_path / name).string(); }
 
-  std::vector<std::string> entries() const {
-    return sorted_entries(m_path);
-  }
+  std::vector<std::string> entries() const { return sorted_entries(m_path); }
 
  private:
   std::filesystem::path m_path;
@@ -71,9 +69,7 @@ class SharedTemporaryDirectory {
 
   const std::filesystem::path& path() const { return m_path; }
   std::string file(const std::string& name) const { return (m_path / name).string(); }
-  std::vector<std::string> entries() const {
-    return sorted_entries(m_path);
-  }
+  std::vector<std::string> entries() const { return sorted_entries(m_path); }
 
  private:
   std::unique_ptr<TemporaryDirectory> m_owner;  // on rank 0

@@ -3,8 +3,8 @@
 // a ParameterStore split by blocks and by ZeRO ranges map to the right pieces, written and
 // read back; and a bad plan or a failed write is one error on every rank, nothing written.
 
-#include "trident_test.hpp"
 #include "temporary_directory.hpp"
+#include "trident_test.hpp"
 
 #include <trident/comm/agreement.hpp>
 #include <trident/comm/communicator.hpp>
@@ -25,7 +25,9 @@ using namespace trident_test;
 using trident::io::TensorPiece;
 using trident::io::TensorSpec;
 
-trident::comm::Communicator world() { return trident::comm::Communicator(MPI_COMM_WORLD, "world"); }
+trident::comm::Communicator world() {
+  return trident::comm::Communicator(MPI_COMM_WORLD, "world");
+}
 
 // Global tensors of several dtypes and shapes, values that differ everywhere.
 struct Globals {
@@ -84,8 +86,8 @@ TEST_CASE("ranks writing scattered pieces make the one-rank file, byte for byte"
   const std::string reference = one_rank_file(dir, g);
   for (int chunk : {1, 3, 64}) {
     const std::string path = dir.file("parallel_" + std::to_string(chunk) + ".safetensors");
-    const auto layout = trident::io::write_safetensors_parallel(path, g.specs(), g.dealt(chunk, chunk % 2), metadata,
-                                                                world());
+    const auto layout =
+        trident::io::write_safetensors_parallel(path, g.specs(), g.dealt(chunk, chunk % 2), metadata, world());
     CHECK(layout.file_size == reference.size());
     CHECK(read_bytes(path) == reference);
     trident::io::SafetensorsFile file(path);
@@ -159,10 +161,9 @@ TEST_CASE("tensor-parallel blocks and ZeRO ranges of a store write their global 
   const trident::data_parallel::ShardLayout ranges(store.size(), dp);
   std::vector<TensorPiece> pieces;
   const std::map<std::string, long> index{{"m", 0}, {"r", 1}, {"v", 2}};
-  trident::io::append_shard_pieces(pieces, store, ranges.begin(d), ranges.end(d), values.data() + ranges.begin(d),
-                                   [&](const trident::ParameterInfo& info) {
-                                     return t == 0 || !info.replicated ? index.at(info.name) : -1L;
-                                   });
+  trident::io::append_shard_pieces(
+      pieces, store, ranges.begin(d), ranges.end(d), values.data() + ranges.begin(d),
+      [&](const trident::ParameterInfo& info) { return t == 0 || !info.replicated ? index.at(info.name) : -1L; });
   const std::vector<TensorSpec> specs{{"m", trident::io::DType::F32, {rows, cols}},
                                       {"r", trident::io::DType::F32, {4}},
                                       {"v", trident::io::DType::F32, {vector}}};
@@ -215,8 +216,7 @@ TEST_CASE("a bad plan or a failed write is one error on every rank, and nothing 
   // Ranks that plan different files.
   auto other = metadata;
   if (world_rank() == world_size() - 1) other["step"] = "13";
-  if (world_size() > 1)
-    expect_refused(g.specs(), g.dealt(2, 0), other, path, "plans other tensors or metadata");
+  if (world_size() > 1) expect_refused(g.specs(), g.dealt(2, 0), other, path, "plans other tensors or metadata");
   // A directory that does not exist: the open fails on every rank.
   expect_refused(g.specs(), g.dealt(2, 0), metadata, dir.file("missing/ckpt.safetensors"), "open of");
 }

@@ -33,11 +33,12 @@ std::string tiny_file(const std::string& b_bytes, const std::string& a_bytes, Ch
   const Metadata metadata{
       {"format", "pt"}, {"trident.checksum.a", checksum(a_bytes)}, {"trident.checksum.b", checksum(b_bytes)}};
   const std::vector<TensorSpec> specs{{"b", DType::F32, {2}}, {"a", DType::I32, {1, 2}}};
-  std::string json = R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + checksum(a_bytes) +
-                     R"(","trident.checksum.b":")" + checksum(b_bytes) +
-                     (header_checksum_too ? R"(","trident.header_checksum":")" + header_checksum(specs, metadata) : "") +
-                     R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                     R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
+  std::string json =
+      R"({"__metadata__":{"format":"pt","trident.checksum.a":")" + checksum(a_bytes) + R"(","trident.checksum.b":")" +
+      checksum(b_bytes) +
+      (header_checksum_too ? R"(","trident.header_checksum":")" + header_checksum(specs, metadata) : "") +
+      R"("},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("a":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}})";
   json.append((8 - json.size() % 8) % 8, ' ');  // padded with spaces to a multiple of 8
   std::string file(8, '\0');
   for (int i = 0; i < 8; ++i) file[static_cast<std::size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);

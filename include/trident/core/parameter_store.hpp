@@ -57,10 +57,10 @@ class ParameterStore {
     const char* op = "trident::ParameterStore::declare";
     require_argument(!m_values.data(), op, ": '", name, "' declared after allocate()");
     require_argument(m_index.count(name) == 0, op, ": '", name, "' declared twice");
-    require_argument(local_shape.size() == global_shape.size() && !local_shape.empty() && local_shape.size() <= 2,
-                     op, ": '", name, "' must be rank 1 or 2");
+    require_argument(local_shape.size() == global_shape.size() && !local_shape.empty() && local_shape.size() <= 2, op,
+                     ": '", name, "' must be rank 1 or 2");
     ParameterInfo info{std::move(name), std::move(global_shape), std::move(local_shape), m_size, weight_decay,
-                       replicated, std::move(blocks)};
+                       replicated,      std::move(blocks)};
     const std::int64_t local_cols = info.local_shape.size() == 2 ? info.local_shape[1] : 1;
     const std::int64_t global_cols = info.global_shape.size() == 2 ? info.global_shape[1] : 1;
     std::int64_t covered = 0;
@@ -151,8 +151,8 @@ class ParameterStore {
 
   void back_range(std::vector<Backing>& backing, std::size_t first, std::size_t last, flat_view storage,
                   const char* operation) {
-    require_argument(first < last && last <= m_tensors.size(), "trident::ParameterStore::", operation,
-                     ": tensors [", first, ", ", last, ") are not a range of the ", m_tensors.size(), " tensors");
+    require_argument(first < last && last <= m_tensors.size(), "trident::ParameterStore::", operation, ": tensors [",
+                     first, ", ", last, ") are not a range of the ", m_tensors.size(), " tensors");
     const std::int64_t base = m_tensors[first].offset;
     const std::int64_t count = m_tensors[last - 1].offset + m_tensors[last - 1].size() - base;
     require_argument(storage.extent(0) == 0 || static_cast<std::int64_t>(storage.extent(0)) == count,
@@ -166,9 +166,8 @@ class ParameterStore {
     const auto& t = m_tensors[index];
     if (index < backing.size() && backing[index].storage.extent(0) != 0)
       return backing[index].storage.data() + (t.offset - backing[index].base);
-    require_argument(static_cast<std::int64_t>(flat.extent(0)) == m_size || t.size() == 0,
-                     "trident::ParameterStore: '", t.name, "' has no storage (its flat buffer is not held and nothing ",
-                     "backs it)");
+    require_argument(static_cast<std::int64_t>(flat.extent(0)) == m_size || t.size() == 0, "trident::ParameterStore: '",
+                     t.name, "' has no storage (its flat buffer is not held and nothing ", "backs it)");
     return flat.data() + t.offset;
   }
 

@@ -162,8 +162,8 @@ void fill_random(const ExecutionSpace& space, const ViewType& view, const Random
     require_argument(slice.col_offset + static_cast<std::int64_t>(view.extent(1)) <= global_cols,
                      "trident::fill_random: columns [", slice.col_offset, ", ", slice.col_offset + view.extent(1),
                      ") exceed the global column count ", global_cols);
-    FillRandom<ViewType> functor{view, stream, distribution, shift, scale, global_cols, slice.row_offset,
-                                 slice.col_offset};
+    FillRandom<ViewType> functor{view,  stream,      distribution,     shift,
+                                 scale, global_cols, slice.row_offset, slice.col_offset};
     Kokkos::parallel_for("trident::core::fill_random",
                          Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>(
                              space, 0, static_cast<std::int64_t>(view.extent(0) * view.extent(1))),

@@ -305,8 +305,8 @@ class DataParallel {
     OwnedState state;
     state.begin = m_layout.begin(m_comm.rank());
     state.end = m_layout.end(m_comm.rank());
-    state.values = stage() <= 2 ? flat_view(m_store.values(), std::make_pair(state.begin, state.end))
-                                : m_shard_values.view();
+    state.values =
+        stage() <= 2 ? flat_view(m_store.values(), std::make_pair(state.begin, state.end)) : m_shard_values.view();
     const auto moments = std::make_pair(state.begin - m_adamw->begin(), state.end - m_adamw->begin());
     state.exp_avg = flat_view(m_adamw->exp_avg(), moments);
     state.exp_avg_sq = flat_view(m_adamw->exp_avg_sq(), moments);

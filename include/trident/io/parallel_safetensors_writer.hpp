@@ -70,8 +70,8 @@ inline std::vector<TensorPiece> checked_pieces(std::vector<TensorPiece> pieces, 
                      " but the file has ", specs.size());
     const TensorSpec& spec = specs[piece.tensor];
     std::uint64_t elements = 0;
-    require_argument(checked_element_count(spec.shape, elements), operation, ": tensor '", spec.name,
-                     "' has shape ", format_shape(spec.shape), ", which has a negative extent or too many elements");
+    require_argument(checked_element_count(spec.shape, elements), operation, ": tensor '", spec.name, "' has shape ",
+                     format_shape(spec.shape), ", which has a negative extent or too many elements");
     require_argument(piece.first <= elements && piece.count <= elements - piece.first, operation,
                      ": a piece of tensor '", spec.name, "' holds elements [", piece.first, ", ",
                      piece.first + piece.count, ") but the tensor has ", elements);
@@ -82,9 +82,9 @@ inline std::vector<TensorPiece> checked_pieces(std::vector<TensorPiece> pieces, 
     return a.tensor != b.tensor ? a.tensor < b.tensor : a.first < b.first;
   });
   for (std::size_t i = 1; i < pieces.size(); ++i)
-    require_argument(pieces[i].tensor != pieces[i - 1].tensor || pieces[i - 1].first + pieces[i - 1].count <= pieces[i].first,
-                     operation, ": two pieces of tensor '", specs[pieces[i].tensor].name, "' overlap at element ",
-                     pieces[i].first);
+    require_argument(
+        pieces[i].tensor != pieces[i - 1].tensor || pieces[i - 1].first + pieces[i - 1].count <= pieces[i].first,
+        operation, ": two pieces of tensor '", specs[pieces[i].tensor].name, "' overlap at element ", pieces[i].first);
   return pieces;
 }
 
@@ -133,14 +133,14 @@ inline SafetensorsLayout write_safetensors_parallel(const std::string& path, con
   SafetensorsLayout layout;
   comm::agree_on_failure(comm, what, [&] {
     for (int r = 1; r < comm.size(); ++r)
-      require_argument(fingerprints(r) == fingerprints(0), operation, ": rank ", r, " of communicator '",
-                       comm.name(), "' plans other tensors or metadata for '", path, "' than rank 0");
+      require_argument(fingerprints(r) == fingerprints(0), operation, ": rank ", r, " of communicator '", comm.name(),
+                       "' plans other tensors or metadata for '", path, "' than rank 0");
     Metadata with_checksums = metadata;
     for (std::size_t t = 0; t < n; ++t) {
       std::uint64_t elements = 0;
       checked_element_count(specs[t].shape, elements);
-      require_argument(sums(t) == elements, operation, ": the ranks' pieces of tensor '", specs[t].name,
-                       "' hold ", sums(t), " elements but it has ", elements, " (a part written twice or by no rank)");
+      require_argument(sums(t) == elements, operation, ": the ranks' pieces of tensor '", specs[t].name, "' hold ",
+                       sums(t), " elements but it has ", elements, " (a part written twice or by no rank)");
       with_checksums[checksum_key_prefix() + specs[t].name] =
           WordSumChecksum::format(WordSumChecksum::algorithm, sums(n + t));
     }

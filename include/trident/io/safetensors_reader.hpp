@@ -5,9 +5,9 @@
 
 #include <trident/core/error.hpp>
 #include <trident/io/checksum.hpp>
-#include <trident/io/header_checksum.hpp>
 #include <trident/io/dtype.hpp>
 #include <trident/io/endian.hpp>
+#include <trident/io/header_checksum.hpp>
 #include <trident/io/safetensors_header.hpp>
 #include <trident/io/tensor_info.hpp>
 

@@ -118,7 +118,8 @@ inline std::vector<TensorPlan> model_tensors(const ModelSpec& spec) {
           std::string tables;
           for (const auto& q : all)
             if (q.table) tables += (tables.empty() ? "'" : ", '") + q.name + "'";
-          throw InvalidArgument("trident::nn: a tied head reads '" + p.name + "', which no embedding before it holds (" +
+          throw InvalidArgument("trident::nn: a tied head reads '" + p.name +
+                                "', which no embedding before it holds (" +
                                 (tables.empty() ? std::string("no embedding comes before it")
                                                 : "the tables before it: " + tables + "; name the head's embedding") +
                                 ")");

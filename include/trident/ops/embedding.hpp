@@ -105,11 +105,12 @@ void require_positions(const OutView& out, std::int64_t seq_len, std::int64_t ta
 template <class ExecutionSpace, bool WithTokens, bool WithPositions, bool Accumulate, class OutView, class TokenView,
           class TableView, class PositionsView>
 void launch_embedding_forward(const ExecutionSpace& space, const char* label, const OutView& out,
-                              const TokenView& tokens, const TableView& table, const PositionsView& positions, std::int64_t seq_len,
-                              std::int64_t vocab_offset, std::int64_t first_row = 0) {
+                              const TokenView& tokens, const TableView& table, const PositionsView& positions,
+                              std::int64_t seq_len, std::int64_t vocab_offset, std::int64_t first_row = 0) {
   using Functor = EmbeddingForward<OutView, TokenView, TableView, PositionsView, WithTokens, WithPositions, Accumulate>;
-  for_each_element(space, label, extent(out, 0), extent(out, 1),
-                   Functor{out, tokens, table, positions, seq_len, vocab_offset, WithTokens ? extent(table, 0) : 0, first_row});
+  for_each_element(
+      space, label, extent(out, 0), extent(out, 1),
+      Functor{out, tokens, table, positions, seq_len, vocab_offset, WithTokens ? extent(table, 0) : 0, first_row});
 }
 
 }  // namespace detail
@@ -125,8 +126,8 @@ void embedding_forward(const ExecutionSpace& space, const OutView& out, const To
   const std::int64_t n = detail::extent(out, 0), c = detail::extent(out, 1);
   detail::require_length(tokens, n, op, "tokens");
   detail::require_positions(out, T, detail::extent(positions, 0), op, "positions");
-  require_argument(detail::extent(table, 1) == c && detail::extent(positions, 1) == c, op, ": out has ", c, " columns, table ",
-                   table.extent(1), " and positions ", positions.extent(1));
+  require_argument(detail::extent(table, 1) == c && detail::extent(positions, 1) == c, op, ": out has ", c,
+                   " columns, table ", table.extent(1), " and positions ", positions.extent(1));
   detail::launch_embedding_forward<ExecutionSpace, true, true, false>(space, op, out, tokens, table, positions, T,
                                                                       vocab_offset);
 }
@@ -156,12 +157,15 @@ void position_embedding_forward(const ExecutionSpace& space, const OutView& out,
   const char* op = "trident::ops::position_embedding_forward";
   const std::int64_t c = detail::extent(out, 1);
   detail::require_positions(out, T, detail::extent(positions, 0), op, "positions");
-  require_argument(detail::extent(positions, 1) == c, op, ": out has ", c, " columns but positions has ", positions.extent(1));
+  require_argument(detail::extent(positions, 1) == c, op, ": out has ", c, " columns but positions has ",
+                   positions.extent(1));
   Kokkos::View<const int*, typename OutView::memory_space> no_tokens;
   if (accumulate) {
-    detail::launch_embedding_forward<ExecutionSpace, false, true, true>(space, op, out, no_tokens, positions, positions, T, 0);
+    detail::launch_embedding_forward<ExecutionSpace, false, true, true>(space, op, out, no_tokens, positions, positions,
+                                                                        T, 0);
   } else {
-    detail::launch_embedding_forward<ExecutionSpace, false, true, false>(space, op, out, no_tokens, positions, positions, T, 0);
+    detail::launch_embedding_forward<ExecutionSpace, false, true, false>(space, op, out, no_tokens, positions,
+                                                                         positions, T, 0);
   }
 }
 
@@ -176,7 +180,8 @@ void token_embedding_backward(const ExecutionSpace& space, const DTableView& d_t
   if (detail::is_empty(d_table)) return;
   const std::int64_t n = detail::extent(dout, 0), c = detail::extent(dout, 1);
   detail::require_length(tokens, n, op, "tokens");
-  require_argument(detail::extent(d_table, 1) == c, op, ": dout has ", c, " columns but d_table has ", d_table.extent(1));
+  require_argument(detail::extent(d_table, 1) == c, op, ": dout has ", c, " columns but d_table has ",
+                   d_table.extent(1));
   constexpr int width = detail::column_block_width<ExecutionSpace>();
   using Functor = detail::TokenEmbeddingBackward<DTableView, DOutView, TokenView, width>;
   Kokkos::parallel_for(op, detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
@@ -185,56 +190,59 @@ void token_embedding_backward(const ExecutionSpace& space, const DTableView& d_t
 
 // d_positions[t, C] += sum over sequences of dout[b * T + t]; rows of d_positions at or beyond T are untouched.
 template <class ExecutionSpace, class DPositionsView, class DOutView>
-void position_embedding_backward(const ExecutionSpace& space, const DPositionsView& d_positions, const DOutView& dout, int T) {
+void position_embedding_backward(const ExecutionSpace& space, const DPositionsView& d_positions, const DOutView& dout,
+                                 int T) {
   detail::assert_accessible<ExecutionSpace, DPositionsView, DOutView>();
   ScopedRegion region("trident::ops::position_embedding_backward");
   const char* op = "trident::ops::position_embedding_backward";
   if (detail::is_empty(d_positions)) return;
   const std::int64_t c = detail::extent(dout, 1);
   detail::require_positions(dout, T, detail::extent(d_positions, 0), op, "d_positions");
-  require_argument(detail::extent(d_positions, 1) == c, op, ": dout has ", c, " columns but d_positions has ", d_positions.extent(1));
+  require_argument(detail::extent(d_positions, 1) == c, op, ": dout has ", c, " columns but d_positions has ",
+                   d_positions.extent(1));
   detail::for_each_element(
-      space, op, T, c, detail::PositionEmbeddingBackward<DPositionsView, DOutView>{d_positions, dout, T, detail::extent(dout, 0)});
+      space, op, T, c,
+      detail::PositionEmbeddingBackward<DPositionsView, DOutView>{d_positions, dout, T, detail::extent(dout, 0)});
 }
 
 // The same on rows [first_row, first_row + N) of whole sequences of length T, which need not be
 // whole sequences themselves (a rank's share of the rows under sequence parallelism):
 // out[n] += positions[(first_row + n) % T], and d_positions[t] += the rows at position t.
 template <class ExecutionSpace, class OutView, class PositionsView>
-void position_embedding_rows_forward(const ExecutionSpace& space, const OutView& out, const PositionsView& positions, int T,
-                                     std::int64_t first_row) {
+void position_embedding_rows_forward(const ExecutionSpace& space, const OutView& out, const PositionsView& positions,
+                                     int T, std::int64_t first_row) {
   detail::assert_accessible<ExecutionSpace, OutView, PositionsView>();
   ScopedRegion region("trident::ops::position_embedding_rows_forward");
   const char* op = "trident::ops::position_embedding_rows_forward";
-  require_argument(T > 0 && detail::extent(positions, 0) >= T && first_row >= 0, op, ": T = ", T, " rows of positions (it has ",
-                   positions.extent(0), ") from row ", first_row);
+  require_argument(T > 0 && detail::extent(positions, 0) >= T && first_row >= 0, op, ": T = ", T,
+                   " rows of positions (it has ", positions.extent(0), ") from row ", first_row);
   require_argument(detail::extent(positions, 1) == detail::extent(out, 1), op, ": out has ", out.extent(1),
                    " columns but positions has ", positions.extent(1));
   Kokkos::View<const int*, typename OutView::memory_space> no_tokens;
-  detail::launch_embedding_forward<ExecutionSpace, false, true, true>(space, op, out, no_tokens, positions, positions, T, 0,
-                                                                      first_row);
+  detail::launch_embedding_forward<ExecutionSpace, false, true, true>(space, op, out, no_tokens, positions, positions,
+                                                                      T, 0, first_row);
 }
 
 template <class ExecutionSpace, class DPositionsView, class DOutView>
-void position_embedding_rows_backward(const ExecutionSpace& space, const DPositionsView& d_positions, const DOutView& dout, int T,
-                                      std::int64_t first_row) {
+void position_embedding_rows_backward(const ExecutionSpace& space, const DPositionsView& d_positions,
+                                      const DOutView& dout, int T, std::int64_t first_row) {
   detail::assert_accessible<ExecutionSpace, DPositionsView, DOutView>();
   ScopedRegion region("trident::ops::position_embedding_rows_backward");
   const char* op = "trident::ops::position_embedding_rows_backward";
   if (detail::is_empty(d_positions)) return;
-  require_argument(T > 0 && detail::extent(d_positions, 0) >= T && first_row >= 0, op, ": T = ", T, " rows of d_positions (it has ",
-                   d_positions.extent(0), ") from row ", first_row);
+  require_argument(T > 0 && detail::extent(d_positions, 0) >= T && first_row >= 0, op, ": T = ", T,
+                   " rows of d_positions (it has ", d_positions.extent(0), ") from row ", first_row);
   require_argument(detail::extent(d_positions, 1) == detail::extent(dout, 1), op, ": dout has ", dout.extent(1),
                    " columns but d_positions has ", d_positions.extent(1));
-  detail::for_each_element(
-      space, op, T, detail::extent(dout, 1),
-      detail::PositionEmbeddingBackward<DPositionsView, DOutView>{d_positions, dout, T, detail::extent(dout, 0), first_row});
+  detail::for_each_element(space, op, T, detail::extent(dout, 1),
+                           detail::PositionEmbeddingBackward<DPositionsView, DOutView>{
+                               d_positions, dout, T, detail::extent(dout, 0), first_row});
 }
 
 // d_table += (token gather of dout), d_positions += (position sums of dout); either may be empty (skipped).
 template <class ExecutionSpace, class DTableView, class DPositionsView, class DOutView, class TokenView>
-void embedding_backward(const ExecutionSpace& space, const DTableView& d_table, const DPositionsView& d_positions, const DOutView& dout,
-                        const TokenView& tokens, int T, int vocab_offset = 0) {
+void embedding_backward(const ExecutionSpace& space, const DTableView& d_table, const DPositionsView& d_positions,
+                        const DOutView& dout, const TokenView& tokens, int T, int vocab_offset = 0) {
   ScopedRegion region("trident::ops::embedding_backward");
   token_embedding_backward(space, d_table, dout, tokens, vocab_offset);
   position_embedding_backward(space, d_positions, dout, T);

@@ -37,8 +37,8 @@ struct Partition {
 namespace detail {
 
 inline void require_cost(double cost, int index) {
-  require_argument(std::isfinite(cost) && cost >= 0, "trident::pipeline::partition_layers: layer ", index,
-                   " costs ", cost, "; costs must be finite and >= 0");
+  require_argument(std::isfinite(cost) && cost >= 0, "trident::pipeline::partition_layers: layer ", index, " costs ",
+                   cost, "; costs must be finite and >= 0");
 }
 
 inline void require_enough_layers(const char* operation, int layers, int stages) {

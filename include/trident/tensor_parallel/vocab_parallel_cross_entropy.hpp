@@ -96,12 +96,13 @@ void vocab_parallel_cross_entropy_forward_backward(const ExecutionSpace& space, 
   ScopedRegion region("trident::tensor_parallel::vocab_parallel_cross_entropy");
   const auto rows = static_cast<std::int64_t>(logits.extent(0));
   const auto cols = static_cast<std::int64_t>(logits.extent(1));
-  require_argument(static_cast<std::int64_t>(losses.extent(0)) == rows &&
-                       static_cast<std::int64_t>(targets.extent(0)) == rows,
-                   "trident::tensor_parallel::vocab_parallel_cross_entropy: ", rows, " rows of logits but ",
-                   losses.extent(0), " losses and ", targets.extent(0), " targets");
+  require_argument(
+      static_cast<std::int64_t>(losses.extent(0)) == rows && static_cast<std::int64_t>(targets.extent(0)) == rows,
+      "trident::tensor_parallel::vocab_parallel_cross_entropy: ", rows, " rows of logits but ", losses.extent(0),
+      " losses and ", targets.extent(0), " targets");
   require_argument(cols > 0, "trident::tensor_parallel::vocab_parallel_cross_entropy: an empty vocabulary slice");
-  if (static_cast<std::int64_t>(scratch.max.extent(0)) != rows) scratch = VocabParallelScratch<Scalar, MemorySpace>(rows);
+  if (static_cast<std::int64_t>(scratch.max.extent(0)) != rows)
+    scratch = VocabParallelScratch<Scalar, MemorySpace>(rows);
   auto sum_exp = Kokkos::subview(scratch.sums, 0, Kokkos::ALL);
   auto target_logit = Kokkos::subview(scratch.sums, 1, Kokkos::ALL);
   using Stat = Kokkos::View<Scalar*, MemorySpace>;

@@ -23,8 +23,9 @@ int main(int argc, char* argv[]) {
       // Every rank draws the same values, so the sum is size times the value.
       if (t(i) != v(i) * world.size()) status = 1;
     }
-    if (world.rank() == 0) std::printf("consumer of trident %s on %d ranks: %s\n", trident::version_string,
-                                       world.size(), status == 0 ? "ok" : "WRONG");
+    if (world.rank() == 0)
+      std::printf("consumer of trident %s on %d ranks: %s\n", trident::version_string, world.size(),
+                  status == 0 ? "ok" : "WRONG");
   }
   Kokkos::finalize();
   MPI_Finalize();
