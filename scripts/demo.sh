@@ -11,5 +11,6 @@ exe="$TRIDENT_BUILD/examples/train_gpt/train_gpt"
 [ -x "$exe" ] || { echo "demo: $exe was not built" >&2; exit 1; }
 steps=()
 [ -n "${TRIDENT_DEMO_STEPS:-}" ] && steps=(--steps "$TRIDENT_DEMO_STEPS")
-[ "$ranks" -gt 1 ] && [ $# -eq 0 ] && set -- --dp "$ranks"
+# N ranks without flags: data parallelism, every rank on the one-rank batch of 16 sequences.
+[ "$ranks" -gt 1 ] && [ $# -eq 0 ] && set -- --dp "$ranks" --batch $((16 * ranks))
 OPENBLAS_NUM_THREADS=1 trident_mpiexec "$ranks" "$exe" "${steps[@]}" "$@"
