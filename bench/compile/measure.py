@@ -17,6 +17,7 @@ UNITS = [
     ("train_gpt (linking trident::train_float)", "examples/train_gpt/train_gpt.cpp", "train_gpt"),
     ("own_model (header-only)", "examples/own_model/own_model.cpp", "own_model"),
     ("own_model (linking trident::train_float)", "examples/own_model/own_model.cpp", "own_model_instantiated"),
+    ("own_model's flags (CLI11, its own unit)", "examples/own_model/options.cpp", "own_model"),
     ("trident::train_float itself (once)", "src/trainer_float.cpp", "trident_train_float"),
 ]
 
@@ -40,13 +41,14 @@ def main():
         sys.exit(__doc__)
     build = os.path.abspath(sys.argv[1])
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(build, "compile_commands.json")) as f:
         entries = json.load(f)
     for name, source, target in UNITS:
-        path = os.path.join(root, source)
-        entry = next((e for e in entries if os.path.abspath(e["file"]) == path and
-                      ("/" + target + ".dir/") in e.get("output", e["command"])), None)
+        # The build's own source tree (it may be another checkout than this script's), and the
+        # object the command writes, which names its target.
+        entry = next((e for e in entries if os.path.abspath(e["file"]).endswith("/" + source) and
+                      (target + ".dir/") in e.get("output", e.get("command", " ".join(e.get("arguments", []))))),
+                     None)
         if entry is None:
             print(json.dumps({"unit": name, "error": "no compile command (target %s not configured)" % target}))
             continue

@@ -8,7 +8,7 @@
 
 #include <trident/train.hpp>
 
-#include "cli.hpp"
+#include "options.hpp"
 
 #include <mpi.h>
 
@@ -21,13 +21,6 @@ namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
 using Batch = trident::train::Batch<float, Space>;
-
-struct Options {
-  std::string model = "mlp", save, load;
-  int dp = 1, tp = 1, pp = 1, zero = 0;
-  std::int64_t steps = 20, micro_batch = 0;
-  double lr = 1e-2;
-};
 
 constexpr int vocab = 32, width = 32, heads = 4, seq = 16, sequences = 8, points = 64;
 
@@ -103,28 +96,6 @@ void train(const Options& o) {
 }
 // [own-model end]
 
-Options parse(int argc, char** argv, bool& help) {
-  trident_examples::CommandLine cli("own_model", "Trains your own model (an MLP or a transformer) in any layout.");
-  using trident_examples::Range;
-  Options o;
-  cli.choice("--model", o.model, {"mlp", "transformer"},
-             "mlp (regression) or transformer (tied head, repeats a token)");
-  cli.number("--dp", o.dp, "data-parallel replicas", Range::at_least(1));
-  cli.number("--tp", o.tp, "tensor-parallel ranks", Range::at_least(1));
-  cli.number("--pp", o.pp, "pipeline stages", Range::at_least(1));
-  cli.number("--zero", o.zero, "ZeRO stage", Range::between(0, 3));
-  cli.number("--micro-batch", o.micro_batch, "samples per micro-batch (0: the default)", Range::at_least(0));
-  cli.number("--steps", o.steps, "train until this step (a loaded run continues)", Range::at_least(0));
-  cli.number("--lr", o.lr, "learning rate", Range::above(0));
-  cli.text("--save", o.save, "write a checkpoint here at the end");
-  cli.text("--load", o.load, "resume from this checkpoint (saved in any layout)");
-  help = !cli.parse(argc, argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (help && rank == 0) std::printf("%s", cli.usage().c_str());
-  return o;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,15 +103,13 @@ int main(int argc, char** argv) {
   Kokkos::initialize(argc, argv);
   int status = 0;
   try {
-    bool help = false;
-    const Options options = parse(argc, argv, help);
-    if (!help) train(options);
+    Options options;
+    if (parse_options(argc, argv, options)) train(options);
   } catch (const std::exception& e) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     // An error every rank holds alike (a bad flag, a bad layout, a bad checkpoint) is printed once.
-    const bool alike = dynamic_cast<const trident::comm::AgreedFailure*>(&e) != nullptr ||
-                       dynamic_cast<const trident_examples::UsageError*>(&e) != nullptr;
+    const bool alike = dynamic_cast<const trident::comm::AgreedFailure*>(&e) != nullptr || is_usage_error(e);
     if (rank == 0 || !alike) std::fprintf(stderr, "own_model: error: %s\n", e.what());
     status = 2;
   }
