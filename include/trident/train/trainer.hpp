@@ -141,9 +141,6 @@ class Trainer {
   const executor_type* executor() const { return m_last_executor; }
   executor_type* executor() { return m_last_executor; }  // e.g. to follow each action (set_after_action)
 
-  // One line per rank: its mesh coordinates and the layers it holds.
-  std::string describe_ranks() const;
-
   // Step steps_done() + 1 on `batch` with learning rate `lr`. Collective over the world.
   StepReport step(const batch_type& batch, double lr);
 

@@ -101,23 +101,6 @@ io::Metadata Trainer<Scalar, ExecutionSpace>::load(const std::string& path,
 }
 
 template <class Scalar, class ExecutionSpace>
-auto Trainer<Scalar, ExecutionSpace>::describe_ranks() const -> std::string {
-  std::string text;
-  for (int r = 0; r < m_mesh.world().size(); ++r) {
-    const auto c = m_mesh.coords_of(r);
-    text += "  rank " + std::to_string(r) + ": dp " + std::to_string(c.dp) + ", tp " + std::to_string(c.tp) + ", pp " +
-            std::to_string(c.pp) + ":";
-    for (int s = c.pp; s < m_layout.stages(); s += m_layout.pp) {
-      const auto& stage = m_stages[static_cast<std::size_t>(s)];
-      text += " stage " + std::to_string(s) + " layers [" + std::to_string(stage.first) + ", " +
-              std::to_string(stage.end) + ")";
-    }
-    text += "\n";
-  }
-  return text;
-}
-
-template <class Scalar, class ExecutionSpace>
 auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -> StepReport {
   ScopedRegion region("trident::train::Trainer::step");
   const auto start = std::chrono::steady_clock::now();
