@@ -3,7 +3,9 @@
 // and host-staging temporaries, counts arrays, a reference to the user's Views) and, on
 // wait(), finishes the operation: copies results out of host staging, unpacks them into
 // strided Views and fences. A Request destroyed while still pending waits in its destructor,
-// because freeing memory MPI is still writing would corrupt it.
+// because freeing memory MPI is still writing would corrupt it. A composite operation (one
+// made of several collectives in turn) chains its stages with then(): finishing one stage
+// starts the next, and the Request stays pending until the last is done.
 
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/watchdog.hpp>
@@ -22,6 +24,7 @@ namespace comm {
 class Request {
  public:
   using Completion = std::function<void(const MPI_Status&)>;
+  using Continuation = std::function<Request()>;
 
   // A request with nothing to wait for.
   Request() = default;
@@ -32,13 +35,12 @@ class Request {
   Request(Request&& other) noexcept
       : m_request(std::exchange(other.m_request, MPI_REQUEST_NULL)),
         m_label(std::move(other.m_label)),
-        m_on_completion(std::exchange(other.m_on_completion, nullptr)) {}
+        m_on_completion(std::exchange(other.m_on_completion, nullptr)),
+        m_next(std::exchange(other.m_next, nullptr)) {}
   Request& operator=(Request&& other) {
     if (this != &other) {
       wait();
-      m_request = std::exchange(other.m_request, MPI_REQUEST_NULL);
-      m_label = std::move(other.m_label);
-      m_on_completion = std::exchange(other.m_on_completion, nullptr);
+      take_over(other);
     }
     return *this;
   }
@@ -52,32 +54,58 @@ class Request {
     }
   }
 
-  // True until wait() or a successful test() has finished the operation.
-  bool pending() const { return m_request != MPI_REQUEST_NULL || static_cast<bool>(m_on_completion); }
+  // True until wait() or a successful test() has finished the operation (every stage of it).
+  bool pending() const {
+    return m_request != MPI_REQUEST_NULL || static_cast<bool>(m_on_completion) || static_cast<bool>(m_next);
+  }
+
+  // Once this stage has finished, `next` starts the following one, whose Request this one
+  // becomes. Composite operations in flight together must be tested or waited in the order
+  // they were started (wait_all does), so that every rank starts their later stages in the
+  // same order.
+  Request&& then(Continuation next) && {
+    require_argument(!m_next, "trident::comm::Request::then: this request already has a next stage");
+    m_next = std::move(next);
+    return std::move(*this);
+  }
 
   void wait() {
     if (!pending()) return;
     ScopedRegion region("trident::comm::wait");
-    const Impl::WaitGuard guard(m_label);
-    MPI_Status status{};
-    Impl::check_mpi(MPI_Wait(&m_request, &status), "trident::comm::wait");
-    complete(status);
+    while (pending()) {
+      const Impl::WaitGuard guard(m_label);
+      MPI_Status status{};
+      Impl::check_mpi(MPI_Wait(&m_request, &status), "trident::comm::wait");
+      complete(status);
+    }
   }
 
-  // Finishes the operation if MPI has completed it; never blocks.
+  // Finishes the current stage if MPI has completed it (starting the next one); never blocks.
+  // True once the whole operation is done.
   bool test() {
     if (!pending()) return true;
     int done = 0;
     MPI_Status status{};
     Impl::check_mpi(MPI_Test(&m_request, &done, &status), "trident::comm::test");
     if (done) complete(status);
-    return done != 0;
+    return !pending();
   }
 
-  // Waits for all of them at once (one MPI_Waitall), then finishes each in order. If a
-  // completion throws, the rest still complete and the first error is rethrown.
+  // Waits for all of them at once (one MPI_Waitall per stage of composite operations), then
+  // finishes each in order. If a completion throws, the rest still complete and the first
+  // error is rethrown.
   friend void wait_all(std::vector<Request>& requests) {
     ScopedRegion region("trident::comm::wait_all");
+    const auto any_pending = [&] {
+      for (const auto& request : requests)
+        if (request.pending()) return true;
+      return false;
+    };
+    while (any_pending()) wait_all_once(requests);
+  }
+
+ private:
+  static void wait_all_once(std::vector<Request>& requests) {
     std::vector<MPI_Request> handles;
     handles.reserve(requests.size());
     const Request* first_pending = nullptr;
@@ -101,15 +129,27 @@ class Request {
     if (first_error) std::rethrow_exception(first_error);
   }
 
- private:
   void complete(const MPI_Status& status) {
     auto on_completion = std::exchange(m_on_completion, nullptr);
+    auto next = std::exchange(m_next, nullptr);
     if (on_completion) on_completion(status);
+    if (next) {
+      Request following = next();
+      take_over(following);
+    }
+  }
+
+  void take_over(Request& other) {
+    m_request = std::exchange(other.m_request, MPI_REQUEST_NULL);
+    m_label = std::move(other.m_label);
+    m_on_completion = std::exchange(other.m_on_completion, nullptr);
+    m_next = std::exchange(other.m_next, nullptr);
   }
 
   MPI_Request m_request = MPI_REQUEST_NULL;
   Impl::WaitLabel m_label;
   Completion m_on_completion;  // also what keeps the operation's buffers alive
+  Continuation m_next;         // the stage that follows this one, if any
 };
 
 void wait_all(std::vector<Request>& requests);
