@@ -8,7 +8,8 @@ TRIDENT_JOBS="${TRIDENT_JOBS:-$(nproc)}"
 
 # OpenBLAS, not the reference BLAS: the reference BLAS is about 16x slower on these GEMMs.
 TRIDENT_PACKAGES=(cmake g++ make libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev libopenmpi-dev openmpi-bin
-                  catch2 libopenblas0-pthread libopenblas-dev nlohmann-json3-dev libcli11-dev python3 python3-numpy)
+                  catch2 libopenblas0-pthread libopenblas-dev nlohmann-json3-dev libcli11-dev python3 python3-numpy
+                  iproute2)
 
 trident_install_packages() {
   local missing=()

@@ -11,6 +11,7 @@
 // continues from the newest that verifies, with the checkpoint's seed.
 
 #include <trident/comm/agreement.hpp>
+#include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/runtime_info.hpp>
 #include <trident/data/batches.hpp>
@@ -148,11 +149,24 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.flag("--skip-memory-check", o.skip_memory_check,
            "start even when the memory estimate exceeds the memory available (MemAvailable)");
   cli.number("--bucket-mb", o.layout.bucket_mb, "gradient bucket size in MiB (data-parallel)", Range::above(0));
+  std::string mesh_order = trident::to_string(o.layout.order), placement = "node", reduction = "auto";
+  cli.text("--mesh-order", mesh_order, "which groups are neighbours, fastest first (tp,pp,dp keeps tp inside a node)");
+  cli.choice("--placement", placement, {"node", "rank"},
+             "fill the mesh node by node (whatever order the launcher gave the ranks) or in rank order");
+  cli.choice("--dp-reduction", reduction, {"auto", "flat", "hierarchical"},
+             "ZeRO-0 gradient all-reduce: in two levels across nodes (auto: when replicas span nodes) or flat");
   if (!cli.parse(argc, argv)) {
     if (rank == 0) std::cout << cli.usage();
     return false;
   }
   o.training.on_nonfinite = trident::train::parse_nonfinite_policy(on_nonfinite);
+  try {
+    o.layout.order = trident::mesh_order_from_string(mesh_order);
+  } catch (const trident::InvalidArgument& error) {
+    throw UsageError(std::string("--mesh-order: ") + error.what());
+  }
+  o.layout.placement = trident::mesh_placement_from_name(placement);
+  o.layout.reduction = trident::data_parallel::reduction_from_name(reduction);
   o.seed_given = cli.given("--seed");
   const auto require = [](bool ok, auto&&... message) {
     if (!ok) throw UsageError(trident::detail::concat(message...));
@@ -191,9 +205,12 @@ std::vector<int> gpt2_stage_layers(const std::string& blocks, int layers, int st
 void print_layout(const trident::train::Trainer<float, Space>& trainer, const Options& o) {
   const auto& mesh = trainer.mesh();
   if (mesh.world().rank() != 0) return;
-  std::printf("layout: %d rank(s) = dp %d x tp %d x pp %d; %s; %s; BLAS: %s\n", mesh.world().size(), mesh.dp_size(),
-              mesh.tp_size(), mesh.pp_size(), trident::backend_description<Space>().c_str(),
-              trident::mpi_description<Space>().c_str(), trident::blas_description().c_str());
+  std::printf("layout: %d rank(s) = dp %d x tp %d x pp %d on %s; %s; %s; BLAS: %s\n", mesh.world().size(),
+              mesh.dp_size(), mesh.tp_size(), mesh.pp_size(), mesh.describe_nodes().c_str(),
+              trident::backend_description<Space>().c_str(), trident::mpi_description<Space>().c_str(),
+              trident::blas_description().c_str());
+  const auto* groups = trainer.gradient_node_groups();
+  if (groups != nullptr) std::printf("gradient all-reduce in two levels: replicas on %s\n", groups->describe().c_str());
   const auto& stages = trainer.stages();
   const bool pipelined = stages.size() > 1;
   for (int r = 0; r < mesh.world().size(); ++r) {
@@ -204,7 +221,8 @@ void print_layout(const trident::train::Trainer<float, Space>& trainer, const Op
               gpt2_stage_text(stages[s], o.config.layers);
     if (o.layout.zero_stage > 0) held += ", ZeRO-" + std::to_string(o.layout.zero_stage) + " shard";
     if (o.layout.tp > 1) held += ", its tensor-parallel shard";
-    std::printf("  rank %d: dp %d, tp %d, pp %d: %s\n", r, c.dp, c.tp, c.pp, held.c_str());
+    std::printf("  rank %d on %s: dp %d, tp %d, pp %d: %s\n", r, mesh.topology().node_name_of(r).c_str(), c.dp, c.tp,
+                c.pp, held.c_str());
   }
 }
 

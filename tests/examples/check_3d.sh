@@ -27,7 +27,7 @@ for layout in "${layouts[@]}"; do
   # shellcheck disable=SC2086
   run 8 "$@" --steps 10 --dp "$dp" --tp "$tp" --pp "$pp" --schedule "$schedule" --zero "$zero" $extra \
       --log-json "$dir/$name.jsonl" > "$dir/$name.log"
-  grep -q "^layout: 8 rank(s) = dp $dp x tp $tp x pp $pp; " "$dir/$name.log"
+  grep -q "^layout: 8 rank(s) = dp $dp x tp $tp x pp $pp on 1 node: " "$dir/$name.log"
   compare "$dir/one.jsonl" "$dir/$name.jsonl"
 done
 # Saved in one layout at step 6 (of the same 10-step learning-rate schedule), continued in two others.

@@ -14,8 +14,8 @@ for zero in 0 1 2 3; do
   compare <(norms "$dir/one.jsonl") <(norms "$dir/dp2_tp2_zero$zero.jsonl") > /dev/null || {
     echo "gradient norms differ at ZeRO-$zero"; exit 1; }
 done
-grep -q "^layout: 4 rank(s) = dp 2 x tp 2 x pp 1; " "$dir/dp2_tp2_zero0.log"
-grep -q "rank 3: dp 1, tp 1, pp 0: " "$dir/dp2_tp2_zero0.log"
+grep -q "^layout: 4 rank(s) = dp 2 x tp 2 x pp 1 on 1 node: " "$dir/dp2_tp2_zero0.log"
+grep -qE "rank 3 on [^:]+: dp 1, tp 1, pp 0: " "$dir/dp2_tp2_zero0.log"
 run 4 "$@" --steps 3 --dp 2 --tp 2 --zero 2 --save "$dir/step3.safetensors" > "$dir/save.log"
 run 1 "$@" --steps 6 --load "$dir/step3.safetensors" --log-json "$dir/one_resumed.jsonl" > "$dir/r1.log"
 run 2 "$@" --steps 6 --tp 2 --load "$dir/step3.safetensors" --log-json "$dir/tp2_resumed.jsonl" > "$dir/r2.log"

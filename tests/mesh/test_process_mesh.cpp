@@ -58,18 +58,31 @@ std::vector<int> expected_members(const trident::ProcessMesh& mesh, MeshAxis axi
 
 }  // namespace
 
-TEST_CASE("MeshLayout numbers ranks tp fastest, then dp, then pp, by default", "[mesh]") {
+TEST_CASE("MeshLayout numbers slots tp fastest, then pp, then dp, by default", "[mesh]") {
   const trident::MeshLayout layout(2, 4, 3);
   CHECK(layout.total_size() == 24);
   int mismatches = 0;
   for (int rank = 0; rank < 24; ++rank) {
     const MeshCoords coords = layout.coords_of(rank);
-    mismatches += rank != coords.tp + 4 * (coords.dp + 2 * coords.pp);
+    mismatches += rank != coords.tp + 4 * (coords.pp + 3 * coords.dp);
     mismatches += layout.rank_of(coords) != rank;
   }
   CHECK(mismatches == 0);
-  CHECK(layout.coords_of(5) == MeshCoords{1, 1, 0});  // 5 = tp 1 + 4 * dp 1
-  CHECK(layout.coords_of(17) == MeshCoords{0, 1, 2});
+  CHECK(layout.coords_of(5) == MeshCoords{0, 1, 1});   // 5 = tp 1 + 4 * pp 1
+  CHECK(layout.coords_of(17) == MeshCoords{1, 1, 1});  // 17 = tp 1 + 4 * (pp 1 + 3 * dp 1)
+
+  // Megatron's order: tp fastest, then dp, then pp.
+  const trident::MeshLayout megatron(2, 4, 3, trident::megatron_order);
+  CHECK(megatron.coords_of(5) == MeshCoords{1, 1, 0});
+  CHECK(megatron.coords_of(17) == MeshCoords{0, 1, 2});
+
+  // Orders read as text, fastest first; anything but a permutation of the three is refused.
+  CHECK(trident::mesh_order_from_string("tp,pp,dp") == trident::default_mesh_order);
+  CHECK(trident::mesh_order_from_string("tp,dp,pp") == trident::megatron_order);
+  CHECK(trident::to_string(trident::mesh_order_from_string("dp,tp,pp")) == "dp,tp,pp");
+  for (const char* bad : {"", "tp,pp", "tp,pp,pp", "tp,pp,dp,tp", "tp, pp, dp", "tp,pp,ep"})
+    CHECK_THROWS_WITH(trident::mesh_order_from_string(bad), Catch::Contains("names tp, pp and dp once each") &&
+                                                                Catch::Contains(std::string("'") + bad + "'"));
 
   // pp fastest, then tp, then dp.
   const trident::MeshLayout custom(2, 4, 3, {MeshAxis::pp, MeshAxis::tp, MeshAxis::dp});
@@ -116,15 +129,17 @@ TEST_CASE("every factorisation and order gives consistent coordinates and sub-co
   }
 }
 
-TEST_CASE("the default order is Megatron's: tensor-parallel groups are neighbouring ranks", "[mesh][mpi]") {
+TEST_CASE("by default tensor-parallel groups are neighbouring ranks, then pipelines", "[mesh][mpi]") {
   const trident::comm::Communicator world(MPI_COMM_WORLD);
   const int n = world.size();
   const int tp = n % 2 == 0 ? 2 : 1, pp = n % 4 == 0 ? 2 : 1;
   const trident::ProcessMesh mesh(world, n / (tp * pp), tp, pp);
   const int rank = world.rank();
   CHECK(mesh.coords().tp == rank % tp);
-  CHECK(mesh.coords().dp == (rank / tp) % (n / (tp * pp)));
-  CHECK(mesh.coords().pp == rank / (n / pp));
+  CHECK(mesh.coords().pp == (rank / tp) % pp);
+  CHECK(mesh.coords().dp == rank / (tp * pp));
+  CHECK(mesh.topology().nodes() == 1);
+  CHECK(mesh.placement_warning().empty());
   std::vector<int> tp_group;
   for (int i = 0; i < tp; ++i) tp_group.push_back(rank - rank % tp + i);
   CHECK(members(mesh.tp()) == tp_group);
@@ -157,4 +172,56 @@ TEST_CASE("sizes that do not fit the communicator are refused", "[mesh][errors]"
   CHECK_THROWS_WITH(layout.coords_of(4), "trident::MeshLayout::coords_of: rank 4 is outside a mesh of 4 ranks");
   CHECK_THROWS_WITH(layout.rank_of(MeshCoords{0, 2, 0}),
                     "trident::MeshLayout::rank_of: (dp 0, tp 2, pp 0) is outside a mesh of dp 2 x tp 2 x pp 1");
+}
+
+TEST_CASE("placed by node, tensor-parallel groups stay inside a node whatever order the ranks came in", "[mesh][mpi]") {
+  const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+  const int n = world.size(), rank = world.rank();
+  if (n % 2 != 0 || n < 4) return;
+  const int nodes = n / 2;
+  // A launcher mapping by node deals ranks round-robin: rank r runs on node r % nodes.
+  const auto topology = trident::comm::topology_from_nodes(world, rank % nodes);
+  const auto same_node = [&](const trident::comm::Communicator& group) {
+    const auto ranks = members(group);
+    return std::all_of(ranks.begin(), ranks.end(),
+                       [&](int r) { return topology.node_of(r) == topology.node_of(ranks.front()); });
+  };
+  const trident::ProcessMesh by_node(world, nodes, 2, 1, trident::default_mesh_order, trident::MeshPlacement::by_node,
+                                     topology);
+  CHECK(same_node(by_node.tp()));
+  CHECK_FALSE(by_node.spans_nodes(MeshAxis::tp));
+  CHECK(by_node.spans_nodes(MeshAxis::dp));
+  CHECK(by_node.placement_warning().empty());
+  CHECK(members(by_node.tp()) == std::vector<int>{rank % nodes, rank % nodes + nodes});
+  for (int r = 0; r < n; ++r) CHECK(by_node.rank_of(by_node.coords_of(r)) == r);
+
+  // In rank order, the same mesh puts neighbouring ranks, on different nodes, in a tp group.
+  const trident::ProcessMesh by_rank(world, nodes, 2, 1, trident::default_mesh_order, trident::MeshPlacement::by_rank,
+                                     topology);
+  CHECK_FALSE(same_node(by_rank.tp()));
+  CHECK(by_rank.spans_nodes(MeshAxis::tp));
+  CHECK_THAT(by_rank.placement_warning(),
+             Catch::Contains("tensor-parallel groups span nodes (tp 2, " + std::to_string(nodes) + " nodes: "));
+  CHECK_THAT(by_rank.describe_nodes(), Catch::StartsWith(std::to_string(nodes) + " nodes: "));
+
+  // An order with dp first puts the replicas inside a node and tp across: also warned about.
+  const trident::ProcessMesh dp_first(world, 2, nodes, 1, trident::mesh_order_from_string("dp,tp,pp"),
+                                      trident::MeshPlacement::by_node, topology);
+  CHECK(same_node(dp_first.dp()));
+  CHECK_FALSE(dp_first.placement_warning().empty());
+}
+
+TEST_CASE("the nodes are listed by name with their ranks", "[mesh][mpi]") {
+  const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+  const int n = world.size();
+  const trident::ProcessMesh mesh(world, n, 1, 1);
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  MPI_Get_processor_name(name, &length);
+  const std::string ranks = n == 1 ? "0" : "0-" + std::to_string(n - 1);
+  CHECK(mesh.describe_nodes() == "1 node: " + std::string(name, static_cast<std::size_t>(length)) + " ranks " + ranks);
+  // Nodes given as every other rank: runs of ranks listed one by one.
+  const auto dealt = trident::comm::topology_from_nodes(world, world.rank() % 2);
+  const trident::ProcessMesh split(world, n, 1, 1, trident::default_mesh_order, trident::MeshPlacement::by_node, dealt);
+  if (n == 4) CHECK_THAT(split.describe_nodes(), Catch::Contains("ranks 0,2, ") && Catch::EndsWith("ranks 1,3"));
 }

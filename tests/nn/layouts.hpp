@@ -41,16 +41,19 @@ struct Layout {
   const char* schedule = "1f1b";
   bool sequence_parallel = false;
   bool recompute = false;
+  const char* reduction = "auto";  // ZeRO-0's gradient all-reduce
 };
 
 inline std::string describe(const Layout& l) {
   return "dp=" + std::to_string(l.dp) + " tp=" + std::to_string(l.tp) + " pp=" + std::to_string(l.pp) +
          " zero=" + std::to_string(l.zero_stage) + " schedule=" + l.schedule +
-         (l.sequence_parallel ? " sequence-parallel" : "") + (l.recompute ? " recompute" : "");
+         (l.sequence_parallel ? " sequence-parallel" : "") + (l.recompute ? " recompute" : "") +
+         " reduction=" + l.reduction;
 }
 
 // Every layout of `world_size` ranks the tests run: each axis alone at 2 and 4, ZeRO 0-3, the
-// 1F1B, GPipe and ZB-H1 schedules, sequence parallelism, recomputation, and mixes of the axes
+// 1F1B, GPipe and ZB-H1 schedules, sequence parallelism, recomputation, the two-level gradient
+// all-reduce (its node split on one host: one node of all the replicas), and mixes of the axes
 // on 4 ranks.
 inline std::vector<Layout> layouts_of(int world_size) {
   switch (world_size) {
@@ -63,7 +66,8 @@ inline std::vector<Layout> layouts_of(int world_size) {
               {1, 2, 1, 0, "1f1b", true},
               {1, 1, 2, 0, "1f1b"},
               {1, 1, 2, 0, "zb-h1"},
-              {1, 1, 2, 0, "zb-h1", false, true}};
+              {1, 1, 2, 0, "zb-h1", false, true},
+              {2, 1, 1, 0, "1f1b", false, false, "hierarchical"}};
     case 4:
       return {{4, 1, 1, 3},
               {4, 1, 1, 1},
@@ -75,7 +79,9 @@ inline std::vector<Layout> layouts_of(int world_size) {
               {2, 1, 2, 1},
               {2, 1, 2, 3},
               {1, 2, 2, 0, "zb-h1"},
-              {1, 2, 2, 0, "zb-h1", true, true}};
+              {1, 2, 2, 0, "zb-h1", true, true},
+              {4, 1, 1, 0, "1f1b", false, false, "hierarchical"},
+              {2, 1, 2, 0, "1f1b", false, false, "hierarchical"}};
     default:
       return {};
   }
@@ -137,6 +143,7 @@ inline Outcome run_layout(const Problem& problem, const Layout& layout) {
   l.schedule = std::string(layout.schedule) == "zb-h1" ? "zb" : layout.schedule;
   l.sequence_parallel = layout.sequence_parallel;
   l.recompute = layout.recompute;
+  l.reduction = trident::data_parallel::reduction_from_name(layout.reduction);
   l.bucket_mb = 0.001;  // several buckets
   const std::int64_t samples = problem.rows / nn::rows_per_sample(problem.spec);
   if (layout.pp > 1) l.micro_batch = samples / (layout.dp * 2 * layout.pp);

@@ -2,11 +2,13 @@
 // Stages 0-2: the gradients of the last micro-batch reduced bucket by bucket during backward.
 // A bucket is posted (nonblocking) as soon as the after_backward hooks of all units owning its
 // tensors have run, in bucket order on every rank; the optimizer step waits for all of them.
-//   stage 0:    all-reduce in place: every rank ends with the summed gradients;
+//   stage 0:    all-reduce in place: every rank ends with the summed gradients (in two levels
+//               when given the group's node split);
 //   stages 1-2: reduce-scatter: each rank receives the sum of its own shard's part of the
 //               bucket (the parts of all ranks concatenate to the bucket).
 
 #include <trident/comm/allreduce.hpp>
+#include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/comm/reduce_scatter.hpp>
 #include <trident/comm/request.hpp>
 #include <trident/core/parameter_store.hpp>
@@ -31,12 +33,14 @@ class BucketReducer {
   using store_type = ParameterStore<Scalar, memory_space>;
   using flat_view = typename store_type::flat_view;
 
-  // `scatter` false: all-reduce (stage 0); true: reduce-scatter into the shard given to finish().
+  // `scatter` false: all-reduce (stage 0), through `node_groups` when given (it must outlive
+  // this object); true: reduce-scatter into the shard given to finish().
   BucketReducer(const ExecutionSpace& space, comm::Communicator comm, const store_type& store,
                 std::vector<GradientBucket> buckets, int unit_count, ShardLayout layout, bool scatter, bool overlap,
-                EventLog& log)
+                EventLog& log, const comm::NodeGroups* node_groups = nullptr)
       : m_space(space),
         m_comm(std::move(comm)),
+        m_node_groups(node_groups),
         m_store(store),
         m_buckets(std::move(buckets)),
         m_unit_buckets(static_cast<std::size_t>(unit_count)),
@@ -74,9 +78,11 @@ class BucketReducer {
   }
 
   // Lets MPI advance posted reductions (implementations without a progress thread move data
-  // only inside MPI calls).
+  // only inside MPI calls). In bucket order, stopping at the first unfinished one: a two-level
+  // reduction starts its next stage when tested, and every rank must start them in one order.
   void progress() {
-    for (auto& request : m_requests) request.test();
+    for (auto& request : m_requests)
+      if (!request.test()) break;
   }
 
   // Posts whatever is left (all buckets when not overlapping) and waits for every bucket.
@@ -97,7 +103,8 @@ class BucketReducer {
     auto grads = Kokkos::subview(m_store.grads(), std::make_pair(range.begin, range.end));
     m_log.record(EventKind::reduction_started, static_cast<int>(b));
     if (!m_scatter) {
-      m_requests.push_back(comm::iallreduce(m_space, m_comm, grads));
+      m_requests.push_back(m_node_groups != nullptr ? comm::iallreduce(m_space, *m_node_groups, grads)
+                                                    : comm::iallreduce(m_space, m_comm, grads));
       return;
     }
     const int rank = m_comm.rank();
@@ -110,6 +117,7 @@ class BucketReducer {
 
   ExecutionSpace m_space;
   comm::Communicator m_comm;
+  const comm::NodeGroups* m_node_groups;
   const store_type& m_store;
   std::vector<GradientBucket> m_buckets;
   std::vector<std::vector<std::size_t>> m_unit_buckets;  // the buckets each unit's gradients fall in

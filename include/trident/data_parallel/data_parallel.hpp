@@ -28,6 +28,7 @@
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/broadcast.hpp>
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/comm/point_to_point.hpp>
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
@@ -109,11 +110,12 @@ class DataParallel {
     if (stage() <= 2) m_ledger.add(MemoryCategory::parameters, full_bytes);
     if (stage() <= 1) m_ledger.add(MemoryCategory::gradients, full_bytes);
     if (stage() >= 2) m_store.set_grads(flat_view());
+    if (stage() == 0) m_node_groups = choose_node_groups();
     if (stage() <= 2) {
       m_reducer = std::make_unique<BucketReducer<Scalar, ExecutionSpace>>(
           m_space, m_comm, m_store,
           make_gradient_buckets(m_store.tensors(), m_plan, m_settings.bucket_bytes(), sizeof(Scalar)),
-          m_plan.unit_count(), m_layout, stage() >= 1, m_settings.overlap, m_log);
+          m_plan.unit_count(), m_layout, stage() >= 1, m_settings.overlap, m_log, m_node_groups.get());
     } else {
       flat_view shard(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::data_parallel::parameter_shard"),
                       shard_elements);
@@ -135,6 +137,8 @@ class DataParallel {
   int stage() const { return m_settings.zero_stage; }
   const DataParallelSettings& settings() const { return m_settings; }
   const comm::Communicator& communicator() const { return m_comm; }
+  // The node split stage 0 all-reduces through, in two levels; null when it reduces flat.
+  const comm::NodeGroups* node_groups() const { return m_node_groups.get(); }
   const ShardLayout& layout() const { return m_layout; }
   const UnitPlan& plan() const { return m_plan; }
   // Stages 0-2 (empty for stage 3, which reduces unit by unit).
@@ -341,6 +345,17 @@ class DataParallel {
   }
 
  private:
+  // Collective: the group's node split when its all-reduce goes in two levels.
+  std::unique_ptr<comm::NodeGroups> choose_node_groups() const {
+    if (m_settings.reduction == Reduction::flat || m_comm.size() == 1) return nullptr;
+    auto groups = std::make_unique<comm::NodeGroups>(m_comm);
+    if (m_settings.reduction == Reduction::automatic) return groups->worthwhile() ? std::move(groups) : nullptr;
+    // Every rank sees the whole topology, so all refuse together.
+    require_argument(groups->uniform(), "trident::data_parallel::DataParallel: the hierarchical reduction needs the ",
+                     "same number of ranks on every node, but the group spans ", groups->describe());
+    return groups;
+  }
+
   // The squared norm of this rank's range of the reduced gradients, of the `counted` tensors.
   double own_sum_of_squares(const std::function<bool(const ParameterInfo&)>& counted) const {
     const flat_view own = own_gradients();
@@ -374,6 +389,7 @@ class DataParallel {
   TrackedView<flat_view> m_shard_values;                                // stage 3
   TrackedView<flat_view> m_shard_grads;                                 // stages 1-3
   TrackedView<flat_view> m_full_grads;                                  // stage 2, during a step
+  std::unique_ptr<comm::NodeGroups> m_node_groups;                      // stage 0 in two levels
   std::unique_ptr<BucketReducer<Scalar, ExecutionSpace>> m_reducer;     // stages 0-2
   std::unique_ptr<UnitGatherer<Scalar, ExecutionSpace>> m_gatherer;     // stage 3
   std::unique_ptr<UnitGradients<Scalar, ExecutionSpace>> m_unit_grads;  // stage 3

@@ -10,6 +10,31 @@
 
 namespace trident::data_parallel {
 
+// How stage 0 all-reduces its gradients. automatic: in two levels (reduce-scatter in the node,
+// all-reduce between nodes, all-gather in the node) when the group spans nodes with the same
+// number of ranks, more than one, on each; flat: one all-reduce over the group.
+enum class Reduction { automatic, flat, hierarchical };
+
+inline const char* reduction_name(Reduction reduction) {
+  switch (reduction) {
+    case Reduction::automatic:
+      return "auto";
+    case Reduction::flat:
+      return "flat";
+    case Reduction::hierarchical:
+      return "hierarchical";
+  }
+  return "unknown";
+}
+
+// "auto", "flat" or "hierarchical".
+inline Reduction reduction_from_name(const std::string& name) {
+  for (Reduction reduction : {Reduction::automatic, Reduction::flat, Reduction::hierarchical})
+    if (name == reduction_name(reduction)) return reduction;
+  throw InvalidArgument(trident::detail::concat("trident::data_parallel: the gradient reduction is auto, flat or ",
+                                                "hierarchical, not '", name, "'"));
+}
+
 struct DataParallelSettings {
   // 0: every rank holds everything (plain data parallelism, gradients all-reduced);
   // 1: AdamW moments sharded; 2: gradients sharded too; 3: parameters sharded too (FSDP).
@@ -21,18 +46,23 @@ struct DataParallelSettings {
   bool overlap = true;
   // Keep a timeline of hooks and collectives (events()), for tests and traces.
   bool record_events = false;
+  Reduction reduction = Reduction::automatic;
 
   void validate() const {
     require_argument(zero_stage >= 0 && zero_stage <= 3, "trident::data_parallel: ZeRO stage ", zero_stage,
                      " is not one of 0, 1, 2, 3");
     require_argument(bucket_mb > 0 && std::isfinite(bucket_mb), "trident::data_parallel: bucket size ", bucket_mb,
                      " MiB must be positive");
+    require_argument(reduction != Reduction::hierarchical || zero_stage == 0,
+                     "trident::data_parallel: the hierarchical reduction is ZeRO-0's all-reduce; ZeRO stage ",
+                     zero_stage, " reduce-scatters its gradients in one level");
   }
   std::int64_t bucket_bytes() const { return static_cast<std::int64_t>(std::llround(bucket_mb * 1024.0 * 1024.0)); }
 
   // What every rank of the group must agree on (part of the start-up consistency check).
   std::string describe() const {
-    return trident::detail::concat("zero_stage=", zero_stage, " bucket_bytes=", bucket_bytes(), " overlap=", overlap);
+    return trident::detail::concat("zero_stage=", zero_stage, " bucket_bytes=", bucket_bytes(), " overlap=", overlap,
+                                   " reduction=", reduction_name(reduction));
   }
 };
 

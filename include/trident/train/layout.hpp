@@ -1,11 +1,13 @@
 #pragma once
 // How a training run is laid out over the ranks: data, tensor and pipeline parallelism (any
-// dp x tp x pp of the world), the pipeline's schedule and its stage cuts, micro-batches, ZeRO,
-// sequence parallelism and recomputation. Plain data: the Trainer checks it against the model
+// dp x tp x pp of the world) and where their groups sit on the nodes, the pipeline's schedule
+// and its stage cuts, micro-batches, ZeRO, the gradient reduction, sequence parallelism and
+// recomputation. Plain data: the Trainer checks it against the model
 // and the world, on every rank together.
 
 #include <trident/core/error.hpp>
 #include <trident/data_parallel/settings.hpp>
+#include <trident/mesh/mesh_layout.hpp>
 #include <trident/nn/spec.hpp>
 
 #include <cstdint>
@@ -31,6 +33,12 @@ struct Layout {
   // Top-level layers per pipeline stage, first stage first (pp * virtual_stages entries); empty:
   // the cut that balances the layers' forward cost.
   std::vector<int> stage_layers;
+  // Which groups are neighbours: with the default, tensor-parallel groups stay inside a node,
+  // then pipelines; the data-parallel reduction crosses between nodes (ProcessMesh).
+  MeshOrder order = default_mesh_order;
+  MeshPlacement placement = MeshPlacement::by_node;
+  // ZeRO-0's gradient all-reduce: in two levels when replicas span nodes, by default.
+  data_parallel::Reduction reduction = data_parallel::Reduction::automatic;
 
   int world_size() const { return dp * tp * pp; }
   int stages() const { return pp * virtual_stages; }
@@ -41,6 +49,7 @@ struct Layout {
     settings.bucket_mb = bucket_mb;
     settings.overlap = overlap && stages() == 1;  // a pipeline reduces once all its micro-batches are done
     settings.record_events = record_events;
+    settings.reduction = reduction;
     return settings;
   }
 
@@ -55,6 +64,10 @@ struct Layout {
     if (micro_batch > 0) text += ", micro-batches of " + std::to_string(micro_batch);
     if (sequence_parallel) text += ", sequence parallel";
     if (recompute) text += ", recompute";
+    if (order != default_mesh_order) text += ", mesh order " + to_string(order);
+    if (placement != MeshPlacement::by_node) text += std::string(", placed by ") + mesh_placement_name(placement);
+    if (reduction != data_parallel::Reduction::automatic)
+      text += std::string(", ") + data_parallel::reduction_name(reduction) + " gradient reduction";
     if (!stage_layers.empty()) {
       text += ", stage layers ";
       for (std::size_t s = 0; s < stage_layers.size(); ++s) text += (s ? "," : "") + std::to_string(stage_layers[s]);
@@ -75,6 +88,8 @@ struct Layout {
     require_argument(micro_batch >= 0, op, ": micro_batch must be >= 0 (0: the default), got ", micro_batch);
     require_argument(zero_stage >= 0 && zero_stage <= 3, op, ": the ZeRO stage is 0, 1, 2 or 3, got ", zero_stage);
     require_argument(bucket_mb > 0, op, ": bucket_mb must be > 0, got ", bucket_mb);
+    require_argument(reduction != data_parallel::Reduction::hierarchical || zero_stage == 0, op,
+                     ": the hierarchical gradient reduction is ZeRO-0's all-reduce, not ZeRO-", zero_stage, "'s");
     const int layers = static_cast<int>(spec.layers.size());
     require_argument(stages() <= layers, op, ": ", stages(), " pipeline stages (pp ", pp, " x ", virtual_stages,
                      " chunks) but the model has only ", layers, " top-level layers");

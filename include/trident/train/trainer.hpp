@@ -41,6 +41,9 @@
 #include <vector>
 
 namespace trident {
+namespace comm {
+class NodeGroups;
+}
 namespace nn {
 template <class Scalar, class ExecutionSpace>
 class Model;
@@ -137,6 +140,9 @@ class Trainer {
   const MemoryLedger& memory() const;
   // Chunk c's data-parallel engine: its buckets, shard layout, events and blocked times.
   const engine_type& data_parallel(int c) const;
+  // The nodes ZeRO-0's gradient all-reduce goes through in two levels; nullptr when it is flat
+  // (comm/hierarchical_allreduce.hpp).
+  const comm::NodeGroups* gradient_node_groups() const;
   // The pipeline's executor of the last step (nullptr without a pipeline, or before a step).
   const executor_type* executor() const { return m_last_executor; }
   executor_type* executor() { return m_last_executor; }  // e.g. to follow each action (set_after_action)

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <iostream>
 #include <type_traits>
 
 namespace trident::train {
@@ -246,7 +247,10 @@ auto Trainer<Scalar, ExecutionSpace>::checked_mesh(const comm::Communicator& wor
                                                    const Layout& layout) -> ProcessMesh {
   comm::agree_on_failure(world, "trident::train::Trainer: checking the layout",
                          [&] { layout.validate(world.size(), spec); });
-  return ProcessMesh(world, layout.dp, layout.tp, layout.pp);
+  ProcessMesh mesh(world, layout.dp, layout.tp, layout.pp, layout.order, layout.placement);
+  const std::string warning = mesh.placement_warning();
+  if (!warning.empty() && world.rank() == 0) std::cerr << "warning: " << warning << "\n";
+  return mesh;
 }
 
 template <class Scalar, class ExecutionSpace>
@@ -431,6 +435,11 @@ const MemoryLedger& Trainer<Scalar, ExecutionSpace>::memory() const {
 template <class Scalar, class ExecutionSpace>
 auto Trainer<Scalar, ExecutionSpace>::data_parallel(int c) const -> const engine_type& {
   return *m_engines.at(static_cast<std::size_t>(c));
+}
+
+template <class Scalar, class ExecutionSpace>
+const comm::NodeGroups* Trainer<Scalar, ExecutionSpace>::gradient_node_groups() const {
+  return m_engines.front()->node_groups();
 }
 
 template <class Scalar, class ExecutionSpace>
