@@ -6,10 +6,12 @@
 //
 // Lines:
 //   {"bench":"link","link":"intra"|"inter","latency_us","GBps"}     the calibration
-//   {"bench":"two_level_allreduce","mode":"blocking"|"nonblocking","nodes","ranks_per_node","bytes",
+//   {"bench":"two_level_allreduce","mode":"blocking"|"nonblocking","flat","nodes","ranks_per_node","bytes",
 //    "flat_s","two_level_s","measured_ratio","predicted_flat_s","predicted_two_level_s",
 //    "predicted_ratio","ratio_error"}
-// ratio = flat / two-level time; ratio_error = measured_ratio / predicted_ratio - 1. The model
+// ratio = flat / two-level time; ratio_error = measured_ratio / predicted_ratio - 1. "flat"
+// names how the launcher set MPI's flat all-reduce (--flat NAME): "ring" when run.sh chose Open
+// MPI's ring, the algorithm the model describes, "default" for Open MPI's own choice. The model
 // describes the blocking calls; the nonblocking ones (what the data-parallel buckets post) are
 // measured beside them, without a prediction: Open MPI's nonblocking collectives choose their
 // own algorithms.
@@ -138,14 +140,16 @@ int main(int argc, char** argv) {
   {
     const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
     int reps = 3;
+    std::string flat_name = "mpi";  // how the launcher set MPI's flat all-reduce (run.sh: ring, or default)
     std::vector<std::int64_t> sizes = {std::int64_t{16} << 20, std::int64_t{64} << 20};
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
       if (arg == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
       if (arg == "--mib" && i + 1 < argc) sizes = {std::int64_t{std::atoi(argv[++i])} << 20};
+      if (arg == "--flat" && i + 1 < argc) flat_name = argv[++i];
     }
     const trident::comm::NodeGroups groups(world);
-    if (!groups.worthwhile()) {
+    if (!groups.worthwhile() || groups.ranks_per_node() < 2) {
       if (world.rank() == 0)
         std::fprintf(stderr, "bench_two_level: needs several nodes with several ranks each; this run has %s\n",
                      groups.describe().c_str());
@@ -186,16 +190,18 @@ int main(int argc, char** argv) {
           if (world.rank() != 0) continue;
           if (blocking)
             trident_bench::print_json<Space>(
-                "{\"bench\":\"two_level_allreduce\",\"mode\":\"blocking\",\"nodes\":%d,\"ranks_per_node\":%d,"
+                "{\"bench\":\"two_level_allreduce\",\"mode\":\"blocking\",\"flat\":\"%s\",\"nodes\":%d,\"ranks_per_"
+                "node\":%d,"
                 "\"bytes\":%lld,\"flat_s\":%.4f,\"two_level_s\":%.4f,\"measured_ratio\":%.3f,\"predicted_flat_s\":%.4f,"
                 "\"predicted_two_level_s\":%.4f,\"predicted_ratio\":%.3f,\"ratio_error\":%.3f}\n",
-                nodes, k, static_cast<long long>(bytes), flat_s, two_level_s, measured_ratio, predicted_flat,
-                predicted_two_level, predicted_ratio, measured_ratio / predicted_ratio - 1);
+                flat_name.c_str(), nodes, k, static_cast<long long>(bytes), flat_s, two_level_s, measured_ratio,
+                predicted_flat, predicted_two_level, predicted_ratio, measured_ratio / predicted_ratio - 1);
           else
             trident_bench::print_json<Space>(
-                "{\"bench\":\"two_level_allreduce\",\"mode\":\"nonblocking\",\"nodes\":%d,\"ranks_per_node\":%d,"
+                "{\"bench\":\"two_level_allreduce\",\"mode\":\"nonblocking\",\"flat\":\"%s\",\"nodes\":%d,\"ranks_per_"
+                "node\":%d,"
                 "\"bytes\":%lld,\"flat_s\":%.4f,\"two_level_s\":%.4f,\"measured_ratio\":%.3f}\n",
-                nodes, k, static_cast<long long>(bytes), flat_s, two_level_s, measured_ratio);
+                flat_name.c_str(), nodes, k, static_cast<long long>(bytes), flat_s, two_level_s, measured_ratio);
         }
       }
     }

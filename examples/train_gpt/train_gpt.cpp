@@ -210,7 +210,10 @@ void print_layout(const trident::train::Trainer<float, Space>& trainer, const Op
               trident::backend_description<Space>().c_str(), trident::mpi_description<Space>().c_str(),
               trident::blas_description().c_str());
   const auto* groups = trainer.gradient_node_groups();
-  if (groups != nullptr) std::printf("gradient all-reduce in two levels: replicas on %s\n", groups->describe().c_str());
+  if (groups != nullptr)
+    std::printf("gradient all-reduce across nodes (%s): %s\n", groups->describe().c_str(),
+                groups->ranks_per_node() > 1 ? "reduce-scatter in the node, a ring between nodes, all-gather"
+                                             : "a ring between nodes");
   const auto& stages = trainer.stages();
   const bool pipelined = stages.size() > 1;
   for (int r = 0; r < mesh.world().size(); ++r) {

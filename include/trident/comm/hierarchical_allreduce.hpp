@@ -1,9 +1,10 @@
 #pragma once
 // The all-reduce of a group that spans nodes, in two levels: reduce-scatter inside each node,
 // all-reduce of the 1/k part each rank then holds with the ranks of the other nodes that hold
-// the same part (k ranks per node: k such exchanges run at once), all-gather inside the node.
+// the same part (k ranks per node: k such rings run at once, ring_allreduce.hpp), all-gather
+// inside the node.
 // Only 1/k of the bytes of each rank cross the network, against a flat ring whose every step
-// waits on a link between nodes.
+// waits on a link between nodes. With one rank per node it is the ring between nodes alone.
 //   NodeGroups groups(comm);                          collective: the node split of `comm`
 //   allreduce(space, groups, view, op)                in place, like allreduce(space, comm, view)
 //   iallreduce(space, groups, view, op)               nonblocking: one Request for the three stages
@@ -15,6 +16,7 @@
 #include <trident/comm/reduce_op.hpp>
 #include <trident/comm/reduce_scatter.hpp>
 #include <trident/comm/request.hpp>
+#include <trident/comm/ring_allreduce.hpp>
 #include <trident/comm/topology.hpp>
 #include <trident/core/error.hpp>
 #include <trident/core/profiling.hpp>
@@ -24,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace trident {
@@ -57,16 +60,27 @@ class NodeGroups {
   bool spans_nodes() const { return nodes() > 1; }
   bool uniform() const { return m_local.valid(); }
   int ranks_per_node() const { return uniform() ? m_local.size() : 0; }
-  // Two levels pay off: several nodes, several ranks on each, the same number on all.
-  bool worthwhile() const { return spans_nodes() && uniform() && ranks_per_node() > 1; }
+  // Worth it: several nodes, the same number of ranks on each. (With one rank per node it is
+  // the ring between nodes alone, which keeps both directions of every link busy.)
+  bool worthwhile() const { return spans_nodes() && uniform(); }
 
   const Communicator& local() const { return checked(m_local); }
   const Communicator& local_gather() const { return checked(m_local_gather); }
   const Communicator& cross() const { return checked(m_cross); }
 
+  // The first message tag of the next ring between nodes: consecutive ones on the cross
+  // communicator use disjoint tags, over a cycle long enough for all that can be in flight.
+  int next_ring_tag() const {
+    const int steps = 2 * (nodes() - 1) > 0 ? 2 * (nodes() - 1) : 1;
+    const int slots = 32767 / steps > 0 ? 32767 / steps : 1;  // MPI guarantees tags up to 32767
+    return static_cast<int>(m_rings++ % slots) * steps;
+  }
+
   // "2 nodes x 2 ranks" or "3 nodes, 1 to 2 ranks each"
   std::string describe() const {
-    if (uniform()) return detail::concat(nodes(), nodes() == 1 ? " node x " : " nodes x ", ranks_per_node(), " ranks");
+    if (uniform())
+      return detail::concat(nodes(), nodes() == 1 ? " node x " : " nodes x ", ranks_per_node(),
+                            ranks_per_node() == 1 ? " rank" : " ranks");
     int fewest = m_group.size(), most = 0;
     for (int n = 0; n < nodes(); ++n) {
       fewest = std::min(fewest, m_topology.ranks_on(n));
@@ -85,6 +99,7 @@ class NodeGroups {
   Communicator m_group;
   Topology m_topology;
   Communicator m_local, m_local_gather, m_cross;
+  mutable std::int64_t m_rings = 0;  // rings started between nodes (the same count on every rank)
 };
 
 namespace Impl {
@@ -106,17 +121,26 @@ Request hierarchical_allreduce(Mode mode, const ExecutionSpace& space, const Nod
   using T = typename ViewType::non_const_value_type;
   using block_type = Kokkos::View<T*, typename ViewType::memory_space>;
   const Communicator local = groups.local(), local_gather = groups.local_gather(), cross = groups.cross();
+  using ring = RingAllreduce<ExecutionSpace, T, typename ViewType::memory_space>;
+  const int tag = groups.next_ring_tag();
+  if constexpr (std::is_convertible_v<ViewType, block_type>) {
+    if (local.size() == 1) {  // one rank per node: nothing to gather first, the ring alone
+      Request request = ring::start(space, cross, block_type(view), op, tag);
+      if (mode == Mode::blocking) request.wait();
+      return request;
+    }
+  }
   const std::vector<int> counts = even_blocks(static_cast<std::int64_t>(view.size()), local.size());
   block_type block(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::comm::hierarchical_allreduce::block"),
                    static_cast<std::size_t>(counts[static_cast<std::size_t>(local.rank())]));
   if (mode == Mode::blocking) {
     reduce_scatter_v(mode, space, local, view, block, counts, op).wait();
-    allreduce_in_place(mode, space, cross, block, op).wait();
+    ring::start(space, cross, block, op, tag).wait();
     allgatherv(mode, space, local_gather, block, view, counts).wait();
     return Request();
   }
   return reduce_scatter_v(mode, space, local, view, block, counts, op).then([=] {
-    return allreduce_in_place(mode, space, cross, block, op).then([=] {
+    return ring::start(space, cross, block, op, tag).then([=] {
       return allgatherv(mode, space, local_gather, block, view, counts);
     });
   });

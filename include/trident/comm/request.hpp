@@ -59,13 +59,18 @@ class Request {
     return m_request != MPI_REQUEST_NULL || static_cast<bool>(m_on_completion) || static_cast<bool>(m_next);
   }
 
-  // Once this stage has finished, `next` starts the following one, whose Request this one
-  // becomes. Composite operations in flight together must be tested or waited in the order
-  // they were started (wait_all does), so that every rank starts their later stages in the
-  // same order.
+  // Once this operation has finished (its last stage, if it has several), `next` starts the
+  // following one, whose Request this one becomes. Composite operations in flight together must
+  // be tested or waited in the order they were started (wait_all does), so that every rank
+  // starts their later stages in the same order.
   Request&& then(Continuation next) && {
-    require_argument(!m_next, "trident::comm::Request::then: this request already has a next stage");
-    m_next = std::move(next);
+    if (!m_next) {
+      m_next = std::move(next);
+    } else {
+      m_next = [first = std::move(m_next), after = std::move(next)]() mutable -> Request {
+        return first().then(std::move(after));
+      };
+    }
     return std::move(*this);
   }
 

@@ -11,8 +11,8 @@
 namespace trident::data_parallel {
 
 // How stage 0 all-reduces its gradients. automatic: in two levels (reduce-scatter in the node,
-// all-reduce between nodes, all-gather in the node) when the group spans nodes with the same
-// number of ranks, more than one, on each; flat: one all-reduce over the group.
+// a ring between nodes, all-gather in the node) when the group spans nodes with the same number
+// of ranks on each; flat: one MPI all-reduce over the group.
 enum class Reduction { automatic, flat, hierarchical };
 
 inline const char* reduction_name(Reduction reduction) {
