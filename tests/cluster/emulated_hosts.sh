@@ -1,4 +1,9 @@
-# Sourced: emulated hosts on this machine, for running MPI jobs across "nodes".
+#!/usr/bin/env bash
+# Emulated hosts on this machine, for running MPI jobs across "nodes". Run directly, it starts
+# one job on them and tears them down after (as root):
+#   tests/cluster/emulated_hosts.sh HOSTS RATE NP [mpiexec args] PROGRAM [ARGS...]
+#   e.g. tests/cluster/emulated_hosts.sh 2 1gbit 4 build/examples/train_gpt/train_gpt --dp 2 --tp 2
+# Sourced, it gives these functions:
 #
 #   emulated_hosts_up HOSTS [RATE]   HOSTS network namespaces, each its own host with its own
 #                                    hostname (trident-host0, ...), joined through veth pairs to
@@ -98,3 +103,16 @@ emulated_hosts_down() {
   [ -n "${EMULATED_DIR:-}" ] && rm -rf "$EMULATED_DIR"
   return $status
 }
+
+# Run directly: HOSTS RATE NP JOB...
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  if [ $# -lt 4 ]; then
+    sed -n 2,6p "$0"
+    exit 2
+  fi
+  hosts="$1" rate="$2" ranks="$3"
+  shift 3
+  emulated_hosts_up "$hosts" "$rate"
+  emulated_mpiexec "$ranks" "$@"
+fi
