@@ -10,6 +10,7 @@
 
 #include "../common/gpt2_arguments.hpp"
 #include "../common/json_line.hpp"
+#include "../common/median.hpp"
 
 #include <trident/gpt2/checkpoint.hpp>
 #include <trident/gpt2/spec.hpp>
@@ -42,11 +43,6 @@ double timed(Action&& action) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return seconds;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 void run(int argc, char** argv) {
@@ -105,7 +101,8 @@ void run(int argc, char** argv) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank == 0) {
     std::filesystem::remove(path);
-    const double save = median(saves), load = median(loads), one = median(alone);
+    const double save = trident_bench::median(saves), load = trident_bench::median(loads),
+                 one = trident_bench::median(alone);
     trident_bench::print_json<Space>(
         "{\"bench\":\"checkpoint\",\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"file_bytes\":%lld,"
         "\"save_s\":%.4f,\"load_s\":%.4f,\"one_writer_save_s\":%.4f,\"save_vs_one_writer\":%.3f,"

@@ -31,6 +31,7 @@
 #include <trident/comm/link_cost.hpp>
 
 #include "../common/json_line.hpp"
+#include "../common/median.hpp"
 
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
@@ -46,11 +47,6 @@ namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
 using Vector = Kokkos::View<float*, Space::memory_space>;
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
 
 // Half the round trip of `bytes` between ranks 0 and 1 of `pair` (other ranks do nothing).
 double half_round_trip(const trident::comm::Communicator& pair, std::int64_t bytes, int reps) {
@@ -68,7 +64,7 @@ double half_round_trip(const trident::comm::Communicator& pair, std::int64_t byt
     }
     if (rep > 0) times.push_back((MPI_Wtime() - start) / 2);
   }
-  return median(times);
+  return trident_bench::median(times);
 }
 
 // The link between ranks 0 and 1 of `pair`, measured on rank 0 of `pair` and given to all of
@@ -92,7 +88,18 @@ trident::comm::LinkCost measure_link(const trident::comm::Communicator& world, c
 
 // The slowest rank's time of one call of `run`, median over repetitions.
 template <class Run>
-double collective_seconds(const trident::comm::Communicator& world, int reps, Run&& run);
+double collective_seconds(const trident::comm::Communicator& world, int reps, Run&& run) {
+  std::vector<double> times;
+  for (int rep = 0; rep < reps + 1; ++rep) {
+    world.barrier();
+    const double start = MPI_Wtime();
+    run();
+    double elapsed = MPI_Wtime() - start;
+    MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, world.mpi());
+    if (rep > 0) times.push_back(elapsed);
+  }
+  return trident_bench::median(times);
+}
 
 // A step of a ring inside each node: (bytes / k, seconds / (k - 1)) of reduce-scatters and
 // all-gathers over the node's k ranks, every node at once, fitted to a line.
@@ -115,20 +122,6 @@ trident::comm::LinkCost measure_node_ring(const trident::comm::Communicator& wor
     }
   }
   return trident::comm::fit_link_cost(step_bytes, step_seconds);
-}
-
-template <class Run>
-double collective_seconds(const trident::comm::Communicator& world, int reps, Run&& run) {
-  std::vector<double> times;
-  for (int rep = 0; rep < reps + 1; ++rep) {
-    world.barrier();
-    const double start = MPI_Wtime();
-    run();
-    double elapsed = MPI_Wtime() - start;
-    MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, world.mpi());
-    if (rep > 0) times.push_back(elapsed);
-  }
-  return median(times);
 }
 
 }  // namespace
