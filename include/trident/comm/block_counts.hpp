@@ -19,6 +19,14 @@ struct BlockCounts {
   std::int64_t total = 0;
 };
 
+// `total` elements in `parts` consecutive blocks, the first total % parts one longer.
+inline std::vector<int> even_blocks(std::int64_t total, int parts) {
+  std::vector<int> counts(static_cast<std::size_t>(parts));
+  for (int p = 0; p < parts; ++p)
+    counts[static_cast<std::size_t>(p)] = static_cast<int>(total / parts + (p < total % parts));
+  return counts;
+}
+
 inline BlockCounts make_block_counts(const char* operation, const Communicator& comm, const std::vector<int>& counts) {
   require_argument(static_cast<int>(counts.size()) == comm.size(), operation, " on communicator '", comm.name(),
                    "': counts has ", counts.size(), " entries but the communicator has ", comm.size(), " ranks");

@@ -12,6 +12,7 @@
 
 #include <trident/comm/allgather.hpp>
 #include <trident/comm/allreduce.hpp>
+#include <trident/comm/block_counts.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/reduce_op.hpp>
 #include <trident/comm/reduce_scatter.hpp>
@@ -103,14 +104,6 @@ class NodeGroups {
 };
 
 namespace Impl {
-
-// `total` elements in `parts` consecutive blocks, the first total % parts one longer.
-inline std::vector<int> even_blocks(std::int64_t total, int parts) {
-  std::vector<int> counts(static_cast<std::size_t>(parts));
-  for (int p = 0; p < parts; ++p)
-    counts[static_cast<std::size_t>(p)] = static_cast<int>(total / parts + (p < total % parts));
-  return counts;
-}
 
 template <class ExecutionSpace, class ViewType>
 Request hierarchical_allreduce(Mode mode, const ExecutionSpace& space, const NodeGroups& groups, const ViewType& view,

@@ -8,6 +8,7 @@
 // docs/cluster.md.)
 // Nonblocking: one Request whose steps start each other (Request::then).
 
+#include <trident/comm/block_counts.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/point_to_point.hpp>
 #include <trident/comm/reduce_op.hpp>
@@ -57,12 +58,11 @@ class RingAllreduce : public std::enable_shared_from_this<RingAllreduce<Executio
   RingAllreduce(const ExecutionSpace& space, const Communicator& comm, const view_type& view, ReduceOp op,
                 int first_tag)
       : m_space(space), m_comm(comm), m_view(view), m_op(op), m_first_tag(first_tag) {
-    const int size = comm.size();
-    const auto total = static_cast<std::int64_t>(view.size());
+    const std::vector<int> counts = even_blocks(static_cast<std::int64_t>(view.size()), comm.size());
     m_offsets.push_back(0);
-    for (int c = 0; c < size; ++c) m_offsets.push_back(m_offsets.back() + total / size + (c < total % size));
+    for (int count : counts) m_offsets.push_back(m_offsets.back() + count);
     m_incoming = view_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::comm::ring_allreduce::incoming"),
-                           static_cast<std::size_t>(total / size + (total % size != 0)));
+                           static_cast<std::size_t>(counts.front()));  // the first chunk is the longest
   }
 
  private:
