@@ -73,6 +73,8 @@ struct Options {
   double peak_gflops = 0;
   std::string stage_blocks, trace;
   bool seed_given = false, reseed = false, skip_memory_check = false;
+  bool auto_layout = false;  // --layout auto: the planner chooses dp x tp x pp and the rest
+  std::string plan_cache;    // its calibration, kept between runs
 
   train_gpt::DataSettings data_settings() const {
     train_gpt::DataSettings s;
@@ -155,6 +157,10 @@ bool parse(int argc, char** argv, Options& o, int rank) {
              "fill the mesh node by node (whatever order the launcher gave the ranks) or in rank order");
   cli.choice("--dp-reduction", reduction, {"auto", "flat", "hierarchical"},
              "ZeRO-0 gradient all-reduce: in two levels across nodes (auto: when replicas span nodes) or flat");
+  std::string layout_choice = "manual";
+  cli.choice("--layout", layout_choice, {"manual", "auto"},
+             "auto: calibrate this machine, rank every layout of the ranks and run the fastest that fits");
+  cli.text("--plan-cache", o.plan_cache, "with --layout auto: keep the machine's calibration in this JSON file");
   if (!cli.parse(argc, argv)) {
     if (rank == 0) std::cout << cli.usage();
     return false;
@@ -168,6 +174,12 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   o.layout.placement = trident::mesh_placement_from_name(placement);
   o.layout.reduction = trident::data_parallel::reduction_from_name(reduction);
   o.seed_given = cli.given("--seed");
+  o.auto_layout = layout_choice == "auto";
+  for (const char* chosen : {"--dp", "--tp", "--pp", "--schedule", "--virtual-stages", "--micro-batch", "--zero",
+                             "--recompute", "--sequence-parallel", "--stage-layers"})
+    if (o.auto_layout && cli.given(chosen))
+      throw UsageError(std::string(chosen) + " and --layout auto both choose the layout; give one");
+  if (!o.auto_layout && cli.given("--plan-cache")) throw UsageError("--plan-cache needs --layout auto");
   const auto require = [](bool ok, auto&&... message) {
     if (!ok) throw UsageError(trident::detail::concat(message...));
   };
@@ -241,6 +253,12 @@ void set_up_together(const trident::comm::Communicator& world, const std::string
 // against the world size, a model that does not split): rank 0 reports it, once.
 void check_layout(Options& o, int size) {
   const auto& l = o.layout;
+  if (o.auto_layout) {  // the model and the data flags now; the layout once it is planned
+    o.config.validate();
+    trident::require_argument(o.data != "synthetic" || o.successors <= o.config.vocab, "--successors ", o.successors,
+                              " must be at most --vocab ", o.config.vocab);
+    return;
+  }
   trident::require_argument(l.dp * l.tp * l.pp == size, "started on ", size, " rank(s) but --dp ", l.dp, " x --tp ",
                             l.tp, l.pp > 1 ? " x --pp " + std::to_string(l.pp) : std::string(), " = ",
                             l.dp * l.tp * l.pp);
@@ -306,6 +324,30 @@ std::string json_line(const trident::train::StepReport& r, double tokens_per_sec
   return line;
 }
 
+// --layout auto: the machine calibrated (or read from --plan-cache), every layout of the world
+// ranked, the fastest that fits half of this node's free memory per rank taken; the mesh order,
+// placement, reduction and buckets stay the flags'.
+void plan_layout(Options& o, const trident::comm::Communicator& world, int size) {
+  trident::train::AutoLayout automatic;
+  automatic.global_batch = o.batch;
+  automatic.calibration_cache = o.plan_cache;
+  if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
+    automatic.memory_bytes = 0.5 * train_gpt::available_memory() / std::max(1, ranks_on_this_node());
+  trident::train::LayoutChoice choice;
+  set_up_together(world, "planning the layout", [&] {
+    choice = trident::train::choose_layout<float>(Space(), world, trident::gpt2::gpt2_spec(o.config), automatic);
+  });
+  if (world.rank() == 0) std::printf("layout auto: %s", choice.report.c_str());
+  trident::train::Layout& l = choice.layout;
+  l.order = o.layout.order;
+  l.placement = o.layout.placement;
+  l.reduction = l.zero_stage == 0 ? o.layout.reduction : trident::data_parallel::Reduction::automatic;
+  l.bucket_mb = o.layout.bucket_mb;
+  o.layout = l;
+  o.auto_layout = false;
+  check_layout(o, size);
+}
+
 int run(int argc, char** argv, int rank, int size) {
   Options parsed;
   try {
@@ -319,6 +361,7 @@ int run(int argc, char** argv, int rank, int size) {
   Options& o = parsed;
   using Trainer = trident::train::Trainer<float, Space>;
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+  if (o.auto_layout) plan_layout(o, world, size);
 
   // The data files and the memory the run needs, before anything large is allocated.
   train_gpt::MemoryInputs needs;

@@ -27,12 +27,14 @@
 #include <trident/nn/spec.hpp>
 #include <trident/nn/types.hpp>
 #include <trident/optim/adamw.hpp>
+#include <trident/train/auto_layout.hpp>
 #include <trident/train/layout.hpp>
 #include <trident/train/nonfinite.hpp>
 
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -120,6 +122,16 @@ class Trainer {
   Trainer(const comm::Communicator& world, nn::ModelSpec spec, Layout layout, TrainerSettings settings = {})
       : Trainer(ExecutionSpace(), world, std::move(spec), std::move(layout), settings) {}
 
+  // layout = auto: the layout the planner predicts fastest on this machine, the same on every
+  // rank (auto_layout.hpp); rank 0 prints the ranking unless automatic.print is false.
+  Trainer(const ExecutionSpace& space, const comm::Communicator& world, nn::ModelSpec spec, const AutoLayout& automatic,
+          TrainerSettings settings = {})
+      : Trainer(space, world, spec, planned_layout(space, world, spec, automatic), settings) {}
+
+  Trainer(const comm::Communicator& world, nn::ModelSpec spec, const AutoLayout& automatic,
+          TrainerSettings settings = {})
+      : Trainer(ExecutionSpace(), world, std::move(spec), automatic, settings) {}
+
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -186,6 +198,13 @@ class Trainer {
   struct Split {
     std::int64_t global_rows = 0, first_row = 0, micro_rows = 0, micro_batches = 0, rows_per_sample = 1;
   };
+
+  static Layout planned_layout(const ExecutionSpace& space, const comm::Communicator& world, const nn::ModelSpec& spec,
+                               const AutoLayout& automatic) {
+    const LayoutChoice choice = choose_layout<Scalar>(space, world, spec, automatic);
+    if (automatic.print && world.rank() == 0) std::printf("%s", choice.report.c_str());
+    return choice.layout;
+  }
 
   static ProcessMesh checked_mesh(const comm::Communicator& world, const nn::ModelSpec& spec, const Layout& layout);
 

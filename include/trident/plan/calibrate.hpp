@@ -1,0 +1,466 @@
+#pragma once
+// Measures the machine a run is on, from inside the run: every rank of `world` times the same
+// kernels at once, so ranks that share cores or a memory bus are measured sharing them, and the
+// times are averaged over the ranks so every rank plans with the same numbers.
+//
+//   - GEMMs at exactly the shapes the planner will ask for (plan::gemm_shapes of the candidate
+//     layouts), through the library's own ops::matmul;
+//   - the library's other kernels (activations, LayerNorm, residual adds, biases, the loss,
+//     AdamW and the gradient norm) per element, and the memory bandwidth of a triad for the rest;
+//   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
+//   - all-reduce, all-gather and reduce-scatter over groups of consecutive ranks of every size
+//     that divides the world (tensor-parallel groups are consecutive), fitted as alpha + beta;
+//     a point-to-point message between neighbours likewise; and the step's small agreements.
+//
+// A cache file keeps the measurements, keyed by backend and ranks; shapes it holds are not
+// measured again (calibrate_cached).
+
+#include <trident/comm/allgather.hpp>
+#include <trident/comm/allreduce.hpp>
+#include <trident/comm/communicator.hpp>
+#include <trident/comm/link_cost.hpp>
+#include <trident/comm/point_to_point.hpp>
+#include <trident/comm/reduce_scatter.hpp>
+#include <trident/comm/topology.hpp>
+#include <trident/core/compat.hpp>
+#include <trident/core/error.hpp>
+#include <trident/io/atomic_file.hpp>
+#include <trident/nn/spec.hpp>
+#include <trident/ops/activations.hpp>
+#include <trident/ops/attention.hpp>
+#include <trident/ops/cross_entropy.hpp>
+#include <trident/ops/gelu.hpp>
+#include <trident/ops/layernorm.hpp>
+#include <trident/ops/linear.hpp>
+#include <trident/ops/matmul.hpp>
+#include <trident/ops/residual.hpp>
+#include <trident/optim/adamw.hpp>
+#include <trident/optim/clip.hpp>
+#include <trident/plan/machine.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+namespace trident::plan {
+
+// The attention shape to time: sequences of `seq` rows, `heads` heads of `head_dim` features.
+struct AttentionShape {
+  std::int64_t samples = 1, seq = 1, heads = 1, head_dim = 1;
+};
+
+struct CalibrationRequest {
+  std::vector<Gemm> gemms;
+  std::vector<Kernel> kernels;            // at the sizes a layout's layers run them
+  std::vector<AttentionShape> attention;  // the largest is timed
+  int repeats = 5;                        // the median of this many
+};
+
+// The GEMM shapes and the attention shape of every layer of `spec` at the given micro-batch
+// sizes and tensor-parallel sizes (with and without sequence parallelism): what estimate()
+// will price.
+inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const std::vector<std::int64_t>& micro_batches,
+                                              const std::vector<int>& tp_sizes) {
+  CalibrationRequest request;
+  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::string>> seen;
+  std::set<std::tuple<std::string, double, double>> seen_kernels;
+  const std::int64_t seq = nn::rows_per_sample(spec);
+  for (std::int64_t mb : micro_batches)
+    for (int tp : tp_sizes)
+      for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
+        CostShape shape;
+        shape.samples = mb;
+        shape.seq = seq;
+        shape.tp = tp;
+        shape.sequence_parallel = sp != 0;
+        if (sp && (mb * seq) % tp != 0) continue;
+        for (const auto& cost : layer_costs(spec, shape))
+          for (const auto* pass : {&cost.forward, &cost.backward}) {
+            for (const Gemm& g : pass->gemms)
+              if (seen.insert({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}}).second) request.gemms.push_back(g);
+            for (const Kernel& k : pass->kernels)
+              if (seen_kernels.insert({k.name, k.elements, k.width}).second) request.kernels.push_back(k);
+          }
+      }
+  // The optimizer's kernels over the parameters, whole and in shards.
+  CostShape whole;
+  whole.seq = seq;
+  double parameters = 0;
+  for (const auto& cost : layer_costs(spec, whole)) parameters += cost.parameters;
+  for (double part = 1; part <= 16; part *= 2)
+    for (const char* name : {"adamw", "sum_of_squares", "scale", "zero"})
+      request.kernels.push_back({name, std::floor(parameters / part), 0, 0});
+  const auto find_attention = [&](const nn::LayerSpec& layer, auto&& self) -> void {
+    if (layer.kind == nn::LayerKind::causal_self_attention && request.attention.empty()) {
+      const std::int64_t mb = *std::max_element(micro_batches.begin(), micro_batches.end());
+      request.attention.push_back({mb, layer.seq, layer.heads, layer.out / layer.heads});
+    }
+    for (const auto& inner : layer.inner) self(inner, self);
+  };
+  for (const auto& layer : spec.layers) find_attention(layer, find_attention);
+  return request;
+}
+
+namespace detail {
+
+// The mean over the world of each rank's median of `repeats` timings of `run`; every rank
+// starts each timing together.
+template <class Run>
+double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
+  std::vector<double> times;
+  run();  // warm-up: first touch, library start-up
+  for (int i = 0; i < repeats; ++i) {
+    world.barrier();
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::time", 1);
+  value(0) = times[times.size() / 2];
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
+  return value(0) / world.size();
+}
+
+// The same for work that needs no other rank, timed on one rank at a time (the others wait):
+// the rate of a rank with a core to itself. When ranks outnumber cores, estimate() shares the
+// cores between the ranks that compute at once.
+template <class Run>
+double timed_alone(const comm::Communicator& world, int repeats, Run&& run) {
+  Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::time", 1);
+  // In a step a kernel reads what other kernels wrote a while ago: each timing starts with the
+  // host's caches filled with something else.
+  std::vector<char> other(std::size_t(8) << 20);
+  for (int turn = 0; turn < world.size(); ++turn) {
+    world.barrier();
+    if (turn != world.rank()) continue;
+    std::vector<double> times;
+    run();
+    for (int i = 0; i < repeats; ++i) {
+      for (std::size_t b = 0; b < other.size(); b += 64) other[b] = static_cast<char>(b + i);
+      const auto start = std::chrono::steady_clock::now();
+      run();
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(times.begin(), times.end());
+    value(0) = times[times.size() / 2];
+  }
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
+  return value(0) / world.size();
+}
+
+// The kernels calibrate() times, by the names layer_costs() and estimate() give them.
+inline constexpr const char* calibrated_kernels[] = {"gelu_forward",        "gelu_backward", "relu_forward",
+                                                     "relu_backward",       "tanh_forward",  "tanh_backward",
+                                                     "silu_forward",        "silu_backward", "layer_norm_forward",
+                                                     "layer_norm_backward", "add",           "bias_forward",
+                                                     "bias_backward",       "cross_entropy", "adamw",
+                                                     "sum_of_squares",      "scale",         "zero"};
+
+inline bool is_calibrated_kernel(const std::string& name) {
+  return std::any_of(std::begin(calibrated_kernels), std::end(calibrated_kernels),
+                     [&](const char* known) { return name == known; });
+}
+
+// The time of one call of kernel `name` on `rows` x `cols` elements (a flat vector of both for
+// the optimizer's), on one rank at a time.
+template <class Scalar, class ExecutionSpace>
+double time_kernel(const ExecutionSpace& space, const comm::Communicator& world, int repeats, const std::string& name,
+                   std::int64_t rows, std::int64_t cols) {
+  using memory_space = typename ExecutionSpace::memory_space;
+  using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
+  using vector = Kokkos::View<Scalar*, memory_space>;
+  const std::int64_t n = rows * cols;
+  const auto run = [&](auto&& f) {
+    return timed_alone(world, repeats, [&] {
+      f();
+      compat::fence(space, "trident::plan::calibrate");
+    });
+  };
+  if (name == "adamw" || name == "sum_of_squares" || name == "scale" || name == "zero") {
+    vector p("trident::plan::calibrate::p", n), g("trident::plan::calibrate::g", n),
+        m1("trident::plan::calibrate::m", n), m2("trident::plan::calibrate::v", n);
+    if (name == "adamw")
+      return run([&] { optim::adamw_update(space, p, g, m1, m2, optim::AdamWSettings{}, 1, 1e-3, true); });
+    if (name == "sum_of_squares") return run([&] { (void)optim::sum_of_squares(space, g); });
+    if (name == "scale") return run([&] { optim::scale_in_place(space, g, 0.5); });
+    return run([&] { Kokkos::deep_copy(space, g, Scalar(0)); });
+  }
+  matrix x("trident::plan::calibrate::x", rows, cols), y("trident::plan::calibrate::y", rows, cols),
+      dy("trident::plan::calibrate::dy", rows, cols), dx("trident::plan::calibrate::dx", rows, cols);
+  Kokkos::deep_copy(space, x, Scalar(0.1));
+  Kokkos::deep_copy(space, dy, Scalar(0.01));
+  if (name == "gelu_forward") return run([&] { ops::gelu_forward(space, y, x); });
+  if (name == "gelu_backward") return run([&] { ops::gelu_backward(space, dx, x, dy); });
+  if (name == "relu_forward") return run([&] { ops::relu_forward(space, y, x); });
+  if (name == "relu_backward") return run([&] { ops::relu_backward(space, dx, x, dy); });
+  if (name == "tanh_forward") return run([&] { ops::tanh_forward(space, y, x); });
+  if (name == "tanh_backward") return run([&] { ops::tanh_backward(space, dx, x, dy); });
+  if (name == "silu_forward") return run([&] { ops::silu_forward(space, y, x); });
+  if (name == "silu_backward") return run([&] { ops::silu_backward(space, dx, x, dy); });
+  if (name == "add") return run([&] { ops::add_inplace(space, y, x); });
+  vector gain("trident::plan::calibrate::gain", cols), bias("trident::plan::calibrate::bias", cols),
+      dgain("trident::plan::calibrate::dgain", cols), dbias("trident::plan::calibrate::dbias", cols),
+      mean("trident::plan::calibrate::mean", rows), rstd("trident::plan::calibrate::rstd", rows);
+  Kokkos::deep_copy(space, gain, Scalar(1));
+  if (name == "layer_norm_forward") return run([&] { ops::layernorm_forward(space, y, mean, rstd, x, gain, bias); });
+  if (name == "layer_norm_backward")
+    return run([&] { ops::layernorm_backward(space, dx, dgain, dbias, dy, x, gain, mean, rstd); });
+  matrix one("trident::plan::calibrate::one", rows, 1), row("trident::plan::calibrate::row", 1, cols);
+  if (name == "bias_forward") return run([&] { ops::linear_forward(space, y, one, row, bias); });
+  if (name == "bias_backward")
+    return run([&] { ops::linear_backward(space, matrix(), matrix(), dbias, dy, one, row); });
+  Kokkos::View<int*, memory_space> classes("trident::plan::calibrate::classes", rows);
+  vector losses("trident::plan::calibrate::losses", rows);
+  require_argument(name == "cross_entropy", "trident::plan::calibrate: no kernel '", name, "' to time");
+  return run([&] {
+    Kokkos::deep_copy(space, y, x);
+    ops::cross_entropy_forward_backward(space, losses, y, y, classes, Scalar(1));
+  });
+}
+
+// alpha + bytes / beta through measured times; times that do not grow with the bytes (a
+// noisy machine, or latency far above the transfer time) give their mean as a latency alone.
+inline CollectiveFit fitted(const std::vector<double>& bytes, const std::vector<double>& seconds) {
+  double mean_b = 0, mean_t = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) mean_b += bytes[i], mean_t += seconds[i];
+  mean_b /= static_cast<double>(bytes.size());
+  mean_t /= static_cast<double>(seconds.size());
+  double covariance = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) covariance += (bytes[i] - mean_b) * (seconds[i] - mean_t);
+  if (!(covariance > 0)) return CollectiveFit{mean_t, 1e30};  // JSON has no infinity
+  const comm::LinkCost fit = comm::fit_link_cost(bytes, seconds);
+  return CollectiveFit{fit.latency_s, fit.bytes_per_s};
+}
+
+}  // namespace detail
+
+// Measures what `request` asks for, and the bandwidth, collectives and point-to-point, into
+// `machine` (what it already holds is kept). Collective over `world`.
+template <class Scalar, class ExecutionSpace>
+void calibrate(const ExecutionSpace& space, const comm::Communicator& world, const CalibrationRequest& request,
+               Machine& machine) {
+  using memory_space = typename ExecutionSpace::memory_space;
+  using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
+  using vector = Kokkos::View<Scalar*, memory_space>;
+  const int repeats = std::max(request.repeats, 1);
+  const auto fenced = [&](auto&& f) {
+    return [&, f]() {
+      f();
+      compat::fence(space, "trident::plan::calibrate");
+    };
+  };
+  machine.runtime = Runtime::trident;
+  // GEMMs not yet measured, with their transposes.
+  for (const Gemm& g : request.gemms) {
+    const bool known =
+        std::any_of(machine.gemms.begin(), machine.gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); });
+    if (known) continue;
+    const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
+    matrix a("trident::plan::calibrate::a", ta ? g.k : g.m, ta ? g.m : g.k),
+        b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
+    Kokkos::deep_copy(space, a, Scalar(0.5));
+    Kokkos::deep_copy(space, b, Scalar(0.25));
+    const double seconds = detail::timed_alone(
+        world, repeats, fenced([&] { ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, Scalar(1), c); }));
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, seconds});
+  }
+  // Elementwise: y = 2 x + z over 4 Mi elements reads two and writes one.
+  if (machine.memory_bytes_per_s <= 0) {
+    const std::int64_t n = std::int64_t(1) << 22;
+    vector x("trident::plan::calibrate::x", n), y("trident::plan::calibrate::y", n),
+        z("trident::plan::calibrate::z", n);
+    const double seconds =
+        detail::timed_alone(world, repeats, fenced([&] {
+                              Kokkos::parallel_for(
+                                  "trident::plan::calibrate::triad", Kokkos::RangePolicy<ExecutionSpace>(space, 0, n),
+                                  KOKKOS_LAMBDA(std::int64_t i) { y(i) = Scalar(2) * x(i) + z(i); });
+                            }));
+    machine.memory_bytes_per_s = 3.0 * n * sizeof(Scalar) / seconds;
+  }
+  // The library's own non-GEMM kernels: at the sizes asked for, and per element on 1024 rows
+  // of 256 for any other size.
+  const auto time_kernel = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
+    return detail::time_kernel<Scalar>(space, world, repeats, name, rows, cols);
+  };
+  if (machine.kernel_seconds_per_element.empty()) {
+    for (const char* name : detail::calibrated_kernels)
+      machine.kernel_seconds_per_element[name] = time_kernel(name, 1024, 256) / (1024 * 256);
+    // the attention's softmax is inside its measured time below
+    machine.kernel_seconds_per_element["attention_softmax_forward"] = 0;
+    machine.kernel_seconds_per_element["attention_softmax_backward"] = 0;
+  }
+  for (const Kernel& k : request.kernels) {
+    if (!detail::is_calibrated_kernel(k.name)) continue;
+    const bool known = std::any_of(machine.kernels.begin(), machine.kernels.end(), [&](const KernelSample& s) {
+      return s.name == k.name && s.elements == k.elements && s.width == k.width;
+    });
+    if (known) continue;
+    const auto cols = static_cast<std::int64_t>(k.width > 0 ? k.width : k.elements);
+    const auto rows =
+        std::max<std::int64_t>(1, static_cast<std::int64_t>(k.elements) / std::max<std::int64_t>(cols, 1));
+    machine.kernels.push_back({k.name, k.elements, k.width, time_kernel(k.name, rows, cols)});
+  }
+  // Attention, forward and backward, as model FLOP/s (12 T C per row).
+  if (!request.attention.empty() && machine.attention_flops_per_s <= 0) {
+    const AttentionShape& s = request.attention.front();
+    const std::int64_t rows = s.samples * s.seq, width = s.heads * s.head_dim;
+    ops::AttentionBuffers<Scalar, memory_space> buffers(static_cast<int>(s.samples), static_cast<int>(s.seq),
+                                                        static_cast<int>(s.heads), static_cast<int>(s.head_dim));
+    matrix qkv("trident::plan::calibrate::qkv", rows, 3 * width), out("trident::plan::calibrate::out", rows, width),
+        dqkv("trident::plan::calibrate::dqkv", rows, 3 * width);
+    Kokkos::deep_copy(space, qkv, Scalar(0.01));
+    Kokkos::deep_copy(space, out, Scalar(0.01));
+    const int B = static_cast<int>(s.samples), T = static_cast<int>(s.seq), H = static_cast<int>(s.heads);
+    const double seconds = detail::timed_alone(world, repeats, fenced([&] {
+                                                 ops::attention_forward(space, out, buffers, qkv, B, T, H);
+                                                 ops::attention_backward(space, dqkv, out, buffers, qkv, B, T, H);
+                                               }));
+    machine.attention_flops_per_s = 12.0 * rows * s.seq * width / seconds;
+  }
+  // Collectives over consecutive groups of every size that divides the world.
+  const std::vector<double> sizes = {16e3, 256e3, 2e6};
+  for (int g = 2; g <= world.size(); ++g) {
+    if (world.size() % g != 0) continue;
+    if (machine.collectives.count({CollectiveKind::all_reduce, g})) continue;
+    const comm::Communicator group = world.split(world.rank() / g, world.rank(), "trident::plan::calibrate");
+    for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather, CollectiveKind::reduce_scatter}) {
+      std::vector<double> bytes, seconds;
+      for (double size : sizes) {
+        const auto count = static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g;
+        vector whole("trident::plan::calibrate::whole", count), part("trident::plan::calibrate::part", count / g);
+        seconds.push_back(detail::timed_on_all(world, repeats, [&] {
+          if (kind == CollectiveKind::all_reduce) comm::allreduce(space, group, whole);
+          if (kind == CollectiveKind::all_gather) comm::allgather(space, group, part, whole);
+          if (kind == CollectiveKind::reduce_scatter) comm::reduce_scatter(space, group, whole, part);
+        }));
+        bytes.push_back(static_cast<double>(count * sizeof(Scalar)));
+      }
+      machine.collectives[{kind, g}] = detail::fitted(bytes, seconds);
+    }
+    // The data-parallel engine posts its reductions nonblocking and waits later: another path
+    // in MPI, timed as such (posted, then waited for).
+    for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter}) {
+      std::vector<double> bytes, seconds;
+      for (double size : sizes) {
+        const auto count = static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g;
+        vector whole("trident::plan::calibrate::whole", count), part("trident::plan::calibrate::part", count / g);
+        seconds.push_back(detail::timed_on_all(world, repeats, [&] {
+          comm::Request request = kind == CollectiveKind::all_reduce ? comm::iallreduce(space, group, whole)
+                                                                     : comm::ireduce_scatter(space, group, whole, part);
+          request.wait();
+        }));
+        bytes.push_back(static_cast<double>(count * sizeof(Scalar)));
+      }
+      machine.nonblocking_collectives[{kind, g}] = detail::fitted(bytes, seconds);
+    }
+  }
+  // A message from each even rank to the next, as pipeline neighbours exchange.
+  if (world.size() >= 2 && machine.point_to_point.bytes_per_s <= 0) {
+    std::vector<double> bytes, seconds;
+    const int peer = world.rank() ^ 1;
+    const bool paired = peer < world.size();
+    for (double size : sizes) {
+      vector message("trident::plan::calibrate::message", static_cast<std::int64_t>(size / sizeof(Scalar)));
+      seconds.push_back(detail::timed_on_all(world, repeats,
+                                             [&] {
+                                               if (!paired) return;
+                                               if (world.rank() % 2 == 0) {
+                                                 comm::send(space, world, message, peer);
+                                                 comm::recv(space, world, message, peer);
+                                               } else {
+                                                 comm::recv(space, world, message, peer);
+                                                 comm::send(space, world, message, peer);
+                                               }
+                                             }) /
+                        2);
+      bytes.push_back(size);
+    }
+    machine.point_to_point = detail::fitted(bytes, seconds);
+  }
+  // The step's own small agreements over the world: loss, non-finite check, norm, and the like.
+  if (world.size() >= 2 && machine.step_overhead_s <= 0) {
+    Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::value", 2);
+    machine.step_overhead_s = 4 * detail::timed_on_all(world, repeats, [&] {
+                                comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
+                              });
+  }
+  // This machine as the planner's cluster: a node runs the ranks that share its memory, on its
+  // cores when they run on the host.
+  const comm::Topology topology = comm::discover_topology(world);
+  machine.devices_per_node = topology.ranks_on(topology.node());
+  if (std::is_same<memory_space, Kokkos::HostSpace>::value) {
+    const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
+    machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
+  }
+  const auto reduce = machine.collectives.find({CollectiveKind::all_reduce, world.size()});
+  if (reduce != machine.collectives.end()) {
+    machine.links.intra = comm::LinkCost{reduce->second.latency_s, reduce->second.bytes_per_s};
+    machine.links.inter = machine.links.intra;
+  } else if (machine.links.intra.bytes_per_s <= 0) {
+    machine.links.intra = machine.links.inter = comm::LinkCost{1e-6, 1e12};
+  }
+}
+
+// The name a cache of `world` on ExecutionSpace keys its measurements by.
+template <class ExecutionSpace>
+std::string calibration_name(const comm::Communicator& world) {
+  return std::string(ExecutionSpace::name()) + " x " + std::to_string(world.size()) + " ranks, " +
+         std::to_string(ExecutionSpace().concurrency()) + " threads each";
+}
+
+// calibrate() with a cache: rank 0 reads `path` (when it exists and was measured on the same
+// backend and ranks), every rank measures what is missing, and rank 0 writes the file back
+// atomically. Collective over `world`; every rank returns the same machine.
+template <class Scalar, class ExecutionSpace>
+Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& world,
+                         const CalibrationRequest& request, const std::string& path) {
+  const std::string name = calibration_name<ExecutionSpace>(world);
+  std::string text;
+  if (world.rank() == 0 && !path.empty()) {
+    std::ifstream in(path);
+    std::stringstream buffer;
+    if (in.good()) buffer << in.rdbuf();
+    text = buffer.str();
+  }
+  // Every rank takes rank 0's cache.
+  Kokkos::View<std::int64_t*, Kokkos::HostSpace> length("trident::plan::calibrate::length", 1);
+  length(0) = static_cast<std::int64_t>(text.size());
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, length, comm::ReduceOp::max);
+  Kokkos::View<char*, Kokkos::HostSpace> bytes("trident::plan::calibrate::cache", static_cast<std::size_t>(length(0)));
+  if (world.rank() == 0) std::copy(text.begin(), text.end(), bytes.data());
+  if (length(0) > 0) comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, bytes, comm::ReduceOp::max);
+  Machine machine;
+  machine.name = name;
+  if (length(0) > 0) {
+    const auto json = nlohmann::json::parse(std::string(bytes.data(), bytes.extent(0)), nullptr, false);
+    if (!json.is_discarded() && json.value("name", std::string()) == name) machine = machine_from_json(json);
+  }
+  const std::size_t known = machine.gemms.size() + machine.kernels.size();
+  const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
+  calibrate<Scalar>(space, world, request, machine);
+  if (world.rank() == 0 && !path.empty() && (!complete || machine.gemms.size() + machine.kernels.size() != known)) {
+    const std::string json = to_json(machine).dump(1);
+    io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
+    file.write(json.data(), json.size());
+    file.commit();
+  }
+  return machine;
+}
+
+}  // namespace trident::plan

@@ -1,0 +1,181 @@
+// The planner's estimates against the formulas they must reproduce (the pipeline bubble, ZeRO's
+// memory per stage), its search (sorted, pruned by memory, cuts that add up), and the machine
+// description's JSON and its errors.
+
+#include "trident_test.hpp"
+
+#include <trident/gpt2/spec.hpp>
+#include <trident/pipeline/bubble.hpp>
+#include <trident/plan/calibrate.hpp>
+#include <trident/plan/search.hpp>
+
+#include <string>
+
+using namespace trident;
+
+namespace {
+
+// A machine where only GEMMs take time: the pipeline alone decides the shape of the step.
+plan::Machine gemms_only() {
+  plan::Machine m;
+  m.name = "gemms only";
+  m.peak_flops = 1e12;
+  m.memory_bytes_per_s = 1e30;
+  m.links.intra = m.links.inter = comm::LinkCost{0, 1e30};
+  m.devices_per_node = 64;
+  return m;
+}
+
+// Eight equal layers: equal pipeline stages for p = 2, 4, 8.
+nn::ModelSpec equal_layers() {
+  std::vector<nn::LayerSpec> layers;
+  for (int i = 0; i < 8; ++i) layers.push_back(nn::linear(64, 64, nn::Parallel::none, false));
+  return nn::sequential(layers, nn::Loss::mean_squared_error);
+}
+
+gpt2::Gpt2Config small_gpt() {
+  gpt2::Gpt2Config c;
+  c.layers = 4, c.heads = 4, c.hidden = 64, c.seq = 32, c.vocab = 128;
+  return c;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("plan: a replayed 1F1B and GPipe step has the published bubble", "[plan]") {
+  const plan::Workload work{equal_layers(), 64, 0};
+  for (int p : {2, 4, 8})
+    for (const char* schedule : {"1f1b", "gpipe"}) {
+      plan::Candidate c;
+      c.pp = p;
+      c.schedule = schedule;
+      c.micro_batch = 8;  // m = 8
+      const auto e = plan::estimate(work, c, gemms_only(), true);
+      INFO(schedule << " p = " << p);
+      const double makespan = e.step_seconds - e.optimizer_seconds - e.overhead_seconds;
+      CHECK(e.bubble_seconds / makespan == Approx(pipeline::one_f_one_b_bubble_fraction(p, 8)).epsilon(1e-9));
+      CHECK(e.stage_layers == std::vector<int>(static_cast<std::size_t>(p), 8 / p));
+    }
+  // Interleaving: (p - 1) / (v m + p - 1).
+  plan::Candidate c;
+  c.pp = 2, c.schedule = "interleaved", c.virtual_stages = 2, c.micro_batch = 8;
+  const auto e = plan::estimate(work, c, gemms_only(), true);
+  CHECK(e.bubble_seconds / (e.step_seconds - e.optimizer_seconds - e.overhead_seconds) ==
+        Approx(pipeline::interleaved_bubble_fraction(2, 8, 2)).epsilon(1e-9));
+}
+
+TEST_CASE("plan: memory per rank follows ZeRO's formulas", "[plan]") {
+  const auto spec = gpt2::gpt2_spec(small_gpt());
+  const plan::Workload work{spec, 8, 0};
+  plan::CostShape shape;
+  shape.samples = 2;
+  shape.seq = 32;
+  double p = 0, largest = 0;
+  for (const auto& c : plan::layer_costs(spec, shape)) {
+    p += c.parameters;
+    largest = std::max(largest, c.parameters);
+  }
+  const double e = 4, d = 4;
+  plan::Candidate c;
+  c.dp = 4, c.micro_batch = 2;
+  c.zero_stage = 0;
+  auto est = plan::estimate(work, c, gemms_only(), false);
+  CHECK(est.parameter_bytes == p * e);
+  CHECK(est.gradient_bytes == p * e);
+  CHECK(est.optimizer_bytes == 2 * p * e);
+  c.zero_stage = 1;
+  est = plan::estimate(work, c, gemms_only(), false);
+  CHECK(est.optimizer_bytes == 2 * p * e / d);
+  CHECK(est.gradient_bytes == p * e + p * e / d);  // the reduced shard beside the full gradients
+  c.zero_stage = 3;
+  est = plan::estimate(work, c, gemms_only(), false);
+  CHECK(est.optimizer_bytes == 2 * p * e / d);
+  CHECK(est.parameter_bytes == p * e / d + 2 * largest * e);  // the shard, a block gathered and the next
+  CHECK(est.gradient_bytes == p * e / d + largest * e);
+  // Recomputation keeps less; a pipeline splits the parameters.
+  plan::Candidate r;
+  r.micro_batch = 8;
+  const double kept = plan::estimate(work, r, gemms_only(), false).activation_bytes;
+  r.recompute = true;
+  CHECK(plan::estimate(work, r, gemms_only(), false).activation_bytes < kept / 2);
+  plan::Candidate pp;
+  pp.pp = 2, pp.micro_batch = 4;
+  CHECK(plan::estimate(work, pp, gemms_only(), false).parameter_bytes < 0.8 * p * e);
+}
+
+TEST_CASE("plan: the search ranks fitting layouts fastest first and prunes by memory", "[plan]") {
+  const plan::Workload work{gpt2::gpt2_spec(small_gpt()), 16, 0};
+  plan::Machine machine = gemms_only();
+  machine.devices_per_node = 4;
+  auto plans = plan::search(work, 4, machine);
+  REQUIRE(!plans.ranked.empty());
+  CHECK(plans.too_large == 0);
+  CHECK(plans.considered == static_cast<std::int64_t>(plans.ranked.size()));
+  for (std::size_t i = 1; i < plans.ranked.size(); ++i)
+    CHECK(plans.ranked[i - 1].estimate.step_seconds <= plans.ranked[i].estimate.step_seconds);
+  for (const auto& p : plans.ranked) {
+    CHECK(p.layout.dp * p.layout.tp * p.layout.pp == 4);
+    int layers = 0;
+    for (int count : p.layout.stage_layers) {
+      layers += count;
+      CHECK(count >= 1);
+    }
+    CHECK(layers == small_gpt().layers + 2);
+    CHECK(static_cast<int>(p.layout.stage_layers.size()) == p.layout.stages());
+  }
+  // A cap between the smallest and the largest need: only what fits, and some pruned.
+  double least = 1e300, most = 0;
+  for (const auto& p : plans.ranked) {
+    least = std::min(least, p.estimate.peak_bytes);
+    most = std::max(most, p.estimate.peak_bytes);
+  }
+  machine.memory_bytes = 0.5 * (least + most);
+  plans = plan::search(work, 4, machine);
+  REQUIRE(!plans.ranked.empty());
+  CHECK(plans.too_large > 0);
+  for (const auto& p : plans.ranked) CHECK(p.estimate.peak_bytes <= machine.memory_bytes);
+  machine.memory_bytes = 0.5 * least;
+  CHECK(plan::search(work, 4, machine).ranked.empty());
+}
+
+TEST_CASE("plan: a machine reads back what it writes; a bad description names its fault", "[plan]") {
+  plan::Machine m = gemms_only();
+  m.gemms.push_back({8, 16, 32, 'N', 'T', 1.5e-6});
+  m.kernel_seconds_per_element["gelu_forward"] = 2e-9;
+  m.collectives[{plan::CollectiveKind::all_gather, 2}] = {1e-5, 2e9};
+  m.cores = 2;
+  const plan::Machine back = plan::machine_from_json(plan::to_json(m));
+  CHECK(back.name == m.name);
+  CHECK(back.cores == 2);
+  REQUIRE(back.gemms.size() == 1);
+  CHECK(back.gemm_seconds({8, 16, 32, false, 'N', 'T'}) == 1.5e-6);
+  CHECK(back.kernel_seconds({"gelu_forward", 100, 0}) == Approx(2e-7));
+  CHECK(back.collective_seconds(plan::CollectiveKind::all_gather, 2, 2e9) == Approx(1 + 1e-5));
+  auto j = plan::to_json(m);
+  j.erase("intra_node");
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("intra_node") != std::string::npos);
+  j = plan::to_json(m);
+  j["runtime"] = "pytorch";
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("runtime 'pytorch'") != std::string::npos);
+  j = plan::to_json(m);
+  j["gemm_efficiency"] = 1.5;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("gemm_efficiency") != std::string::npos);
+  CHECK(message_of([] { plan::read_machine("/nonexistent/machine.json"); }).find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("plan: a calibration whose times do not grow with the bytes fits a latency alone", "[plan]") {
+  const plan::CollectiveFit noisy = plan::detail::fitted({64e3, 1e6}, {3e-3, 1e-3});
+  CHECK(noisy.latency_s == Approx(2e-3));
+  CHECK(noisy.seconds(1e9) == Approx(2e-3));
+  const plan::CollectiveFit line = plan::detail::fitted({1e3, 1e6}, {1e-5 + 1e3 / 1e9, 1e-5 + 1e6 / 1e9});
+  CHECK(line.latency_s == Approx(1e-5));
+  CHECK(line.bytes_per_s == Approx(1e9));
+}

@@ -1,0 +1,161 @@
+// The planner against real runs on these ranks:
+//  - its predicted peak memory per rank against what the Trainer allocates (Kokkos's own
+//    allocation events), within 10%, for a GPT-2 and an MLP in the layouts of the world;
+//  - a Trainer with layout = auto: every rank plans the same layout, and it trains with the
+//    one-rank losses (1e-4 relative).
+
+#include "trident_test.hpp"
+
+#include <trident/core/allocation_peak.hpp>
+#include <trident/data/batches.hpp>
+#include <trident/data/synthetic.hpp>
+#include <trident/gpt2/batch.hpp>
+#include <trident/gpt2/spec.hpp>
+#include <trident/plan/estimate.hpp>
+#include <trident/train.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+using namespace trident;
+
+namespace {
+
+using Space = Kokkos::DefaultExecutionSpace;
+
+gpt2::Gpt2Config small_gpt() {
+  gpt2::Gpt2Config c;
+  c.layers = 4, c.heads = 4, c.hidden = 32, c.seq = 16, c.vocab = 64;
+  return c;
+}
+
+nn::ModelSpec small_mlp() {
+  return nn::megatron_pairs(
+      nn::sequential({nn::linear(6, 64), nn::gelu(), nn::linear(64, 64), nn::gelu(), nn::linear(64, 2)},
+                     nn::Loss::mean_squared_error));
+}
+
+struct Case {
+  nn::ModelSpec spec;
+  std::int64_t samples = 8;
+  bool tokens = true;
+};
+
+train::Batch<float, Space> batch_of(const Case& c) {
+  const std::int64_t rows = c.samples * nn::rows_per_sample(c.spec);
+  if (c.tokens) {
+    data::SyntheticMarkovLanguage language(small_gpt().vocab, 4, 1);
+    data::BatchLoader loader(language.generate(rows * 2 + 1), c.samples, small_gpt().seq);
+    return gpt2::gpt2_token_batch<float, Space>(loader.batch(0), false);
+  }
+  Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace> x("x", rows, 6), y("y", rows, 2);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (int j = 0; j < 6; ++j) x(r, j) = static_cast<float>(std::sin(0.3 * r + j));
+    for (int j = 0; j < 2; ++j) y(r, j) = static_cast<float>(std::cos(0.2 * r - j));
+  }
+  train::Batch<float, Space> b;
+  b.inputs = train::to_device<Space>(x);
+  b.targets.values = train::to_device<Space>(y);
+  return b;
+}
+
+double max_over_world(double value) {
+  double result = value;
+  MPI_Allreduce(&value, &result, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return result;
+}
+
+// Every layout of the world worth telling apart for memory: each factorisation, and on it ZeRO,
+// recomputation, sequence parallelism and the schedules.
+std::vector<plan::Candidate> layouts(int world, const nn::ModelSpec& spec, std::int64_t samples) {
+  std::vector<plan::Candidate> result;
+  for (int tp = 1; tp <= world; ++tp)
+    for (int pp = 1; tp * pp <= world; ++pp) {
+      if (world % (tp * pp) || !plan::tensor_parallel_fits(spec, tp)) continue;
+      plan::Candidate c;
+      c.tp = tp, c.pp = pp, c.dp = world / (tp * pp);
+      c.micro_batch = samples / c.dp / (pp > 1 ? 2 * pp : 1);
+      result.push_back(c);
+      plan::Candidate v = c;
+      v.recompute = true;
+      result.push_back(v);
+      if (c.dp > 1) {
+        v = c, v.zero_stage = 1, result.push_back(v);
+        v = c, v.zero_stage = 3, result.push_back(v);
+      }
+      if (tp > 1 && (c.micro_batch * nn::rows_per_sample(spec)) % tp == 0)
+        v = c, v.sequence_parallel = true, result.push_back(v);
+      if (pp > 1) {
+        v = c, v.schedule = "zb", result.push_back(v);
+        v = c, v.schedule = "gpipe", result.push_back(v);
+      }
+    }
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("plan: predicted peak memory per rank is within 10% of what the run allocates", "[plan][mpi]") {
+  const comm::Communicator world(MPI_COMM_WORLD, "world");
+  plan::Machine machine;  // memory does not depend on speeds
+  machine.peak_flops = 1e12;
+  machine.memory_bytes_per_s = 1e11;
+  machine.links.intra = machine.links.inter = comm::LinkCost{1e-6, 1e10};
+  for (const Case& c : {Case{gpt2::gpt2_spec(small_gpt()), 8, true}, Case{small_mlp(), 32, false}}) {
+    const plan::Workload work{c.spec, c.samples, c.tokens ? 8.0 : 4.0 * (6 + 2)};
+    for (const plan::Candidate& layout : layouts(world.size(), c.spec, c.samples)) {
+      const plan::Estimate predicted = plan::estimate(work, layout, machine, false);
+      AllocationPeak::install();
+      const std::int64_t before = AllocationPeak::live();
+      AllocationPeak::reset_peak();
+      {
+        plan::Candidate cut = layout;
+        cut.stage_layers = predicted.stage_layers;
+        train::Trainer<float, Space> trainer(world, c.spec, train::to_layout(cut));
+        trainer.step(batch_of(c), 1e-3);
+      }
+      const double measured = max_over_world(static_cast<double>(AllocationPeak::peak() - before));
+      AllocationPeak::uninstall();
+      INFO((c.tokens ? "GPT-2 " : "MLP ")
+           << layout.describe() << ": predicted " << predicted.peak_bytes << " bytes, measured " << measured);
+      CHECK(std::abs(predicted.peak_bytes / measured - 1) <= 0.10);
+    }
+  }
+}
+
+TEST_CASE("plan: a Trainer with layout = auto plans alike on every rank and trains as one rank", "[plan][mpi]") {
+  const comm::Communicator world(MPI_COMM_WORLD, "world");
+  for (const Case& c : {Case{gpt2::gpt2_spec(small_gpt()), 8, true}, Case{small_mlp(), 32, false}}) {
+    train::TrainerSettings settings;
+    settings.seed = 7;
+    train::AutoLayout automatic;
+    automatic.global_batch = c.samples;
+    automatic.print = false;
+    train::Trainer<float, Space> planned(world, c.spec, automatic, settings);
+    const train::Layout& l = planned.layout();
+    CHECK(l.world_size() == world.size());
+    std::vector<int> mine = {l.dp,
+                             l.tp,
+                             l.pp,
+                             l.zero_stage,
+                             static_cast<int>(l.micro_batch),
+                             l.virtual_stages,
+                             l.recompute ? 1 : 0,
+                             l.sequence_parallel ? 1 : 0};
+    std::vector<int> lowest(mine.size()), highest(mine.size());
+    MPI_Allreduce(mine.data(), lowest.data(), static_cast<int>(mine.size()), MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(mine.data(), highest.data(), static_cast<int>(mine.size()), MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(lowest == highest);
+    train::Layout one;
+    one.micro_batch = c.samples;
+    train::Trainer<float, Space> reference(comm::Communicator(MPI_COMM_SELF, "self"), c.spec, one, settings);
+    const auto batch = batch_of(c);
+    for (int step = 1; step <= 3; ++step) {
+      const double expected = reference.step(batch, 1e-3).loss;
+      const double got = planned.step(batch, 1e-3).loss;
+      INFO(l.describe() << ", step " << step);
+      CHECK(std::abs(got - expected) <= 1e-4 * std::abs(expected));
+    }
+  }
+}
