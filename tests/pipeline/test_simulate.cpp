@@ -161,3 +161,27 @@ TEST_CASE("peak activations: GPipe holds m, 1F1B p - r, ZB-H1 p until W", "[pipe
   CHECK(peak_activations(interleaved_one_f_one_b(4, 8, 2)) == std::vector<int>{11, 9, 7, 5});
   CHECK(peak_activations(interleaved_one_f_one_b(4, 4, 2)) == std::vector<int>{8, 8, 7, 5});
 }
+
+TEST_CASE("peak activations per chunk: the slots each chunk's stage keeps", "[pipeline][memory]") {
+  // One chunk per rank: the rank's peak.
+  for (int p : {2, 4})
+    for (int m : {4, 8}) {
+      const Schedule s = one_f_one_b(p, m);
+      const auto per_chunk = peak_activations_per_chunk(s);
+      const auto whole = peak_activations(s);
+      for (int r = 0; r < p; ++r)
+        CHECK(per_chunk[static_cast<std::size_t>(r)] == std::vector<int>{whole[static_cast<std::size_t>(r)]});
+    }
+  // Interleaved: each chunk's own peak; together at least the rank's.
+  const Schedule s = interleaved_one_f_one_b(4, 8, 2);
+  const auto per_chunk = peak_activations_per_chunk(s);
+  const auto whole = peak_activations(s);
+  for (int r = 0; r < 4; ++r) {
+    const auto& chunks = per_chunk[static_cast<std::size_t>(r)];
+    REQUIRE(chunks.size() == 2);
+    CHECK(chunks[0] + chunks[1] >= whole[static_cast<std::size_t>(r)]);
+    CHECK(chunks[0] <= 8);
+    CHECK(chunks[1] <= 8);
+    CHECK(chunks[0] >= chunks[1]);  // the first chunk fills first and drains last
+  }
+}

@@ -417,22 +417,9 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   // A zero-bubble schedule's slots stay taken until their weight pass.
   const auto freed_by = layout.schedule == "zb" ? pipeline::ActivationsFreedBy::backward_weight
                                                 : pipeline::ActivationsFreedBy::backward_input;
-  // A stage keeps a slot for every micro-batch it ever held at once (slots are reused, never
-  // freed), so each chunk of a rank holds its own peak of micro-batches.
-  const auto slots_of = [&](int rank, int chunk) {
-    if (stages == 1) return 1;
-    int alive = 0, most = 0;
-    for (const pipeline::Action& a : shape_schedule.actions_of(rank)) {
-      if (a.chunk != chunk) continue;
-      if (a.type == pipeline::ActionType::forward) most = std::max(most, ++alive);
-      const bool frees =
-          a.type == pipeline::ActionType::backward ||
-          a.type == (freed_by == pipeline::ActivationsFreedBy::backward_input ? pipeline::ActionType::backward_input
-                                                                              : pipeline::ActionType::backward_weight);
-      if (frees) --alive;
-    }
-    return most;
-  };
+  // The slots each chunk of each rank keeps (a stage reuses its slots and never frees them).
+  const std::vector<std::vector<int>> slots =
+      stages > 1 ? pipeline::peak_activations_per_chunk(shape_schedule, freed_by) : std::vector<std::vector<int>>{{1}};
   const double d = layout.dp;
   // ZeRO-3 gathers by top-level layer, one ahead.
   std::vector<double> largest_unit(static_cast<std::size_t>(layout.pp), 0.0), largest_pair(largest_unit);
@@ -471,10 +458,10 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     double activations = 0, building = 0, other = 0;
     for (int s = r; s < stages; s += layout.pp) {
       const auto& st = stage[static_cast<std::size_t>(s)];
-      const int slots = slots_of(r, s / layout.pp);
-      activations += slots * (st.kept + st.input_bytes);
+      const int held = slots[static_cast<std::size_t>(r)][static_cast<std::size_t>(s / layout.pp)];
+      activations += held * (st.kept + st.input_bytes);
       for (const auto& entry : st.shared) activations += entry.second;
-      building = std::max(building, slots > 1 ? st.later_slot_excess : st.first_slot_excess);
+      building = std::max(building, held > 1 ? st.later_slot_excess : st.first_slot_excess);
       if (stages > 1)  // the executor's transfer buffers, in and out
         other += 2 * (st.input_bytes + (s + 1 < stages ? st.output_bytes : 0.0));
     }
