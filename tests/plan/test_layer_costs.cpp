@@ -65,8 +65,9 @@ TEST_CASE("plan: GPT-2's parameters are Megatron's 12lh^2 + 13lh + (V + s)h plus
   const double block = (3 * h * h + 3 * h) / 4 + h * h / 4 + h + (4 * h * h + 4 * h) / 4 + 4 * h * h / 4 + h + 4 * h;
   CHECK(split[1].parameters == block);
   CHECK(split[0].parameters == V / 4 * h + s * h);
-  CHECK(plan::tied_table_elements(gpt2::gpt2_spec(config), 1, config.layers + 2, 4) == V / 4 * h);
-  CHECK(plan::tied_table_elements(gpt2::gpt2_spec(config), 0, config.layers + 2, 4) == 0);
+  const auto tied = plan::tied_table_sizes(gpt2::gpt2_spec(config));
+  CHECK(plan::tied_table_elements(tied, 1, config.layers + 2, 4) == V / 4 * h);
+  CHECK(plan::tied_table_elements(tied, 0, config.layers + 2, 4) == 0);
 }
 
 TEST_CASE("plan: Megatron's activations per layer: 34sbh + 5as^2b, split by tp and sequence parallelism", "[plan]") {

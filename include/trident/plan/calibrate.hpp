@@ -118,23 +118,36 @@ inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const s
 
 namespace detail {
 
-// The mean over the world of each rank's median of `repeats` timings of `run`; every rank
-// starts each timing together.
-template <class Run>
-double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
+// The median of `repeats` timings of `run` after a warm-up (first touch, library start-up),
+// `before` run untimed ahead of each.
+template <class Before, class Run>
+double median_seconds(int repeats, Before&& before, Run&& run) {
   std::vector<double> times;
-  run();  // warm-up: first touch, library start-up
+  run();
   for (int i = 0; i < repeats; ++i) {
-    world.barrier();
+    before(i);
     const auto start = std::chrono::steady_clock::now();
     run();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
-  Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::time", 1);
-  value(0) = times[times.size() / 2];
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
-  return value(0) / world.size();
+  return times[times.size() / 2];
+}
+
+// The mean of `value` over the ranks of `world`, the same on every rank.
+inline double mean_over(const comm::Communicator& world, double value) {
+  Kokkos::View<double*, Kokkos::HostSpace> sum("trident::plan::calibrate::time", 1);
+  sum(0) = value;
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, sum);
+  return sum(0) / world.size();
+}
+
+// The mean over the world of each rank's median timing of `run`; every rank starts each timing
+// together.
+template <class Run>
+double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
+  return mean_over(world, median_seconds(
+                              repeats, [&](int) { world.barrier(); }, run));
 }
 
 // The same for work that needs no other rank, timed on one rank at a time (the others wait):
@@ -142,26 +155,18 @@ double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
 // cores between the ranks that compute at once.
 template <class Run>
 double timed_alone(const comm::Communicator& world, int repeats, Run&& run) {
-  Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::time", 1);
   // In a step a kernel reads what other kernels wrote a while ago: each timing starts with the
   // host's caches filled with something else.
   std::vector<char> other(std::size_t(8) << 20);
+  const auto fill_caches = [&](int i) {
+    for (std::size_t b = 0; b < other.size(); b += 64) other[b] = static_cast<char>(b + static_cast<std::size_t>(i));
+  };
+  double mine = 0;
   for (int turn = 0; turn < world.size(); ++turn) {
     world.barrier();
-    if (turn != world.rank()) continue;
-    std::vector<double> times;
-    run();
-    for (int i = 0; i < repeats; ++i) {
-      for (std::size_t b = 0; b < other.size(); b += 64) other[b] = static_cast<char>(b + i);
-      const auto start = std::chrono::steady_clock::now();
-      run();
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    std::sort(times.begin(), times.end());
-    value(0) = times[times.size() / 2];
+    if (turn == world.rank()) mine = median_seconds(repeats, fill_caches, run);
   }
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
-  return value(0) / world.size();
+  return mean_over(world, mine);
 }
 
 // The kernels calibrate() times, by the names layer_costs() and estimate() give them.

@@ -221,6 +221,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     double first_slot_excess = 0, later_slot_excess = 0;
   };
   std::vector<StageTotals> stage(static_cast<std::size_t>(stages));
+  const std::vector<TiedTableSize> tied_tables = tied_table_sizes(spec);
   for (int s = 0; s < stages; ++s) {
     StageTotals& st = stage[static_cast<std::size_t>(s)];
     const auto& r = ranges[static_cast<std::size_t>(s)];
@@ -268,7 +269,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
       if (machine.runtime == Runtime::trident)
         for (const auto& [key, bytes] : c.trident.shared) st.shared[key] = std::max(st.shared[key], bytes);
     }
-    st.parameters += tied_table_elements(spec, r.first, r.end, layout.tp);
+    st.parameters += tied_table_elements(tied_tables, r.first, r.end, layout.tp);
     if (machine.runtime == Runtime::trident) {
       st.first_slot_excess = std::max(0.0, building_peak - built - registered);
       for (const auto& [before, scratch] : later)
@@ -290,6 +291,8 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   }
 
   // ---- time ----
+  const pipeline::Schedule schedule =
+      stages > 1 ? pipeline::make_schedule(layout.schedule, layout.pp, m, layout.virtual_stages) : pipeline::Schedule{};
   const double p2p = layout.pp > 1 ? machine.point_to_point_seconds(stage.front().output_bytes, pp_across) : 0.0;
   std::vector<double> rank_work(static_cast<std::size_t>(layout.pp), 0.0), rank_comm(rank_work),
       rank_compute(rank_work);
@@ -306,7 +309,6 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   if (stages > 1) {
     const std::int64_t actions = static_cast<std::int64_t>(m) * stages * 6;
     if (simulate_schedule && actions <= 2000000) {
-      const pipeline::Schedule schedule = pipeline::make_schedule(layout.schedule, layout.pp, m, layout.virtual_stages);
       const pipeline::PassCost pass = [&](int rank, const pipeline::Action& a) {
         const auto& st = stage[static_cast<std::size_t>(schedule.stage_of(rank, a))];
         switch (a.type) {
@@ -412,14 +414,12 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   result.flops = flops * layout.tp * m * layout.dp;
 
   // ---- memory, on each pipeline rank ----
-  const pipeline::Schedule shape_schedule =
-      stages > 1 ? pipeline::make_schedule(layout.schedule, layout.pp, m, layout.virtual_stages) : pipeline::Schedule{};
   // A zero-bubble schedule's slots stay taken until their weight pass.
   const auto freed_by = layout.schedule == "zb" ? pipeline::ActivationsFreedBy::backward_weight
                                                 : pipeline::ActivationsFreedBy::backward_input;
   // The slots each chunk of each rank keeps (a stage reuses its slots and never frees them).
   const std::vector<std::vector<int>> slots =
-      stages > 1 ? pipeline::peak_activations_per_chunk(shape_schedule, freed_by) : std::vector<std::vector<int>>{{1}};
+      stages > 1 ? pipeline::peak_activations_per_chunk(schedule, freed_by) : std::vector<std::vector<int>>{{1}};
   const double d = layout.dp;
   // ZeRO-3 gathers by top-level layer, one ahead.
   std::vector<double> largest_unit(static_cast<std::size_t>(layout.pp), 0.0), largest_pair(largest_unit);

@@ -16,6 +16,7 @@
 // (N the blocks' weights). Nothing here depends on a Scalar or an execution space.
 
 #include <trident/core/error.hpp>
+#include <trident/nn/parameters.hpp>
 #include <trident/nn/spec.hpp>
 
 #include <algorithm>
@@ -405,32 +406,33 @@ class CostWalker {
 
 }  // namespace detail
 
+// A table a tied head reads (nn::tied_tables), with its elements.
+struct TiedTableSize {
+  int embedding_layer = 0, head_layer = 0;
+  double rows = 0, columns = 0;
+};
+
+inline std::vector<TiedTableSize> tied_table_sizes(const nn::ModelSpec& spec) {
+  std::vector<TiedTableSize> sizes;
+  const auto tables = nn::tied_tables(spec);
+  if (tables.empty()) return sizes;
+  const auto tensors = nn::model_tensors(spec);
+  for (const nn::TiedTable& table : tables)
+    for (const nn::TensorPlan& t : tensors)
+      if (t.table && t.name == table.name)
+        sizes.push_back({table.embedding_layer, table.head_layer, static_cast<double>(t.shape[0]),
+                         static_cast<double>(t.shape[1])});
+  return sizes;
+}
+
 // The tied heads' tables that a stage of layers [first, end) must hold itself: those whose
-// embedding lies outside it (the pipeline then sums the two copies' gradients).
-inline double tied_table_elements(const nn::ModelSpec& spec, int first, int end, int tp) {
-  std::map<std::string, const nn::LayerSpec*> embeddings;
-  std::map<std::string, int> embedding_layer;
-  const auto find_embeddings = [&](const nn::LayerSpec& layer, const std::string& prefix, int top,
-                                   auto&& self) -> void {
-    if (layer.kind == nn::LayerKind::embedding) {
-      embeddings[prefix] = &layer;
-      embedding_layer[prefix] = top;
-    }
-    for (std::size_t i = 0; i < layer.inner.size(); ++i)
-      self(layer.inner[i], nn::child_prefix(prefix, layer.inner[i], i), top, self);
-  };
-  for (std::size_t i = 0; i < spec.layers.size(); ++i)
-    find_embeddings(spec.layers[i], nn::child_prefix("", spec.layers[i], i), static_cast<int>(i), find_embeddings);
+// embedding lies outside it (the pipeline then sums the two copies' gradients), this rank's
+// rows of each under tensor parallelism.
+inline double tied_table_elements(const std::vector<TiedTableSize>& tables, int first, int end, int tp) {
+  const auto inside = [&](int layer) { return layer >= first && layer < end; };
   double elements = 0;
-  const auto find_heads = [&](const nn::LayerSpec& layer, auto&& self) -> void {
-    if (layer.kind == nn::LayerKind::tied_head) {
-      const auto it = embedding_layer.find(layer.tied + ".");
-      const bool outside = it == embedding_layer.end() || it->second < first || it->second >= end;
-      if (outside) elements += static_cast<double>(layer.vocab) / (tp > 1 ? tp : 1) * static_cast<double>(layer.in);
-    }
-    for (const auto& inner : layer.inner) self(inner, self);
-  };
-  for (int i = first; i < end; ++i) find_heads(spec.layers[static_cast<std::size_t>(i)], find_heads);
+  for (const TiedTableSize& t : tables)
+    if (inside(t.head_layer) && !inside(t.embedding_layer)) elements += t.rows / std::max(tp, 1) * t.columns;
   return elements;
 }
 

@@ -52,11 +52,25 @@ inline std::vector<int> divisors(std::int64_t n) {
   return result;
 }
 
-inline bool power_of_two_or_all(std::int64_t value, std::int64_t all) {
-  return value == all || (value & (value - 1)) == 0;
+}  // namespace detail
+
+// The tensor-parallel sizes the search tries on `world` ranks: divisors up to `max_tp` that
+// split every parallel layer of `spec` evenly.
+inline std::vector<int> searched_tp_sizes(const nn::ModelSpec& spec, int world, int max_tp) {
+  std::vector<int> sizes;
+  for (int tp : detail::divisors(world))
+    if (tp <= max_tp && tensor_parallel_fits(spec, tp)) sizes.push_back(tp);
+  return sizes;
 }
 
-}  // namespace detail
+// The micro-batches the search tries for a replica of `replica` samples: the powers of two that
+// divide it, and the whole share.
+inline std::vector<std::int64_t> searched_micro_batches(std::int64_t replica) {
+  std::vector<std::int64_t> sizes;
+  for (int mb : detail::divisors(replica))
+    if (mb == replica || (mb & (mb - 1)) == 0) sizes.push_back(mb);
+  return sizes;
+}
 
 inline Plans search(const Workload& work, int world, const Machine& machine, const SearchSpace& space = {}) {
   const char* op = "trident::plan::search";
@@ -65,15 +79,13 @@ inline Plans search(const Workload& work, int world, const Machine& machine, con
   const int layers = static_cast<int>(work.spec.layers.size());
   const int max_tp = space.max_tp > 0 ? space.max_tp : std::max(machine.devices_per_node, 1);
   Plans plans;
-  for (int tp : detail::divisors(world)) {
-    if (tp > max_tp || !tensor_parallel_fits(work.spec, tp)) continue;
+  for (int tp : searched_tp_sizes(work.spec, world, max_tp)) {
     for (int pp : detail::divisors(world / tp)) {
       if (pp > layers) continue;
       const int dp = world / tp / pp;
       if (work.global_batch % dp != 0) continue;
       const std::int64_t replica = work.global_batch / dp;
-      for (int mb : detail::divisors(replica)) {
-        if (!detail::power_of_two_or_all(mb, replica)) continue;
+      for (std::int64_t mb : searched_micro_batches(replica)) {
         if (space.max_micro_batch > 0 && mb > space.max_micro_batch) continue;
         const int m = static_cast<int>(replica / mb);
         std::vector<std::pair<std::string, int>> schedules;

@@ -19,6 +19,7 @@
 #include <trident/plan/search.hpp>
 #include <trident/train/layout.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -89,15 +90,14 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
   const char* op = "trident::train::choose_layout";
   require_argument(automatic.global_batch >= 1, op, ": AutoLayout::global_batch must be the samples of a step, got ",
                    automatic.global_batch);
-  std::vector<int> tp_sizes;
-  for (int tp = 1; tp <= world.size(); ++tp)
-    if (world.size() % tp == 0 && plan::tensor_parallel_fits(spec, tp)) tp_sizes.push_back(tp);
+  // Calibrate the shapes the search prices: every tensor-parallel size, every replica's micro-batches.
+  const std::vector<int> tp_sizes = plan::searched_tp_sizes(spec, world.size(), world.size());
   std::vector<std::int64_t> micro_batches;
-  for (std::int64_t mb = 1; mb <= automatic.global_batch; mb *= 2)
-    if (automatic.global_batch % mb == 0) micro_batches.push_back(mb);
-  for (int dp = 1; dp <= world.size(); ++dp)  // a replica's whole share is a candidate too
+  for (int dp = 1; dp <= world.size(); ++dp)
     if (world.size() % dp == 0 && automatic.global_batch % dp == 0)
-      micro_batches.push_back(automatic.global_batch / dp);
+      for (std::int64_t mb : plan::searched_micro_batches(automatic.global_batch / dp))
+        if (std::find(micro_batches.begin(), micro_batches.end(), mb) == micro_batches.end())
+          micro_batches.push_back(mb);
   LayoutChoice choice;
   choice.machine = plan::calibrate_cached<Scalar>(
       space, world, plan::calibration_request(spec, micro_batches, tp_sizes), automatic.calibration_cache);
