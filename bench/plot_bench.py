@@ -13,8 +13,11 @@ import matplotlib.pyplot as plt
 
 out, files = sys.argv[1], sys.argv[2:]
 records = [json.loads(line) for path in files for line in open(path) if line.startswith("{")]
-step = [r for r in records if r.get("bench") == "train_step"]
-regions = [r for r in records if r.get("bench") == "train_step_region" and r["fraction_of_step"] >= 0.002]
+# The step with the blocked attention kernel (lines without the field come from older runs).
+blocked = lambda r: r.get("attention", "blocked") == "blocked"
+step = [r for r in records if r.get("bench") == "train_step" and blocked(r)]
+regions = [r for r in records
+           if r.get("bench") == "train_step_region" and blocked(r) and r["fraction_of_step"] >= 0.002]
 ops = [r for r in records if r.get("bench") == "op" and r.get("fraction_of_sgemm", 0) > 0]
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -30,7 +33,7 @@ if regions:
         title += f"\n{s['step_ms']:.0f} ms/step, {s['fraction_of_sgemm']:.2f} of SGEMM ({s['backend']})"
     axes[0].set_title(title)
 if ops:
-    axes[1].bar([r["op"].split(" ")[0] for r in ops], [r["fraction_of_sgemm"] for r in ops], color="tab:green")
+    axes[1].bar([r["op"].replace("attention (flash)", "flash").split(" ")[0] for r in ops], [r["fraction_of_sgemm"] for r in ops], color="tab:green")
     axes[1].axhline(1.0, color="gray", linestyle="--", linewidth=1)
     axes[1].set_ylabel("forward+backward GFLOP/s / SGEMM GFLOP/s")
     axes[1].set_title("operators with GEMM work")

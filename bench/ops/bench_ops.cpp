@@ -365,7 +365,7 @@ struct Gpt2Step {
       ops::layernorm_backward(space, dresidual, y.d_ln2_w, y.d_ln2_b, dln, y.residual2, y.ln2_w, y.ln2_mean, y.ln2_rstd,
                               true);
       ops::linear_backward(space, datty, y.d_proj_w, y.d_proj_b, dresidual, y.atty, y.proj_w);
-      ops::attention_backward(space, dqkv, datty, y.attention, y.qkv, B, T, H);
+      ops::attention_backward(space, dqkv, datty, y.attention, y.qkv, y.atty, B, T, H);
       ops::linear_backward(space, dln, y.d_attn_w, y.d_attn_b, dqkv, y.ln1, y.attn_w);
       ops::layernorm_backward(space, dresidual, y.d_ln1_w, y.d_ln1_b, dln, residual, y.ln1_w, y.ln1_mean, y.ln1_rstd,
                               true);
@@ -439,10 +439,23 @@ int main(int argc, char* argv[]) {
     {
       const Matrix qkv = random_matrix("qkv", N, 3 * C, 1.0), y("y", N, C), dy = random_matrix("dy", N, C),
                    dqkv("dqkv", N, 3 * C);
-      const Buffers buffers(B, T, H, C / H);
-      const Timing f = time_it(s.repeats, [&]() { ops::attention_forward(space, y, buffers, qkv, B, T, H); });
-      const Timing g = time_it(s.repeats, [&]() { ops::attention_backward(space, dqkv, dy, buffers, qkv, B, T, H); });
-      print_op("attention", f, g, 12.0 * N * T * C, sgemm_gflops);
+      // Both kernels; the flash one's backward also recomputes the scores (not counted).
+      for (const auto kernel : {ops::AttentionKernel::blocked, ops::AttentionKernel::flash}) {
+        const Buffers buffers(B, T, H, C / H, ops::default_causal_block<Memory>(), kernel);
+        const Timing f = time_it(s.repeats, [&]() { ops::attention_forward(space, y, buffers, qkv, B, T, H); });
+        const Timing g =
+            time_it(s.repeats, [&]() { ops::attention_backward(space, dqkv, dy, buffers, qkv, y, B, T, H); });
+        print_op(kernel == ops::AttentionKernel::flash ? "attention (flash)" : "attention", f, g, 12.0 * N * T * C,
+                 sgemm_gflops);
+        // What one layer keeps for its backward, and the scratch all layers share.
+        std::size_t kept = 0, scratch = 0;
+        buffers.for_each_kept_view([&](const auto& view) { kept += view.span() * sizeof(Scalar); });
+        buffers.for_each_scratch_view([&](const auto& view) { scratch += view.span() * sizeof(Scalar); });
+        trident_bench::print_json<Space>(
+            "{\"bench\":\"attention_memory\",\"kernel\":\"%s\",\"kept_bytes_per_layer\":%zu,"
+            "\"shared_scratch_bytes\":%zu}\n",
+            ops::attention_kernel_name(kernel), kept, scratch);
+      }
     }
     {
       const Matrix x = random_matrix("x", N, C, 1.0), y("y", N, C), dy = random_matrix("dy", N, C), dx("dx", N, C);

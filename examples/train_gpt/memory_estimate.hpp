@@ -10,13 +10,15 @@
 //   gradients   as many; over dp with ZeRO-2 and 3
 //   moments     AdamW's two, twice the parameters; over dp with ZeRO-1 and up
 //   activations per block and micro-batch of B rows (llm.c's list): 4 BTC replicated, 12 BTC and
-//               the attention's 2 BHT^2 split over tp (BTC per block kept with --recompute, plus
-//               one block recomputed), the head's logits and probabilities 2 BTV / tp, times the
+//               the attention's 2 BHT^2 (BHT with --attention flash) split over tp (BTC per block
+//               kept with --recompute, plus one block recomputed), the head's logits and
+//               probabilities 2 BTV / tp, times the
 //               micro-batches in flight (1 without a pipeline, all with GPipe, up to pp otherwise)
 //   data        the token stream (int32) and a copy while it is read
 //   workspace   the SGEMM that measures the peak (without --peak-gflops), a checkpoint's buffers
 
 #include <trident/gpt2/config.hpp>
+#include <trident/ops/attention_kernel.hpp>
 #include <trident/train/layout.hpp>
 
 #include <algorithm>
@@ -52,6 +54,7 @@ inline std::string bytes_text(double bytes) {
 struct MemoryInputs {
   trident::gpt2::Gpt2Config config;
   trident::train::Layout layout;
+  trident::ops::AttentionKernel attention = trident::ops::AttentionKernel::blocked;
   std::int64_t batch = 1;  // sequences per step, global
   double data_tokens = 0;
   bool measures_peak = true, loads_checkpoint = false;
@@ -71,7 +74,8 @@ inline MemoryEstimate estimate_memory(const MemoryInputs& in) {
   e.moments = 2 * f * params / (l.zero_stage >= 1 ? dp : 1);
 
   const double B = static_cast<double>(std::max<std::int64_t>(l.micro_batch, 1));
-  const double per_block = B * T * C * (4 + 12 / tp) + 2 * B * H * T * T / tp;  // floats kept for backward
+  const double probabilities = in.attention == trident::ops::AttentionKernel::flash ? B * H * T : 2 * B * H * T * T;
+  const double per_block = B * T * C * (4 + 12 / tp) + probabilities / tp;  // floats kept for backward
   const double kept = l.recompute ? B * T * C : per_block;
   const double head = 2 * B * T * V / tp + 2 * B * T * C;
   const double micro_batches = std::max(1.0, std::floor(static_cast<double>(in.batch) / (dp * B)));
@@ -118,6 +122,7 @@ inline std::string memory_refusal(const MemoryEstimate& e, const MemoryInputs& i
                       std::to_string(std::min(l.zero_stage + 1, 3)) + " with --dp, --tp, --pp)"},
       {e.activations, "most of it is activations: lower --micro-batch (" + std::to_string(l.micro_batch) +
                           ") or --seq (" + std::to_string(c.seq) + ")" + (l.recompute ? "" : ", or add --recompute") +
+                          (in.attention == trident::ops::AttentionKernel::flash ? "" : ", or use --attention flash") +
                           (l.tp > 1 ? "" : ", or split them with --tp")},
       {e.data, "most of it is the token stream: lower --batch (" + std::to_string(in.batch) + ") or --seq (" +
                    std::to_string(c.seq) + ") (the synthetic stream holds 64 batches), or give --data files"},

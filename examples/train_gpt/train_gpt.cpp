@@ -75,6 +75,12 @@ struct Options {
   bool seed_given = false, reseed = false, skip_memory_check = false;
   bool auto_layout = false;  // --layout auto: the planner chooses dp x tp x pp and the rest
   std::string plan_cache;    // its calibration, kept between runs
+  trident::nn::AttentionKernel attention = trident::nn::AttentionKernel::blocked;
+
+  // GPT-2 as a spec, its attention running the kernel asked for.
+  trident::nn::ModelSpec spec() const {
+    return trident::nn::with_attention_kernel(trident::gpt2::gpt2_spec(config), attention);
+  }
 
   train_gpt::DataSettings data_settings() const {
     train_gpt::DataSettings s;
@@ -145,6 +151,10 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.number("--virtual-stages", o.layout.virtual_stages, "model chunks per rank (interleaved schedule)", positive);
   cli.text("--stage-layers", o.stage_blocks, "explicit blocks per stage, e.g. 3,5 (default: balanced by cost)");
   cli.flag("--recompute", o.layout.recompute, "recompute each block's activations in backward");
+  std::string attention = trident::ops::attention_kernel_name(o.attention);
+  cli.choice("--attention", attention, {"blocked", "flash"},
+             "attention kernel: blocked keeps the probabilities (H T^2 / 2 per sequence and block), flash only a "
+             "log-sum-exp per row and recomputes them in backward");
   cli.text("--trace", o.trace, "write a Chrome trace of the pipeline's last step here");
   cli.number("--zero", o.layout.zero_stage, "ZeRO stage: 0 none, 1 optimizer state, 2 and gradients, 3 and parameters",
              Range::between(0, 3));
@@ -166,6 +176,7 @@ bool parse(int argc, char** argv, Options& o, int rank) {
     return false;
   }
   o.training.on_nonfinite = trident::train::parse_nonfinite_policy(on_nonfinite);
+  o.attention = trident::ops::parse_attention_kernel(attention);
   try {
     o.layout.order = trident::mesh_order_from_string(mesh_order);
   } catch (const trident::InvalidArgument& error) {
@@ -279,7 +290,7 @@ void check_layout(Options& o, int size) {
   trident::require_argument(o.data != "synthetic" || o.successors <= o.config.vocab, "--successors ", o.successors,
                             " must be at most --vocab ", o.config.vocab);
   o.layout.stage_layers = gpt2_stage_layers(o.stage_blocks, o.config.layers, l.stages());
-  o.layout.validate(size, trident::gpt2::gpt2_spec(o.config));
+  o.layout.validate(size, o.spec());
 }
 
 // The GPT-2 a checkpoint holds must be the one asked for.
@@ -334,9 +345,8 @@ void plan_layout(Options& o, const trident::comm::Communicator& world, int size)
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
     automatic.memory_bytes = 0.5 * train_gpt::available_memory() / std::max(1, ranks_on_this_node());
   trident::train::LayoutChoice choice;
-  set_up_together(world, "planning the layout", [&] {
-    choice = trident::train::choose_layout<float>(Space(), world, trident::gpt2::gpt2_spec(o.config), automatic);
-  });
+  set_up_together(world, "planning the layout",
+                  [&] { choice = trident::train::choose_layout<float>(Space(), world, o.spec(), automatic); });
   if (world.rank() == 0) std::printf("layout auto: %s", choice.report.c_str());
   trident::train::Layout& l = choice.layout;
   l.order = o.layout.order;
@@ -367,6 +377,7 @@ int run(int argc, char** argv, int rank, int size) {
   train_gpt::MemoryInputs needs;
   needs.config = o.config;
   needs.layout = o.layout;
+  needs.attention = o.attention;
   needs.batch = o.batch;
   needs.measures_peak = o.peak_gflops <= 0;
   needs.loads_checkpoint = !o.load.empty() || !o.resume.empty();
@@ -443,7 +454,7 @@ int run(int argc, char** argv, int rank, int size) {
     loader = std::make_unique<trident::data::BatchLoader>(train_gpt::read_data(o.data_settings(), floor), o.batch,
                                                           o.config.seq);
   });
-  auto trainer_owner = std::make_unique<Trainer>(world, trident::gpt2::gpt2_spec(o.config), o.layout, o.training);
+  auto trainer_owner = std::make_unique<Trainer>(world, o.spec(), o.layout, o.training);
   Trainer& trainer = *trainer_owner;
   trainer.set_metadata("config", trident::gpt2::config_to_json(o.config).dump());
   trainer.set_metadata("train_gpt.seed", std::to_string(seed));

@@ -123,9 +123,9 @@ Targets target_rows(int first, int count) {
   return Targets{{}, classes};
 }
 
-Problem transformer_problem(bool tied = false) {
+Problem transformer_problem(bool tied = false, nn::AttentionKernel kernel = nn::AttentionKernel::blocked) {
   Problem problem;
-  problem.spec = user_transformer(tied);
+  problem.spec = nn::with_attention_kernel(user_transformer(tied), kernel);
   problem.rows = rows;
   problem.inputs = token_rows;
   problem.targets = target_rows;
@@ -147,6 +147,14 @@ TEST_CASE("a user's transformer matches the one-rank reference in every layout",
   // The vocabulary-parallel embedding's shards under ZeRO-3's gathered parameters.
   if (trident_test::world_size() == 4) layouts.push_back({2, 2, 1, 3});
   check_every_layout(transformer_problem(), layouts);
+}
+
+TEST_CASE("a transformer with flash attention matches the reference in every layout", "[nn]") {
+  // Heads split by tensor parallelism, recomputed, split into the zero-bubble passes: the
+  // kept log-sum-exps and the backward's recomputation give the gradients of the definition.
+  const Problem problem = transformer_problem(false, nn::AttentionKernel::flash);
+  CHECK(nn::describe(problem.spec.layers[2].inner[2]) == "causal_self_attention(C = 8, H = 4, T = 4, flash)");
+  check_every_layout(problem, layouts_of(trident_test::world_size()));
 }
 
 TEST_CASE("a transformer whose head is tied to its embedding matches the reference", "[nn]") {

@@ -1,6 +1,7 @@
 // Causal multi-head attention against a naive softmax(Q K^T / sqrt(d) + mask) V, its backward
 // against central finite differences, and the buffers' conventions.
 
+#include "naive_attention.hpp"
 #include "ops_test_helpers.hpp"
 
 #include <trident/ops/attention.hpp>
@@ -8,37 +9,6 @@
 #include <algorithm>
 
 using namespace ops_test;
-
-namespace {
-
-// out[n, h*hd + d] for qkv rows laid out [Q | K | V], head h in columns [h*hd, (h+1)*hd).
-std::vector<double> naive_attention(const std::vector<double>& qkv, int B, int T, int H, int hd) {
-  const int cl = H * hd;
-  std::vector<double> out(static_cast<std::size_t>(B) * T * cl, 0.0);
-  auto at = [&](int b, int t, int part, int h, int d) { return qkv[(b * T + t) * 3 * cl + part * cl + h * hd + d]; };
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h)
-      for (int t = 0; t < T; ++t) {
-        std::vector<double> scores(t + 1);
-        double max = -1e300;
-        for (int j = 0; j <= t; ++j) {
-          double s = 0;
-          for (int d = 0; d < hd; ++d) s += at(b, t, 0, h, d) * at(b, j, 1, h, d);
-          scores[j] = s / std::sqrt(static_cast<double>(hd));
-          max = std::max(max, scores[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j <= t; ++j) sum += std::exp(scores[j] - max);
-        for (int d = 0; d < hd; ++d) {
-          double y = 0;
-          for (int j = 0; j <= t; ++j) y += std::exp(scores[j] - max) / sum * at(b, j, 2, h, d);
-          out[(b * T + t) * cl + h * hd + d] = y;
-        }
-      }
-  return out;
-}
-
-}  // namespace
 
 TEMPLATE_LIST_TEST_CASE("attention_forward matches the naive causal softmax(QK^T/sqrt(d))V", "[ops][attention]",
                         trident_test::FloatAndDoubleOnEverySpace) {
@@ -120,13 +90,13 @@ TEMPLATE_LIST_TEST_CASE("attention_backward matches finite differences", "[ops][
   };
   loss();
   Matrix<double, Space> dqkv("dqkv", B * T, 3 * cl);
-  trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, B, T, H);
+  trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, out, B, T, H);
   const auto analytic = values(dqkv);
   check_gradient(analytic, finite_differences(qkv, loss));
 
   SECTION("accumulate adds, repeated backward is stable") {
     loss();
-    trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, B, T, H, true);
+    trident::ops::attention_backward(Space(), dqkv, upstream, buffers, qkv, out, B, T, H, true);
     const auto twice = values(dqkv);
     for (std::size_t i = 0; i < analytic.size(); ++i) CHECK(std::abs(twice[i] - 2 * analytic[i]) < 1e-13);
   }
@@ -148,13 +118,13 @@ TEMPLATE_LIST_TEST_CASE("attention buffers can share scratch between layers", "[
   trident::ops::attention_forward(Space(), out1, layer1, qkv1, B, T, H);
   trident::ops::attention_forward(Space(), out2, layer2, qkv2, B, T, H);
   // Backward in reverse order, as a model does, after the other layer overwrote the scratch.
-  trident::ops::attention_backward(Space(), d2, dout, layer2, qkv2, B, T, H);
-  trident::ops::attention_backward(Space(), d1, dout, layer1, qkv1, B, T, H);
+  trident::ops::attention_backward(Space(), d2, dout, layer2, qkv2, out2, B, T, H);
+  trident::ops::attention_backward(Space(), d1, dout, layer1, qkv1, out1, B, T, H);
 
   trident::ops::AttentionBuffers<double, typename Space::memory_space> alone(B, T, H, hd);
   Matrix<double, Space> reference("reference", B * T, 3 * cl), out("out", B * T, cl);
   trident::ops::attention_forward(Space(), out, alone, qkv1, B, T, H);
-  trident::ops::attention_backward(Space(), reference, dout, alone, qkv1, B, T, H);
+  trident::ops::attention_backward(Space(), reference, dout, alone, qkv1, out, B, T, H);
   CHECK(values(d1) == values(reference));
 }
 

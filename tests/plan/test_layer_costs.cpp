@@ -51,6 +51,30 @@ TEST_CASE("plan: GPT-2's FLOPs per token are 6N + 6VC + 12LCT on every tensor-pa
   }
 }
 
+TEST_CASE("plan: the flash kernel keeps B H T numbers per block and recomputes 2 T C per row", "[plan]") {
+  const auto config = megatron_like();
+  const double L = config.layers, C = config.hidden, H = config.heads, T = config.seq, B = 3;
+  for (int tp : {1, 2}) {
+    plan::CostShape shape;
+    shape.samples = 3;
+    shape.seq = config.seq;
+    shape.tp = tp;
+    const auto blocked = plan::layer_costs(gpt2::gpt2_spec(config), shape);
+    const auto flash =
+        plan::layer_costs(nn::with_attention_kernel(gpt2::gpt2_spec(config), nn::AttentionKernel::flash), shape);
+    // Causal blocks of 64 rows: the probabilities' stored part of each T x T square.
+    const double stored = 64.0 * 64.0 * 1 * 2 / 2 + (T - 64) * T;
+    double kept_blocked = 0, kept_flash = 0;
+    for (std::size_t i = 1; i + 1 < blocked.size(); ++i) {
+      kept_blocked += blocked[i].trident.kept;
+      kept_flash += flash[i].trident.kept;
+    }
+    CHECK(kept_blocked - kept_flash == L * B * H / tp * (stored - T) * 4);
+    CHECK(plan::forward_flops(flash) == plan::forward_flops(blocked));
+    CHECK(plan::backward_flops(flash) - plan::backward_flops(blocked) == L * 2 * B * T * T * C / tp);
+  }
+}
+
 TEST_CASE("plan: GPT-2's parameters are Megatron's 12lh^2 + 13lh + (V + s)h plus the final LayerNorm", "[plan]") {
   const auto config = megatron_like();
   const double l = config.layers, h = config.hidden, V = config.vocab, s = config.seq;

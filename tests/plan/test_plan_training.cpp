@@ -1,6 +1,7 @@
 // The planner against real runs on these ranks:
 //  - its predicted peak memory per rank against what the Trainer allocates (Kokkos's own
-//    allocation events), within 10%, for a GPT-2 and an MLP in the layouts of the world;
+//    allocation events), within 10%, for a GPT-2 (with either attention kernel) and an MLP in
+//    the layouts of the world;
 //  - a Trainer with layout = auto: every rank plans the same layout, and it trains with the
 //    one-rank losses (1e-4 relative).
 
@@ -102,7 +103,9 @@ TEST_CASE("plan: predicted peak memory per rank is within 10% of what the run al
   machine.peak_flops = 1e12;
   machine.memory_bytes_per_s = 1e11;
   machine.links.intra = machine.links.inter = comm::LinkCost{1e-6, 1e10};
-  for (const Case& c : {Case{gpt2::gpt2_spec(small_gpt()), 8, true}, Case{small_mlp(), 32, false}}) {
+  const auto flash_gpt = nn::with_attention_kernel(gpt2::gpt2_spec(small_gpt()), nn::AttentionKernel::flash);
+  for (const Case& c :
+       {Case{gpt2::gpt2_spec(small_gpt()), 8, true}, Case{flash_gpt, 8, true}, Case{small_mlp(), 32, false}}) {
     const plan::Workload work{c.spec, c.samples, c.tokens ? 8.0 : 4.0 * (6 + 2)};
     for (const plan::Candidate& layout : layouts(world.size(), c.spec, c.samples)) {
       const plan::Estimate predicted = plan::estimate(work, layout, machine, false);

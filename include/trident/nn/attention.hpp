@@ -25,13 +25,14 @@ class CausalSelfAttention final : public Layer<Scalar, ExecutionSpace> {
   using typename base::state_type;
 
   explicit CausalSelfAttention(const LayerSpec& spec)
-      : m_name(describe(spec)), m_seq(spec.seq), m_head_dim(spec.out / spec.heads) {}
+      : m_name(describe(spec)), m_seq(spec.seq), m_head_dim(spec.out / spec.heads), m_kernel(spec.attention) {}
 
   // A third of [Q | K | V]: the local heads' outputs.
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns / 3; }
 
-  // Per micro-batch: the softmax probabilities the backward reads, and the attention's scratch
-  // (which the micro-batches of a model share).
+  // Per micro-batch: what the backward reads (the softmax probabilities, or with the flash
+  // kernel their log-sum-exps), and the attention's scratch (which the micro-batches of a model
+  // share).
   // The sequence length `seq` of a micro-batch is at most the spec's T (0: T).
   state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
     const std::int64_t t = seq > 0 ? seq : m_seq;
@@ -40,7 +41,8 @@ class CausalSelfAttention final : public Layer<Scalar, ExecutionSpace> {
                      " rows, but a micro-batch has ", rows, " rows");
     state_type state;
     state.attention.emplace_back(static_cast<int>(rows / t), static_cast<int>(t),
-                                 static_cast<int>(local_heads(in_columns)), static_cast<int>(m_head_dim));
+                                 static_cast<int>(local_heads(in_columns)), static_cast<int>(m_head_dim),
+                                 ops::default_causal_block<typename state_type::memory_space>(), m_kernel);
     return state;
   }
 
@@ -49,10 +51,10 @@ class CausalSelfAttention final : public Layer<Scalar, ExecutionSpace> {
     ops::attention_forward(c.space, out, buffers, in, buffers.batch, buffers.seq_len, buffers.heads);
   }
 
-  void backward(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
+  void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
     const auto& buffers = state.attention.at(0);
-    ops::attention_backward(c.space, d_in, d_out, buffers, in, buffers.batch, buffers.seq_len, buffers.heads);
+    ops::attention_backward(c.space, d_in, d_out, buffers, in, out, buffers.batch, buffers.seq_len, buffers.heads);
   }
 
  private:
@@ -60,6 +62,7 @@ class CausalSelfAttention final : public Layer<Scalar, ExecutionSpace> {
 
   std::string m_name;
   std::int64_t m_seq, m_head_dim;
+  AttentionKernel m_kernel;
 };
 
 }  // namespace trident::nn

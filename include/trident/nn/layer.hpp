@@ -41,7 +41,7 @@ struct LayerState {
   std::vector<matrix> matrices;                                        // a chain: the outputs of its layers
   std::vector<typename types::vector> vectors;                         // a LayerNorm: mean and 1/std per row
   std::vector<Kokkos::View<int*, memory_space>> indices;               // an embedding: the token of each row
-  std::vector<ops::AttentionBuffers<Scalar, memory_space>> attention;  // an attention: probabilities, scratch
+  std::vector<ops::AttentionBuffers<Scalar, memory_space>> attention;  // an attention: what it keeps, scratch
   std::vector<matrix> scratch;    // used within one pass: gradients inside a chain, partial sums
   std::vector<matrix> deferred;   // a split backward's output gradients (and inputs) for the weight pass
   std::vector<LayerState> inner;  // a chain: its layers' states
@@ -49,11 +49,7 @@ struct LayerState {
   // Takes `owner`'s scratch (a state of the same layer and shape) instead of its own.
   void share_scratch_of(const LayerState& owner) {
     scratch = owner.scratch;
-    for (std::size_t i = 0; i < attention.size(); ++i) {
-      const auto probs = attention[i].probs;
-      attention[i] = owner.attention[i];
-      attention[i].probs = probs;
-    }
+    for (std::size_t i = 0; i < attention.size(); ++i) attention[i].share_scratch_of(owner.attention[i]);
     for (std::size_t i = 0; i < inner.size(); ++i) inner[i].share_scratch_of(owner.inner[i]);
   }
 
@@ -64,7 +60,7 @@ struct LayerState {
     for (const auto& m : matrices) f(m);
     for (const auto& v : vectors) f(v);
     for (const auto& i : indices) f(i);
-    for (const auto& a : attention) f(a.probs);  // the rest of the attention buffers is scratch
+    for (const auto& a : attention) a.for_each_kept_view(f);
     for_each_scratch_view(f);
     for (const auto& s : inner) s.for_each_view(f);
   }
@@ -80,17 +76,7 @@ struct LayerState {
   template <class F>
   void for_each_scratch_view(F&& f) const {
     for (const auto& m : scratch) f(m);
-    // One call per view: nvcc does not take a range-for over a braced list of views here.
-    for (const auto& a : attention) {
-      f(a.dscores);
-      f(a.q);
-      f(a.k);
-      f(a.v);
-      f(a.y);
-      f(a.dq);
-      f(a.dk);
-      f(a.dv);
-    }
+    for (const auto& a : attention) a.for_each_scratch_view(f);
     for (const auto& s : inner) s.for_each_scratch_view(f);
   }
 };

@@ -27,6 +27,7 @@
 // group (with or without sequence parallelism) and a pipeline stage.
 
 #include <trident/core/error.hpp>
+#include <trident/ops/attention_kernel.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -36,6 +37,8 @@
 #include <vector>
 
 namespace trident::nn {
+
+using ops::AttentionKernel;
 
 enum class LayerKind {
   linear,
@@ -69,13 +72,14 @@ struct LayerSpec {
   // A column-parallel linear whose output is `parts` equal blocks fused into one product
   // ([Q | K | V]: 3) splits each block over the group, so a rank holds the same columns of each.
   std::int64_t parts = 1;
-  std::int64_t vocab = 0;           // embedding: token ids in [0, vocab)
-  std::int64_t seq = 0;             // position_embedding, causal_self_attention: rows per sequence
-  std::int64_t heads = 0;           // causal_self_attention
-  std::vector<LayerSpec> inner;     // residual: y = x + inner(x); sequence: y = inner(x)
-  std::optional<std::string> name;  // its parameters' prefix; none: its position
-  double init_stddev = 0;           // linear: N(0, stddev^2) weights and zero bias; 0: PyTorch's uniform
-  std::string tied;                 // tied_head: the name of the embedding whose table it uses
+  std::int64_t vocab = 0;                                // embedding: token ids in [0, vocab)
+  std::int64_t seq = 0;                                  // position_embedding, causal_self_attention: rows per sequence
+  std::int64_t heads = 0;                                // causal_self_attention
+  AttentionKernel attention = AttentionKernel::blocked;  // causal_self_attention: what it keeps for the backward
+  std::vector<LayerSpec> inner;                          // residual: y = x + inner(x); sequence: y = inner(x)
+  std::optional<std::string> name;                       // its parameters' prefix; none: its position
+  double init_stddev = 0;  // linear: N(0, stddev^2) weights and zero bias; 0: PyTorch's uniform
+  std::string tied;        // tied_head: the name of the embedding whose table it uses
 };
 
 struct ModelSpec {
@@ -161,7 +165,10 @@ inline LayerSpec position_embedding(std::int64_t seq, std::int64_t features) {
 
 // softmax(Q K^T / sqrt(features / heads) + causal mask) V per head, heads concatenated, on
 // input rows [Q | K | V] of 3 * features columns in sequences of `seq` rows. No parameters.
-inline LayerSpec causal_self_attention(std::int64_t features, std::int64_t heads, std::int64_t seq) {
+// `kernel`: keep the probabilities (blocked) or only their log-sum-exps (flash), see
+// ops/attention_kernel.hpp; the same function either way.
+inline LayerSpec causal_self_attention(std::int64_t features, std::int64_t heads, std::int64_t seq,
+                                       AttentionKernel kernel = AttentionKernel::blocked) {
   require_argument(features >= 1 && heads >= 1 && seq >= 1, "trident::nn::causal_self_attention: features, heads ",
                    "and seq must be >= 1, got ", features, ", ", heads, " and ", seq);
   require_argument(features % heads == 0, "trident::nn::causal_self_attention: ", features,
@@ -171,6 +178,18 @@ inline LayerSpec causal_self_attention(std::int64_t features, std::int64_t heads
   spec.out = features;
   spec.heads = heads;
   spec.seq = seq;
+  spec.attention = kernel;
+  return spec;
+}
+
+// `spec` with every causal self-attention, at any depth, running `kernel`.
+inline LayerSpec with_attention_kernel(LayerSpec spec, AttentionKernel kernel) {
+  if (spec.kind == LayerKind::causal_self_attention) spec.attention = kernel;
+  for (auto& inner : spec.inner) inner = with_attention_kernel(std::move(inner), kernel);
+  return spec;
+}
+inline ModelSpec with_attention_kernel(ModelSpec spec, AttentionKernel kernel) {
+  for (auto& layer : spec.layers) layer = with_attention_kernel(std::move(layer), kernel);
   return spec;
 }
 
@@ -330,7 +349,7 @@ inline std::string describe(const LayerSpec& spec) {
       return "position_embedding(T = " + std::to_string(spec.seq) + ", C = " + std::to_string(spec.out) + ")";
     case LayerKind::causal_self_attention:
       return "causal_self_attention(C = " + std::to_string(spec.out) + ", H = " + std::to_string(spec.heads) +
-             ", T = " + std::to_string(spec.seq) + ")";
+             ", T = " + std::to_string(spec.seq) + (spec.attention == AttentionKernel::flash ? ", flash" : "") + ")";
     case LayerKind::gelu:
       return "gelu";
     case LayerKind::relu:

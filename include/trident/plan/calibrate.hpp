@@ -62,6 +62,7 @@ namespace trident::plan {
 // The attention shape to time: sequences of `seq` rows, `heads` heads of `head_dim` features.
 struct AttentionShape {
   std::int64_t samples = 1, seq = 1, heads = 1, head_dim = 1;
+  nn::AttentionKernel kernel = nn::AttentionKernel::blocked;
 };
 
 struct CalibrationRequest {
@@ -108,7 +109,7 @@ inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const s
   const auto find_attention = [&](const nn::LayerSpec& layer, auto&& self) -> void {
     if (layer.kind == nn::LayerKind::causal_self_attention && request.attention.empty()) {
       const std::int64_t mb = *std::max_element(micro_batches.begin(), micro_batches.end());
-      request.attention.push_back({mb, layer.seq, layer.heads, layer.out / layer.heads});
+      request.attention.push_back({mb, layer.seq, layer.heads, layer.out / layer.heads, layer.attention});
     }
     for (const auto& inner : layer.inner) self(inner, self);
   };
@@ -321,12 +322,14 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
         std::max<std::int64_t>(1, static_cast<std::int64_t>(k.elements) / std::max<std::int64_t>(cols, 1));
     machine.kernels.push_back({k.name, k.elements, k.width, time_kernel(k.name, rows, cols)});
   }
-  // Attention, forward and backward, as model FLOP/s (12 T C per row).
+  // Attention, forward and backward, as FLOP/s of what it executes (12 T C per row; the flash
+  // kernel's recomputed scores 2 T C more, as layer_costs counts them).
   if (!request.attention.empty() && machine.attention_flops_per_s <= 0) {
     const AttentionShape& s = request.attention.front();
     const std::int64_t rows = s.samples * s.seq, width = s.heads * s.head_dim;
     ops::AttentionBuffers<Scalar, memory_space> buffers(static_cast<int>(s.samples), static_cast<int>(s.seq),
-                                                        static_cast<int>(s.heads), static_cast<int>(s.head_dim));
+                                                        static_cast<int>(s.heads), static_cast<int>(s.head_dim),
+                                                        ops::default_causal_block<memory_space>(), s.kernel);
     matrix qkv("trident::plan::calibrate::qkv", rows, 3 * width), out("trident::plan::calibrate::out", rows, width),
         dqkv("trident::plan::calibrate::dqkv", rows, 3 * width);
     Kokkos::deep_copy(space, qkv, Scalar(0.01));
@@ -334,9 +337,10 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const int B = static_cast<int>(s.samples), T = static_cast<int>(s.seq), H = static_cast<int>(s.heads);
     const double seconds = detail::timed_alone(world, repeats, fenced([&] {
                                                  ops::attention_forward(space, out, buffers, qkv, B, T, H);
-                                                 ops::attention_backward(space, dqkv, out, buffers, qkv, B, T, H);
+                                                 ops::attention_backward(space, dqkv, out, buffers, qkv, out, B, T, H);
                                                }));
-    machine.attention_flops_per_s = 12.0 * rows * s.seq * width / seconds;
+    const double flops_per_row = s.kernel == nn::AttentionKernel::flash ? 14.0 : 12.0;
+    machine.attention_flops_per_s = flops_per_row * rows * s.seq * width / seconds;
   }
   // Collectives over consecutive groups of every size that divides the world.
   const std::vector<double> sizes = {16e3, 256e3, 2e6};

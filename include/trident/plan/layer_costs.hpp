@@ -13,7 +13,8 @@
 //
 // FLOPs are model FLOPs: a GEMM is 2mnk, attention 4 T C per row forward and twice that
 // backward (its scores and values as whole squares), so a GPT-2 token costs 6N + 6VC + 12LCT
-// (N the blocks' weights). Nothing here depends on a Scalar or an execution space.
+// (N the blocks' weights); the flash kernel's backward also recomputes the scores, 2 T C more
+// per row. Nothing here depends on a Scalar or an execution space.
 
 #include <trident/core/error.hpp>
 #include <trident/nn/parameters.hpp>
@@ -344,20 +345,33 @@ class CostWalker {
     const auto c = static_cast<double>(layer.out), seq = static_cast<double>(layer.seq);
     const double heads = static_cast<double>(layer.heads) / t;
     const double sequences = m_r / seq;
+    const bool flash = layer.attention == nn::AttentionKernel::flash;
     cost.forward.attention_flops += 4 * m_r * seq * c / t;
-    cost.backward.attention_flops += 8 * m_r * seq * c / t;
-    // trident keeps the causal blocks of the softmax probabilities; its scratch holds the heads
-    // of Q, K, V, the output and their gradients, and the scores' gradient.
+    cost.backward.attention_flops += (flash ? 10 : 8) * m_r * seq * c / t;
+    // trident's scratch holds the heads of Q, K, V, the output and their gradients. The blocked
+    // kernel keeps the causal blocks of the softmax probabilities and shares their gradient;
+    // the flash kernel keeps a log-sum-exp per row and shares one row block's probabilities and
+    // gradient, and a number per row.
     const double block = std::min<double>(m_shape.causal_block, seq);
     const double blocks = std::ceil(seq / block);
     const double last_begin = (blocks - 1) * block;
     const double scores = block * block * (blocks - 1) * blocks / 2 + (seq - last_begin) * seq;
     const double probs = sequences * heads * scores * e;
-    cost.trident.kept += probs;
-    cost.trident.shared[key + "/attention"] += 7 * m_r * c / t * e + probs;
-    // (a calibrated machine times the whole attention, its products included, by its FLOPs)
-    cost.forward.kernels.push_back({"attention_softmax_forward", probs / e, 3 * probs + 4 * m_r * c / t * e});
-    cost.backward.kernels.push_back({"attention_softmax_backward", probs / e, 4 * probs + 8 * m_r * c / t * e});
+    const double heads_bytes = 7 * m_r * c / t * e;
+    if (flash) {
+      const double per_row = sequences * heads * seq * e;
+      cost.trident.kept += per_row;
+      cost.trident.shared[key + "/attention"] += heads_bytes + 2 * block * seq * e + per_row;
+      // (its tiles stay in cache: Q, K, V and the output read and written once more)
+      cost.forward.kernels.push_back({"attention_softmax_forward", probs / e, 4 * m_r * c / t * e});
+      cost.backward.kernels.push_back({"attention_softmax_backward", 2 * probs / e, 8 * m_r * c / t * e});
+    } else {
+      cost.trident.kept += probs;
+      cost.trident.shared[key + "/attention"] += heads_bytes + probs;
+      // (a calibrated machine times the whole attention, its products included, by its FLOPs)
+      cost.forward.kernels.push_back({"attention_softmax_forward", probs / e, 3 * probs + 4 * m_r * c / t * e});
+      cost.backward.kernels.push_back({"attention_softmax_backward", probs / e, 4 * probs + 8 * m_r * c / t * e});
+    }
     if (m_shape.dropout) {
       cost.forward.kernels.push_back({"dropout", probs / e, (2 * e + 1) * probs / e});
       cost.backward.kernels.push_back({"dropout", probs / e, (2 * e + 1) * probs / e});

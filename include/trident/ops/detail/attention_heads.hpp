@@ -1,0 +1,178 @@
+#pragma once
+// The per-head views of attention: qkv rows [N, 3 Cl] split into [B, H, T, hd] heads and
+// back, the shape checks both attention kernels make, and the products of one (b, h) pair.
+
+#include <trident/core/error.hpp>
+#include <trident/ops/attention_buffers.hpp>
+#include <trident/ops/detail/checks.hpp>
+#include <trident/ops/detail/launch.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace trident {
+namespace ops {
+namespace detail {
+
+// qkv-style rows [N, parts * Cl] to per-head views [B, H, T, hd] (parts = 3: Q, K, V; parts = 1:
+// one [N, Cl] tensor into the first view).
+template <class HeadsView, class RowsView>
+struct SplitHeads {
+  using Scalar = typename HeadsView::non_const_value_type;
+  HeadsView m_heads[3];
+  RowsView m_rows;
+  std::int64_t m_seq_len, m_head_count, m_head_dim;
+  int m_parts;
+
+  KOKKOS_FUNCTION void operator()(RowTag, const std::int64_t n) const {
+    const std::int64_t b = n / m_seq_len, t = n % m_seq_len;
+    const auto* source = &m_rows(n, 0);
+    for (int part = 0; part < m_parts; ++part)
+      for (std::int64_t h = 0; h < m_head_count; ++h) {
+        Scalar* target = &m_heads[part](b, h, t, 0);
+        const auto* from = source + (part * m_head_count + h) * m_head_dim;
+        for (std::int64_t d = 0; d < m_head_dim; ++d) target[d] = from[d];
+      }
+  }
+  KOKKOS_FUNCTION void operator()(ElementTag, const std::int64_t index) const {
+    const std::int64_t width = m_parts * m_head_count * m_head_dim, n = index / width, c = index % width;
+    const std::int64_t part = c / (m_head_count * m_head_dim), h = (c / m_head_dim) % m_head_count, d = c % m_head_dim;
+    m_heads[part](n / m_seq_len, h, n % m_seq_len, d) = m_rows(n, c);
+  }
+};
+
+// Per-head views [B, H, T, hd] back to rows [N, parts * Cl], written or added.
+template <class RowsView, class HeadsView, bool Accumulate>
+struct MergeHeads {
+  using Scalar = typename RowsView::non_const_value_type;
+  RowsView m_rows;
+  HeadsView m_heads[3];
+  std::int64_t m_seq_len, m_head_count, m_head_dim;
+  int m_parts;
+
+  KOKKOS_FUNCTION void operator()(RowTag, const std::int64_t n) const {
+    const std::int64_t b = n / m_seq_len, t = n % m_seq_len;
+    Scalar* target = &m_rows(n, 0);
+    for (int part = 0; part < m_parts; ++part)
+      for (std::int64_t h = 0; h < m_head_count; ++h) {
+        const Scalar* from = &m_heads[part](b, h, t, 0);
+        Scalar* to = target + (part * m_head_count + h) * m_head_dim;
+        for (std::int64_t d = 0; d < m_head_dim; ++d) {
+          if (Accumulate) {
+            to[d] += from[d];
+          } else {
+            to[d] = from[d];
+          }
+        }
+      }
+  }
+  KOKKOS_FUNCTION void operator()(ElementTag, const std::int64_t index) const {
+    const std::int64_t width = m_parts * m_head_count * m_head_dim, n = index / width, c = index % width;
+    const std::int64_t part = c / (m_head_count * m_head_dim), h = (c / m_head_dim) % m_head_count, d = c % m_head_dim;
+    const Scalar value = m_heads[part](n / m_seq_len, h, n % m_seq_len, d);
+    if (Accumulate) {
+      m_rows(n, c) += value;
+    } else {
+      m_rows(n, c) = value;
+    }
+  }
+};
+
+// The products of one (b, h) pair, on rows [r0, r1) of the per-head views and causal block i.
+template <class Buffers>
+struct HeadBlock {
+  using Scalar = typename Buffers::scores_view::non_const_value_type;
+  using Block = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename Buffers::scores_view::memory_space,
+                             Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  const Buffers& buffers;
+  int b, h;
+
+  auto rows(const typename Buffers::heads_view& view, std::int64_t r0, std::int64_t r1) const {
+    return Kokkos::subview(view, b, h, Kokkos::make_pair(r0, r1), Kokkos::ALL);
+  }
+  Block scores(const typename Buffers::scores_view& view, std::int64_t i) const {
+    const CausalBlocks& blocks = buffers.blocks;
+    const std::int64_t rows_in_block = blocks.row_end(i) - blocks.row_begin(i);
+    return Block(view.data() + (static_cast<std::int64_t>(b) * buffers.heads + h) * blocks.size() + blocks.offset(i),
+                 rows_in_block, blocks.row_end(i));
+  }
+  // Row `part` of a [parts, block * T] scratch as causal block i's [rows, row_end(i)] matrix.
+  Block tile(const typename Buffers::scores_view& view, int part, std::int64_t i) const {
+    const CausalBlocks& blocks = buffers.blocks;
+    return Block(&view(part, 0), blocks.row_end(i) - blocks.row_begin(i), blocks.row_end(i));
+  }
+};
+
+template <class Buffers, class QkvView>
+void check_attention_shapes(const char* op, const Buffers& buffers, const QkvView& qkv, int B, int T, int H) {
+  require_argument(B > 0 && T > 0 && H > 0, op, ": B = ", B, ", T = ", T, ", H = ", H, " must be positive");
+  const std::int64_t n = extent(qkv, 0), width3 = extent(qkv, 1);
+  require_argument(n == static_cast<std::int64_t>(B) * T, op, ": qkv has ", n, " rows but B*T = ", B, "*", T);
+  require_argument(width3 % (3 * static_cast<std::int64_t>(H)) == 0, op, ": qkv has ", width3,
+                   " columns, not 3 * H * head_dim with H = ", H);
+  const int head_dim = static_cast<int>(width3 / (3 * H));
+  require_argument(buffers.batch == B && buffers.seq_len == T && buffers.heads == H && buffers.head_dim == head_dim, op,
+                   ": buffers were made for B = ", buffers.batch, ", T = ", buffers.seq_len, ", H = ", buffers.heads,
+                   ", head_dim = ", buffers.head_dim, " but the call has B = ", B, ", T = ", T, ", H = ", H,
+                   ", head_dim = ", head_dim);
+}
+
+template <class ExecutionSpace, class Buffers, class QkvView>
+void split_qkv(const ExecutionSpace& space, const Buffers& buffers, const QkvView& qkv) {
+  using Split = SplitHeads<typename Buffers::heads_view, QkvView>;
+  for_each_row_or_element(
+      space, "trident::ops::attention_split_qkv", extent(qkv, 0), extent(qkv, 1),
+      Split{{buffers.q, buffers.k, buffers.v}, qkv, buffers.seq_len, buffers.heads, buffers.head_dim, 3});
+}
+
+// How the steps of attention are ordered. On host spaces each causal block of each (b, h)
+// goes through all its steps (products, softmax) while its scores are in cache; on devices
+// each step runs once over all blocks, so kernels are few and large.
+template <class ExecutionSpace, class BlockStep>
+void for_each_head_block(const std::int64_t B, const std::int64_t H, const CausalBlocks& blocks, bool descending,
+                         const BlockStep& step) {
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h)
+      for (std::int64_t k = 0; k < blocks.count(); ++k) step(b, h, descending ? blocks.count() - 1 - k : k);
+}
+
+// The per-head views back into rows: out[N, Cl] from y (forward), dqkv[N, 3 Cl] from dq, dk,
+// dv (backward; added with accumulate).
+template <class ExecutionSpace, class Buffers, class OutView>
+void merge_output(const ExecutionSpace& space, const Buffers& buffers, const OutView& out) {
+  using Merge = MergeHeads<OutView, typename Buffers::heads_view, false>;
+  for_each_row_or_element(
+      space, "trident::ops::attention_merge_heads", extent(out, 0), extent(out, 1),
+      Merge{out, {buffers.y, buffers.y, buffers.y}, buffers.seq_len, buffers.heads, buffers.head_dim, 1});
+}
+
+template <class ExecutionSpace, class Buffers, class DQkvView>
+void merge_gradients(const ExecutionSpace& space, const Buffers& buffers, const DQkvView& dqkv, bool accumulate) {
+  using Heads = typename Buffers::heads_view;
+  const std::int64_t n = extent(dqkv, 0), width = extent(dqkv, 1);
+  if (accumulate) {
+    for_each_row_or_element(
+        space, "trident::ops::attention_merge_dqkv", n, width,
+        MergeHeads<DQkvView, Heads, true>{
+            dqkv, {buffers.dq, buffers.dk, buffers.dv}, buffers.seq_len, buffers.heads, buffers.head_dim, 3});
+  } else {
+    for_each_row_or_element(
+        space, "trident::ops::attention_merge_dqkv", n, width,
+        MergeHeads<DQkvView, Heads, false>{
+            dqkv, {buffers.dq, buffers.dk, buffers.dv}, buffers.seq_len, buffers.heads, buffers.head_dim, 3});
+  }
+}
+
+// The output gradient dout[N, Cl] into the per-head view y.
+template <class ExecutionSpace, class Buffers, class DOutView>
+void split_output_gradient(const ExecutionSpace& space, const Buffers& buffers, const DOutView& dout) {
+  using Split = SplitHeads<typename Buffers::heads_view, DOutView>;
+  for_each_row_or_element(
+      space, "trident::ops::attention_split_dout", extent(dout, 0), extent(dout, 1),
+      Split{{buffers.y, buffers.y, buffers.y}, dout, buffers.seq_len, buffers.heads, buffers.head_dim, 1});
+}
+
+}  // namespace detail
+}  // namespace ops
+}  // namespace trident
