@@ -2,7 +2,8 @@
 # trident-plan without running anything: Megatron-LM's published GPT scaling table reproduced
 # (for every row the published layout's predicted throughput within 20% of the published one,
 # and the planner's choice the published layout or one it predicts faster), a GPT-3-sized plan
-# for 1,024 ranks, an MLP on a calibrated machine's file, and clear errors.
+# for 1,024 ranks, an MLP on a calibrated machine's file, GPT-2 with either attention kernel on
+# it, and clear errors.
 set -euo pipefail
 tool="$1"; tools_dir="$2"; dir="$3"
 rm -rf "$dir"; mkdir -p "$dir"
@@ -32,6 +33,24 @@ cat > "$dir/machine.json" <<'JSON'
 JSON
 "$tool" --cluster "$dir/machine.json" --ranks 2 --mlp 16,256,256,1 --batch 64 --top 2 > "$dir/mlp.txt"
 grep -qE "^two cores: 2 ranks, MLP 16,256,256,1, batch 64: [0-9]+ layouts" "$dir/mlp.txt"
+# The flash attention kernel keeps a number per row instead of the probabilities: at T = 1024
+# under a tight cap fewer layouts are too large, and the same first layout needs less memory.
+for kernel in blocked flash; do
+  "$tool" --cluster "$dir/machine.json" --ranks 2 --layers 4 --hidden 128 --heads 8 --seq 1024 --vocab 256 \
+    --batch 16 --memory-gb 0.5 --top 1 --attention "$kernel" > "$dir/attention_$kernel.txt"
+done
+python3 - "$dir/attention_blocked.txt" "$dir/attention_flash.txt" <<'PY'
+import re, sys
+def read(path):
+    text = open(path).read()
+    too_large = int(re.search(r"(\d+) over the memory cap", text).group(1))
+    first = re.search(r"  1\. (.*?) +step .* memory/rank +([0-9.]+) GB", text)
+    return too_large, first.group(1), float(first.group(2))
+blocked, flash = read(sys.argv[1]), read(sys.argv[2])
+assert flash[0] < blocked[0], f"flash: {flash[0]} layouts over the cap, blocked {blocked[0]}"
+assert flash[1] != blocked[1] or flash[2] < blocked[2], f"{flash[1]}: flash {flash[2]} GB, blocked {blocked[2]} GB"
+print(f"ok: flash attention: {flash[0]} layouts over the cap against {blocked[0]}")
+PY
 # Errors name the problem and exit with 2.
 expect_error() {
   local pattern="$1"; shift

@@ -31,7 +31,7 @@ namespace {
 using trident_examples::Range;
 
 struct Options {
-  std::string cluster, megatron_table, mlp;
+  std::string cluster, megatron_table, mlp, attention = "blocked";
   trident::gpt2::Gpt2Config config;
   int ranks = 1, top = 10;
   std::int64_t batch = 8;
@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
   cli.number("--hidden", o.config.hidden, "width C", Range::at_least(1));
   cli.number("--seq", o.config.seq, "sequence length T", Range::at_least(1));
   cli.number("--vocab", o.config.vocab, "vocabulary V", Range::at_least(1));
+  cli.choice("--attention", o.attention, {"blocked", "flash"},
+             "GPT-2's attention kernel: blocked keeps the probabilities, flash a log-sum-exp per row");
   cli.text("--mlp", o.mlp, "plan an MLP of these widths instead, e.g. 16,1024,1024,1");
   cli.number("--batch", o.batch, "global batch, samples per step", Range::at_least(1));
   cli.number("--memory-gb", o.memory_gb, "memory per rank in GB (0: the cluster's)", Range::at_least(0));
@@ -159,8 +161,9 @@ int main(int argc, char** argv) {
     if (o.memory_gb > 0) machine.memory_bytes = o.memory_gb * 1e9;
     if (!o.megatron_table.empty()) return megatron_table(o, machine);
     o.config.validate();
-    trident::plan::Workload work{o.mlp.empty() ? trident::gpt2::gpt2_spec(o.config) : mlp_spec(widths_of(o.mlp)),
-                                 o.batch, 0};
+    const auto gpt2 = trident::nn::with_attention_kernel(trident::gpt2::gpt2_spec(o.config),
+                                                         trident::ops::parse_attention_kernel(o.attention));
+    trident::plan::Workload work{o.mlp.empty() ? gpt2 : mlp_spec(widths_of(o.mlp)), o.batch, 0};
     const auto start = std::chrono::steady_clock::now();
     const auto plans = trident::plan::search(work, o.ranks, machine);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

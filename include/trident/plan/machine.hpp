@@ -112,7 +112,15 @@ struct Machine {
   double attention_seconds(double flops) const {
     if (flops <= 0) return 0;
     if (attention_flops_per_s > 0) return flops / attention_flops_per_s;
-    return flops / (peak_flops * gemm_efficiency);
+    if (peak_flops > 0) return flops / (peak_flops * gemm_efficiency);
+    // Neither measured nor described: at the rate of the fastest GEMM measured.
+    double rate = 0;
+    for (const GemmSample& s : gemms)
+      if (s.seconds > 0) rate = std::max(rate, Gemm{s.m, s.n, s.k}.flops() / s.seconds);
+    require_argument(rate > 0, "trident::plan::Machine '", name,
+                     "': attention was not measured and neither a peak FLOP/s nor a GEMM is given; calibrate or "
+                     "describe the cluster");
+    return flops / rate;
   }
   double elementwise_seconds(double bytes) const { return memory_bytes_per_s > 0 ? bytes / memory_bytes_per_s : 0; }
   double kernel_seconds(const Kernel& kernel) const {
