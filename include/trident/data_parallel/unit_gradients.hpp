@@ -3,7 +3,9 @@
 // that writes them (a tied head writes its embedding's table's) until the owning unit's
 // backward has finished; then they are reduce-scattered (nonblocking) and each rank adds its
 // part into its gradient shard. Every micro-batch reduces this way, as FSDP does; the shard
-// accumulates the parts in posting order, so results do not depend on timing.
+// accumulates the parts in posting order, so results do not depend on timing. At most one
+// reduction stays in flight when the next is posted (FSDP limits its all-gathers alike), so the
+// gradients held are at most two units' whatever the network's timing, and a plan can count them.
 
 #include <trident/comm/reduce_scatter.hpp>
 #include <trident/comm/request.hpp>
@@ -16,6 +18,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -74,6 +77,7 @@ class UnitGradients {
     auto it = m_buffers.find(unit);
     if (it == m_buffers.end()) return;
     ScopedRegion region("trident::data_parallel::reduce_scatter_unit");
+    complete_until(1);
     const auto& owned = m_plan.owned(unit);
     m_store.back_grads(owned.first, owned.last, flat_view());
     const int rank = m_comm.rank();
@@ -98,14 +102,7 @@ class UnitGradients {
   }
 
   // Waits for every posted reduction.
-  void finish() {
-    const auto start = EventLog::clock::now();
-    while (!m_pending.empty()) {
-      m_pending.front().request.wait();
-      complete_front();
-    }
-    m_log.times().blocked_seconds += EventLog::seconds_since(start);
-  }
+  void finish() { complete_until(0); }
 
   // Drops gradient buffers a backward left unreduced (none after a full backward).
   void discard() {
@@ -124,6 +121,17 @@ class UnitGradients {
     TrackedView<flat_view> sent, received;
     comm::Request request;
   };
+
+  // Waits for the oldest reductions until at most `left` are in flight.
+  void complete_until(std::size_t left) {
+    if (m_pending.size() <= left) return;
+    const auto start = EventLog::clock::now();
+    while (m_pending.size() > left) {
+      m_pending.front().request.wait();
+      complete_front();
+    }
+    m_log.times().blocked_seconds += EventLog::seconds_since(start);
+  }
 
   void complete_front() {
     auto& pending = m_pending.front();

@@ -445,8 +445,9 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
         params += p * e;
         grads += p * e + p * e / d;         // and reduce-scatters it after: every unit's part in flight
       } else if (layout.zero_stage == 3) {  // a unit gathered and the next prefetched; a unit's gradients
-        params += largest_pair[static_cast<std::size_t>(r)] * e;
-        grads += largest_unit[static_cast<std::size_t>(r)] * e;
+        params += largest_pair[static_cast<std::size_t>(r)] * e;  // written while the one after it is in
+        grads += largest_pair[static_cast<std::size_t>(r)] * e +  // flight, with this rank's part of it
+                 largest_unit[static_cast<std::size_t>(r)] * e / d;
       }
       optimizer = 2 * p * e / (layout.zero_stage >= 1 ? d : 1.0);
     } else {  // fp16 weights and gradients, fp32 master weights and moments
