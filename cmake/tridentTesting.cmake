@@ -18,7 +18,7 @@ set(TRIDENT_MPIEXEC_FLAGS "${_trident_default_mpiexec_flags}" CACHE STRING "Flag
 set(TRIDENT_TEST_OMP_THREADS 1 CACHE STRING "OMP_NUM_THREADS of every test rank")
 
 add_library(trident_test_main STATIC ${PROJECT_SOURCE_DIR}/tests/test_main.cpp)
-target_link_libraries(trident_test_main PUBLIC trident::trident Catch2::Catch2 trident_warnings)
+target_link_libraries(trident_test_main PUBLIC trident::trident Catch2::Catch2 trident_own_flags)
 target_include_directories(trident_test_main PUBLIC ${PROJECT_SOURCE_DIR}/tests)
 
 function(trident_add_test)

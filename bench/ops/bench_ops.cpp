@@ -474,6 +474,33 @@ int main(int argc, char* argv[]) {
       print_op("gelu", f, g, 0, sgemm_gflops);
     }
     {
+      // The MLP's first linear and its GELU: the bias added beside the product and summed beside
+      // the activation's derivative, or added and summed by the activation (how nn runs them).
+      const Matrix x = random_matrix("x", N, C), w = random_matrix("w", C, 4 * C), pre("pre", N, 4 * C),
+                   y("y", N, 4 * C), dy = random_matrix("dy", N, 4 * C), dpre("dpre", N, 4 * C), dx("dx", N, C),
+                   dw("dw", C, 4 * C);
+      const Vector b = random_vector("b", 4 * C), db("db", 4 * C);
+      const double flops = 3 * 2.0 * N * C * 4 * C;
+      const Timing f = time_it(s.repeats, [&]() {
+        ops::linear_forward(space, pre, x, w, b);
+        ops::gelu_forward(space, y, pre);
+      });
+      const Timing g = time_it(s.repeats, [&]() {
+        ops::gelu_backward(space, dpre, pre, dy);
+        ops::linear_backward(space, dx, dw, db, dpre, x, w);
+      });
+      print_op("fc + gelu, bias beside", f, g, flops, sgemm_gflops);
+      const Timing ff = time_it(s.repeats, [&]() {
+        ops::linear_forward(space, pre, x, w, Vector());
+        ops::bias_activation_forward<ops::Gelu>(space, pre, y, b);
+      });
+      const Timing fg = time_it(s.repeats, [&]() {
+        ops::bias_activation_backward<ops::Gelu>(space, dpre, db, pre, dy);
+        ops::linear_backward(space, dx, dw, Vector(), dpre, x, w);
+      });
+      print_op("fc + gelu, bias in the activation", ff, fg, flops, sgemm_gflops);
+    }
+    {
       const Matrix logits = random_matrix("logits", N, V, 2.0), dlogits("dlogits", N, V);
       const Vector losses("losses", N);
       const Tokens targets("targets", N);

@@ -7,6 +7,7 @@
 #include "reference.hpp"
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -162,4 +163,61 @@ TEST_CASE("a split backward must be completed by its weight pass, once", "[nn]")
   CHECK_THROWS_WITH(model.stage_backward_weight(0),
                     "trident::nn::Model::stage_backward_weight: micro-batch 0 has no "
                     "backward_input to complete");
+}
+
+namespace {
+
+// How often each Kokkos profiling region opens (trident opens one per public operation), through
+// the Kokkos Tools callbacks, while it lives.
+class RegionCounts {
+ public:
+  RegionCounts() {
+    counts().clear();
+    Kokkos::Tools::Experimental::set_push_region_callback([](const char* name) { ++counts()[name]; });
+  }
+  ~RegionCounts() { Kokkos::Tools::Experimental::set_push_region_callback(nullptr); }
+  RegionCounts(const RegionCounts&) = delete;
+  RegionCounts& operator=(const RegionCounts&) = delete;
+  int operator[](const std::string& name) const {
+    const auto found = counts().find(name);
+    return found == counts().end() ? 0 : found->second;
+  }
+
+ private:
+  static std::map<std::string, int>& counts() {
+    static std::map<std::string, int> by_name;
+    return by_name;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("an activation after a linear of its chain adds the linear's bias in its own passes", "[nn][fusion]") {
+  // user_mlp(): the residual blocks' relu and silu follow their linear in one chain; the two
+  // top-level gelus follow a top-level linear (another unit, which a pipeline may cut from them).
+  const Problem problem = mlp_problem();
+  Model model(Space(), problem.spec);
+  model.initialize(seed);
+  RegionCounts regions;
+  model.forward(problem.inputs(0, rows), problem.targets(0, rows), 1.0);
+  model.backward(1.0);
+  CHECK(regions["trident::ops::bias_activation_forward"] == 2);
+  CHECK(regions["trident::ops::bias_activation_backward"] == 2);
+  CHECK(regions["trident::ops::relu_forward"] == 0);
+  CHECK(regions["trident::ops::silu_backward"] == 0);
+  CHECK(regions["trident::ops::gelu_forward"] == 2);
+  CHECK(regions["trident::ops::gelu_backward"] == 2);
+
+  using nn::Parallel;
+  const auto column = nn::linear(8, 16, Parallel::column), row = nn::linear(16, 8, Parallel::row),
+             whole = nn::linear(8, 8), no_bias = nn::linear(8, 8, Parallel::none, false);
+  CHECK(nn::activation_takes_bias(column, nn::gelu(), false, false));
+  CHECK(nn::activation_takes_bias(column, nn::gelu(), true, false));  // gathers its rows: its bias sees them all
+  CHECK(nn::activation_takes_bias(row, nn::relu(), false, false));
+  CHECK(nn::activation_takes_bias(whole, nn::tanh(), false, false));
+  // Gradients of this rank's rows only, summed over the group: the linear keeps its bias.
+  CHECK_FALSE(nn::activation_takes_bias(row, nn::relu(), false, true));
+  CHECK_FALSE(nn::activation_takes_bias(whole, nn::tanh(), true, false));
+  CHECK_FALSE(nn::activation_takes_bias(no_bias, nn::gelu(), false, false));
+  CHECK_FALSE(nn::activation_takes_bias(whole, nn::layer_norm(8), false, false));
 }

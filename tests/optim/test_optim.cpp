@@ -111,3 +111,28 @@ TEMPLATE_LIST_TEST_CASE("clip_grad_norm_ semantics", "[optim]", trident_test::Ex
   CHECK(std::abs(hg(3) - 12.0 / (13.0 + 1e-6)) < 1e-15);
   CHECK(trident::optim::clip_coefficient(0.5, 1.0) == 1.0);
 }
+
+TEMPLATE_LIST_TEST_CASE("the sum of squares over ranges, in one pass of chunks", "[optim]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
+  // More than two chunks of 16384, so ranges start and end inside chunks and across them.
+  const std::int64_t n = 40000;
+  Kokkos::View<float*, Memory> g("g", n);
+  auto hg = Kokkos::create_mirror_view(g);
+  for (std::int64_t i = 0; i < n; ++i) hg(i) = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+  Kokkos::deep_copy(g, hg);
+  const auto reference = [&](std::int64_t begin, std::int64_t end) {
+    double total = 0;
+    for (std::int64_t i = begin; i < end; ++i) total += static_cast<double>(hg(i)) * static_cast<double>(hg(i));
+    return total;
+  };
+  const double all = trident::optim::sum_of_squares(Space(), g);
+  CHECK(all == Approx(reference(0, n)).epsilon(1e-13));
+  CHECK(trident::optim::sum_of_squares(Space(), g, {{0, n}}) == all);  // the same chunks, the same sum
+  const double some = trident::optim::sum_of_squares(Space(), g, {{3, 17000}, {20000, 20001}, {32767, 39999}});
+  CHECK(some == Approx(reference(3, 17000) + reference(20000, 20001) + reference(32767, 39999)).epsilon(1e-13));
+  CHECK(trident::optim::sum_of_squares(Space(), g, {{5, 5}}) == 0.0);
+  CHECK_THROWS_WITH(trident::optim::sum_of_squares(Space(), g, {{10, 40001}}),
+                    "trident::optim::sum_of_squares: the range [10, 40001) is not inside the view's 40000 elements");
+}

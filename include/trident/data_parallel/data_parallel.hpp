@@ -356,18 +356,23 @@ class DataParallel {
     return groups;
   }
 
-  // The squared norm of this rank's range of the reduced gradients, of the `counted` tensors.
+  // The squared norm of this rank's range of the reduced gradients, of the `counted` tensors,
+  // in one pass over the range (neighbouring counted tensors merged into one run).
   double own_sum_of_squares(const std::function<bool(const ParameterInfo&)>& counted) const {
     const flat_view own = own_gradients();
     if (!counted) return optim::sum_of_squares(m_space, own);
     const std::int64_t begin = m_layout.begin(m_comm.rank()), end = m_layout.end(m_comm.rank());
-    double total = 0;
+    std::vector<std::pair<std::int64_t, std::int64_t>> runs;
     for (const auto& t : m_store.tensors()) {
       const std::int64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.size());
       if (lo >= hi || !counted(t)) continue;
-      total += optim::sum_of_squares(m_space, Kokkos::subview(own, std::make_pair(lo - begin, hi - begin)));
+      if (!runs.empty() && runs.back().second == lo - begin) {
+        runs.back().second = hi - begin;
+      } else {
+        runs.emplace_back(lo - begin, hi - begin);
+      }
     }
-    return total;
+    return runs.empty() ? 0.0 : optim::sum_of_squares(m_space, own, runs);
   }
 
   // The reduced gradients of this rank's range (for the norm).

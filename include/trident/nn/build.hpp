@@ -161,15 +161,23 @@ inline std::vector<Flow> model_flows(const ModelSpec& spec, int tp_size, bool se
   return flows;
 }
 
+// What a layer of a chain does for its neighbours (activation_takes_bias): a linear leaves its
+// bias to the activation after it; an activation adds the bias named `activation_bias`.
+struct Fusion {
+  bool bias_to_activation = false;
+  std::string activation_bias;
+};
+
 // The layer of `spec`, whose input is `in`.
 template <class Scalar, class ExecutionSpace>
 std::unique_ptr<Layer<Scalar, ExecutionSpace>> make_layer(const LayerSpec& spec, const std::string& prefix,
                                                           const Flow& in, int tp_size, int tp_rank,
-                                                          bool sequence_parallel) {
+                                                          bool sequence_parallel, const Fusion& fusion = {}) {
   const bool sp = sequence_parallel && tp_size > 1;
   switch (spec.kind) {
     case LayerKind::linear:
-      return std::make_unique<Linear<Scalar, ExecutionSpace>>(spec, prefix, tp_size, in.rows_split, in.gathered);
+      return std::make_unique<Linear<Scalar, ExecutionSpace>>(spec, prefix, tp_size, in.rows_split, in.gathered,
+                                                              fusion.bias_to_activation);
     case LayerKind::layer_norm:
       return std::make_unique<LayerNorm<Scalar, ExecutionSpace>>(prefix, in.rows_split);
     case LayerKind::embedding:
@@ -182,19 +190,28 @@ std::unique_ptr<Layer<Scalar, ExecutionSpace>> make_layer(const LayerSpec& spec,
       return std::make_unique<TiedHead<Scalar, ExecutionSpace>>(spec, tp_size, tp_rank, in.rows_split);
     case LayerKind::residual:
     case LayerKind::sequence: {
+      const auto& inner = spec.inner;
+      std::vector<Flow> flows{in};
+      for (const auto& layer : inner)
+        flows.push_back(flow_through(layer, flows.back(), tp_size, sequence_parallel, prefix));
+      const auto takes_bias = [&](std::size_t i) {  // inner[i + 1] adds inner[i]'s bias
+        return i + 1 < inner.size() &&
+               activation_takes_bias(inner[i], inner[i + 1], flows[i].rows_split, flows[i].gathered);
+      };
       std::vector<std::unique_ptr<Layer<Scalar, ExecutionSpace>>> layers;
-      Flow flow = in;
-      for (std::size_t i = 0; i < spec.inner.size(); ++i) {
-        layers.push_back(make_layer<Scalar, ExecutionSpace>(spec.inner[i], child_prefix(prefix, spec.inner[i], i), flow,
-                                                            tp_size, tp_rank, sequence_parallel));
-        flow = flow_through(spec.inner[i], flow, tp_size, sequence_parallel, prefix);
+      for (std::size_t i = 0; i < inner.size(); ++i) {
+        Fusion fusion;
+        fusion.bias_to_activation = takes_bias(i);
+        if (i > 0 && takes_bias(i - 1)) fusion.activation_bias = child_prefix(prefix, inner[i - 1], i - 1) + "bias";
+        layers.push_back(make_layer<Scalar, ExecutionSpace>(inner[i], child_prefix(prefix, inner[i], i), flows[i],
+                                                            tp_size, tp_rank, sequence_parallel, fusion));
       }
       if (spec.kind == LayerKind::sequence)
         return std::make_unique<Sequence<Scalar, ExecutionSpace>>(std::move(layers));
       return std::make_unique<Residual<Scalar, ExecutionSpace>>(std::move(layers));
     }
     default:
-      return std::make_unique<Pointwise<Scalar, ExecutionSpace>>(spec.kind);
+      return std::make_unique<Pointwise<Scalar, ExecutionSpace>>(spec.kind, fusion.activation_bias);
   }
 }
 

@@ -7,7 +7,8 @@
 // Data between layers is a [rows, features] matrix; under tensor parallelism it is either
 // replicated on every rank of the group or split by feature columns (after a column-parallel
 // linear, until the row-parallel one), and with sequence parallelism the replicated data is
-// split by rows instead. forward writes `out` from `in`; backward writes d_in (= not +=;
+// split by rows instead. forward writes `out` from `in` (an activation adding the bias of the
+// linear before it completes `in` with it: pointwise.hpp); backward writes d_in (= not +=;
 // skipped when empty) from d_out and ADDS the parameter gradients. backward must not read
 // `out`: a residual adds its input to its branch's output in place. A layer whose backward
 // needs its output keeps a copy in its state.

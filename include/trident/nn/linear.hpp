@@ -35,10 +35,12 @@ class Linear final : public Layer<Scalar, ExecutionSpace> {
 
   // `rows_split`: the input comes split by rows (sequence parallelism), which a column-parallel
   // layer gathers; `gathered`: the input's rows were gathered so, and a row-parallel layer
-  // scatters its output by rows again.
-  Linear(const LayerSpec& spec, const std::string& prefix, int tp_size, bool rows_split, bool gathered)
+  // scatters its output by rows again; `bias_to_activation`: the activation after it adds the
+  // bias and sums its gradient (nn::activation_takes_bias), so the layer runs as one without.
+  Linear(const LayerSpec& spec, const std::string& prefix, int tp_size, bool rows_split, bool gathered,
+         bool bias_to_activation = false)
       : m_weight(prefix + "weight"),
-        m_bias(spec.bias ? prefix + "bias" : std::string()),
+        m_bias(spec.bias && !bias_to_activation ? prefix + "bias" : std::string()),
         m_parallel(spec.parallel),
         m_out_columns(spec.parallel == Parallel::column ? spec.out / tp_size : spec.out),
         m_tp_size(tp_size),

@@ -290,6 +290,16 @@ inline bool is_pointwise(LayerKind kind) {
   return kind == LayerKind::gelu || kind == LayerKind::relu || kind == LayerKind::tanh || kind == LayerKind::silu;
 }
 
+// Whether the activation `next` adds the bias of the linear `layer` right before it in the same
+// chain, in the activation's own pass each way (ops/bias_activation.hpp), given the data into
+// the linear: split by rows (sequence parallelism) and gathered by a column-parallel linear.
+// Not where the linear's bias gradient covers this rank's rows only and is summed over the
+// group: a row-parallel linear scattering its rows again, a whole linear on split rows.
+inline bool activation_takes_bias(const LayerSpec& layer, const LayerSpec& next, bool rows_split, bool gathered) {
+  if (layer.kind != LayerKind::linear || !layer.bias || !is_pointwise(next.kind)) return false;
+  return !(layer.parallel == Parallel::row && gathered) && !(layer.parallel == Parallel::none && rows_split);
+}
+
 // Marks every run linear -> pointwise* -> linear of unmarked linears (also inside residual
 // branches and sequences) as column- then row-parallel: the Megatron MLP; and every run linear ->
 // causal_self_attention -> linear likewise, the first split per [Q | K | V] block so that a

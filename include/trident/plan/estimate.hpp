@@ -376,10 +376,14 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   result.data_parallel_seconds = reduction;
   // AdamW on the rank's shard; the gradients zeroed, their norm and the clipping.
   const double shard = layout.zero_stage >= 1 ? rank_parameters / layout.dp : rank_parameters;
-  result.optimizer_seconds = machine.kernels_seconds({{"adamw", shard, 7 * 4 * shard},
-                                                      {"sum_of_squares", shard, e * shard},
-                                                      {"scale", shard, 2 * e * shard},
-                                                      {"zero", rank_parameters, e * rank_parameters}});
+  std::vector<Kernel> optimizer = {{"adamw", shard, 7 * 4 * shard},
+                                   {"sum_of_squares", shard, e * shard},
+                                   {"scale", shard, 2 * e * shard},
+                                   {"zero", rank_parameters, e * rank_parameters}};
+  // Megatron-LM's fp16 optimizer copies the 16-bit gradients into its fp32 ones and its fp32
+  // master weights back into the 16-bit parameters around AdamW.
+  if (machine.runtime == Runtime::megatron) optimizer.push_back({"master_copies", shard, 2 * (e + 4) * shard});
+  result.optimizer_seconds = machine.kernels_seconds(optimizer);
   result.overhead_seconds = machine.step_overhead_s;
   result.step_seconds = makespan + result.data_parallel_seconds + result.optimizer_seconds + result.overhead_seconds;
   // More ranks than cores on a node: the ranks' compute shares the cores, so a step takes at

@@ -164,7 +164,11 @@ class CostWalker {
       case nn::LayerKind::silu: {
         const double n = rows_here * static_cast<double>(flow.columns);
         const std::string name = nn::describe(layer);
-        elementwise(cost, flow, n, {name + "_forward", 2}, {name + "_backward", 3});
+        if (m_fusion == Fusion::activation_adds_bias) {  // also reads its input's bias and writes the input back
+          elementwise(cost, flow, n, {"bias_" + name + "_forward", 3}, {"bias_" + name + "_backward", 3});
+        } else {
+          elementwise(cost, flow, n, {name + "_forward", 2}, {name + "_backward", 3});
+        }
         cost.megatron += megatron_element * n;  // its input
         return;
       }
@@ -220,8 +224,14 @@ class CostWalker {
   }
 
   void chain(const std::vector<nn::LayerSpec>& layers, Flow& flow, LayerCost& cost, const std::string& key) {
+    bool adds_bias = false;  // layers[i] adds the bias of the linear before it (nn::activation_takes_bias)
     for (std::size_t i = 0; i < layers.size(); ++i) {
+      const bool leaves_bias =
+          i + 1 < layers.size() && nn::activation_takes_bias(layers[i], layers[i + 1], flow.rows_split, flow.gathered);
+      m_fusion = leaves_bias ? Fusion::bias_to_activation : adds_bias ? Fusion::activation_adds_bias : Fusion::none;
       walk(layers[i], flow, cost, key + "." + std::to_string(i));
+      m_fusion = Fusion::none;
+      adds_bias = leaves_bias;
       if (i + 1 == layers.size()) break;
       // A chain keeps every inner output for its backward, and a gradient buffer per boundary.
       const double n = (flow.rows_split ? m_r / m_t : m_r) * static_cast<double>(flow.columns) * m_shape.element_bytes;
@@ -301,7 +311,7 @@ class CostWalker {
   }
 
   // y = x W (+ b): one product forward, two backward (input and weight gradients), and the
-  // bias's add and sum.
+  // bias's add and sum unless the activation after it does them.
   void products(LayerCost& cost, double rows, double out, double in, bool bias) {
     const auto m = static_cast<std::int64_t>(rows), n = static_cast<std::int64_t>(out),
                k = static_cast<std::int64_t>(in);
@@ -310,7 +320,7 @@ class CostWalker {
     cost.backward.gemms.push_back({k, n, m, true, 'T', 'N'});   // dW = X^T dY
     const double e = m_shape.element_bytes;
     cost.trident.deferred += rows * out * e;
-    if (bias) {
+    if (bias && m_fusion != Fusion::bias_to_activation) {
       cost.forward.kernels.push_back({"bias_forward", rows * out, 2 * rows * out * e, out});
       cost.backward.kernels.push_back({"bias_backward", rows * out, rows * out * e, out});
     }
@@ -416,6 +426,9 @@ class CostWalker {
   CostShape m_shape;
   double m_t;
   double m_r;
+  // The layer being walked, in its chain: a linear leaving its bias to the activation after it,
+  // or that activation (nn::activation_takes_bias).
+  enum class Fusion { none, bias_to_activation, activation_adds_bias } m_fusion = Fusion::none;
 };
 
 }  // namespace detail

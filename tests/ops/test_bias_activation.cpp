@@ -1,0 +1,145 @@
+// A linear's bias added by the activation after it (ops/bias_activation.hpp): the fused passes
+// against the bias and the activation applied one after the other, the bias gradient against
+// finite differences, and its accumulation and shape checks.
+
+#include "ops_test_helpers.hpp"
+
+#include <trident/ops/activations.hpp>
+#include <trident/ops/bias_activation.hpp>
+#include <trident/ops/gelu.hpp>
+
+using namespace ops_test;
+
+namespace {
+
+// 300 columns: a full block of a host's bias sums (256 columns) and a part of one; 37 for the
+// finite differences.
+constexpr std::int64_t rows = 5, cols = 300, cols_small = 37;
+
+// The activation one element at a time, as the unfused kernels apply it.
+template <class Activation, class Scalar>
+std::vector<double> activation_values(const std::vector<double>& x) {
+  std::vector<double> y;
+  for (double v : x) y.push_back(static_cast<double>(Activation::value(static_cast<Scalar>(v))));
+  return y;
+}
+
+template <class Activation, class Scalar>
+std::vector<double> derivative_values(const std::vector<double>& x) {
+  std::vector<double> y;
+  for (double v : x) y.push_back(static_cast<double>(Activation::derivative(static_cast<Scalar>(v))));
+  return y;
+}
+
+template <class Activation, class Scalar, class Space>
+void check_against_unfused() {
+  const double tolerance = std::is_same<Scalar, float>::value ? 1e-6 : 1e-14;
+  auto pre = random_matrix<Scalar, Space>("pre", rows, cols, -3.0, 3.0, 3);
+  const auto bias = random_vector<Scalar, Space>("bias", cols, -1.0, 1.0, 4);
+  const auto dout = random_matrix<Scalar, Space>("dout", rows, cols, -1.0, 1.0, 5);
+  const auto product = values(pre), b = values(bias), upstream = values(dout);
+  Matrix<Scalar, Space> out("out", rows, cols), dpre("dpre", rows, cols);
+
+  trident::ops::bias_activation_forward<Activation>(Space(), pre, out, bias);
+  // The pre-activation is the product plus the bias, in place, computed in Scalar.
+  std::vector<double> expected_pre;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c)
+      expected_pre.push_back(static_cast<double>(static_cast<Scalar>(product[static_cast<std::size_t>(r * cols + c)]) +
+                                                 static_cast<Scalar>(b[static_cast<std::size_t>(c)])));
+  CHECK(values(pre) == expected_pre);
+  CHECK(elementwise_error(values(out), activation_values<Activation, Scalar>(expected_pre)) <= tolerance);
+
+  // dbias starts non-zero: the sums are added to it.
+  const auto dbias = random_vector<Scalar, Space>("dbias", cols, -1.0, 1.0, 6);
+  const auto dbias_before = values(dbias);
+  trident::ops::bias_activation_backward<Activation>(Space(), dpre, dbias, pre, dout);
+  const auto derivative = derivative_values<Activation, Scalar>(expected_pre);
+  std::vector<double> expected_dpre(derivative.size()), expected_dbias = dbias_before;
+  for (std::size_t i = 0; i < derivative.size(); ++i) {
+    expected_dpre[i] = derivative[i] * upstream[i];
+    expected_dbias[i % static_cast<std::size_t>(cols)] += expected_dpre[i];
+  }
+  CHECK(elementwise_error(values(dpre), expected_dpre) <= tolerance);
+  CHECK(elementwise_error(values(dbias), expected_dbias) <= 10 * tolerance);
+
+  // Without dpre (nobody needs it) the bias gradient is still summed, the same.
+  const auto dbias_only = random_vector<Scalar, Space>("dbias", cols, -1.0, 1.0, 6);
+  trident::ops::bias_activation_backward<Activation>(Space(), Matrix<Scalar, Space>(), dbias_only, pre, dout);
+  CHECK(elementwise_error(values(dbias_only), values(dbias)) <= 10 * tolerance);
+}
+
+// d/db of sum(out * w) by central differences, against the fused backward's bias gradient, and
+// d/dpre likewise.
+template <class Activation, class Space>
+void check_gradients() {
+  constexpr std::int64_t cols = cols_small;
+  const auto product = random_matrix<double, Space>("product", rows, cols, -2.0, 2.0, 7);
+  auto bias = random_vector<double, Space>("bias", cols, -1.0, 1.0, 8);
+  const auto w = random_matrix<double, Space>("w", rows, cols, -1.0, 1.0, 9);
+  Matrix<double, Space> pre("pre", rows, cols), out("out", rows, cols), dpre("dpre", rows, cols);
+  Vector<double, Space> dbias("dbias", cols);
+  const auto loss = [&]() {
+    Kokkos::deep_copy(pre, product);
+    trident::ops::bias_activation_forward<Activation>(Space(), pre, out, bias);
+    return dot(values(out), values(w));
+  };
+  const auto numeric_dbias = finite_differences(bias, loss);
+  loss();
+  trident::ops::bias_activation_backward<Activation>(Space(), dpre, dbias, pre, w);
+  check_gradient(values(dbias), numeric_dbias);
+  auto product_copy = random_matrix<double, Space>("product", rows, cols, -2.0, 2.0, 7);
+  const auto numeric_dpre = finite_differences(product_copy, [&]() {
+    Kokkos::deep_copy(pre, product_copy);
+    trident::ops::bias_activation_forward<Activation>(Space(), pre, out, bias);
+    return dot(values(out), values(w));
+  });
+  check_gradient(values(dpre), numeric_dpre);
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("a bias added by the activation equals the bias then the activation",
+                        "[ops][activations][fusion]", trident_test::FloatAndDoubleOnEverySpace) {
+  using Space = typename TestType::space;
+  using TestScalar = typename TestType::scalar;
+  SECTION("gelu") {
+    check_against_unfused<trident::ops::Gelu, TestScalar, Space>();
+  }
+  SECTION("relu") {
+    check_against_unfused<trident::ops::Relu, TestScalar, Space>();
+  }
+  SECTION("tanh") {
+    check_against_unfused<trident::ops::Tanh, TestScalar, Space>();
+  }
+  SECTION("silu") {
+    check_against_unfused<trident::ops::Silu, TestScalar, Space>();
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("the fused backward matches finite differences", "[ops][activations][fusion]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  SECTION("gelu") {
+    check_gradients<trident::ops::Gelu, Space>();
+  }
+  SECTION("tanh") {
+    check_gradients<trident::ops::Tanh, Space>();
+  }
+  SECTION("silu") {
+    check_gradients<trident::ops::Silu, Space>();
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("the fused passes reject mismatched shapes", "[ops][activations][fusion]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const auto pre = random_matrix<double, Space>("pre", 3, 4);
+  const Matrix<double, Space> out("out", 3, 5);
+  const Vector<double, Space> bias("bias", 4), short_bias("bias", 3);
+  CHECK_THROWS_WITH(trident::ops::bias_activation_forward<trident::ops::Gelu>(Space(), pre, out, bias),
+                    "trident::ops::bias_activation_forward: out is [3, 5] but must be [3, 4]");
+  CHECK_THROWS_WITH(trident::ops::bias_activation_backward<trident::ops::Gelu>(Space(), Matrix<double, Space>(),
+                                                                               short_bias, pre, pre),
+                    "trident::ops::bias_activation_backward: dbias has 3 elements but must have 4");
+}
