@@ -18,6 +18,7 @@
 #include <trident/plan/calibrate.hpp>
 #include <trident/plan/estimate.hpp>
 #include <trident/train.hpp>
+#include <trident/train/choose_layout.hpp>
 
 #include "json_line.hpp"
 

@@ -28,6 +28,7 @@
 #include <trident/pipeline/trace.hpp>
 #include <trident/train.hpp>
 #include <trident/train/checkpoint.hpp>
+#include <trident/train/choose_layout.hpp>
 
 #include "checkpoint_directory.hpp"
 #include "cli.hpp"

@@ -40,6 +40,7 @@
 
 #include <trident/nn/nn.hpp>
 #include <trident/train.hpp>
+#include <trident/train/choose_layout.hpp>
 
 #include <trident/gpt2/batch.hpp>
 #include <trident/gpt2/checkpoint.hpp>

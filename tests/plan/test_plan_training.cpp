@@ -14,6 +14,7 @@
 #include <trident/gpt2/spec.hpp>
 #include <trident/plan/estimate.hpp>
 #include <trident/train.hpp>
+#include <trident/train/choose_layout.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -11,6 +11,7 @@
 
 #include <trident/core/error.hpp>
 #include <trident/plan/estimate.hpp>
+#include <trident/plan/search_space.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -20,17 +21,6 @@
 #include <vector>
 
 namespace trident::plan {
-
-struct SearchSpace {
-  std::vector<std::string> schedules = {"1f1b", "gpipe", "interleaved", "zb"};
-  int max_virtual_stages = 4;
-  std::vector<int> zero_stages = {0, 1, 2, 3};
-  bool try_recompute = true;
-  bool try_sequence_parallel = true;
-  int max_tp = 0;                    // 0: the devices of a node
-  std::int64_t max_micro_batch = 0;  // 0: any
-  int replay = 24;                   // candidates replayed through their schedule
-};
 
 struct PlannedLayout {
   Candidate layout;

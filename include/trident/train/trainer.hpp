@@ -123,10 +123,9 @@ class Trainer {
       : Trainer(ExecutionSpace(), world, std::move(spec), std::move(layout), settings) {}
 
   // layout = auto: the layout the planner predicts fastest on this machine, the same on every
-  // rank (auto_layout.hpp); rank 0 prints the ranking unless automatic.print is false.
+  // rank (choose_layout.hpp); rank 0 prints the ranking unless automatic.print is false.
   Trainer(const ExecutionSpace& space, const comm::Communicator& world, nn::ModelSpec spec, const AutoLayout& automatic,
-          TrainerSettings settings = {})
-      : Trainer(space, world, spec, planned_layout(space, world, spec, automatic), settings) {}
+          TrainerSettings settings = {});
 
   Trainer(const comm::Communicator& world, nn::ModelSpec spec, const AutoLayout& automatic,
           TrainerSettings settings = {})
@@ -200,11 +199,7 @@ class Trainer {
   };
 
   static Layout planned_layout(const ExecutionSpace& space, const comm::Communicator& world, const nn::ModelSpec& spec,
-                               const AutoLayout& automatic) {
-    const LayoutChoice choice = choose_layout<Scalar>(space, world, spec, automatic);
-    if (automatic.print && world.rank() == 0) std::printf("%s", choice.report.c_str());
-    return choice.layout;
-  }
+                               const AutoLayout& automatic);
 
   static ProcessMesh checked_mesh(const comm::Communicator& world, const nn::ModelSpec& spec, const Layout& layout);
 

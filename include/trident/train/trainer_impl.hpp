@@ -18,6 +18,7 @@
 #include <trident/pipeline/schedules.hpp>
 #include <trident/pipeline/tied_gradients.hpp>
 #include <trident/train/checkpoint.hpp>
+#include <trident/train/choose_layout.hpp>
 #include <trident/train/trainer.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -65,6 +66,19 @@ Trainer<Scalar, ExecutionSpace>::Trainer(const ExecutionSpace& space, const comm
          std::make_unique<pipeline::TiedGradients>(m_mesh.pp(), embedding % m_layout.pp, head % m_layout.pp)});
   }
   if (pipelined()) m_forward_comm = m_mesh.pp().duplicate("pp-forward");
+}
+
+template <class Scalar, class ExecutionSpace>
+Trainer<Scalar, ExecutionSpace>::Trainer(const ExecutionSpace& space, const comm::Communicator& world,
+                                         nn::ModelSpec spec, const AutoLayout& automatic, TrainerSettings settings)
+    : Trainer(space, world, spec, planned_layout(space, world, spec, automatic), settings) {}
+
+template <class Scalar, class ExecutionSpace>
+Layout Trainer<Scalar, ExecutionSpace>::planned_layout(const ExecutionSpace& space, const comm::Communicator& world,
+                                                       const nn::ModelSpec& spec, const AutoLayout& automatic) {
+  const LayoutChoice choice = choose_layout<Scalar>(space, world, spec, automatic);
+  if (automatic.print && world.rank() == 0) std::printf("%s", choice.report.c_str());
+  return choice.layout;
 }
 
 template <class Scalar, class ExecutionSpace>
