@@ -33,35 +33,18 @@ struct BiasActivationForward {
   }
 };
 
-// A block of up to Width adjacent columns walks the rows in order, one accumulator per column,
-// as linear.hpp's bias sums do: the sums do not depend on the thread count. On host spaces a
-// block is wide, so each row is read as contiguous runs (narrow blocks stride a page a row); on
-// devices a thread takes one column, so a warp reads a row's run.
-template <class ExecutionSpace>
-constexpr int bias_activation_block_width() {
-  return runs_on_host<ExecutionSpace>() ? 256 : 1;
-}
-
-template <class Activation, class DPreView, class DBiasView, class PreView, class DOutView, int Width, bool Store>
-struct BiasActivationBackward {
-  using Scalar = typename DBiasView::non_const_value_type;
+// value(n, f) of the bias gradient's column sums: the pre-activation's gradient, kept in dpre
+// unless nobody needs it.
+template <class Activation, class DPreView, class PreView, class DOutView, bool Store>
+struct ActivationGradient {
+  using Scalar = typename DOutView::non_const_value_type;
   DPreView m_dpre;
-  DBiasView m_dbias;
   PreView m_pre;
   DOutView m_dout;
-  std::int64_t m_rows, m_cols;
-
-  KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
-    const std::int64_t c0 = block * Width;
-    const int count = static_cast<int>(m_cols - c0 < Width ? m_cols - c0 : Width);
-    Scalar acc[Width] = {};
-    for (std::int64_t n = 0; n < m_rows; ++n)
-      for (int j = 0; j < count; ++j) {
-        const Scalar g = Activation::derivative(m_pre(n, c0 + j)) * m_dout(n, c0 + j);
-        if (Store) m_dpre(n, c0 + j) = g;
-        acc[j] += g;
-      }
-    for (int j = 0; j < count; ++j) m_dbias(c0 + j) += acc[j];
+  KOKKOS_FUNCTION Scalar operator()(const std::int64_t n, const std::int64_t f) const {
+    const Scalar g = Activation::derivative(m_pre(n, f)) * m_dout(n, f);
+    if (Store) m_dpre(n, f) = g;
+    return g;
   }
 };
 
@@ -89,20 +72,16 @@ void bias_activation_backward(const ExecutionSpace& space, const DPreView& dpre,
   const std::int64_t n = detail::extent(pre, 0), f = detail::extent(pre, 1);
   detail::require_shape(dout, n, f, op, "dout");
   detail::require_length(dbias, f, op, "dbias");
-  if (n == 0 || f == 0) return;
-  constexpr int width = detail::bias_activation_block_width<ExecutionSpace>();
-  const detail::IndexRange<ExecutionSpace> blocks(space, 0, (f + width - 1) / width);
   if (detail::is_empty(dpre)) {
-    Kokkos::parallel_for(
-        op, blocks,
-        detail::BiasActivationBackward<Activation, DPreView, DBiasView, PreView, DOutView, width, false>{
-            dpre, dbias, pre, dout, n, f});
+    detail::accumulate_column_sums(
+        space, op, dbias, n, f,
+        detail::ActivationGradient<Activation, DPreView, PreView, DOutView, false>{dpre, pre, dout});
     return;
   }
   detail::require_shape(dpre, n, f, op, "dpre");
-  Kokkos::parallel_for(op, blocks,
-                       detail::BiasActivationBackward<Activation, DPreView, DBiasView, PreView, DOutView, width, true>{
-                           dpre, dbias, pre, dout, n, f});
+  detail::accumulate_column_sums(
+      space, op, dbias, n, f,
+      detail::ActivationGradient<Activation, DPreView, PreView, DOutView, true>{dpre, pre, dout});
 }
 
 }  // namespace ops

@@ -27,42 +27,6 @@ struct BroadcastBias {
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t o) const { m_out(n, o) = m_bias(o); }
 };
 
-// dbias[o] += sum_n dout[n, o], over a block of Width columns with the rows in order, so the
-// result does not depend on the thread count.
-template <class DBiasView, class DOutView, int Width>
-struct ColumnSumAccumulate {
-  using Scalar = typename DBiasView::non_const_value_type;
-  DBiasView m_dbias;
-  DOutView m_dout;
-  std::int64_t m_rows, m_cols;
-
-  KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
-    const std::int64_t c0 = block * Width;
-    if (c0 + Width <= m_cols) {
-      Scalar acc[Width] = {};
-      for (std::int64_t n = 0; n < m_rows; ++n)
-        for (int j = 0; j < Width; ++j) acc[j] += m_dout(n, c0 + j);
-      for (int j = 0; j < Width; ++j) m_dbias(c0 + j) += acc[j];
-    } else {
-      for (std::int64_t c = c0; c < m_cols; ++c) {
-        Scalar acc = 0;
-        for (std::int64_t n = 0; n < m_rows; ++n) acc += m_dout(n, c);
-        m_dbias(c) += acc;
-      }
-    }
-  }
-};
-
-template <class ExecutionSpace, class DBiasView, class DOutView>
-void column_sum_accumulate(const ExecutionSpace& space, const char* label, const DBiasView& dbias,
-                           const DOutView& dout) {
-  constexpr int width = column_block_width<ExecutionSpace>();
-  const std::int64_t rows = extent(dout, 0), cols = extent(dout, 1);
-  if (cols == 0) return;
-  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, (cols + width - 1) / width),
-                       ColumnSumAccumulate<DBiasView, DOutView, width>{dbias, dout, rows, cols});
-}
-
 }  // namespace detail
 
 // out[N, O] = inp[N, I] · weight[I, O] + bias[O]  (bias may be empty: no bias)
@@ -111,7 +75,7 @@ void linear_backward(const ExecutionSpace& space, const DInpView& dinp, const DW
   }
   if (!detail::is_empty(dbias)) {
     detail::require_length(dbias, o, op, "dbias");
-    detail::column_sum_accumulate(space, "trident::ops::linear_dbias", dbias, dout);
+    detail::accumulate_column_sums(space, "trident::ops::linear_dbias", dbias, n, o, detail::ElementOf<DOutView>{dout});
   }
 }
 

@@ -27,14 +27,60 @@ constexpr bool runs_on_host() {
 template <class ExecutionSpace>
 using IndexRange = Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>;
 
-// Deterministic column reductions (bias and layer-norm parameter gradients, embedding
-// backward) give each work item a block of adjacent columns and walk the rows in order: 16
+// Deterministic column reductions (layer-norm parameter gradients, embedding backward; bias
+// gradients: accumulate_column_sums below) give each work item a block of adjacent columns and
+// walk the rows in order: 16
 // columns keep a host core's vector registers busy; one column per GPU thread keeps a warp's
 // reads of a row coalesced.
 template <class ExecutionSpace>
 constexpr int column_block_width() {
   return runs_on_host<ExecutionSpace>() ? 16 : 1;
 }
+
+// Column sums that do not depend on the thread count: sums(c) += the sum over the rows n, in
+// order, of value(n, c), one accumulator per column; value may also write what it computes (a
+// gradient whose column sums are a bias gradient). A work item takes a block of adjacent
+// columns: wide on host spaces, so each row is read as a contiguous run (a narrow block strides
+// a page a row), one column on devices, so a warp reads a row's run.
+template <class ExecutionSpace>
+constexpr int column_sum_block_width() {
+  return runs_on_host<ExecutionSpace>() ? 256 : 1;
+}
+
+template <class SumsView, class Value, int Width>
+struct ColumnBlockSums {
+  using Scalar = typename SumsView::non_const_value_type;
+  SumsView m_sums;
+  Value m_value;
+  std::int64_t m_rows, m_cols;
+
+  KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
+    const std::int64_t c0 = block * Width;
+    const int count = static_cast<int>(m_cols - c0 < Width ? m_cols - c0 : Width);
+    Scalar acc[Width] = {};
+    for (std::int64_t n = 0; n < m_rows; ++n)
+      for (int j = 0; j < count; ++j) acc[j] += m_value(n, c0 + j);
+    for (int j = 0; j < count; ++j) m_sums(c0 + j) += acc[j];
+  }
+};
+
+template <class ExecutionSpace, class SumsView, class Value>
+void accumulate_column_sums(const ExecutionSpace& space, const std::string& label, const SumsView& sums,
+                            std::int64_t rows, std::int64_t cols, const Value& value) {
+  if (rows <= 0 || cols <= 0) return;
+  constexpr int width = column_sum_block_width<ExecutionSpace>();
+  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, (cols + width - 1) / width),
+                       ColumnBlockSums<SumsView, Value, width>{sums, value, rows, cols});
+}
+
+// value(n, c) of accumulate_column_sums: the element of a rank-2 view.
+template <class View>
+struct ElementOf {
+  View m_view;
+  KOKKOS_FUNCTION typename View::non_const_value_type operator()(const std::int64_t n, const std::int64_t c) const {
+    return m_view(n, c);
+  }
+};
 
 template <class Body>
 using body_value_t = std::decay_t<decltype(std::declval<const Body&>()(std::int64_t{}))>;
