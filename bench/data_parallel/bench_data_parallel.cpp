@@ -10,6 +10,9 @@
 // gradient reductions and ZeRO-3 parameter gathers. Without overlap every such collective is
 // waited for right away, so its exposed time is the whole communication time; the hidden
 // fraction is 1 - exposed(overlap) / exposed(no overlap). Times are the slowest rank's.
+//
+// Each variant also runs with its gradients reduced in bf16 (half the bytes on the wire, and
+// a rounding pass either side): "data_parallel_precision" lines compare the two.
 //   mpiexec -n 2 bench_data_parallel [--layers 4 --hidden 128 --heads 4 --seq 64 --vocab 512
 //                                     --batch 8 --micro-batch 2 --bucket-mb 1 --steps 10]
 
@@ -120,6 +123,7 @@ class Replica {
 struct Variant {
   int stage = 0;
   bool overlap = true;
+  trident::data_parallel::GradientPrecision precision = trident::data_parallel::GradientPrecision::full;
   std::unique_ptr<Replica> replica;
   std::vector<double> step_ms, blocked_ms, collective_ms;
   std::int64_t bytes_per_step = 0;
@@ -158,17 +162,22 @@ int main(int argc, char** argv) {
     trident::data::BatchLoader data(language.generate(batch * config.seq * 4 + 1), batch, config.seq);
     const trident::comm::Communicator world(MPI_COMM_WORLD, "dp");
     std::vector<Variant> variants;
-    for (int stage = 0; stage <= 3; ++stage) {
-      for (bool overlap : {true, false}) {
-        trident::data_parallel::DataParallelSettings parallel;
-        parallel.zero_stage = stage;
-        parallel.bucket_mb = bucket_mb;
-        parallel.overlap = overlap;
-        Variant v;
-        v.stage = stage;
-        v.overlap = overlap;
-        v.replica = std::make_unique<Replica>(config, world, parallel);
-        variants.push_back(std::move(v));
+    using trident::data_parallel::GradientPrecision;
+    for (auto precision : {GradientPrecision::full, GradientPrecision::bf16}) {
+      for (int stage = 0; stage <= 3; ++stage) {
+        for (bool overlap : {true, false}) {
+          trident::data_parallel::DataParallelSettings parallel;
+          parallel.zero_stage = stage;
+          parallel.bucket_mb = bucket_mb;
+          parallel.overlap = overlap;
+          parallel.gradient_precision = precision;
+          Variant v;
+          v.stage = stage;
+          v.overlap = overlap;
+          v.precision = precision;
+          v.replica = std::make_unique<Replica>(config, world, parallel);
+          variants.push_back(std::move(v));
+        }
       }
     }
     for (auto& v : variants)  // warm-up: first touch of every buffer
@@ -193,11 +202,13 @@ int main(int argc, char** argv) {
                                  memory.held(MemoryCategory::optimizer_state);
         std::printf(
             "{\"bench\":\"data_parallel_step\",\"backend\":\"%s\",\"ranks\":%d,\"parameters\":%lld,"
-            "\"zero\":%d,\"overlap\":%s,\"bucket_mb\":%g,\"step_ms\":%.3f,\"blocked_ms\":%.3f,"
+            "\"zero\":%d,\"overlap\":%s,\"gradient_precision\":\"%s\",\"bucket_mb\":%g,\"step_ms\":%.3f,"
+            "\"blocked_ms\":%.3f,"
             "\"collectives_ms\":%.3f,\"bytes_per_step\":%lld,\"model_state_bytes\":%lld,"
             "\"peak_bytes\":%lld}\n",
-            Space::name(), ranks, static_cast<long long>(psi), v.stage, v.overlap ? "true" : "false", bucket_mb,
-            median(v.step_ms), median(v.blocked_ms), median(v.collective_ms), static_cast<long long>(v.bytes_per_step),
+            Space::name(), ranks, static_cast<long long>(psi), v.stage, v.overlap ? "true" : "false",
+            trident::data_parallel::gradient_precision_name(v.precision), bucket_mb, median(v.step_ms),
+            median(v.blocked_ms), median(v.collective_ms), static_cast<long long>(v.bytes_per_step),
             static_cast<long long>(model_state), static_cast<long long>(memory.peak_total()));
       }
       const double plain_ms = median(variants[0].step_ms);
@@ -211,6 +222,22 @@ int main(int argc, char** argv) {
             "\"exposed_comm_ms_without_overlap\":%.3f,\"hidden_fraction\":%.3f}\n",
             ranks, stage, median(on.step_ms), median(on.step_ms) / plain_ms, median(off.step_ms), exposed_on,
             exposed_off, exposed_off > 0 ? 1.0 - exposed_on / exposed_off : 0.0);
+      }
+      // The same variants with bf16 gradients, after the full-precision ones.
+      const std::size_t half = variants.size() / 2;
+      for (int stage = 0; stage <= 3; ++stage) {
+        const auto& full_on = variants[static_cast<std::size_t>(2 * stage)];
+        const auto& full_off = variants[static_cast<std::size_t>(2 * stage + 1)];
+        const auto& bf16_on = variants[half + static_cast<std::size_t>(2 * stage)];
+        const auto& bf16_off = variants[half + static_cast<std::size_t>(2 * stage + 1)];
+        std::printf(
+            "{\"bench\":\"data_parallel_precision\",\"ranks\":%d,\"zero\":%d,\"step_ms_full\":%.3f,"
+            "\"step_ms_bf16\":%.3f,\"bf16_vs_full\":%.3f,\"exposed_comm_ms_without_overlap_full\":%.3f,"
+            "\"exposed_comm_ms_without_overlap_bf16\":%.3f,\"bytes_per_step_full\":%lld,\"bytes_per_step_bf16\":%lld}"
+            "\n",
+            ranks, stage, median(full_on.step_ms), median(bf16_on.step_ms),
+            median(bf16_on.step_ms) / median(full_on.step_ms), median(full_off.blocked_ms), median(bf16_off.blocked_ms),
+            static_cast<long long>(full_on.bytes_per_step), static_cast<long long>(bf16_on.bytes_per_step));
       }
     }
   }

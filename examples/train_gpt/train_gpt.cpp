@@ -168,6 +168,9 @@ bool parse(int argc, char** argv, Options& o, int rank) {
              "fill the mesh node by node (whatever order the launcher gave the ranks) or in rank order");
   cli.choice("--dp-reduction", reduction, {"auto", "flat", "hierarchical"},
              "ZeRO-0 gradient all-reduce: in two levels across nodes (auto: when replicas span nodes) or flat");
+  std::string grad_precision = "full";
+  cli.choice("--grad-precision", grad_precision, {"full", "bf16", "fp16"},
+             "the type data-parallel gradients travel in: bf16 or fp16 send half the bytes, summed in float");
   std::string layout_choice = "manual";
   cli.choice("--layout", layout_choice, {"manual", "auto"},
              "auto: calibrate this machine, rank every layout of the ranks and run the fastest that fits");
@@ -185,6 +188,7 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   }
   o.layout.placement = trident::mesh_placement_from_name(placement);
   o.layout.reduction = trident::data_parallel::reduction_from_name(reduction);
+  o.layout.gradient_precision = trident::data_parallel::gradient_precision_from_name(grad_precision);
   o.seed_given = cli.given("--seed");
   o.auto_layout = layout_choice == "auto";
   for (const char* chosen : {"--dp", "--tp", "--pp", "--schedule", "--virtual-stages", "--micro-batch", "--zero",
@@ -338,11 +342,12 @@ std::string json_line(const trident::train::StepReport& r, double tokens_per_sec
 
 // --layout auto: the machine calibrated (or read from --plan-cache), every layout of the world
 // ranked, the fastest that fits half of this node's free memory per rank taken; the mesh order,
-// placement, reduction and buckets stay the flags'.
+// placement, reduction and buckets stay the flags', and the gradients' precision is planned with.
 void plan_layout(Options& o, const trident::comm::Communicator& world, int size) {
   trident::train::AutoLayout automatic;
   automatic.global_batch = o.batch;
   automatic.calibration_cache = o.plan_cache;
+  automatic.gradient_precision = o.layout.gradient_precision;
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
     automatic.memory_bytes = 0.5 * train_gpt::available_memory() / std::max(1, ranks_on_this_node());
   trident::train::LayoutChoice choice;

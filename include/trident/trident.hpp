@@ -3,6 +3,7 @@
 
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>

@@ -180,12 +180,11 @@ TEST_CASE("AdamW on a range that cuts through tensors is the full AdamW on that 
   // Elements [10, 25): the end of a (decayed), b, c (decayed) and the start of d.
   Kokkos::deep_copy(store.values(), host);  // back to the initial values
   trident::MemoryLedger ledger;
-  trident::data_parallel::ShardedAdamW<float, Memory> shard(10, 25, settings, ledger);
+  trident::data_parallel::ShardedAdamW<float, Memory> shard(store.tensors(), 10, 25, settings, ledger);
   CHECK(ledger.held(trident::MemoryCategory::optimizer_state) == 2 * 15 * 4);
   const auto range = std::make_pair(std::int64_t{10}, std::int64_t{25});
   for (int step = 1; step <= 3; ++step)
-    shard.step(Space(), store.tensors(), Kokkos::subview(store.values(), range), Kokkos::subview(store.grads(), range),
-               step, 1e-2);
+    shard.step(Space(), Kokkos::subview(store.values(), range), Kokkos::subview(store.grads(), range), step, 1e-2);
   const auto actual = to_host(store.values());
   for (std::int64_t i = 0; i < store.size(); ++i) {
     INFO("element " << i);

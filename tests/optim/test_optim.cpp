@@ -8,7 +8,11 @@
 #include <trident/optim/clip.hpp>
 #include <trident/optim/lr_schedule.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -75,6 +79,86 @@ TEMPLATE_LIST_TEST_CASE("the first AdamW step moves each parameter by about lr",
   CHECK(std::abs(hp(0) + 0.5f) < 1e-4f);
   CHECK(std::abs(hp(1) - 0.5f) < 1e-6f);
   CHECK_THROWS_AS(trident::optim::adamw_update(Space(), p, g, m, v, {}, 0, 0.5, false), trident::InvalidArgument);
+}
+
+TEMPLATE_LIST_TEST_CASE("AdamW in one launch over chunks equals AdamW tensor by tensor, bitwise", "[optim]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
+  // Runs longer than a chunk (16,384), neighbours of the same decay merged, and a range that
+  // starts and ends inside tensors.
+  trident::ParameterStore<float, Memory> store;
+  store.declare("a", {100, 200}, true);  // 20,000: two chunks
+  store.declare("b", {7}, false);
+  store.declare("c", {10}, false);       // merged with b
+  store.declare("d", {256, 128}, true);  // 32,768: two full chunks
+  store.declare("e", {50}, true);        // merged with d: a third chunk of 50
+  store.allocate();
+  const auto n = store.size();
+  const trident::optim::AdamWChunks<Memory> whole(store.tensors(), 0, n);
+  const auto table = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), whole.table());
+  const std::vector<std::array<std::int64_t, 3>> expected{{0, 16384, 1},     {16384, 20000, 1}, {20000, 20017, 0},
+                                                          {20017, 36401, 1}, {36401, 52785, 1}, {52785, 52835, 1}};
+  REQUIRE(whole.count() == static_cast<std::int64_t>(expected.size()));
+  for (std::size_t c = 0; c < expected.size(); ++c)
+    for (int j = 0; j < 3; ++j) CHECK(table(c, j) == expected[c][static_cast<std::size_t>(j)]);
+  const trident::optim::AdamWChunks<Memory> part(store.tensors(), 19990, 20030);  // end of a, b, c, start of d
+  CHECK(part.count() == 3);
+  CHECK(part.elements() == 40);
+
+  Kokkos::View<float*, Memory> p0("p0", n), g("g", n);
+  auto hp = Kokkos::create_mirror_view(p0);
+  auto hg = Kokkos::create_mirror_view(g);
+  for (std::int64_t i = 0; i < n; ++i) {
+    hp(i) = 0.01f * static_cast<float>(i % 97) - 0.4f;
+    hg(i) = 0.003f * static_cast<float>(i % 89) - 0.1f;
+  }
+  Kokkos::deep_copy(p0, hp);
+  Kokkos::deep_copy(g, hg);
+  const trident::optim::AdamWSettings settings{0.9, 0.95, 1e-8, 0.1};
+  Kokkos::View<float*, Memory> p1("p1", n), m1("m1", n), v1("v1", n), p2("p2", n), m2("m2", n), v2("v2", n);
+  Kokkos::deep_copy(p1, p0);
+  Kokkos::deep_copy(p2, p0);
+  for (int t = 1; t <= 3; ++t) {
+    for (const auto& info : store.tensors()) {
+      const auto r = std::make_pair(info.offset, info.offset + info.size());
+      trident::optim::adamw_update(Space(), Kokkos::subview(p1, r), Kokkos::subview(g, r), Kokkos::subview(m1, r),
+                                   Kokkos::subview(v1, r), settings, t, 1e-2, info.weight_decay);
+    }
+    trident::optim::adamw_update(Space(), p2, g, m2, v2, whole, settings, t, 1e-2);
+  }
+  const auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p1);
+  const auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p2);
+  const auto va = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v1);
+  const auto vb = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v2);
+  std::int64_t differ = 0, moved = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    differ += (a(i) != b(i) || va(i) != vb(i)) ? 1 : 0;
+    moved += a(i) != hp(i) ? 1 : 0;
+  }
+  CHECK(differ == 0);
+  CHECK(moved == n);
+
+  // The part's chunks on views of its range only; a view of another length is refused.
+  Kokkos::View<float*, Memory> p3("p3", 40), m3("m3", 40), v3("v3", 40);
+  const auto r = std::make_pair(std::int64_t{19990}, std::int64_t{20030});
+  Kokkos::deep_copy(p3, Kokkos::subview(p0, r));
+  trident::optim::adamw_update(Space(), p3, Kokkos::subview(g, r), m3, v3, part, settings, 1, 1e-2);
+  Kokkos::View<float*, Memory> p4("p4", 40), m4("m4", 40), v4("v4", 40);
+  Kokkos::deep_copy(p4, Kokkos::subview(p0, r));
+  for (const auto& info : store.tensors()) {
+    const std::int64_t lo = std::max<std::int64_t>(r.first, info.offset) - r.first;
+    const std::int64_t hi = std::min<std::int64_t>(r.second, info.offset + info.size()) - r.first;
+    if (lo >= hi) continue;
+    const auto q = std::make_pair(lo, hi);
+    trident::optim::adamw_update(Space(), Kokkos::subview(p4, q), Kokkos::subview(Kokkos::subview(g, r), q),
+                                 Kokkos::subview(m4, q), Kokkos::subview(v4, q), settings, 1, 1e-2, info.weight_decay);
+  }
+  const auto c = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p3);
+  const auto d = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), p4);
+  for (std::int64_t i = 0; i < 40; ++i) CHECK(c(i) == d(i));
+  CHECK_THROWS_WITH(trident::optim::adamw_update(Space(), p2, g, m2, v2, part, settings, 1, 1e-2),
+                    Catch::Contains("the chunks cover 40 elements but the parameters have 52835"));
 }
 
 TEST_CASE("the cosine schedule warms up linearly and decays to its floor", "[optim]") {

@@ -38,12 +38,12 @@ Request allreduce(Mode mode, const ExecutionSpace& space, const Communicator& co
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
     const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
-    check_mpi(MPI_Allreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
+    check_mpi(MPI_Allreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi()), name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request), name);
+  check_mpi(MPI_Iallreduce(in.data(), out.data(), count, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi(), &request), name);
   return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
                  [in, out](const MPI_Status&) { out.finish(); });
 }
@@ -62,12 +62,12 @@ Request allreduce_in_place(Mode mode, const ExecutionSpace& space, const Communi
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
     const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi()), name);
     buffer.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi(), &request),
             name);
   return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
                  [buffer](const MPI_Status&) { buffer.finish(); });

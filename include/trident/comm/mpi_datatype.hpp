@@ -1,6 +1,9 @@
 #pragma once
 // Element types a View may hold when it crosses MPI, and their MPI datatypes. Integers map by
-// width and signedness, so int64_t, long and long long all become MPI_INT64_T.
+// width and signedness, so int64_t, long and long long all become MPI_INT64_T. The 16-bit
+// floats travel as 16-bit words; their reductions are trident's own (reduce_op.hpp).
+
+#include <trident/core/half_precision.hpp>
 
 #include <mpi.h>
 
@@ -9,7 +12,21 @@
 namespace trident {
 namespace comm {
 
-enum class ElementType : int { none, int8, uint8, int16, uint16, int32, uint32, int64, uint64, float32, float64 };
+enum class ElementType : int {
+  none,
+  int8,
+  uint8,
+  int16,
+  uint16,
+  int32,
+  uint32,
+  int64,
+  uint64,
+  float32,
+  float64,
+  bfloat16,
+  float16
+};
 
 inline const char* element_type_name(ElementType type) {
   switch (type) {
@@ -35,24 +52,35 @@ inline const char* element_type_name(ElementType type) {
       return "float";
     case ElementType::float64:
       return "double";
+    case ElementType::bfloat16:
+      return "bfloat16";
+    case ElementType::float16:
+      return "float16";
   }
   return "unknown";
 }
 
-// bool and long double have no portable MPI reduction; everything else arithmetic does.
+// bool and long double have no portable MPI reduction; everything else arithmetic does, and
+// the 16-bit floats.
 template <class T>
 inline constexpr bool is_supported_element_v = std::is_same<T, float>::value || std::is_same<T, double>::value ||
+                                               is_half_precision_v<T> ||
                                                (std::is_integral<T>::value && !std::is_same<T, bool>::value &&
                                                 sizeof(T) <= 8);
 
 template <class T>
 constexpr ElementType element_type_of() {
   static_assert(is_supported_element_v<T>,
-                "trident::comm: this element type has no MPI datatype (use float, double or an 8- to 64-bit integer)");
+                "trident::comm: this element type has no MPI datatype (use float, double, bfloat16, float16 or an "
+                "8- to 64-bit integer)");
   if constexpr (std::is_same<T, float>::value) {
     return ElementType::float32;
   } else if constexpr (std::is_same<T, double>::value) {
     return ElementType::float64;
+  } else if constexpr (std::is_same<T, bfloat16>::value) {
+    return ElementType::bfloat16;
+  } else if constexpr (std::is_same<T, float16>::value) {
+    return ElementType::float16;
   } else if constexpr (sizeof(T) == 1) {
     return std::is_signed<T>::value ? ElementType::int8 : ElementType::uint8;
   } else if constexpr (sizeof(T) == 2) {
@@ -75,6 +103,8 @@ inline MPI_Datatype mpi_datatype(ElementType type) {
     case ElementType::int16:
       return MPI_INT16_T;
     case ElementType::uint16:
+    case ElementType::bfloat16:
+    case ElementType::float16:
       return MPI_UINT16_T;
     case ElementType::int32:
       return MPI_INT32_T;

@@ -45,13 +45,14 @@ Request reduce_scatter(Mode mode, const ExecutionSpace& space, const Communicato
   fence_before_mpi(space);
   if (mode == Mode::blocking) {
     const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
-    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi()), name);
+    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi()),
+              name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(
-      MPI_Ireduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op(op), comm.mpi(), &request),
+      MPI_Ireduce_scatter_block(in.data(), out.data(), block, mpi_datatype<T>(), mpi_op<T>(op), comm.mpi(), &request),
       name);
   return Request(request, CommunicatorAccess::wait_label(comm, name, 0),
                  [in, out](const MPI_Status&) { out.finish(); });
@@ -81,14 +82,14 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
   if (mode == Mode::blocking) {
     const WaitGuard guard(CommunicatorAccess::wait_label(comm, name, 0));
     check_mpi(
-        MPI_Reduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op), comm.mpi()),
+        MPI_Reduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op<T>(op), comm.mpi()),
         name);
     out.finish();
     return Request();
   }
   MPI_Request request = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ireduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op(op), comm.mpi(),
-                                &request),
+  check_mpi(MPI_Ireduce_scatter(in.data(), out.data(), blocks->counts.data(), mpi_datatype<T>(), mpi_op<T>(op),
+                                comm.mpi(), &request),
             name);
   // MPI reads the counts until completion: the Request keeps them alive.
   return Request(request, CommunicatorAccess::wait_label(comm, name, 0),

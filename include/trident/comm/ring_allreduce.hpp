@@ -33,10 +33,7 @@ void ring_combine(const ExecutionSpace& space, ReduceOp op, const Kokkos::View<T
   Kokkos::parallel_for(
       "trident::comm::ring_allreduce::combine",
       Kokkos::RangePolicy<ExecutionSpace>(space, 0, static_cast<std::int64_t>(into.size())),
-      KOKKOS_LAMBDA(const std::int64_t i) {
-        const T a = into(i), b = from(i);
-        into(i) = op == ReduceOp::sum ? a + b : op == ReduceOp::max ? (a < b ? b : a) : (b < a ? b : a);
-      });
+      KOKKOS_LAMBDA(const std::int64_t i) { into(i) = reduce_pair(op, into(i), from(i)); });
 }
 
 template <class ExecutionSpace, class T, class MemorySpace>

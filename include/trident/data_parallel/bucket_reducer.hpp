@@ -6,15 +6,20 @@
 //               when given the group's node split);
 //   stages 1-2: reduce-scatter: each rank receives the sum of its own shard's part of the
 //               bucket (the parts of all ranks concatenate to the bucket).
+// With 16-bit gradient precision a bucket is rounded into a buffer of its own when posted, and
+// widened back into the gradients (or the shard) once every bucket has arrived.
 
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/comm/reduce_scatter.hpp>
 #include <trident/comm/request.hpp>
+#include <trident/core/memory_accounting.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/data_parallel/buckets.hpp>
 #include <trident/data_parallel/events.hpp>
+#include <trident/data_parallel/packed_gradients.hpp>
+#include <trident/data_parallel/settings.hpp>
 #include <trident/data_parallel/shard_layout.hpp>
 #include <trident/data_parallel/unit_plan.hpp>
 
@@ -34,10 +39,11 @@ class BucketReducer {
   using flat_view = typename store_type::flat_view;
 
   // `scatter` false: all-reduce (stage 0), through `node_groups` when given (it must outlive
-  // this object); true: reduce-scatter into the shard given to finish().
+  // this object); true: reduce-scatter into the shard given to begin_step().
   BucketReducer(const ExecutionSpace& space, comm::Communicator comm, const store_type& store,
                 std::vector<GradientBucket> buckets, int unit_count, ShardLayout layout, bool scatter, bool overlap,
-                EventLog& log, const comm::NodeGroups* node_groups = nullptr)
+                GradientPrecision precision, MemoryLedger& ledger, EventLog& log,
+                const comm::NodeGroups* node_groups = nullptr)
       : m_space(space),
         m_comm(std::move(comm)),
         m_node_groups(node_groups),
@@ -47,6 +53,8 @@ class BucketReducer {
         m_layout(layout),
         m_scatter(scatter),
         m_overlap(overlap),
+        m_precision(precision),
+        m_ledger(ledger),
         m_log(log) {
     for (std::size_t b = 0; b < m_buckets.size(); ++b)
       for (int unit : m_buckets[b].units) m_unit_buckets[static_cast<std::size_t>(unit)].push_back(b);
@@ -60,6 +68,7 @@ class BucketReducer {
     m_armed = false;
     m_next = 0;
     m_requests.clear();
+    m_packed.clear();
   }
   // Only the last micro-batch's hooks reduce: the earlier ones accumulate locally.
   void begin_micro_batch(bool last) {
@@ -92,27 +101,52 @@ class BucketReducer {
     const auto start_time = EventLog::clock::now();
     comm::wait_all(m_requests);
     m_log.times().blocked_seconds += EventLog::seconds_since(start_time);
+    for (std::size_t b = 0; b < m_packed.size(); ++b)
+      if (m_packed[b].packed()) m_packed[b].copy_into(target(b));
+    m_packed.clear();
     for (std::size_t b = 0; b < m_requests.size(); ++b)
       m_log.record(EventKind::reduction_finished, static_cast<int>(b));
     m_requests.clear();  // the requests hold the gradient buffer: ZeRO-2 frees it next
   }
 
  private:
-  void start(std::size_t b) {
+  // Bucket b's gradients.
+  auto gradients(std::size_t b) const {
     const auto& range = m_buckets[b].range;
-    auto grads = Kokkos::subview(m_store.grads(), std::make_pair(range.begin, range.end));
-    m_log.record(EventKind::reduction_started, static_cast<int>(b));
-    if (!m_scatter) {
-      m_requests.push_back(m_node_groups != nullptr ? comm::iallreduce(m_space, *m_node_groups, grads)
-                                                    : comm::iallreduce(m_space, m_comm, grads));
-      return;
-    }
+    return Kokkos::subview(m_store.grads(), std::make_pair(range.begin, range.end));
+  }
+  // Where bucket b's reduction lands: its gradients (all-reduce), or this rank's part of them
+  // in the shard (reduce-scatter).
+  auto target(std::size_t b) const {
+    if (!m_scatter) return gradients(b);
+    const auto& range = m_buckets[b].range;
     const int rank = m_comm.rank();
     const auto mine = m_layout.part(rank, range.begin, range.end);
     const std::int64_t base = m_layout.begin(rank);
-    auto shard = Kokkos::subview(m_shard, std::make_pair(mine.first - base, mine.second - base));
-    m_requests.push_back(
-        comm::ireduce_scatter_v(m_space, m_comm, grads, shard, m_layout.counts_within(range.begin, range.end)));
+    return Kokkos::subview(m_shard, std::make_pair(mine.first - base, mine.second - base));
+  }
+
+  void start(std::size_t b) {
+    const auto& range = m_buckets[b].range;
+    m_log.record(EventKind::reduction_started, static_cast<int>(b));
+    if (m_precision != GradientPrecision::full) {
+      PackedGradients<ExecutionSpace> packed(m_space, m_precision, gradients(b), m_ledger);
+      if (!m_scatter) {
+        m_requests.push_back(m_node_groups != nullptr ? packed.allreduce(*m_node_groups) : packed.allreduce(m_comm));
+      } else {
+        m_requests.push_back(packed.reduce_scatter(m_comm, m_layout.counts_within(range.begin, range.end)));
+      }
+      m_packed.resize(b + 1);
+      m_packed[b] = std::move(packed);
+      return;
+    }
+    if (!m_scatter) {
+      m_requests.push_back(m_node_groups != nullptr ? comm::iallreduce(m_space, *m_node_groups, gradients(b))
+                                                    : comm::iallreduce(m_space, m_comm, gradients(b)));
+      return;
+    }
+    m_requests.push_back(comm::ireduce_scatter_v(m_space, m_comm, gradients(b), target(b),
+                                                 m_layout.counts_within(range.begin, range.end)));
   }
 
   ExecutionSpace m_space;
@@ -123,12 +157,15 @@ class BucketReducer {
   std::vector<std::vector<std::size_t>> m_unit_buckets;  // the buckets each unit's gradients fall in
   ShardLayout m_layout;
   bool m_scatter, m_overlap;
+  GradientPrecision m_precision;
+  MemoryLedger& m_ledger;
   EventLog& m_log;
   flat_view m_shard;
   bool m_armed = false;
-  std::size_t m_next = 0;                 // the next bucket to post
-  std::vector<std::size_t> m_waiting;     // per bucket: owning units whose backward is still to come
-  std::vector<comm::Request> m_requests;  // posted buckets, in order
+  std::size_t m_next = 0;                                 // the next bucket to post
+  std::vector<std::size_t> m_waiting;                     // per bucket: owning units whose backward is still to come
+  std::vector<comm::Request> m_requests;                  // posted buckets, in order
+  std::vector<PackedGradients<ExecutionSpace>> m_packed;  // 16-bit precision: the posted buckets' buffers
 };
 
 }  // namespace trident::data_parallel

@@ -99,7 +99,7 @@ class DataParallel {
     const int rank = m_comm.rank();
     const std::int64_t begin = stage() == 0 ? 0 : m_layout.begin(rank);
     const std::int64_t end = stage() == 0 ? m_store.size() : m_layout.end(rank);
-    m_adamw.emplace(begin, end, adamw, m_ledger);
+    m_adamw.emplace(m_store.tensors(), begin, end, adamw, m_ledger);
     const auto full_bytes = static_cast<std::int64_t>(m_store.size() * sizeof(Scalar));
     const auto shard_elements = static_cast<std::size_t>(end - begin);
     if (stage() >= 1) {
@@ -115,7 +115,8 @@ class DataParallel {
       m_reducer = std::make_unique<BucketReducer<Scalar, ExecutionSpace>>(
           m_space, m_comm, m_store,
           make_gradient_buckets(m_store.tensors(), m_plan, m_settings.bucket_bytes(), sizeof(Scalar)),
-          m_plan.unit_count(), m_layout, stage() >= 1, m_settings.overlap, m_log, m_node_groups.get());
+          m_plan.unit_count(), m_layout, stage() >= 1, m_settings.overlap, m_settings.gradient_precision, m_ledger,
+          m_log, m_node_groups.get());
     } else {
       flat_view shard(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::data_parallel::parameter_shard"),
                       shard_elements);
@@ -125,8 +126,9 @@ class DataParallel {
       m_store.set_values(flat_view());
       m_gatherer = std::make_unique<UnitGatherer<Scalar, ExecutionSpace>>(m_space, m_comm, m_store, m_plan, m_layout,
                                                                           m_shard_values.view(), m_ledger, m_log);
-      m_unit_grads = std::make_unique<UnitGradients<Scalar, ExecutionSpace>>(m_space, m_comm, m_store, m_plan, m_layout,
-                                                                             m_shard_grads.view(), m_ledger, m_log);
+      m_unit_grads = std::make_unique<UnitGradients<Scalar, ExecutionSpace>>(
+          m_space, m_comm, m_store, m_plan, m_layout, m_shard_grads.view(), m_settings.gradient_precision, m_ledger,
+          m_log);
     }
     m_ledger.reset_peaks();
   }
@@ -265,12 +267,12 @@ class DataParallel {
   void step(std::int64_t step, double lr) {
     ScopedRegion region("trident::data_parallel::step");
     if (stage() == 0) {
-      m_adamw->step(m_space, m_store.tensors(), m_store.values(), m_store.grads(), step, lr);
+      m_adamw->step(m_space, m_store.values(), m_store.grads(), step, lr);
     } else if (stage() == 3) {
-      m_adamw->step(m_space, m_store.tensors(), m_shard_values.view(), m_shard_grads.view(), step, lr);
+      m_adamw->step(m_space, m_shard_values.view(), m_shard_grads.view(), step, lr);
     } else {
       auto mine = Kokkos::subview(m_store.values(), std::make_pair(m_adamw->begin(), m_adamw->end()));
-      m_adamw->step(m_space, m_store.tensors(), mine, m_shard_grads.view(), step, lr);
+      m_adamw->step(m_space, mine, m_shard_grads.view(), step, lr);
       // The gradient shard is spent: it carries the updated shard (MPI forbids sending from the
       // buffer it gathers into).
       Kokkos::deep_copy(m_space, m_shard_grads.view(), mine);

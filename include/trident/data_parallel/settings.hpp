@@ -35,6 +35,33 @@ inline Reduction reduction_from_name(const std::string& name) {
                                                 "hierarchical, not '", name, "'"));
 }
 
+// The type gradients travel in between replicas, as PyTorch DDP's bf16 and fp16 compression
+// hooks and DeepSpeed's communication_data_type. full: the parameters' own type; bf16, fp16:
+// rounded to 16 bits before the reduction (half of fp32's bytes on the wire), summed pairwise
+// in float, widened back after it. Optimizer and gradient buffers keep their type. fp16 ends
+// at 65504: a larger sum becomes infinite, and the step goes as any non-finite gradient does.
+enum class GradientPrecision { full, bf16, fp16 };
+
+inline const char* gradient_precision_name(GradientPrecision precision) {
+  switch (precision) {
+    case GradientPrecision::full:
+      return "full";
+    case GradientPrecision::bf16:
+      return "bf16";
+    case GradientPrecision::fp16:
+      return "fp16";
+  }
+  return "unknown";
+}
+
+// "full", "bf16" or "fp16".
+inline GradientPrecision gradient_precision_from_name(const std::string& name) {
+  for (GradientPrecision precision : {GradientPrecision::full, GradientPrecision::bf16, GradientPrecision::fp16})
+    if (name == gradient_precision_name(precision)) return precision;
+  throw InvalidArgument(trident::detail::concat(
+      "trident::data_parallel: gradients are reduced in full, bf16 or fp16 precision, not '", name, "'"));
+}
+
 struct DataParallelSettings {
   // 0: every rank holds everything (plain data parallelism, gradients all-reduced);
   // 1: AdamW moments sharded; 2: gradients sharded too; 3: parameters sharded too (FSDP).
@@ -47,6 +74,7 @@ struct DataParallelSettings {
   // Keep a timeline of hooks and collectives (events()), for tests and traces.
   bool record_events = false;
   Reduction reduction = Reduction::automatic;
+  GradientPrecision gradient_precision = GradientPrecision::full;
 
   void validate() const {
     require_argument(zero_stage >= 0 && zero_stage <= 3, "trident::data_parallel: ZeRO stage ", zero_stage,
@@ -62,7 +90,8 @@ struct DataParallelSettings {
   // What every rank of the group must agree on (part of the start-up consistency check).
   std::string describe() const {
     return trident::detail::concat("zero_stage=", zero_stage, " bucket_bytes=", bucket_bytes(), " overlap=", overlap,
-                                   " reduction=", reduction_name(reduction));
+                                   " reduction=", reduction_name(reduction),
+                                   " gradient_precision=", gradient_precision_name(gradient_precision));
   }
 };
 

@@ -2,7 +2,8 @@
 // AdamW on one contiguous range [begin, end) of the flat parameter buffer: the moments of a
 // ZeRO shard (or, for plain data parallelism, of the whole buffer). The range may cut through
 // tensors; each piece is updated with its tensor's weight decay, so the result is the
-// one-rank AdamW's, element for element.
+// one-rank AdamW's, element for element. The pieces are fixed with the store, so their
+// chunks are made once and each step is one launch.
 
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/parameter_store.hpp>
@@ -11,9 +12,7 @@
 
 #include <Kokkos_Core.hpp>
 
-#include <algorithm>
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 namespace trident::data_parallel {
@@ -23,10 +22,12 @@ class ShardedAdamW {
  public:
   using flat_view = Kokkos::View<Scalar*, Kokkos::LayoutRight, MemorySpace>;
 
-  ShardedAdamW(std::int64_t begin, std::int64_t end, optim::AdamWSettings settings, MemoryLedger& ledger)
+  ShardedAdamW(const std::vector<ParameterInfo>& tensors, std::int64_t begin, std::int64_t end,
+               optim::AdamWSettings settings, MemoryLedger& ledger)
       : m_begin(begin),
         m_end(end),
         m_settings(settings),
+        m_chunks(tensors, begin, end),
         m_exp_avg(ledger, MemoryCategory::optimizer_state,
                   flat_view("trident::data_parallel::exp_avg", static_cast<std::size_t>(end - begin))),
         m_exp_avg_sq(ledger, MemoryCategory::optimizer_state,
@@ -41,22 +42,15 @@ class ShardedAdamW {
 
   // Step `step` (from 1): `values` and `grads` hold elements [begin, end) of the flat buffer.
   template <class ExecutionSpace, class ValueView, class GradView>
-  void step(const ExecutionSpace& space, const std::vector<ParameterInfo>& tensors, const ValueView& values,
-            const GradView& grads, std::int64_t step, double lr) {
+  void step(const ExecutionSpace& space, const ValueView& values, const GradView& grads, std::int64_t step, double lr) {
     ScopedRegion region("trident::data_parallel::adamw");
-    for (const auto& t : tensors) {
-      const std::int64_t lo = std::max(m_begin, t.offset), hi = std::min(m_end, t.offset + t.size());
-      if (lo >= hi) continue;
-      const auto piece = std::make_pair(lo - m_begin, hi - m_begin);
-      optim::adamw_update(space, Kokkos::subview(values, piece), Kokkos::subview(grads, piece),
-                          Kokkos::subview(exp_avg(), piece), Kokkos::subview(exp_avg_sq(), piece), m_settings, step, lr,
-                          t.weight_decay);
-    }
+    optim::adamw_update(space, values, grads, exp_avg(), exp_avg_sq(), m_chunks, m_settings, step, lr);
   }
 
  private:
   std::int64_t m_begin, m_end;
   optim::AdamWSettings m_settings;
+  optim::AdamWChunks<MemorySpace> m_chunks;
   TrackedView<flat_view> m_exp_avg, m_exp_avg_sq;
 };
 

@@ -6,6 +6,8 @@
 // accumulates the parts in posting order, so results do not depend on timing. At most one
 // reduction stays in flight when the next is posted (FSDP limits its all-gathers alike), so the
 // gradients held are at most two units' whatever the network's timing, and a plan can count them.
+// With 16-bit gradient precision a unit's gradients are rounded into a buffer of half the size
+// (or a quarter of double's) when posted, and their own buffer goes at once.
 
 #include <trident/comm/reduce_scatter.hpp>
 #include <trident/comm/request.hpp>
@@ -13,6 +15,8 @@
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/data_parallel/events.hpp>
+#include <trident/data_parallel/packed_gradients.hpp>
+#include <trident/data_parallel/settings.hpp>
 #include <trident/data_parallel/shard_layout.hpp>
 #include <trident/data_parallel/unit_plan.hpp>
 
@@ -27,17 +31,6 @@
 
 namespace trident::data_parallel {
 
-namespace detail {
-
-template <class Destination, class Source>
-struct AddInto {
-  Destination m_destination;
-  Source m_source;
-  KOKKOS_FUNCTION void operator()(const std::int64_t i) const { m_destination(i) += m_source(i); }
-};
-
-}  // namespace detail
-
 template <class Scalar, class ExecutionSpace>
 class UnitGradients {
  public:
@@ -47,13 +40,14 @@ class UnitGradients {
 
   // `shard` holds this rank's elements [layout.begin(rank), layout.end(rank)) of the gradients.
   UnitGradients(const ExecutionSpace& space, comm::Communicator comm, store_type& store, const UnitPlan& plan,
-                ShardLayout layout, flat_view shard, MemoryLedger& ledger, EventLog& log)
+                ShardLayout layout, flat_view shard, GradientPrecision precision, MemoryLedger& ledger, EventLog& log)
       : m_space(space),
         m_comm(std::move(comm)),
         m_store(store),
         m_plan(plan),
         m_layout(layout),
         m_shard(std::move(shard)),
+        m_precision(precision),
         m_ledger(ledger),
         m_log(log) {}
 
@@ -84,12 +78,20 @@ class UnitGradients {
     Pending pending;
     pending.unit = unit;
     pending.part = m_layout.part(rank, owned.begin, owned.end);
+    const auto counts = m_layout.counts_within(owned.begin, owned.end);
+    if (m_precision != GradientPrecision::full) {
+      pending.packed = PackedGradients<ExecutionSpace>(m_space, m_precision, it->second.view(), m_ledger);
+      pending.request = pending.packed.reduce_scatter(m_comm, counts);  // has fenced: the rounding is done
+      m_buffers.erase(it);
+      m_pending.push_back(std::move(pending));
+      m_log.record(EventKind::reduction_started, unit);
+      return;
+    }
     pending.received = TrackedView<flat_view>(
         m_ledger, MemoryCategory::communication,
         flat_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::data_parallel::reduced_part"),
                   static_cast<std::size_t>(pending.part.second - pending.part.first)));
-    pending.request = comm::ireduce_scatter_v(m_space, m_comm, it->second.view(), pending.received.view(),
-                                              m_layout.counts_within(owned.begin, owned.end));
+    pending.request = comm::ireduce_scatter_v(m_space, m_comm, it->second.view(), pending.received.view(), counts);
     pending.sent = std::move(it->second);
     m_buffers.erase(it);
     m_pending.push_back(std::move(pending));
@@ -119,6 +121,7 @@ class UnitGradients {
     int unit = 0;
     std::pair<std::int64_t, std::int64_t> part;  // this rank's flat range of the unit
     TrackedView<flat_view> sent, received;
+    PackedGradients<ExecutionSpace> packed;  // 16-bit precision: instead of sent and received
     comm::Request request;
   };
 
@@ -137,11 +140,11 @@ class UnitGradients {
     auto& pending = m_pending.front();
     const std::int64_t base = m_layout.begin(m_comm.rank());
     auto target = Kokkos::subview(m_shard, std::make_pair(pending.part.first - base, pending.part.second - base));
-    using Add = detail::AddInto<decltype(target), flat_view>;
-    Kokkos::parallel_for("trident::data_parallel::accumulate_shard",
-                         Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>(
-                             m_space, 0, pending.part.second - pending.part.first),
-                         Add{target, pending.received.view()});
+    if (pending.packed.packed()) {
+      pending.packed.add_into(target);
+    } else {
+      ops::add_converted(m_space, target, pending.received.view());
+    }
     m_log.record(EventKind::reduction_finished, pending.unit);
     m_pending.pop_front();
   }
@@ -152,6 +155,7 @@ class UnitGradients {
   const UnitPlan& m_plan;
   ShardLayout m_layout;
   flat_view m_shard;
+  GradientPrecision m_precision;
   MemoryLedger& m_ledger;
   EventLog& m_log;
   std::map<int, TrackedView<flat_view>> m_buffers;  // by owning unit

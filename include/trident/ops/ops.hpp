@@ -4,6 +4,7 @@
 #include <trident/ops/activations.hpp>
 #include <trident/ops/attention.hpp>
 #include <trident/ops/bias_activation.hpp>
+#include <trident/ops/convert.hpp>
 #include <trident/ops/cross_entropy.hpp>
 #include <trident/ops/embedding.hpp>
 #include <trident/ops/gelu.hpp>

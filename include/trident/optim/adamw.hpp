@@ -6,11 +6,15 @@
 #include <trident/core/error.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
+#include <trident/ops/detail/launch.hpp>
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace trident::optim {
 
@@ -24,27 +28,71 @@ struct AdamWSettings {
   static AdamWSettings gpt2() { return {0.9, 0.95, 1e-8, 0.1}; }
 };
 
+// The coefficients of step `step` (from 1) at learning rate `lr`, in double.
+struct AdamWCoefficients {
+  double decay_factor;  // 1 - lr*wd, for the elements that decay (1 for the others)
+  double beta1, beta2, step_size, inv_sqrt_bias2, eps;
+
+  AdamWCoefficients(const AdamWSettings& settings, std::int64_t step, double lr)
+      : decay_factor(1.0 - lr * settings.weight_decay),
+        beta1(settings.beta1),
+        beta2(settings.beta2),
+        step_size(lr / (1.0 - std::pow(settings.beta1, static_cast<double>(step)))),
+        inv_sqrt_bias2(1.0 / std::sqrt(1.0 - std::pow(settings.beta2, static_cast<double>(step)))),
+        eps(settings.eps) {}
+};
+
 namespace detail {
+
+// One element's update; `decay_factor` is the coefficients' or 1.
+template <class ParamView, class GradView, class MomentView>
+KOKKOS_INLINE_FUNCTION void adamw_element(const ParamView& param, const GradView& grad, const MomentView& exp_avg,
+                                          const MomentView& exp_avg_sq, const AdamWCoefficients& k, double decay_factor,
+                                          std::int64_t i) {
+  using Scalar = typename ParamView::non_const_value_type;
+  const Scalar g = grad(i);
+  const Scalar m = static_cast<Scalar>(k.beta1) * exp_avg(i) + static_cast<Scalar>(1.0 - k.beta1) * g;
+  const Scalar v = static_cast<Scalar>(k.beta2) * exp_avg_sq(i) + static_cast<Scalar>(1.0 - k.beta2) * g * g;
+  exp_avg(i) = m;
+  exp_avg_sq(i) = v;
+  const Scalar denom = math::sqrt(v) * static_cast<Scalar>(k.inv_sqrt_bias2) + static_cast<Scalar>(k.eps);
+  param(i) = param(i) * static_cast<Scalar>(decay_factor) - static_cast<Scalar>(k.step_size) * m / denom;
+}
 
 template <class ParamView, class GradView, class MomentView>
 struct AdamWUpdate {
   ParamView m_param;
   GradView m_grad;
   MomentView m_exp_avg, m_exp_avg_sq;
-  double m_decay_factor;  // 1 - lr*wd, or 1 where the tensor is not decayed
-  double m_beta1, m_beta2, m_step_size, m_inv_sqrt_bias2, m_eps;
+  AdamWCoefficients m_k;
+  double m_decay_factor;
 
   KOKKOS_FUNCTION void operator()(const std::int64_t i) const {
-    using Scalar = typename ParamView::non_const_value_type;
-    const Scalar g = m_grad(i);
-    const Scalar m = static_cast<Scalar>(m_beta1) * m_exp_avg(i) + static_cast<Scalar>(1.0 - m_beta1) * g;
-    const Scalar v = static_cast<Scalar>(m_beta2) * m_exp_avg_sq(i) + static_cast<Scalar>(1.0 - m_beta2) * g * g;
-    m_exp_avg(i) = m;
-    m_exp_avg_sq(i) = v;
-    const Scalar denom = math::sqrt(v) * static_cast<Scalar>(m_inv_sqrt_bias2) + static_cast<Scalar>(m_eps);
-    m_param(i) = m_param(i) * static_cast<Scalar>(m_decay_factor) - static_cast<Scalar>(m_step_size) * m / denom;
+    adamw_element(m_param, m_grad, m_exp_avg, m_exp_avg_sq, m_k, m_decay_factor, i);
   }
 };
+
+// One chunk of AdamWChunks per row: the chunk's elements, with its weight decay.
+template <class ParamView, class GradView, class MomentView, class Table>
+struct AdamWChunkUpdate {
+  ParamView m_param;
+  GradView m_grad;
+  MomentView m_exp_avg, m_exp_avg_sq;
+  AdamWCoefficients m_k;
+  Table m_chunks;  // [chunk][begin, end, decays]
+
+  template <class Row>
+  KOKKOS_FUNCTION void operator()(const std::int64_t chunk, const Row& loops) const {
+    const std::int64_t begin = m_chunks(chunk, 0);
+    const double decay_factor = m_chunks(chunk, 2) != 0 ? m_k.decay_factor : 1.0;
+    loops.for_each(m_chunks(chunk, 1) - begin, [&](const std::int64_t i) {
+      adamw_element(m_param, m_grad, m_exp_avg, m_exp_avg_sq, m_k, decay_factor, begin + i);
+    });
+  }
+};
+
+// Elements a chunk updates: enough work per team, a small table.
+inline constexpr std::int64_t adamw_chunk = 16384;
 
 }  // namespace detail
 
@@ -61,22 +109,75 @@ void adamw_update(const ExecutionSpace& space, const ParamView& param, const Gra
   require_argument(grad.extent(0) == n && exp_avg.extent(0) == n && exp_avg_sq.extent(0) == n,
                    "trident::optim::adamw_update: parameter has ", n, " elements but gradient has ", grad.extent(0),
                    " and moments ", exp_avg.extent(0), "/", exp_avg_sq.extent(0));
-  const double bias1 = 1.0 - std::pow(settings.beta1, static_cast<double>(step));
-  const double bias2 = 1.0 - std::pow(settings.beta2, static_cast<double>(step));
-  detail::AdamWUpdate<ParamView, GradView, MomentView> functor{param,
-                                                               grad,
-                                                               exp_avg,
-                                                               exp_avg_sq,
-                                                               decay ? 1.0 - lr * settings.weight_decay : 1.0,
-                                                               settings.beta1,
-                                                               settings.beta2,
-                                                               lr / bias1,
-                                                               1.0 / std::sqrt(bias2),
-                                                               settings.eps};
+  const AdamWCoefficients k(settings, step, lr);
   Kokkos::parallel_for(
       "trident::optim::adamw",
       Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>(space, 0, static_cast<std::int64_t>(n)),
-      functor);
+      detail::AdamWUpdate<ParamView, GradView, MomentView>{param, grad, exp_avg, exp_avg_sq, k,
+                                                           decay ? k.decay_factor : 1.0});
+}
+
+// What one AdamW launch updates (Apex's multi-tensor apply, as Megatron's fused Adam uses):
+// the elements [begin, end) of the flat buffers that belong to tensors, neighbours of the same
+// weight decay merged into runs, the runs cut into chunks. Indices count from `begin`. A step
+// over a model's hundreds of tensors is then one launch instead of one per tensor.
+template <class MemorySpace>
+class AdamWChunks {
+ public:
+  using table_type = Kokkos::View<std::int64_t* [3], Kokkos::LayoutRight, MemorySpace>;
+
+  AdamWChunks() = default;
+  AdamWChunks(const std::vector<ParameterInfo>& tensors, std::int64_t begin, std::int64_t end) {
+    std::vector<std::array<std::int64_t, 3>> runs;  // [begin, end, decays], from `begin`
+    for (const auto& t : tensors) {
+      const std::int64_t lo = std::max(begin, t.offset) - begin, hi = std::min(end, t.offset + t.size()) - begin;
+      if (lo >= hi) continue;
+      const std::int64_t decays = t.weight_decay ? 1 : 0;
+      if (!runs.empty() && runs.back()[1] == lo && runs.back()[2] == decays) {
+        runs.back()[1] = hi;
+      } else {
+        runs.push_back({lo, hi, decays});
+      }
+    }
+    std::vector<std::array<std::int64_t, 3>> cut;
+    for (const auto& run : runs)
+      for (std::int64_t b = run[0]; b < run[1]; b += detail::adamw_chunk)
+        cut.push_back({b, std::min(run[1], b + detail::adamw_chunk), run[2]});
+    m_elements = end - begin;
+    typename table_type::HostMirror host("trident::optim::adamw_chunks", cut.size());
+    for (std::size_t c = 0; c < cut.size(); ++c)
+      for (int j = 0; j < 3; ++j) host(c, j) = cut[c][static_cast<std::size_t>(j)];
+    m_table = Kokkos::create_mirror_view_and_copy(MemorySpace(), host);
+  }
+
+  std::int64_t count() const { return static_cast<std::int64_t>(m_table.extent(0)); }
+  // Elements of the range the chunks index (those outside every tensor are left alone).
+  std::int64_t elements() const { return m_elements; }
+  const table_type& table() const { return m_table; }
+
+ private:
+  table_type m_table;
+  std::int64_t m_elements = 0;
+};
+
+// One AdamW step over every chunk of `chunks` in one launch; the views hold the chunks'
+// range. Element for element the same arithmetic as adamw_update.
+template <class ExecutionSpace, class ParamView, class GradView, class MomentView, class MemorySpace>
+void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad, const MomentView& exp_avg,
+                  const MomentView& exp_avg_sq, const AdamWChunks<MemorySpace>& chunks, const AdamWSettings& settings,
+                  std::int64_t step, double lr) {
+  require_argument(step >= 1, "trident::optim::adamw_update: step counts from 1, got ", step);
+  const auto n = chunks.elements();
+  require_argument(
+      static_cast<std::int64_t>(param.extent(0)) == n && static_cast<std::int64_t>(grad.extent(0)) == n &&
+          static_cast<std::int64_t>(exp_avg.extent(0)) == n && static_cast<std::int64_t>(exp_avg_sq.extent(0)) == n,
+      "trident::optim::adamw_update: the chunks cover ", n, " elements but the parameters have ", param.extent(0),
+      ", the gradients ", grad.extent(0), " and the moments ", exp_avg.extent(0), "/", exp_avg_sq.extent(0));
+  using Table = typename AdamWChunks<MemorySpace>::table_type;
+  ops::detail::for_each_row(
+      space, "trident::optim::adamw", chunks.count(),
+      detail::AdamWChunkUpdate<ParamView, GradView, MomentView, Table>{
+          param, grad, exp_avg, exp_avg_sq, AdamWCoefficients(settings, step, lr), chunks.table()});
 }
 
 // AdamW over a whole ParameterStore: owns the two moment buffers, laid out like the parameters.
@@ -88,6 +189,7 @@ class AdamW {
 
   AdamW(const store_type& store, AdamWSettings settings)
       : m_settings(settings),
+        m_chunks(store.tensors(), 0, store.size()),
         m_exp_avg("trident::optim::exp_avg", static_cast<std::size_t>(store.size())),
         m_exp_avg_sq("trident::optim::exp_avg_sq", static_cast<std::size_t>(store.size())) {}
 
@@ -95,11 +197,7 @@ class AdamW {
   template <class ExecutionSpace>
   void step(const ExecutionSpace& space, const store_type& store, std::int64_t step, double lr) {
     ScopedRegion region("trident::optim::AdamW::step");
-    for (const auto& t : store.tensors()) {
-      adamw_update(space, store_type::vector_of(store.values(), t), store_type::vector_of(store.grads(), t),
-                   store_type::vector_of(m_exp_avg, t), store_type::vector_of(m_exp_avg_sq, t), m_settings, step, lr,
-                   t.weight_decay);
-    }
+    adamw_update(space, store.values(), store.grads(), m_exp_avg, m_exp_avg_sq, m_chunks, m_settings, step, lr);
   }
 
   const AdamWSettings& settings() const { return m_settings; }
@@ -108,6 +206,7 @@ class AdamW {
 
  private:
   AdamWSettings m_settings;
+  AdamWChunks<MemorySpace> m_chunks;
   flat_view m_exp_avg, m_exp_avg_sq;
 };
 

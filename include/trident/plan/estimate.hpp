@@ -146,12 +146,14 @@ inline int nodes_spanned(int size, int stride, int devices_per_node) {
 
 }  // namespace detail
 
-// What estimate() needs besides the layout: the model, the global batch in samples, and the
-// bytes per row of the batch each rank receives (inputs and targets; 0 for none).
+// What estimate() needs besides the layout: the model, the global batch in samples, the
+// bytes per row of the batch each rank receives (inputs and targets; 0 for none), and the
+// bytes a gradient element is reduced in between replicas (0: the parameters' own).
 struct Workload {
   nn::ModelSpec spec;
   std::int64_t global_batch = 1;
   double batch_bytes_per_row = 0;
+  double reduced_gradient_bytes = 0;
 };
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
@@ -347,22 +349,23 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     parameters_of_rank[static_cast<std::size_t>(s % layout.pp)] += stage[static_cast<std::size_t>(s)].parameters;
   rank_parameters = *std::max_element(parameters_of_rank.begin(), parameters_of_rank.end());
   const double e = machine.element_bytes();
-  const double grad_bytes = rank_parameters * e;
+  const double grad_bytes = rank_parameters * (work.reduced_gradient_bytes > 0 ? work.reduced_gradient_bytes : e);
+  const double parameter_bytes = rank_parameters * e;
   // ZeRO-0 all-reduces the gradients, ZeRO-1 and 2 reduce-scatter them (both posted nonblocking,
   // bucket by bucket) and all-gather the updated parameters after the optimizer; ZeRO-3 also
   // gathers the parameters for forward and backward.
   double reduction = 0, after_step = 0;
   if (layout.dp > 1) {
-    const auto dp_collective = [&](CollectiveKind kind, bool nonblocking) {
-      return machine.collective_seconds(kind, layout.dp, grad_bytes, dp_nodes, dp_sharing, nonblocking);
+    const auto dp_collective = [&](CollectiveKind kind, double bytes, bool nonblocking) {
+      return machine.collective_seconds(kind, layout.dp, bytes, dp_nodes, dp_sharing, nonblocking);
     };
     if (layout.zero_stage == 0) {
-      reduction = dp_collective(CollectiveKind::all_reduce, true);
+      reduction = dp_collective(CollectiveKind::all_reduce, grad_bytes, true);
     } else {
-      reduction = dp_collective(CollectiveKind::reduce_scatter, true);
-      if (layout.zero_stage <= 2) after_step = dp_collective(CollectiveKind::all_gather, false);
+      reduction = dp_collective(CollectiveKind::reduce_scatter, grad_bytes, true);
+      if (layout.zero_stage <= 2) after_step = dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
       if (layout.zero_stage == 3)
-        reduction += (stages > 1 ? 1 : 2 * m) * dp_collective(CollectiveKind::all_gather, false);
+        reduction += (stages > 1 ? 1 : 2 * m) * dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
     }
   }
   // trident reduces gradients bucket by bucket during the last micro-batch's backward when there is

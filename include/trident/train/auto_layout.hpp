@@ -12,6 +12,7 @@
 // (choose_layout() without building a trainer, and plans_report(): predicted step time,
 // memory per rank and why the winner wins).
 
+#include <trident/data_parallel/settings.hpp>
 #include <trident/plan/search_space.hpp>
 
 #include <cstdint>
@@ -24,8 +25,11 @@ struct AutoLayout {
   double memory_bytes = 0;        // per rank; 0: no cap
   std::string calibration_cache;  // a JSON file of measurements to reuse ("" measures every time)
   plan::SearchSpace space;        // what the search may choose from
-  int show = 5;                   // plans the report lists
-  bool print = true;              // rank 0 prints the report when a Trainer plans
+  // The type gradients are reduced in between replicas (the chosen layout keeps it; the plans
+  // price its bytes).
+  data_parallel::GradientPrecision gradient_precision = data_parallel::GradientPrecision::full;
+  int show = 5;       // plans the report lists
+  bool print = true;  // rank 0 prints the report when a Trainer plans
 };
 
 }  // namespace trident::train

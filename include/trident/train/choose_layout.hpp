@@ -85,12 +85,14 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
   choice.machine = plan::calibrate_cached<Scalar>(
       space, world, plan::calibration_request(spec, micro_batches, tp_sizes), automatic.calibration_cache);
   choice.machine.memory_bytes = automatic.memory_bytes;
-  plan::Workload work{spec, automatic.global_batch, 0};
+  const bool reduced = automatic.gradient_precision != data_parallel::GradientPrecision::full;
+  plan::Workload work{spec, automatic.global_batch, 0, reduced ? 2.0 : 0.0};
   choice.plans = plan::search(work, world.size(), choice.machine, automatic.space);
   require_argument(!choice.plans.ranked.empty(), op, ": no layout of ", world.size(), " ranks fits ",
                    automatic.memory_bytes > 0 ? "the memory cap of " + mebibytes(automatic.memory_bytes) : "the model",
                    " (", choice.plans.considered, " considered)");
   choice.layout = to_layout(choice.plans.ranked.front().layout);
+  choice.layout.gradient_precision = automatic.gradient_precision;
   choice.report = plans_report(choice.plans, automatic.show);
   return choice;
 }

@@ -1,9 +1,9 @@
 #pragma once
 // How a training run is laid out over the ranks: data, tensor and pipeline parallelism (any
 // dp x tp x pp of the world) and where their groups sit on the nodes, the pipeline's schedule
-// and its stage cuts, micro-batches, ZeRO, the gradient reduction, sequence parallelism and
-// recomputation. Plain data: the Trainer checks it against the model
-// and the world, on every rank together.
+// and its stage cuts, micro-batches, ZeRO, the gradient reduction and its precision, sequence
+// parallelism and recomputation. Plain data: the Trainer checks it against the model and the
+// world, on every rank together.
 
 #include <trident/core/error.hpp>
 #include <trident/data_parallel/settings.hpp>
@@ -39,6 +39,8 @@ struct Layout {
   MeshPlacement placement = MeshPlacement::by_node;
   // ZeRO-0's gradient all-reduce: in two levels when replicas span nodes, by default.
   data_parallel::Reduction reduction = data_parallel::Reduction::automatic;
+  // The type gradients are reduced in between replicas: bf16 or fp16 send half of fp32's bytes.
+  data_parallel::GradientPrecision gradient_precision = data_parallel::GradientPrecision::full;
 
   int world_size() const { return dp * tp * pp; }
   int stages() const { return pp * virtual_stages; }
@@ -50,6 +52,7 @@ struct Layout {
     settings.overlap = overlap && stages() == 1;  // a pipeline reduces once all its micro-batches are done
     settings.record_events = record_events;
     settings.reduction = reduction;
+    settings.gradient_precision = gradient_precision;
     return settings;
   }
 
@@ -68,6 +71,8 @@ struct Layout {
     if (placement != MeshPlacement::by_node) text += std::string(", placed by ") + mesh_placement_name(placement);
     if (reduction != data_parallel::Reduction::automatic)
       text += std::string(", ") + data_parallel::reduction_name(reduction) + " gradient reduction";
+    if (gradient_precision != data_parallel::GradientPrecision::full)
+      text += std::string(", gradients reduced in ") + data_parallel::gradient_precision_name(gradient_precision);
     if (!stage_layers.empty()) {
       text += ", stage layers ";
       for (std::size_t s = 0; s < stage_layers.size(); ++s) text += (s ? "," : "") + std::to_string(stage_layers[s]);
