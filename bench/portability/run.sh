@@ -14,7 +14,9 @@ threads=("$@")
 for binary in bench/train/bench_train_step bench/ops/bench_ops; do
   [ -x "$build/$binary" ] || { echo "missing $build/$binary: build with -DTRIDENT_ENABLE_BENCH=ON" >&2; exit 1; }
 done
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
+# Passive waits: OpenMP threads spinning between kernels would starve a pthreads BLAS's own
+# threads (core/runtime_info.hpp, threading_advice).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false OMP_WAIT_POLICY=passive
 : >"$out.partial"
 seen=""
 for t in "${threads[@]}"; do

@@ -237,6 +237,8 @@ void print_layout(const trident::train::Trainer<float, Space>& trainer, const Op
               mesh.dp_size(), mesh.tp_size(), mesh.pp_size(), mesh.describe_nodes().c_str(),
               trident::backend_description<Space>().c_str(), trident::mpi_description<Space>().c_str(),
               trident::blas_description().c_str());
+  const std::string advice = trident::threading_advice<Space>();
+  if (!advice.empty()) std::printf("warning: %s\n", advice.c_str());
   const auto* groups = trainer.gradient_node_groups();
   if (groups != nullptr)
     std::printf("gradient all-reduce across nodes (%s): %s\n", groups->describe().c_str(),

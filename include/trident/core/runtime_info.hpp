@@ -1,6 +1,7 @@
 #pragma once
 // What a run executes on, for the line a program prints at start: the Kokkos backend and
-// version, whether MPI takes device memory, and which BLAS library the GEMMs reach.
+// version, whether MPI takes device memory, which BLAS library the GEMMs reach, and whether
+// its threads and Kokkos' compete.
 
 #include <trident/comm/gpu_aware.hpp>
 
@@ -9,6 +10,8 @@
 
 #include <dlfcn.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <string>
 
 namespace trident {
@@ -44,6 +47,36 @@ inline std::string blas_description() {
 #else
   return device + "Kokkos Kernels' own kernels (no BLAS TPL)";
 #endif
+}
+
+// What to change when the host's OpenMP threads and a pthreads BLAS compete for the cores, or
+// "" when they do not. libgomp's threads spin for a while after every parallel region unless
+// OMP_WAIT_POLICY is passive; OpenBLAS built with pthreads runs the GEMMs on threads of its
+// own, which the spinning threads then starve (on 2 cores at 2 threads, the GPT-2 step of
+// bench_train_step ran at 0.13 of SGEMM instead of 0.78). `blas_threading` is OpenBLAS's
+// openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP; -1 unknown.
+inline std::string threading_advice(const std::string& space_name, int threads, int blas_threading, int blas_threads,
+                                    const std::string& wait_policy) {
+  std::string policy;
+  for (char c : wait_policy) policy += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (space_name != "OpenMP" || threads <= 1 || blas_threading != 1 || blas_threads <= 1 || policy == "passive")
+    return "";
+  return "Kokkos runs " + std::to_string(threads) + " OpenMP threads and OpenBLAS " + std::to_string(blas_threads) +
+         " pthreads of its own; OpenMP threads that spin between kernels (OMP_WAIT_POLICY " +
+         (policy.empty() ? std::string("unset") : policy) +
+         ") starve the GEMMs. Set OMP_WAIT_POLICY=passive, or use an OpenBLAS built with OpenMP";
+}
+
+// threading_advice() for this process.
+template <class ExecutionSpace>
+std::string threading_advice() {
+  int blas_threading = -1, blas_threads = 1;
+  using Query = int (*)();
+  if (void* symbol = dlsym(RTLD_DEFAULT, "openblas_get_parallel")) blas_threading = reinterpret_cast<Query>(symbol)();
+  if (void* symbol = dlsym(RTLD_DEFAULT, "openblas_get_num_threads")) blas_threads = reinterpret_cast<Query>(symbol)();
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return threading_advice(ExecutionSpace::name(), ExecutionSpace().concurrency(), blas_threading, blas_threads,
+                          policy != nullptr ? policy : "");
 }
 
 // How the comm layer hands the execution space's memory to MPI.
