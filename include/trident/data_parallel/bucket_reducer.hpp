@@ -101,8 +101,7 @@ class BucketReducer {
     const auto start_time = EventLog::clock::now();
     comm::wait_all(m_requests);
     m_log.times().blocked_seconds += EventLog::seconds_since(start_time);
-    for (std::size_t b = 0; b < m_packed.size(); ++b)
-      if (m_packed[b].packed()) m_packed[b].copy_into(target(b));
+    for (std::size_t b = 0; b < m_packed.size(); ++b) m_packed[b].copy_into(target(b));
     m_packed.clear();
     for (std::size_t b = 0; b < m_requests.size(); ++b)
       m_log.record(EventKind::reduction_finished, static_cast<int>(b));
@@ -136,8 +135,7 @@ class BucketReducer {
       } else {
         m_requests.push_back(packed.reduce_scatter(m_comm, m_layout.counts_within(range.begin, range.end)));
       }
-      m_packed.resize(b + 1);
-      m_packed[b] = std::move(packed);
+      m_packed.push_back(std::move(packed));  // buckets are posted in order: entry b is bucket b
       return;
     }
     if (!m_scatter) {

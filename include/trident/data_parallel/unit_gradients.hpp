@@ -82,17 +82,14 @@ class UnitGradients {
     if (m_precision != GradientPrecision::full) {
       pending.packed = PackedGradients<ExecutionSpace>(m_space, m_precision, it->second.view(), m_ledger);
       pending.request = pending.packed.reduce_scatter(m_comm, counts);  // has fenced: the rounding is done
-      m_buffers.erase(it);
-      m_pending.push_back(std::move(pending));
-      m_log.record(EventKind::reduction_started, unit);
-      return;
+    } else {
+      pending.received = TrackedView<flat_view>(
+          m_ledger, MemoryCategory::communication,
+          flat_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::data_parallel::reduced_part"),
+                    static_cast<std::size_t>(pending.part.second - pending.part.first)));
+      pending.request = comm::ireduce_scatter_v(m_space, m_comm, it->second.view(), pending.received.view(), counts);
+      pending.sent = std::move(it->second);  // the request reads it until the reduction finishes
     }
-    pending.received = TrackedView<flat_view>(
-        m_ledger, MemoryCategory::communication,
-        flat_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::data_parallel::reduced_part"),
-                  static_cast<std::size_t>(pending.part.second - pending.part.first)));
-    pending.request = comm::ireduce_scatter_v(m_space, m_comm, it->second.view(), pending.received.view(), counts);
-    pending.sent = std::move(it->second);
     m_buffers.erase(it);
     m_pending.push_back(std::move(pending));
     m_log.record(EventKind::reduction_started, unit);
