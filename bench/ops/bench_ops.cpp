@@ -529,6 +529,97 @@ int main(int argc, char* argv[]) {
       const Timing g = time_it(s.repeats, [&]() { ops::add_inplace(space, out, a); });
       print_op("residual (fwd: a+b, bwd: y+=x)", f, g, 0, sgemm_gflops);
     }
+    {
+      // The operators on bfloat16 activations (statistics, weight gradients and attention
+      // buffers in float) against the same calls in float, timed side by side: what storing 16
+      // bits costs or saves on a backend without 16-bit arithmetic, where a GEMM widens its
+      // 16-bit operands to float.
+      using Half = Kokkos::View<trident::bfloat16**, Kokkos::LayoutRight, Memory>;
+      using HalfVector = Kokkos::View<trident::bfloat16*, Kokkos::LayoutRight, Memory>;
+      const auto half_of = [&](const Matrix& m) {
+        Half h(m.label() + "_bf16", m.extent(0), m.extent(1));
+        ops::detail::for_each_element(space, "bench::to_bf16", m.extent(0), m.extent(1),
+                                      ops::detail::CopyElements<Half, Matrix>{h, m});
+        return h;
+      };
+      const auto half_vector_of = [&](const Vector& v) {
+        HalfVector h(v.label() + "_bf16", v.extent(0));
+        ops::convert(space, h, v);
+        return h;
+      };
+      const auto compare = [&](const char* name, const std::function<void()>& in_float,
+                               const std::function<void()>& in_bf16) {
+        const Timing f = time_it(s.repeats, in_float), h = time_it(s.repeats, in_bf16);
+        trident_bench::print_json<Space>(
+            "{\"bench\":\"op_bf16\",\"op\":\"%s\",\"float_ms\":%.3f,\"bf16_ms\":%.3f,\"bf16_over_float\":%.3f}\n", name,
+            f.median * 1e3, h.median * 1e3, h.median / f.median);
+        std::fflush(stdout);
+      };
+      {
+        const Matrix x = random_matrix("x", N, C), w = random_matrix("w", C, 4 * C), y("y", N, 4 * C),
+                     dy = random_matrix("dy", N, 4 * C), dx("dx", N, C), dw("dw", C, 4 * C);
+        const Vector b = random_vector("b", 4 * C), db("db", 4 * C);
+        const Half xh = half_of(x), wh = half_of(w), yh = half_of(y), dyh = half_of(dy), dxh = half_of(dx);
+        const HalfVector bh = half_vector_of(b);
+        compare(
+            "linear fc, forward and backward",
+            [&]() {
+              ops::linear_forward(space, y, x, w, b);
+              ops::linear_backward(space, dx, dw, db, dy, x, w);
+            },
+            [&]() {
+              ops::linear_forward(space, yh, xh, wh, bh);
+              ops::linear_backward(space, dxh, dw, db, dyh, xh, wh);
+            });
+      }
+      {
+        const Matrix qkv = random_matrix("qkv", N, 3 * C, 1.0), y("y", N, C), dy = random_matrix("dy", N, C),
+                     dqkv("dqkv", N, 3 * C);
+        const Half qkvh = half_of(qkv), yh = half_of(y), dyh = half_of(dy), dqkvh = half_of(dqkv);
+        const Buffers buffers(B, T, H, C / H, ops::default_causal_block<Memory>(), ops::AttentionKernel::flash);
+        compare(
+            "attention (flash), forward and backward",
+            [&]() {
+              ops::attention_forward(space, y, buffers, qkv, B, T, H);
+              ops::attention_backward(space, dqkv, dy, buffers, qkv, y, B, T, H);
+            },
+            [&]() {
+              ops::attention_forward(space, yh, buffers, qkvh, B, T, H);
+              ops::attention_backward(space, dqkvh, dyh, buffers, qkvh, yh, B, T, H);
+            });
+      }
+      {
+        const Matrix x = random_matrix("x", N, C, 1.0), y("y", N, C), dy = random_matrix("dy", N, C), dx("dx", N, C);
+        const Vector w = random_vector("w", C, 1.0), b = random_vector("b", C), mean("mean", N), rstd("rstd", N),
+                     dw("dw", C), db("db", C);
+        const Half xh = half_of(x), yh = half_of(y), dyh = half_of(dy), dxh = half_of(dx);
+        const HalfVector wh = half_vector_of(w), bh = half_vector_of(b);
+        compare(
+            "layernorm, forward and backward",
+            [&]() {
+              ops::layernorm_forward(space, y, mean, rstd, x, w, b);
+              ops::layernorm_backward(space, dx, dw, db, dy, x, w, mean, rstd, true);
+            },
+            [&]() {
+              ops::layernorm_forward(space, yh, mean, rstd, xh, wh, bh);
+              ops::layernorm_backward(space, dxh, dw, db, dyh, xh, wh, mean, rstd, true);
+            });
+      }
+      {
+        const Matrix x = random_matrix("x", N, 4 * C, 1.0), y("y", N, 4 * C), dy = random_matrix("dy", N, 4 * C);
+        const Half xh = half_of(x), yh = half_of(y), dyh = half_of(dy);
+        compare(
+            "gelu, forward and backward",
+            [&]() {
+              ops::gelu_forward(space, y, x);
+              ops::gelu_backward(space, y, x, dy);
+            },
+            [&]() {
+              ops::gelu_forward(space, yh, xh);
+              ops::gelu_backward(space, yh, xh, dyh);
+            });
+      }
+    }
 
     // Row-wise kernels on this space: a plain loop over rows (what trident runs on host spaces)
     // against one team per row with Kokkos::AUTO team size (what it runs on devices).

@@ -17,6 +17,7 @@
 #include <trident/ops/ops.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
+#include <trident/optim/loss_scaler.hpp>
 #include <trident/optim/lr_schedule.hpp>
 
 #include <trident/io/parallel_safetensors_writer.hpp>

@@ -3,6 +3,7 @@
 #include "execution_spaces.hpp"
 #include "trident_test.hpp"
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
@@ -159,6 +160,57 @@ TEMPLATE_LIST_TEST_CASE("AdamW in one launch over chunks equals AdamW tensor by 
   for (std::int64_t i = 0; i < 40; ++i) CHECK(c(i) == d(i));
   CHECK_THROWS_WITH(trident::optim::adamw_update(Space(), p2, g, m2, v2, part, settings, 1, 1e-2),
                     Catch::Contains("the chunks cover 40 elements but the parameters have 52835"));
+}
+
+TEMPLATE_LIST_TEST_CASE("AdamW on float master weights from 16-bit gradients writes the model's 16-bit copy",
+                        "[optim][half]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  using Memory = typename Space::memory_space;
+  using trident::bfloat16;
+  trident::ParameterStore<float, Memory> store;
+  store.declare("w", {130, 150}, true);  // 19,500: two chunks
+  store.declare("b", {150}, false);
+  store.allocate();
+  const auto n = store.size();
+  const trident::optim::AdamWChunks<Memory> chunks(store.tensors(), 0, n);
+  // The gradients as the model computed them, in bfloat16, and the same values in float.
+  Kokkos::View<float*, Memory> master("master", n), reference("reference", n), g("g", n);
+  Kokkos::View<bfloat16*, Memory> g16("g16", n), copy("copy", n);
+  auto hp = Kokkos::create_mirror_view(master);
+  auto hg = Kokkos::create_mirror_view(g);
+  auto hg16 = Kokkos::create_mirror_view(g16);
+  for (std::int64_t i = 0; i < n; ++i) {
+    hp(i) = 0.0137f * static_cast<float>(i % 101) - 0.6f;
+    hg16(i) = bfloat16(0.00731f * static_cast<float>(i % 83) - 0.3f);
+    hg(i) = static_cast<float>(hg16(i));
+  }
+  Kokkos::deep_copy(master, hp);
+  Kokkos::deep_copy(reference, hp);
+  Kokkos::deep_copy(g, hg);
+  Kokkos::deep_copy(g16, hg16);
+  const trident::optim::AdamWSettings settings{0.9, 0.95, 1e-8, 0.1};
+  Kokkos::View<float*, Memory> m1("m1", n), v1("v1", n), m2("m2", n), v2("v2", n);
+  for (int t = 1; t <= 3; ++t) {
+    trident::optim::adamw_update(Space(), reference, g, m1, v1, chunks, settings, t, 1e-3);
+    trident::optim::adamw_update(Space(), master, g16, m2, v2, chunks, settings, t, 1e-3, copy);
+  }
+  // The master is float AdamW's result bit for bit; the copy is the master rounded once, and
+  // the master keeps what bfloat16 cannot hold (steps of 1e-3 are near its spacing here).
+  const auto r = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), reference);
+  const auto mm = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), master);
+  const auto c = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), copy);
+  std::int64_t master_differs = 0, copy_differs = 0, copy_lags = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    master_differs += trident::detail::bits_of(mm(i)) != trident::detail::bits_of(r(i)) ? 1 : 0;
+    copy_differs += c(i).bits != bfloat16(r(i)).bits ? 1 : 0;
+    copy_lags += static_cast<float>(c(i)) != r(i) ? 1 : 0;
+  }
+  CHECK(master_differs == 0);
+  CHECK(copy_differs == 0);
+  CHECK(copy_lags > n / 2);
+  Kokkos::View<bfloat16*, Memory> short_copy("short", n - 1);
+  CHECK_THROWS_WITH(trident::optim::adamw_update(Space(), master, g16, m2, v2, chunks, settings, 4, 1e-3, short_copy),
+                    Catch::Contains("the model's copy of the parameters has 19649"));
 }
 
 TEST_CASE("the cosine schedule warms up linearly and decays to its floor", "[optim]") {

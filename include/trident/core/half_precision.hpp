@@ -2,9 +2,11 @@
 // 16-bit floating-point storage types: bfloat16 (8 exponent bits, 7 mantissa bits: fp32's
 // range) and float16 (IEEE 754 binary16: 5 and 10, with subnormals). They store values and
 // convert to and from float; arithmetic happens in float (they read as float implicitly; a
-// float becomes one only explicitly, since that rounds). Conversions round to nearest, ties
-// to even, as hardware does, and keep infinities and NaNs; they are written on the bits, so
-// every backend gives the same bits, and the layouts are those of CUDA's __nv_bfloat16 and
+// float becomes one only by an explicit construction or by assignment into one, both of which
+// round: a kernel stores its float result into a 16-bit view as it would into a float one, but
+// no float local silently becomes 16 bits, and there is no += to accumulate in 16 bits). Conversions round to nearest,
+// ties to even, as hardware does, and keep infinities and NaNs; they are written on the bits, so every backend gives
+// the same bits, and the layouts are those of CUDA's __nv_bfloat16 and
 // __half, which cuBLAS and NCCL read.
 
 #include <Kokkos_Core.hpp>
@@ -37,6 +39,10 @@ struct bfloat16 {
   bfloat16() = default;
   KOKKOS_INLINE_FUNCTION explicit bfloat16(float value) : bits(from_float(value)) {}
   KOKKOS_INLINE_FUNCTION operator float() const { return detail::float_of(std::uint32_t(bits) << 16); }
+  KOKKOS_INLINE_FUNCTION bfloat16& operator=(float value) {
+    bits = from_float(value);
+    return *this;
+  }
 
   KOKKOS_INLINE_FUNCTION static bfloat16 from_bits(std::uint16_t bits) {
     bfloat16 b;
@@ -59,6 +65,10 @@ struct float16 {
   float16() = default;
   KOKKOS_INLINE_FUNCTION explicit float16(float value) : bits(from_float(value)) {}
   KOKKOS_INLINE_FUNCTION operator float() const { return to_float(bits); }
+  KOKKOS_INLINE_FUNCTION float16& operator=(float value) {
+    bits = from_float(value);
+    return *this;
+  }
 
   KOKKOS_INLINE_FUNCTION static float16 from_bits(std::uint16_t bits) {
     float16 h;
@@ -101,6 +111,12 @@ static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2, "16-bit floats take
 // The 16-bit floating-point types, for templates that treat them apart.
 template <class T>
 inline constexpr bool is_half_precision_v = std::is_same<T, bfloat16>::value || std::is_same<T, float16>::value;
+
+// The type arithmetic on T's values happens in: float for the 16-bit types, T itself otherwise.
+// A kernel over views of any of them declares its locals and accumulators in it, so a 16-bit
+// view is read once into float and rounded once when stored.
+template <class T>
+using compute_t = std::conditional_t<is_half_precision_v<T>, float, T>;
 
 // Float converted to T and back: T's rounding of `value`, as a float.
 template <class T>

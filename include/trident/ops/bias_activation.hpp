@@ -9,6 +9,7 @@
 // product adds onto forward, the column sums of dpre backward. Act is any activation of
 // activations.hpp or gelu.hpp. dpre may be empty (not needed); dbias is summed anyway.
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -27,8 +28,12 @@ struct BiasActivationForward {
   OutView m_out;
   BiasView m_bias;
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t f) const {
-    const auto pre = m_pre(n, f) + m_bias(f);
+    using Pre = typename PreView::non_const_value_type;
+    compute_t<Pre> pre = m_pre(n, f) + m_bias(f);
     m_pre(n, f) = pre;
+    // In 16 bits the activation reads the rounded pre-activation, as the unfused ops would
+    // (and as the backward does).
+    if constexpr (is_half_precision_v<Pre>) pre = round_to<Pre>(pre);
     m_out(n, f) = Activation::value(pre);
   }
 };
@@ -37,12 +42,12 @@ struct BiasActivationForward {
 // unless nobody needs it.
 template <class Activation, class DPreView, class PreView, class DOutView, bool Store>
 struct ActivationGradient {
-  using Scalar = typename DOutView::non_const_value_type;
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
   DPreView m_dpre;
   PreView m_pre;
   DOutView m_dout;
   KOKKOS_FUNCTION Scalar operator()(const std::int64_t n, const std::int64_t f) const {
-    const Scalar g = Activation::derivative(m_pre(n, f)) * m_dout(n, f);
+    const Scalar g = Activation::derivative(static_cast<Scalar>(m_pre(n, f))) * m_dout(n, f);
     if (Store) m_dpre(n, f) = g;
     return g;
   }

@@ -6,6 +6,7 @@
 // A target outside [0, V) (such as -1 for padding) is ignored: its loss and gradient are 0.
 
 #include <trident/core/compat.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/fast_math.hpp>
@@ -22,7 +23,7 @@ namespace detail {
 
 template <class LossView, class LogitView, class TargetView>
 struct CrossEntropyForwardRow {
-  using Scalar = typename LossView::non_const_value_type;
+  using Scalar = compute_t<typename LogitView::non_const_value_type>;
   LossView m_losses;
   LogitView m_logits;
   TargetView m_targets;
@@ -47,7 +48,7 @@ struct CrossEntropyForwardRow {
 // WithLoss it also writes the row's loss, from the same maximum and sum.
 template <class DLogitView, class LogitView, class TargetView, class LossView, bool WithLoss>
 struct CrossEntropyBackwardRow {
-  using Scalar = typename DLogitView::non_const_value_type;
+  using Scalar = compute_t<typename DLogitView::non_const_value_type>;
   DLogitView m_dlogits;
   LogitView m_logits;
   TargetView m_targets;
@@ -67,15 +68,28 @@ struct CrossEntropyBackwardRow {
     const auto* logits = &m_logits(n, 0);
     const Scalar target_logit = logits[target];
     const Scalar max = row.max(m_vocab, [&](std::int64_t v) { return static_cast<Scalar>(logits[v]); });
-    // One exponential per element: store exp(x - max), sum what was stored, then scale it.
-    row.for_each(m_vocab, [&](std::int64_t v) { dlogits[v] = fast_exp(static_cast<Scalar>(logits[v] - max)); });
-    const Scalar sum = row.sum(m_vocab, [&](std::int64_t v) { return dlogits[v]; });
-    const Scalar factor = m_scale / sum;
-    row.for_each(m_vocab, [&](std::int64_t v) { dlogits[v] *= factor; });
-    row.single([&]() {
-      dlogits[target] -= m_scale;
-      if (WithLoss) m_losses(n) = math::log(sum) + max - target_logit;
-    });
+    if constexpr (is_half_precision_v<typename DLogitView::non_const_value_type>) {
+      // 16-bit dlogits cannot keep the exponentials unrounded: sum them first, then write each
+      // one scaled (and the target's shifted), so every element is rounded once.
+      const Scalar sum =
+          row.sum(m_vocab, [&](std::int64_t v) { return fast_exp(static_cast<Scalar>(logits[v] - max)); });
+      const Scalar factor = m_scale / sum;
+      row.for_each(m_vocab, [&](std::int64_t v) {
+        const Scalar p = fast_exp(static_cast<Scalar>(logits[v] - max)) * factor;
+        dlogits[v] = v == target ? p - m_scale : p;
+      });
+      if (WithLoss) row.single([&]() { m_losses(n) = math::log(sum) + max - target_logit; });
+    } else {
+      // One exponential per element: store exp(x - max), sum what was stored, then scale it.
+      row.for_each(m_vocab, [&](std::int64_t v) { dlogits[v] = fast_exp(static_cast<Scalar>(logits[v] - max)); });
+      const Scalar sum = row.sum(m_vocab, [&](std::int64_t v) { return dlogits[v]; });
+      const Scalar factor = m_scale / sum;
+      row.for_each(m_vocab, [&](std::int64_t v) { dlogits[v] *= factor; });
+      row.single([&]() {
+        dlogits[target] -= m_scale;
+        if (WithLoss) m_losses(n) = math::log(sum) + max - target_logit;
+      });
+    }
   }
 };
 
@@ -103,7 +117,7 @@ void cross_entropy_forward(const ExecutionSpace& space, const LossView& losses, 
 // scale is d(total loss)/d(losses[n]), e.g. 1 / (number of tokens in the global batch).
 template <class ExecutionSpace, class DLogitView, class LogitView, class TargetView>
 void cross_entropy_backward(const ExecutionSpace& space, const DLogitView& dlogits, const LogitView& logits,
-                            const TargetView& targets, typename DLogitView::non_const_value_type scale) {
+                            const TargetView& targets, compute_t<typename DLogitView::non_const_value_type> scale) {
   detail::assert_accessible<ExecutionSpace, DLogitView, LogitView, TargetView>();
   static_assert(std::is_integral<typename TargetView::non_const_value_type>::value,
                 "trident::ops::cross_entropy_backward: targets must hold integers");
@@ -127,7 +141,7 @@ void cross_entropy_backward(const ExecutionSpace& space, const DLogitView& dlogi
 template <class ExecutionSpace, class LossView, class DLogitView, class LogitView, class TargetView>
 void cross_entropy_forward_backward(const ExecutionSpace& space, const LossView& losses, const DLogitView& dlogits,
                                     const LogitView& logits, const TargetView& targets,
-                                    typename DLogitView::non_const_value_type scale) {
+                                    compute_t<typename DLogitView::non_const_value_type> scale) {
   detail::assert_accessible<ExecutionSpace, LossView, DLogitView, LogitView, TargetView>();
   static_assert(std::is_integral<typename TargetView::non_const_value_type>::value,
                 "trident::ops::cross_entropy_forward_backward: targets must hold integers");

@@ -9,6 +9,7 @@
 // The backward is deterministic: each column is accumulated by one thread walking the tokens
 // in order, so repeated tokens add up in the same order on every run and every backend.
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -25,7 +26,7 @@ namespace detail {
 template <class OutView, class TokenView, class TableView, class PositionsView, bool WithTokens, bool WithPositions,
           bool Accumulate>
 struct EmbeddingForward {
-  using Scalar = typename OutView::non_const_value_type;
+  using Scalar = compute_t<typename OutView::non_const_value_type>;
   OutView m_out;
   TokenView m_tokens;
   TableView m_table;
@@ -41,7 +42,7 @@ struct EmbeddingForward {
     }
     if (WithPositions) value += m_positions((m_first_row + n) % m_seq_len, c);
     if (Accumulate) {
-      m_out(n, c) += value;
+      m_out(n, c) = m_out(n, c) + value;
     } else {
       m_out(n, c) = value;
     }
@@ -64,9 +65,9 @@ struct TokenEmbeddingBackward {
       const std::int64_t row = static_cast<std::int64_t>(m_tokens(n)) - m_vocab_offset;
       if (row < 0 || row >= m_vocab_local) continue;
       if (width == Width) {
-        for (int j = 0; j < Width; ++j) m_d_table(row, c0 + j) += m_dout(n, c0 + j);
+        for (int j = 0; j < Width; ++j) m_d_table(row, c0 + j) = m_d_table(row, c0 + j) + m_dout(n, c0 + j);
       } else {
-        for (int j = 0; j < width; ++j) m_d_table(row, c0 + j) += m_dout(n, c0 + j);
+        for (int j = 0; j < width; ++j) m_d_table(row, c0 + j) = m_d_table(row, c0 + j) + m_dout(n, c0 + j);
       }
     }
   }
@@ -76,7 +77,7 @@ struct TokenEmbeddingBackward {
 // rows [first_row, first_row + rows) of whole sequences of length T.
 template <class DPositionsView, class DOutView>
 struct PositionEmbeddingBackward {
-  using Scalar = typename DPositionsView::non_const_value_type;
+  using Scalar = compute_t<typename DPositionsView::non_const_value_type>;
   DPositionsView m_d_positions;
   DOutView m_dout;
   std::int64_t m_seq_len, m_rows, m_first_row = 0;
@@ -84,7 +85,7 @@ struct PositionEmbeddingBackward {
     Scalar total = 0;
     const std::int64_t first = ((t - m_first_row % m_seq_len) + m_seq_len) % m_seq_len;
     for (std::int64_t n = first; n < m_rows; n += m_seq_len) total += m_dout(n, c);
-    m_d_positions(t, c) += total;
+    m_d_positions(t, c) = m_d_positions(t, c) + total;
   }
 };
 

@@ -1,9 +1,12 @@
 #pragma once
 // Layer normalisation over the last dimension:
 //   out = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps)  (biased variance)
-// The forward keeps mean and rstd per row for the backward.
+// The forward keeps mean and rstd per row for the backward. With 16-bit data the arithmetic is
+// in float; mean and rstd are best kept in float views (Megatron keeps them so): the backward
+// reads them as they are.
 
 #include <trident/core/compat.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -18,7 +21,7 @@ namespace detail {
 
 template <class OutView, class MeanView, class RstdView, class InpView, class WeightView, class BiasView>
 struct LayerNormForwardRow {
-  using Scalar = typename OutView::non_const_value_type;
+  using Scalar = compute_t<typename OutView::non_const_value_type>;
   OutView m_out;
   MeanView m_mean;
   RstdView m_rstd;
@@ -49,7 +52,7 @@ struct LayerNormForwardRow {
 // dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight, xhat = (x - mean) * rstd
 template <class DInpView, class DOutView, class InpView, class WeightView, class MeanView, class RstdView>
 struct LayerNormBackwardRow {
-  using Scalar = typename DOutView::non_const_value_type;
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
   DInpView m_dinp;
   DOutView m_dout;
   InpView m_inp;
@@ -70,7 +73,7 @@ struct LayerNormBackwardRow {
     if (m_accumulate) {
       row.for_each(m_cols, [&](std::int64_t c) {
         const Scalar xhat = (m_inp(n, c) - mean) * rstd;
-        m_dinp(n, c) += rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
+        m_dinp(n, c) = m_dinp(n, c) + rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
       });
     } else {
       row.for_each(m_cols, [&](std::int64_t c) {
@@ -85,7 +88,7 @@ struct LayerNormBackwardRow {
 // Blocks of Width columns, rows in order: deterministic, no atomics.
 template <class DWeightView, class DBiasView, class DOutView, class InpView, class MeanView, class RstdView, int Width>
 struct LayerNormParameterGradients {
-  using Scalar = typename DOutView::non_const_value_type;
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
   DWeightView m_dweight;
   DBiasView m_dbias;
   DOutView m_dout;
@@ -119,8 +122,8 @@ struct LayerNormParameterGradients {
       }
     }
     for (int j = 0; j < width; ++j) {
-      if (m_want_weight) m_dweight(c0 + j) += acc_weight[j];
-      if (m_want_bias) m_dbias(c0 + j) += acc_bias[j];
+      if (m_want_weight) m_dweight(c0 + j) = m_dweight(c0 + j) + acc_weight[j];
+      if (m_want_bias) m_dbias(c0 + j) = m_dbias(c0 + j) + acc_bias[j];
     }
   }
 };
@@ -132,7 +135,7 @@ template <class ExecutionSpace, class OutView, class MeanView, class RstdView, c
           class BiasView>
 void layernorm_forward(const ExecutionSpace& space, const OutView& out, const MeanView& mean, const RstdView& rstd,
                        const InpView& inp, const WeightView& weight, const BiasView& bias,
-                       typename OutView::non_const_value_type eps = 1e-5) {
+                       compute_t<typename OutView::non_const_value_type> eps = 1e-5) {
   detail::assert_accessible<ExecutionSpace, OutView, MeanView, RstdView, InpView, WeightView, BiasView>();
   ScopedRegion region("trident::ops::layernorm_forward");
   const char* op = "trident::ops::layernorm_forward";

@@ -6,6 +6,7 @@
 // accumulated (+=, so micro-batches add up); the input gradient is written, or added when
 // `accumulate` is true (residual streams); an empty view means "not needed" and is skipped.
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -46,7 +47,7 @@ void linear_forward(const ExecutionSpace& space, const OutView& out, const InpVi
     detail::for_each_element(space, "trident::ops::linear_bias", n, o,
                              detail::BroadcastBias<OutView, BiasView>{out, bias});
   }
-  using Scalar = typename OutView::non_const_value_type;
+  using Scalar = compute_t<typename OutView::non_const_value_type>;
   matmul(space, 'N', 'N', Scalar(1), inp, weight, has_bias ? Scalar(1) : Scalar(0), out);
 }
 
@@ -60,7 +61,7 @@ void linear_backward(const ExecutionSpace& space, const DInpView& dinp, const DW
   detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DBiasView, DOutView, InpView, WeightView>();
   ScopedRegion region("trident::ops::linear_backward");
   const char* op = "trident::ops::linear_backward";
-  using Scalar = typename DOutView::non_const_value_type;
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
   const std::int64_t n = detail::extent(inp, 0), in = detail::extent(inp, 1), o = detail::extent(weight, 1);
   require_argument(detail::extent(weight, 0) == in, op, ": inp has ", in, " columns but weight has ", weight.extent(0),
                    " rows");
@@ -90,7 +91,7 @@ void linear_transposed_forward(const ExecutionSpace& space, const OutView& out, 
   require_argument(detail::extent(weight, 1) == c, op, ": inp has ", c, " columns but weight has ", weight.extent(1),
                    " columns");
   detail::require_shape(out, n, v, op, "out");
-  using Scalar = typename OutView::non_const_value_type;
+  using Scalar = compute_t<typename OutView::non_const_value_type>;
   matmul(space, 'N', 'T', Scalar(1), inp, weight, Scalar(0), out);
 }
 
@@ -102,7 +103,7 @@ void linear_transposed_backward(const ExecutionSpace& space, const DInpView& din
   detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DOutView, InpView, WeightView>();
   ScopedRegion region("trident::ops::linear_transposed_backward");
   const char* op = "trident::ops::linear_transposed_backward";
-  using Scalar = typename DOutView::non_const_value_type;
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
   const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1), v = detail::extent(weight, 0);
   require_argument(detail::extent(weight, 1) == c, op, ": inp has ", c, " columns but weight has ", weight.extent(1),
                    " columns");

@@ -4,6 +4,7 @@
 //   dpred[n, f] = scale * 2/F * (pred[n, f] - target[n, f])
 // scale is d(total loss)/d(losses[n]), e.g. 1/N for the mean over rows.
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -18,7 +19,7 @@ namespace detail {
 
 template <class LossView, class PredView, class TargetView>
 struct MseForwardRow {
-  using Scalar = typename LossView::non_const_value_type;
+  using Scalar = compute_t<typename PredView::non_const_value_type>;
   LossView m_losses;
   PredView m_pred;
   TargetView m_target;
@@ -36,7 +37,7 @@ struct MseForwardRow {
 
 template <class DPredView, class PredView, class TargetView, bool Accumulate>
 struct MseBackward {
-  using Scalar = typename DPredView::non_const_value_type;
+  using Scalar = compute_t<typename DPredView::non_const_value_type>;
   DPredView m_dpred;
   PredView m_pred;
   TargetView m_target;
@@ -44,7 +45,7 @@ struct MseBackward {
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t f) const {
     const Scalar grad = m_factor * (m_pred(n, f) - m_target(n, f));
     if (Accumulate) {
-      m_dpred(n, f) += grad;
+      m_dpred(n, f) = m_dpred(n, f) + grad;
     } else {
       m_dpred(n, f) = grad;
     }
@@ -68,12 +69,12 @@ void mse_forward(const ExecutionSpace& space, const LossView& losses, const Pred
 // dpred (=, or += with accumulate) scale * 2/F * (pred - target); dpred may alias pred.
 template <class ExecutionSpace, class DPredView, class PredView, class TargetView>
 void mse_backward(const ExecutionSpace& space, const DPredView& dpred, const PredView& pred, const TargetView& target,
-                  typename DPredView::non_const_value_type scale, bool accumulate = false) {
+                  compute_t<typename DPredView::non_const_value_type> scale, bool accumulate = false) {
   detail::assert_accessible<ExecutionSpace, DPredView, PredView, TargetView>();
   ScopedRegion region("trident::ops::mse_backward");
   const char* op = "trident::ops::mse_backward";
   if (detail::is_empty(dpred)) return;
-  using Scalar = typename DPredView::non_const_value_type;
+  using Scalar = compute_t<typename DPredView::non_const_value_type>;
   const std::int64_t n = detail::extent(pred, 0), f = detail::extent(pred, 1);
   detail::require_shape(target, n, f, op, "target");
   detail::require_shape(dpred, n, f, op, "dpred");

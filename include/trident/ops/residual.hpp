@@ -1,7 +1,7 @@
 #pragma once
 // Residual connections: out = a + b, and y += x, on rank-1 or rank-2 views of one shape.
 // (Their backward is the identity: the layers below add into the residual stream's gradient
-// with accumulate = true.)
+// with accumulate = true.) 16-bit views add in float and round the sum once.
 
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
@@ -43,14 +43,16 @@ template <class YView, class XView>
 struct AddInPlace<YView, XView, 1> {
   YView m_y;
   XView m_x;
-  KOKKOS_FUNCTION void operator()(const std::int64_t i) const { m_y(i) += m_x(i); }
+  KOKKOS_FUNCTION void operator()(const std::int64_t i) const { m_y(i) = m_y(i) + m_x(i); }
 };
 
 template <class YView, class XView>
 struct AddInPlace<YView, XView, 2> {
   YView m_y;
   XView m_x;
-  KOKKOS_FUNCTION void operator()(const std::int64_t i, const std::int64_t j) const { m_y(i, j) += m_x(i, j); }
+  KOKKOS_FUNCTION void operator()(const std::int64_t i, const std::int64_t j) const {
+    m_y(i, j) = m_y(i, j) + m_x(i, j);
+  }
 };
 
 template <class ExecutionSpace, class Functor, class View>

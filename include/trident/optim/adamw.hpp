@@ -14,6 +14,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace trident::optim {
@@ -44,11 +45,12 @@ struct AdamWCoefficients {
 
 namespace detail {
 
-// One element's update; `decay_factor` is the coefficients' or 1.
+// One element's update; `decay_factor` is the coefficients' or 1. Returns the new parameter.
+// The gradient may be 16-bit (read as float).
 template <class ParamView, class GradView, class MomentView>
-KOKKOS_INLINE_FUNCTION void adamw_element(const ParamView& param, const GradView& grad, const MomentView& exp_avg,
-                                          const MomentView& exp_avg_sq, const AdamWCoefficients& k, double decay_factor,
-                                          std::int64_t i) {
+KOKKOS_INLINE_FUNCTION typename ParamView::non_const_value_type adamw_element(
+    const ParamView& param, const GradView& grad, const MomentView& exp_avg, const MomentView& exp_avg_sq,
+    const AdamWCoefficients& k, double decay_factor, std::int64_t i) {
   using Scalar = typename ParamView::non_const_value_type;
   const Scalar g = grad(i);
   const Scalar m = static_cast<Scalar>(k.beta1) * exp_avg(i) + static_cast<Scalar>(1.0 - k.beta1) * g;
@@ -56,8 +58,13 @@ KOKKOS_INLINE_FUNCTION void adamw_element(const ParamView& param, const GradView
   exp_avg(i) = m;
   exp_avg_sq(i) = v;
   const Scalar denom = math::sqrt(v) * static_cast<Scalar>(k.inv_sqrt_bias2) + static_cast<Scalar>(k.eps);
-  param(i) = param(i) * static_cast<Scalar>(decay_factor) - static_cast<Scalar>(k.step_size) * m / denom;
+  const Scalar p = param(i) * static_cast<Scalar>(decay_factor) - static_cast<Scalar>(k.step_size) * m / denom;
+  param(i) = p;
+  return p;
 }
+
+// The model's copy of master weights that AdamW writes beside them; NoModelCopy: none.
+struct NoModelCopy {};
 
 template <class ParamView, class GradView, class MomentView>
 struct AdamWUpdate {
@@ -72,21 +79,24 @@ struct AdamWUpdate {
   }
 };
 
-// One chunk of AdamWChunks per row: the chunk's elements, with its weight decay.
-template <class ParamView, class GradView, class MomentView, class Table>
+// One chunk of AdamWChunks per row: the chunk's elements, with its weight decay; with a model
+// copy, each new value is also stored there (rounded, for a 16-bit copy).
+template <class ParamView, class GradView, class MomentView, class Table, class CopyView>
 struct AdamWChunkUpdate {
   ParamView m_param;
   GradView m_grad;
   MomentView m_exp_avg, m_exp_avg_sq;
   AdamWCoefficients m_k;
   Table m_chunks;  // [chunk][begin, end, decays]
+  CopyView m_copy;
 
   template <class Row>
   KOKKOS_FUNCTION void operator()(const std::int64_t chunk, const Row& loops) const {
     const std::int64_t begin = m_chunks(chunk, 0);
     const double decay_factor = m_chunks(chunk, 2) != 0 ? m_k.decay_factor : 1.0;
     loops.for_each(m_chunks(chunk, 1) - begin, [&](const std::int64_t i) {
-      adamw_element(m_param, m_grad, m_exp_avg, m_exp_avg_sq, m_k, decay_factor, begin + i);
+      const auto p = adamw_element(m_param, m_grad, m_exp_avg, m_exp_avg_sq, m_k, decay_factor, begin + i);
+      if constexpr (!std::is_same<CopyView, NoModelCopy>::value) m_copy(begin + i) = p;
     });
   }
 };
@@ -160,12 +170,13 @@ class AdamWChunks {
   std::int64_t m_elements = 0;
 };
 
-// One AdamW step over every chunk of `chunks` in one launch; the views hold the chunks'
-// range. Element for element the same arithmetic as adamw_update.
-template <class ExecutionSpace, class ParamView, class GradView, class MomentView, class MemorySpace>
-void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad, const MomentView& exp_avg,
-                  const MomentView& exp_avg_sq, const AdamWChunks<MemorySpace>& chunks, const AdamWSettings& settings,
-                  std::int64_t step, double lr) {
+namespace detail {
+
+template <class ExecutionSpace, class ParamView, class GradView, class MomentView, class MemorySpace, class CopyView>
+void adamw_chunks_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad,
+                         const MomentView& exp_avg, const MomentView& exp_avg_sq,
+                         const AdamWChunks<MemorySpace>& chunks, const AdamWSettings& settings, std::int64_t step,
+                         double lr, const CopyView& model_copy) {
   require_argument(step >= 1, "trident::optim::adamw_update: step counts from 1, got ", step);
   const auto n = chunks.elements();
   require_argument(
@@ -173,11 +184,38 @@ void adamw_update(const ExecutionSpace& space, const ParamView& param, const Gra
           static_cast<std::int64_t>(exp_avg.extent(0)) == n && static_cast<std::int64_t>(exp_avg_sq.extent(0)) == n,
       "trident::optim::adamw_update: the chunks cover ", n, " elements but the parameters have ", param.extent(0),
       ", the gradients ", grad.extent(0), " and the moments ", exp_avg.extent(0), "/", exp_avg_sq.extent(0));
+  if constexpr (!std::is_same<CopyView, NoModelCopy>::value) {
+    require_argument(static_cast<std::int64_t>(model_copy.extent(0)) == n,
+                     "trident::optim::adamw_update: the chunks cover ", n,
+                     " elements but the model's copy of the parameters has ", model_copy.extent(0));
+  }
   using Table = typename AdamWChunks<MemorySpace>::table_type;
   ops::detail::for_each_row(
       space, "trident::optim::adamw", chunks.count(),
-      detail::AdamWChunkUpdate<ParamView, GradView, MomentView, Table>{
-          param, grad, exp_avg, exp_avg_sq, AdamWCoefficients(settings, step, lr), chunks.table()});
+      AdamWChunkUpdate<ParamView, GradView, MomentView, Table, CopyView>{
+          param, grad, exp_avg, exp_avg_sq, AdamWCoefficients(settings, step, lr), chunks.table(), model_copy});
+}
+
+}  // namespace detail
+
+// One AdamW step over every chunk of `chunks` in one launch; the views hold the chunks'
+// range. Element for element the same arithmetic as adamw_update.
+template <class ExecutionSpace, class ParamView, class GradView, class MomentView, class MemorySpace>
+void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad, const MomentView& exp_avg,
+                  const MomentView& exp_avg_sq, const AdamWChunks<MemorySpace>& chunks, const AdamWSettings& settings,
+                  std::int64_t step, double lr) {
+  detail::adamw_chunks_update(space, param, grad, exp_avg, exp_avg_sq, chunks, settings, step, lr,
+                              detail::NoModelCopy{});
+}
+
+// Mixed precision: the same step on float master weights `param`, from gradients that may be
+// 16-bit, also storing every new value into `model_copy` (the bfloat16 or float16 weights the
+// model computes with), rounded, in the same pass: Megatron's and Apex's master-weight AdamW.
+template <class ExecutionSpace, class ParamView, class GradView, class MomentView, class MemorySpace, class CopyView>
+void adamw_update(const ExecutionSpace& space, const ParamView& param, const GradView& grad, const MomentView& exp_avg,
+                  const MomentView& exp_avg_sq, const AdamWChunks<MemorySpace>& chunks, const AdamWSettings& settings,
+                  std::int64_t step, double lr, const CopyView& model_copy) {
+  detail::adamw_chunks_update(space, param, grad, exp_avg, exp_avg_sq, chunks, settings, step, lr, model_copy);
 }
 
 // AdamW over a whole ParameterStore: owns the two moment buffers, laid out like the parameters.

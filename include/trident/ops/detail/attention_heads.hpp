@@ -16,7 +16,8 @@ namespace ops {
 namespace detail {
 
 // qkv-style rows [N, parts * Cl] to per-head views [B, H, T, hd] (parts = 3: Q, K, V; parts = 1:
-// one [N, Cl] tensor into the first view).
+// one [N, Cl] tensor into the first view). 16-bit rows widen into float heads: attention on
+// bfloat16 or float16 activations computes in float buffers (AttentionBuffers<float>).
 template <class HeadsView, class RowsView>
 struct SplitHeads {
   using Scalar = typename HeadsView::non_const_value_type;
@@ -42,10 +43,10 @@ struct SplitHeads {
   }
 };
 
-// Per-head views [B, H, T, hd] back to rows [N, parts * Cl], written or added.
+// Per-head views [B, H, T, hd] back to rows [N, parts * Cl], written or added (16-bit rows
+// from float heads: rounded once, the sum in float).
 template <class RowsView, class HeadsView, bool Accumulate>
 struct MergeHeads {
-  using Scalar = typename RowsView::non_const_value_type;
   RowsView m_rows;
   HeadsView m_heads[3];
   std::int64_t m_seq_len, m_head_count, m_head_dim;
@@ -53,14 +54,14 @@ struct MergeHeads {
 
   KOKKOS_FUNCTION void operator()(RowTag, const std::int64_t n) const {
     const std::int64_t b = n / m_seq_len, t = n % m_seq_len;
-    Scalar* target = &m_rows(n, 0);
+    auto* target = &m_rows(n, 0);
     for (int part = 0; part < m_parts; ++part)
       for (std::int64_t h = 0; h < m_head_count; ++h) {
-        const Scalar* from = &m_heads[part](b, h, t, 0);
-        Scalar* to = target + (part * m_head_count + h) * m_head_dim;
+        const auto* from = &m_heads[part](b, h, t, 0);
+        auto* to = target + (part * m_head_count + h) * m_head_dim;
         for (std::int64_t d = 0; d < m_head_dim; ++d) {
           if (Accumulate) {
-            to[d] += from[d];
+            to[d] = to[d] + from[d];
           } else {
             to[d] = from[d];
           }
@@ -70,9 +71,9 @@ struct MergeHeads {
   KOKKOS_FUNCTION void operator()(ElementTag, const std::int64_t index) const {
     const std::int64_t width = m_parts * m_head_count * m_head_dim, n = index / width, c = index % width;
     const std::int64_t part = c / (m_head_count * m_head_dim), h = (c / m_head_dim) % m_head_count, d = c % m_head_dim;
-    const Scalar value = m_heads[part](n / m_seq_len, h, n % m_seq_len, d);
+    const auto value = m_heads[part](n / m_seq_len, h, n % m_seq_len, d);
     if (Accumulate) {
-      m_rows(n, c) += value;
+      m_rows(n, c) = m_rows(n, c) + value;
     } else {
       m_rows(n, c) = value;
     }

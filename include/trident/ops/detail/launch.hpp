@@ -7,6 +7,7 @@
 // Both paths execute the same row body, written once against the small `Row` interface below
 // (for_each, sum, max, single).
 
+#include <trident/core/half_precision.hpp>
 #include <trident/ops/detail/fast_math.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -38,8 +39,8 @@ constexpr int column_block_width() {
 }
 
 // Column sums that do not depend on the thread count: sums(c) += the sum over the rows n, in
-// order, of value(n, c), one accumulator per column; value may also write what it computes (a
-// gradient whose column sums are a bias gradient). A work item takes a block of adjacent
+// order, of value(n, c), one accumulator per column (in float for 16-bit sums); value may also
+// write what it computes (a gradient whose column sums are a bias gradient). A work item takes a block of adjacent
 // columns: wide on host spaces, so each row is read as a contiguous run (a narrow block strides
 // a page a row), one column on devices, so a warp reads a row's run.
 template <class ExecutionSpace>
@@ -49,7 +50,7 @@ constexpr int column_sum_block_width() {
 
 template <class SumsView, class Value, int Width>
 struct ColumnBlockSums {
-  using Scalar = typename SumsView::non_const_value_type;
+  using Scalar = compute_t<typename SumsView::non_const_value_type>;
   SumsView m_sums;
   Value m_value;
   std::int64_t m_rows, m_cols;
@@ -60,7 +61,7 @@ struct ColumnBlockSums {
     Scalar acc[Width] = {};
     for (std::int64_t n = 0; n < m_rows; ++n)
       for (int j = 0; j < count; ++j) acc[j] += m_value(n, c0 + j);
-    for (int j = 0; j < count; ++j) m_sums(c0 + j) += acc[j];
+    for (int j = 0; j < count; ++j) m_sums(c0 + j) = m_sums(c0 + j) + acc[j];
   }
 };
 
@@ -77,7 +78,8 @@ void accumulate_column_sums(const ExecutionSpace& space, const std::string& labe
 template <class View>
 struct ElementOf {
   View m_view;
-  KOKKOS_FUNCTION typename View::non_const_value_type operator()(const std::int64_t n, const std::int64_t c) const {
+  KOKKOS_FUNCTION compute_t<typename View::non_const_value_type> operator()(const std::int64_t n,
+                                                                            const std::int64_t c) const {
     return m_view(n, c);
   }
 };

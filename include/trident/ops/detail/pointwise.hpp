@@ -1,8 +1,10 @@
 #pragma once
 // Forward and backward of a pointwise activation f on [N, F] views, shared by GELU, ReLU,
 // tanh and SiLU. The activation is a struct with two static KOKKOS_INLINE_FUNCTIONs,
-// value(x) and derivative(x), so forward and backward cannot drift apart.
+// value(x) and derivative(x), so forward and backward cannot drift apart. 16-bit views are
+// computed in float (compute_t) and rounded when stored.
 
+#include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -21,7 +23,7 @@ struct PointwiseForward {
   OutView m_out;
   InpView m_inp;
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t f) const {
-    m_out(n, f) = Activation::value(m_inp(n, f));
+    m_out(n, f) = Activation::value(static_cast<compute_t<typename InpView::non_const_value_type>>(m_inp(n, f)));
   }
 };
 
@@ -31,9 +33,10 @@ struct PointwiseBackward {
   InpView m_inp;
   DOutView m_dout;
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t f) const {
-    const auto grad = Activation::derivative(m_inp(n, f)) * m_dout(n, f);
+    using Scalar = compute_t<typename InpView::non_const_value_type>;
+    const Scalar grad = Activation::derivative(static_cast<Scalar>(m_inp(n, f))) * m_dout(n, f);
     if (Accumulate) {
-      m_dinp(n, f) += grad;
+      m_dinp(n, f) = m_dinp(n, f) + grad;
     } else {
       m_dinp(n, f) = grad;
     }
