@@ -2,7 +2,9 @@
 // stores, so on inputs a 16-bit type holds exactly, its 16-bit result is bitwise the float
 // operator's result on the same values, rounded (and a float output beside 16-bit inputs, such
 // as a weight gradient kept in float, is bitwise the float operator's). A 16-bit accumulator,
-// a second rounding or an intermediate stored in 16 bits shows up as a differing bit.
+// a second rounding or an intermediate stored in 16 bits shows up as a differing bit. Built
+// with multiply-adds unfused (CMakeLists.txt): the two instantiations may otherwise fuse
+// differently and differ in float's last bit.
 
 #include "ops_test_helpers.hpp"
 
@@ -294,6 +296,11 @@ TEMPLATE_LIST_TEST_CASE("a 16-bit linear layer: activations in 16 bits, float we
   require_rounded(dx_h, dx_f, "input gradient");
   require_rounded(dw_h, dw_f, "float weight gradient");
   require_rounded(db_h, db_f, "float bias gradient");
+  // A float bias (not representable in 16 bits) joins the product before the one rounding.
+  const auto fine_bias = random_vector<float, Space>("fine_bias", out, -0.5, 0.5, 21);
+  trident::ops::linear_forward(space, y_f, x.f, weight.f, fine_bias);
+  trident::ops::linear_forward(space, y_h, x.h, weight.h, fine_bias);
+  require_rounded(y_h, y_f, "linear output with a float bias");
 }
 
 TEMPLATE_LIST_TEST_CASE("16-bit logits give the float cross-entropy, and its gradient rounded", "[ops][half][loss]",

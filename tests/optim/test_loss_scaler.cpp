@@ -64,6 +64,34 @@ TEST_CASE("without dynamic scaling the scale stays 1 and overflowing steps are s
   for (int k = 0; k < 5; ++k) CHECK(scaler.update(false));
   CHECK_FALSE(scaler.update(true));
   CHECK(scaler.scale() == 1.0);
+  CHECK(scaler.skipped_steps() == 1);
+  CHECK_FALSE(scaler.update(true));
+  CHECK(scaler.skipped_steps() == 2);
+  // A resumed fixed scaler keeps its own scale and takes the count.
+  auto state = scaler.state();
+  state["loss_scale"] = "1024";
+  LossScaler resumed(LossScalerSettings::none());
+  resumed.load_state(state);
+  CHECK(resumed.scale() == 1.0);
+  CHECK(resumed.skipped_steps() == 2);
+}
+
+TEST_CASE("a state resumed under a shorter growth interval or hysteresis keeps growing and backing off",
+          "[optim][loss_scale]") {
+  LossScaler a(small_settings());  // interval 3, hysteresis 2
+  a.update(false);
+  a.update(false);
+  auto state = a.state();
+  CHECK(state.at("loss_scale_clean_steps") == "2");
+  LossScalerSettings shorter = small_settings();
+  shorter.growth_interval = 1;
+  shorter.hysteresis = 1;
+  LossScaler b(shorter);
+  b.load_state(state);
+  CHECK(b.update(false));
+  CHECK(b.scale() == 2048);  // 2 clean steps already exceed the new interval of 1
+  CHECK_FALSE(b.update(true));
+  CHECK(b.scale() == 1024);  // hysteresis 2 from the state, cut to the new 1: backs off at once
 }
 
 TEST_CASE("a resumed loss scaler continues the same sequence of scales", "[optim][loss_scale]") {
@@ -107,8 +135,30 @@ TEST_CASE("a loss scaler refuses settings and states that make no sense", "[opti
   CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale_hysteresis_left' is missing"));
   state = scaler.state();
   state["loss_scale"] = "big";
-  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale' = 'big' is not a number"));
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale' = 'big' is not a finite number"));
+  state["loss_scale"] = "inf";
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale' = 'inf' is not a finite number"));
   state["loss_scale"] = "-2";
-  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("cannot be negative"));
-  CHECK(scaler.scale() == 1024);  // a refused state changes nothing
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("loss_scale -2 lies outside this scaler's [256, 4096]"));
+  state["loss_scale"] = "8192";
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("lies outside this scaler's [256, 4096]"));
+  state = scaler.state();
+  state["loss_scale_clean_steps"] = "2.5";
+  CHECK_THROWS_WITH(scaler.load_state(state),
+                    Catch::Contains("'loss_scale_clean_steps' = 2.5 is not a whole number in [0, 2^53]"));
+  state = scaler.state();
+  state["loss_scale_hysteresis_left"] = "1e300";
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale_hysteresis_left' = 1e300 is not a whole"));
+  state = scaler.state();
+  state["loss_scale_skipped"] = "-1";
+  CHECK_THROWS_WITH(scaler.load_state(state), Catch::Contains("'loss_scale_skipped' = -1 is not a whole"));
+  // A refused state changes nothing: the next steps follow the rule from the start.
+  CHECK(scaler.scale() == 1024);
+  CHECK(scaler.skipped_steps() == 0);
+  CHECK(scaler.update(false));
+  CHECK(scaler.update(false));
+  CHECK(scaler.update(false));
+  CHECK(scaler.scale() == 2048);
+  CHECK_FALSE(scaler.update(true));
+  CHECK(scaler.scale() == 2048);  // hysteresis 2 intact
 }

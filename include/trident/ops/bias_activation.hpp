@@ -8,6 +8,9 @@
 // Each saves one pass over [N, F] against a bias pass beside the activation: the broadcast the
 // product adds onto forward, the column sums of dpre backward. Act is any activation of
 // activations.hpp or gelu.hpp. dpre may be empty (not needed); dbias is summed anyway.
+// In 16 bits: forward stores pre rounded and applies Act to that rounded value, the one the
+// backward will read; backward sums dbias from the float products, before dpre is rounded to
+// store (more exact than summing the rounded dpre, which the unfused ops would do).
 
 #include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>

@@ -176,6 +176,9 @@ void token_embedding_backward(const ExecutionSpace& space, const DTableView& d_t
                               const TokenView& tokens, int vocab_offset = 0) {
   detail::assert_accessible<ExecutionSpace, DTableView, DOutView, TokenView>();
   detail::assert_token_type<TokenView>();
+  // Every row adds into the table in turn: in 16 bits each addition would round.
+  static_assert(!is_half_precision_v<typename DTableView::non_const_value_type>,
+                "trident::ops::token_embedding_backward: keep the table's gradient in float (or double)");
   ScopedRegion region("trident::ops::token_embedding_backward");
   const char* op = "trident::ops::token_embedding_backward";
   if (detail::is_empty(d_table)) return;

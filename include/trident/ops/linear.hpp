@@ -15,6 +15,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
+#include <string>
 
 namespace trident {
 namespace ops {
@@ -42,11 +43,23 @@ void linear_forward(const ExecutionSpace& space, const OutView& out, const InpVi
                    " rows");
   detail::require_shape(out, n, o, op, "out");
   const bool has_bias = !detail::is_empty(bias);
-  if (has_bias) {
-    detail::require_length(bias, o, op, "bias");
+  if (has_bias) detail::require_length(bias, o, op, "bias");
+  if constexpr (is_half_precision_v<typename OutView::non_const_value_type>) {
+    if (has_bias) {
+      // The bias joins the product in float, so out is rounded once (not the bias first, then
+      // the sum): the GEMM's float result, which matmul would allocate anyway, is ours.
+      using Sum = Kokkos::View<float**, Kokkos::LayoutRight, typename OutView::memory_space>;
+      const Sum sum(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("trident::ops::linear_sum")), n, o);
+      detail::for_each_element(space, "trident::ops::linear_bias", n, o,
+                               detail::BroadcastBias<Sum, BiasView>{sum, bias});
+      matmul(space, 'N', 'N', 1.0f, inp, weight, 1.0f, sum);
+      detail::for_each_element(space, "trident::ops::linear_round", n, o, detail::CopyElements<OutView, Sum>{out, sum});
+      return;
+    }
+  }
+  if (has_bias)
     detail::for_each_element(space, "trident::ops::linear_bias", n, o,
                              detail::BroadcastBias<OutView, BiasView>{out, bias});
-  }
   using Scalar = compute_t<typename OutView::non_const_value_type>;
   matmul(space, 'N', 'N', Scalar(1), inp, weight, has_bias ? Scalar(1) : Scalar(0), out);
 }

@@ -4,6 +4,7 @@
 
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/launch.hpp>
@@ -52,6 +53,9 @@ KOKKOS_INLINE_FUNCTION typename ParamView::non_const_value_type adamw_element(
     const ParamView& param, const GradView& grad, const MomentView& exp_avg, const MomentView& exp_avg_sq,
     const AdamWCoefficients& k, double decay_factor, std::int64_t i) {
   using Scalar = typename ParamView::non_const_value_type;
+  static_assert(!is_half_precision_v<Scalar> && !is_half_precision_v<typename MomentView::non_const_value_type>,
+                "trident::optim::adamw_update: the parameters (master weights) and moments stay float or double; "
+                "only the gradient and the model's copy may be 16-bit");
   const Scalar g = grad(i);
   const Scalar m = static_cast<Scalar>(k.beta1) * exp_avg(i) + static_cast<Scalar>(1.0 - k.beta1) * g;
   const Scalar v = static_cast<Scalar>(k.beta2) * exp_avg_sq(i) + static_cast<Scalar>(1.0 - k.beta2) * g * g;

@@ -8,14 +8,18 @@
 // a row it grows.
 //
 //   LossScaler scaler(LossScalerSettings{});
-//   backward with d(loss) scaled by scaler.scale();
-//   if (scaler.update(found_nonfinite)) apply the step, gradients divided by the scale it had;
+//   const double used = scaler.scale();
+//   backward with d(loss) scaled by `used`;
+//   if (scaler.update(found_nonfinite)) apply the step, gradients divided by `used`;
+//
+// (update() may already have grown the scale for the next step, so read it before.)
 //
 // bfloat16 has float's range and needs no scaling: a constant scale of 1 (dynamic = false).
 
 #include <trident/core/error.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -26,15 +30,16 @@ namespace trident::optim {
 
 struct LossScalerSettings {
   bool dynamic = true;
-  double initial_scale = 65536.0;  // 2^16, Megatron's and PyTorch's start
+  double initial_scale = 65536.0;  // 2^16, PyTorch's start (Megatron-LM starts at 2^32)
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   std::int64_t growth_interval = 1000;  // clean steps in a row before the scale grows
   int hysteresis = 2;                   // overflowing steps tolerated before it shrinks
   double min_scale = 1.0;
-  double max_scale = 16777216.0;  // 2^24
+  double max_scale = 16777216.0;  // 2^24 (Megatron-LM has no ceiling)
 
-  // No scaling (bfloat16, or float): the scale stays 1, overflowing steps are still reported.
+  // No scaling (bfloat16, or float): the scale stays 1, overflowing steps are still refused
+  // and counted.
   static LossScalerSettings none() {
     LossScalerSettings s;
     s.dynamic = false;
@@ -68,14 +73,18 @@ class LossScaler {
   // Records the step's verdict (`nonfinite`: some gradient overflowed, on any rank) and moves
   // the scale for the next step. Returns true when this step's update may be applied.
   bool update(bool nonfinite) {
-    if (!m_settings.dynamic) return !nonfinite;
+    if (!m_settings.dynamic) {
+      m_skipped += nonfinite ? 1 : 0;
+      return !nonfinite;
+    }
     if (nonfinite) {
       m_clean_steps = 0;
-      if (--m_hysteresis_left <= 0) m_scale = std::max(m_scale * m_settings.backoff_factor, m_settings.min_scale);
+      if (m_hysteresis_left > 0) --m_hysteresis_left;  // at 0 every overflow backs off, as Megatron-LM's does
+      if (m_hysteresis_left == 0) m_scale = std::max(m_scale * m_settings.backoff_factor, m_settings.min_scale);
       ++m_skipped;
       return false;
     }
-    if (++m_clean_steps == m_settings.growth_interval) {
+    if (++m_clean_steps >= m_settings.growth_interval) {  // >=: a state resumed under a shorter interval
       m_clean_steps = 0;
       m_hysteresis_left = m_settings.hysteresis;
       m_scale = std::min(m_scale * m_settings.growth_factor, m_settings.max_scale);
@@ -95,9 +104,12 @@ class LossScaler {
             {"loss_scale_skipped", std::to_string(m_skipped)}};
   }
 
+  // Takes a state() back. Without dynamic scaling the scale stays the settings' and only the
+  // skipped steps are read; a dynamic scale must lie within [min_scale, max_scale] (a run
+  // resumed under other bounds is refused rather than clamped silently).
   void load_state(const std::map<std::string, std::string>& state) {
+    const char* op = "trident::optim::LossScaler::load_state";
     const auto number = [&](const char* key) {
-      const char* op = "trident::optim::LossScaler::load_state";
       require_argument(state.count(key) != 0, op, ": '", key, "' is missing");
       const std::string& text = state.at(key);
       std::size_t used = 0;
@@ -107,18 +119,27 @@ class LossScaler {
       } catch (const std::exception&) {
         used = 0;
       }
-      require_argument(used == text.size() && used > 0, op, ": '", key, "' = '", text, "' is not a number");
+      require_argument(used == text.size() && used > 0 && std::isfinite(value), op, ": '", key, "' = '", text,
+                       "' is not a finite number");
+      return value;
+    };
+    // A count: an integer within `low` and 2^53 (doubles hold every such integer exactly).
+    const auto count = [&](const char* key, double low) {
+      const double value = number(key);
+      require_argument(value == std::floor(value) && value >= low && value <= 9007199254740992.0, op, ": '", key,
+                       "' = ", state.at(key), " is not a whole number in [", low, ", 2^53]");
       return value;
     };
     const double scale = number("loss_scale");
-    const double clean_steps = number("loss_scale_clean_steps"), hysteresis_left = number("loss_scale_hysteresis_left");
-    const double skipped = number("loss_scale_skipped");
-    require_argument(scale > 0 && clean_steps >= 0 && skipped >= 0,
-                     "trident::optim::LossScaler::load_state: loss_scale ", scale, ", clean steps ", clean_steps,
-                     " and skipped steps ", skipped, " cannot be negative (nor the scale zero)");
-    m_scale = scale;
+    const double clean_steps = count("loss_scale_clean_steps", 0);
+    const double hysteresis_left = count("loss_scale_hysteresis_left", 0);
+    const double skipped = count("loss_scale_skipped", 0);
+    if (m_settings.dynamic)
+      require_argument(scale >= m_settings.min_scale && scale <= m_settings.max_scale, op, ": loss_scale ", scale,
+                       " lies outside this scaler's [", m_settings.min_scale, ", ", m_settings.max_scale, "]");
+    if (m_settings.dynamic) m_scale = scale;
     m_clean_steps = static_cast<std::int64_t>(clean_steps);
-    m_hysteresis_left = static_cast<int>(hysteresis_left);
+    m_hysteresis_left = static_cast<int>(std::min(hysteresis_left, static_cast<double>(m_settings.hysteresis)));
     m_skipped = static_cast<std::int64_t>(skipped);
   }
 
