@@ -29,6 +29,9 @@ function(trident_add_test)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  # A rank stuck in one of trident's waits reports where (comm/watchdog.hpp) before ctest's
+  # timeout kills the job without a word.
+  math(EXPR comm_timeout "${ARG_TIMEOUT} * 4 / 5")
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE trident_test_main)
   foreach(np IN LISTS ARG_RANKS)
@@ -41,6 +44,6 @@ function(trident_add_test)
     set_tests_properties(${ARG_NAME}_np${np} PROPERTIES
       TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${ARG_LABELS}"
       # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=${TRIDENT_TEST_OMP_THREADS};OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive")
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=${TRIDENT_TEST_OMP_THREADS};OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive;TRIDENT_COMM_TIMEOUT=${comm_timeout}")
   endforeach()
 endfunction()

@@ -8,6 +8,7 @@
 #include <trident/comm/link_cost.hpp>
 #include <trident/comm/topology.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,37 @@ TEST_CASE("two-level all-reduces in flight together finish in order, by wait_all
     CHECK(comm_test::values(views[b]) ==
           comm_test::expected_reduction(size, lengths[b], trident::comm::ReduceOp::sum, offset));
     offset += lengths[b];
+  }
+}
+
+TEST_CASE("rings in flight finish when the ranks have run ahead of each other in different rings",
+          "[comm][hierarchical]") {
+  // Half the ranks drive the first ring alone (test() in order) for a while before wait_all;
+  // the others go straight to wait_all. A wait_all that waited on the current stage of every
+  // ring at once deadlocked here within a few rounds: a rank ahead in one ring waited for a
+  // neighbour that, in its own wait_all, waited for this rank's next stage of another ring.
+  const auto world = comm_test::world();
+  const int size = world.size(), rank = world.rank();
+  const auto nodes = node_splits(size).back();  // one rank per node: the ring is the whole world
+  const NodeGroups groups(world, trident::comm::topology_from_nodes(world, nodes[static_cast<std::size_t>(rank)]));
+  for (int round = 0; round < 20; ++round) {
+    INFO("round " << round);
+    std::vector<Kokkos::View<double*, Memory>> views;
+    std::vector<trident::comm::Request> requests;
+    for (int b = 0; b < 4; ++b) {
+      views.push_back(comm_test::filled<double>("bucket", 40, rank, 40 * b));
+      requests.push_back(trident::comm::iallreduce(Space(), groups, views.back()));
+    }
+    if ((rank + round) % 2 == 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2 + rank % 3);
+      while (std::chrono::steady_clock::now() < until)
+        for (auto& request : requests)
+          if (!request.test()) break;
+    }
+    trident::comm::wait_all(requests);
+    for (int b = 0; b < 4; ++b)
+      CHECK(comm_test::values(views[static_cast<std::size_t>(b)]) ==
+            comm_test::expected_reduction(size, 40, trident::comm::ReduceOp::sum, 40 * b));
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <utility>
@@ -96,17 +97,30 @@ class Request {
     return !pending();
   }
 
-  // Waits for all of them at once (one MPI_Waitall per stage of composite operations), then
-  // finishes each in order. If a completion throws, the rest still complete and the first
-  // error is rethrown.
+  // Finishes all of them. Operations of one stage are waited at once (one MPI_Waitall), then
+  // completed in order. Composite ones are waited one after the other, each to its last stage:
+  // a Waitall over the current stages of several rings in flight deadlocks, because a rank
+  // that has run ahead in one ring waits there for a neighbour that waits, in its own Waitall,
+  // for this rank's next stage of another ring. In order, every rank finishes the earliest
+  // unfinished operation first, whose stages depend on no later one. If a completion throws,
+  // the rest still complete and the first error is rethrown.
   friend void wait_all(std::vector<Request>& requests) {
     ScopedRegion region("trident::comm::wait_all");
-    const auto any_pending = [&] {
-      for (const auto& request : requests)
-        if (request.pending()) return true;
-      return false;
-    };
-    while (any_pending()) wait_all_once(requests);
+    const bool composite = std::any_of(requests.begin(), requests.end(),
+                                       [](const Request& request) { return static_cast<bool>(request.m_next); });
+    if (!composite) {
+      wait_all_once(requests);
+      return;
+    }
+    std::exception_ptr first_error;
+    for (auto& request : requests) {
+      try {
+        request.wait();
+      } catch (...) {
+        if (!first_error) first_error = std::current_exception();
+      }
+    }
+    if (first_error) std::rethrow_exception(first_error);
   }
 
  private:
