@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 
 out, files = sys.argv[1], sys.argv[2:]
 records = [json.loads(line) for path in files for line in open(path) if line.startswith("{")]
-# The step with the blocked attention kernel (lines without the field come from older runs).
-blocked = lambda r: r.get("attention", "blocked") == "blocked"
+# The float step with the blocked attention kernel (lines without the fields come from older runs).
+blocked = lambda r: r.get("attention", "blocked") == "blocked" and r.get("dtype", "fp32") == "fp32"
 step = [r for r in records if r.get("bench") == "train_step" and blocked(r)]
 regions = [r for r in records
            if r.get("bench") == "train_step_region" and blocked(r) and r["fraction_of_step"] >= 0.002]

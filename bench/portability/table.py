@@ -21,7 +21,7 @@ def load(paths):
                 key = "%s x%d" % (row["backend"], row["concurrency"])
                 columns.setdefault(key, {})
                 bench = row["bench"]
-                if bench == "train_step":
+                if bench == "train_step" and row.get("dtype", "fp32") == "fp32":
                     columns[key]["train step: fraction of SGEMM"] = "%.3f" % row["fraction_of_sgemm"]
                     columns[key]["train step: tokens/s"] = "%.0f" % row["tokens_per_s"]
                     columns[key]["SGEMM GFLOP/s (model shapes)"] = "%.1f" % row["sgemm_gflops"]

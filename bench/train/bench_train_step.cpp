@@ -1,8 +1,9 @@
 // The one-rank GPT-2 training step as a fraction of the machine's SGEMM rate, measured in the
 // same run at the model's own GEMM shapes, with the time per operator (self time of each
 // profiling region), for each attention kernel (blocked, then flash: the step and the
-// activations it keeps, side by side). Prints JSON lines. Run with OPENBLAS_NUM_THREADS=1 for
-// one thread.
+// activations it keeps, side by side) with float activations, then with bfloat16 ones (mixed
+// precision: float parameters, gradients and AdamW). Prints JSON lines ("dtype"). Run with
+// OPENBLAS_NUM_THREADS=1 for one thread.
 //   bench_train_step [--layers 4 --hidden 256 --heads 4 --seq 256 --vocab 4096 --batch 8 --steps 6]
 
 #include <trident/data/synthetic.hpp>
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -41,7 +43,9 @@ int main(int argc, char** argv) {
     const int batch = trident_bench::argument(argc, argv, "--batch", 8);
     const int steps = trident_bench::argument(argc, argv, "--steps", 6);
 
-    const auto run = [&](trident::nn::AttentionKernel kernel) {
+    const auto run = [&](trident::nn::AttentionKernel kernel, auto activation) {
+      using Activation = decltype(activation);
+      const char* dtype = std::is_same<Activation, float>::value ? "fp32" : "bf16";
       // One rank, the whole batch in one micro-batch, GPT-2's AdamW, clipping at 1.
       trident::train::TrainerSettings settings;
       settings.adamw = trident::optim::AdamWSettings::gpt2();
@@ -51,7 +55,7 @@ int main(int argc, char** argv) {
       trident::data::BatchLoader data(language.generate(static_cast<std::int64_t>(batch) * config.seq * 4 + 1), batch,
                                       config.seq);
       Space space;
-      trident::train::Trainer<float, Space> trainer(
+      trident::train::Trainer<Activation, Space> trainer(
           space, trident::comm::Communicator(MPI_COMM_SELF, "self"),
           trident::nn::with_attention_kernel(trident::gpt2::gpt2_spec(config), kernel), trident::train::Layout{},
           settings);
@@ -114,12 +118,13 @@ int main(int argc, char** argv) {
       };
       const double step_seconds = median(seconds);
       trident_bench::print_json<Space>(
-          "{\"bench\":\"train_step\",\"attention\":\"%s\",\"backend\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,"
+          "{\"bench\":\"train_step\",\"dtype\":\"%s\",\"attention\":\"%s\",\"backend\":\"%s\",\"layers\":%d,\"hidden\":"
+          "%d,\"heads\":%d,"
           "\"seq\":%d,"
           "\"vocab\":%d,\"batch\":%d,\"step_ms\":%.2f,\"tokens_per_s\":%.0f,\"model_gflops\":%.2f,"
           "\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.4f,\"fraction_min\":%.4f,\"fraction_max\":%.4f,"
           "\"activation_bytes\":%lld}\n",
-          trident::ops::attention_kernel_name(kernel), Space::name(), config.layers, config.hidden, config.heads,
+          dtype, trident::ops::attention_kernel_name(kernel), Space::name(), config.layers, config.hidden, config.heads,
           config.seq, config.vocab, batch, step_seconds * 1e3, tokens / step_seconds, model_flops / step_seconds * 1e-9,
           median(rates) * 1e-9, median(ratios), *std::min_element(ratios.begin(), ratios.end()),
           *std::max_element(ratios.begin(), ratios.end()),
@@ -133,15 +138,18 @@ int main(int argc, char** argv) {
       const double total = step_seconds * steps;
       for (const auto& [name, t] : regions) {
         trident_bench::print_json<Space>(
-            "{\"bench\":\"train_step_region\",\"attention\":\"%s\",\"region\":\"%s\",\"calls_per_step\":%.1f,\"self_ms_"
+            "{\"bench\":\"train_step_region\",\"dtype\":\"%s\",\"attention\":\"%s\",\"region\":\"%s\",\"calls_per_"
+            "step\":%.1f,\"self_ms_"
             "per_step\":%.3f,"
             "\"fraction_of_step\":%.4f}\n",
-            trident::ops::attention_kernel_name(kernel), name.c_str(), static_cast<double>(t.calls) / steps,
+            dtype, trident::ops::attention_kernel_name(kernel), name.c_str(), static_cast<double>(t.calls) / steps,
             t.self_seconds * 1e3 / steps, t.self_seconds / total);
       }
     };
-    run(trident::nn::AttentionKernel::blocked);
-    run(trident::nn::AttentionKernel::flash);
+    run(trident::nn::AttentionKernel::blocked, float());
+    run(trident::nn::AttentionKernel::flash, float());
+    run(trident::nn::AttentionKernel::blocked, trident::bfloat16());
+    run(trident::nn::AttentionKernel::flash, trident::bfloat16());
   }
   Kokkos::finalize();
   MPI_Finalize();

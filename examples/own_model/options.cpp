@@ -20,6 +20,8 @@ bool parse_options(int argc, char** argv, Options& o) {
   cli.number("--micro-batch", o.micro_batch, "samples per micro-batch (0: the default)", Range::at_least(0));
   cli.number("--steps", o.steps, "train until this step (a loaded run continues)", Range::at_least(0));
   cli.number("--lr", o.lr, "learning rate", Range::above(0));
+  cli.choice("--dtype", o.dtype, {"fp32", "bf16", "fp16"},
+             "the activations' type: bf16 or fp16 train in mixed precision (float parameters and checkpoints)");
   cli.text("--save", o.save, "write a checkpoint here at the end");
   cli.text("--load", o.load, "resume from this checkpoint (saved in any layout)");
   const bool run = cli.parse(argc, argv);

@@ -9,6 +9,7 @@
 
 struct Options {
   std::string model = "mlp", save, load;
+  std::string dtype = "fp32";  // of the activations: fp32, bf16 or fp16
   int dp = 1, tp = 1, pp = 1, zero = 0;
   std::int64_t steps = 20, micro_batch = 0;
   double lr = 1e-2;

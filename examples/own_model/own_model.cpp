@@ -4,6 +4,8 @@
 // other:
 //   mpiexec -n 4 build/examples/own_model/own_model --model transformer --dp 2 --tp 2 --save run.safetensors
 //   mpiexec -n 2 build/examples/own_model/own_model --model transformer --pp 2 --load run.safetensors --steps 40
+// --dtype bf16 or fp16 trains with 16-bit activations (mixed precision); the checkpoints stay
+// float, so a run of one --dtype resumes in another.
 // Every rank makes the batch of step k from k alone, so every layout sees the same data.
 
 #include <trident/train.hpp>
@@ -74,6 +76,8 @@ nn::ModelSpec repeat_transformer() {
                                            nn::Loss::cross_entropy));
 }
 
+// Activation: float, or trident::bfloat16 / trident::float16 for mixed precision.
+template <class Activation>
 void train(const Options& o) {
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
   trident::train::Layout layout;
@@ -85,7 +89,7 @@ void train(const Options& o) {
   trident::train::TrainerSettings settings;
   settings.seed = 42;
   const bool mlp = o.model == "mlp";
-  trident::train::Trainer<float> trainer(world, mlp ? regression_mlp() : repeat_transformer(), layout, settings);
+  trident::train::Trainer<Activation> trainer(world, mlp ? regression_mlp() : repeat_transformer(), layout, settings);
   if (!o.load.empty()) trainer.load(o.load);
   while (trainer.steps_done() < o.steps) {
     const std::int64_t step = trainer.steps_done() + 1;
@@ -104,7 +108,14 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     Options options;
-    if (parse_options(argc, argv, options)) train(options);
+    if (!parse_options(argc, argv, options)) {
+    } else if (options.dtype == "bf16") {
+      train<trident::bfloat16>(options);
+    } else if (options.dtype == "fp16") {
+      train<trident::float16>(options);
+    } else {
+      train<float>(options);
+    }
   } catch (const std::exception& e) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

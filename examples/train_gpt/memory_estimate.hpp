@@ -4,7 +4,8 @@
 // /proc/meminfo), so a model too large is one clear error naming the flag to change, not a bare
 // std::bad_alloc or the kernel's OOM killer hours later.
 //
-// Per rank, in float (4 bytes), GPT-2 with L blocks, C wide, H heads, T positions, V tokens:
+// Per rank, in float (4 bytes; activations in 2 with 16-bit ones), GPT-2 with L blocks, C wide, H heads, T positions, V
+// tokens:
 //   parameters  the rank's share: ceil(L / pp) blocks of 12C^2 + 13C, the embeddings (V + T) C
 //               and the final LayerNorm, split over tp; over dp too with ZeRO-3
 //   gradients   as many; over dp with ZeRO-2 and 3
@@ -58,6 +59,7 @@ struct MemoryInputs {
   std::int64_t batch = 1;  // sequences per step, global
   double data_tokens = 0;
   bool measures_peak = true, loads_checkpoint = false;
+  double activation_bytes = 4;  // 2 with --dtype bf16 or fp16
 };
 
 inline MemoryEstimate estimate_memory(const MemoryInputs& in) {
@@ -80,8 +82,8 @@ inline MemoryEstimate estimate_memory(const MemoryInputs& in) {
   const double head = 2 * B * T * V / tp + 2 * B * T * C;
   const double micro_batches = std::max(1.0, std::floor(static_cast<double>(in.batch) / (dp * B)));
   const double in_flight = l.stages() == 1 ? 1 : l.schedule == "gpipe" ? micro_batches : std::min(micro_batches, pp);
-  e.activations =
-      f * (in_flight * (blocks * kept + head) + per_block + head);  // + one block's and the head's gradients
+  e.activations = in.activation_bytes *
+                  (in_flight * (blocks * kept + head) + per_block + head);  // + one block's and the head's gradients
 
   e.data = 2 * 4 * in.data_tokens;
   const double M = B * T;

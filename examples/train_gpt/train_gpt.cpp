@@ -8,7 +8,9 @@
 // flag, exit status 2), the data files, the memory the model and layout need against what the
 // node has, and every output (--save, --checkpoint-dir, --log-json, --trace). --save-every K
 // keeps the last --keep checkpoints in --checkpoint-dir (checkpoint_directory.hpp); --resume DIR
-// continues from the newest that verifies, with the checkpoint's seed.
+// continues from the newest that verifies, with the checkpoint's seed. --dtype bf16|fp16 trains
+// in mixed precision: 16-bit activations, float parameters, gradients, AdamW state and
+// checkpoints (which load into runs of any --dtype), fp16 under a dynamic loss scale.
 
 #include <trident/comm/agreement.hpp>
 #include <trident/comm/hierarchical_allreduce.hpp>
@@ -74,8 +76,9 @@ struct Options {
   double peak_gflops = 0;
   std::string stage_blocks, trace;
   bool seed_given = false, reseed = false, skip_memory_check = false;
-  bool auto_layout = false;  // --layout auto: the planner chooses dp x tp x pp and the rest
-  std::string plan_cache;    // its calibration, kept between runs
+  bool auto_layout = false;    // --layout auto: the planner chooses dp x tp x pp and the rest
+  std::string plan_cache;      // its calibration, kept between runs
+  std::string dtype = "fp32";  // of the activations: fp32, bf16 or fp16 (mixed precision)
   trident::nn::AttentionKernel attention = trident::nn::AttentionKernel::blocked;
 
   // GPT-2 as a spec, its attention running the kernel asked for.
@@ -171,6 +174,9 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   std::string grad_precision = "full";
   cli.choice("--grad-precision", grad_precision, {"full", "bf16", "fp16"},
              "the type data-parallel gradients travel in: bf16 or fp16 send half the bytes, summed in float");
+  cli.choice("--dtype", o.dtype, {"fp32", "bf16", "fp16"},
+             "the activations' type: bf16 or fp16 train in mixed precision (float parameters, gradients, AdamW state "
+             "and checkpoints; fp16 under a dynamic loss scale)");
   std::string layout_choice = "manual";
   cli.choice("--layout", layout_choice, {"manual", "auto"},
              "auto: calibrate this machine, rank every layout of the ranks and run the fastest that fits");
@@ -230,7 +236,8 @@ std::vector<int> gpt2_stage_layers(const std::string& blocks, int layers, int st
 }
 
 // The layout, from rank 0: the sizes, what every rank holds, and what the run executes on.
-void print_layout(const trident::train::Trainer<float, Space>& trainer, const Options& o) {
+template <class Trainer>
+void print_layout(const Trainer& trainer, const Options& o) {
   const auto& mesh = trainer.mesh();
   if (mesh.world().rank() != 0) return;
   std::printf("layout: %d rank(s) = dp %d x tp %d x pp %d on %s; %s; %s; BLAS: %s\n", mesh.world().size(),
@@ -377,7 +384,6 @@ int run(int argc, char** argv, int rank, int size) {
     throw UsageError(e.what());
   }
   Options& o = parsed;
-  using Trainer = trident::train::Trainer<float, Space>;
   const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
   if (o.auto_layout) plan_layout(o, world, size);
 
@@ -387,6 +393,7 @@ int run(int argc, char** argv, int rank, int size) {
   needs.layout = o.layout;
   needs.attention = o.attention;
   needs.batch = o.batch;
+  needs.activation_bytes = o.dtype == "fp32" ? 4 : 2;
   needs.measures_peak = o.peak_gflops <= 0;
   needs.loads_checkpoint = !o.load.empty() || !o.resume.empty();
   train_gpt::MemoryEstimate estimate;
@@ -462,94 +469,109 @@ int run(int argc, char** argv, int rank, int size) {
     loader = std::make_unique<trident::data::BatchLoader>(train_gpt::read_data(o.data_settings(), floor), o.batch,
                                                           o.config.seq);
   });
-  auto trainer_owner = std::make_unique<Trainer>(world, o.spec(), o.layout, o.training);
-  Trainer& trainer = *trainer_owner;
-  trainer.set_metadata("config", trident::gpt2::config_to_json(o.config).dump());
-  trainer.set_metadata("train_gpt.seed", std::to_string(seed));
-  if (!o.load.empty())
-    trainer.load(o.load,
-                 [&](const trident::io::Metadata& metadata) { require_same_config(metadata, o.load, o.config); });
-  const trident::data::BatchLoader& data = *loader;
-  const auto& mesh = trainer.mesh();
-  const double tokens_per_step = static_cast<double>(o.batch) * o.config.seq;
-  const double flops_per_token = o.config.training_flops_per_token();
-  const double peak = o.peak_gflops > 0
-                          ? o.peak_gflops
-                          : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
-                                                                     4 * o.config.hidden, o.config.hidden);
-  if (rank == 0) {
-    std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s\n", o.config.describe().c_str(),
-                static_cast<long long>(trident::nn::parameter_count(trainer.spec())), Space::name(),
-                o.layout.describe().c_str());
-    std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
-                static_cast<long long>(data.stream_length()), static_cast<long long>(o.batch), o.config.seq,
-                static_cast<long long>(o.layout.micro_batch));
-    std::printf("memory: about %s per rank (estimate), %s available on this node\n",
-                train_gpt::bytes_text(estimate.total()).c_str(),
-                available > 0 ? train_gpt::bytes_text(available).c_str() : "unknown");
-    if (!std::isnan(floor))
-      std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
-                  std::log(static_cast<double>(o.config.vocab)), floor);
-    std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
-                o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
+  const auto train = [&](auto activation) {
+    using Trainer = trident::train::Trainer<decltype(activation), Space>;
+    auto trainer_owner = std::make_unique<Trainer>(world, o.spec(), o.layout, o.training);
+    Trainer& trainer = *trainer_owner;
+    trainer.set_metadata("config", trident::gpt2::config_to_json(o.config).dump());
+    trainer.set_metadata("train_gpt.seed", std::to_string(seed));
     if (!o.load.empty())
-      std::printf("resumed from %s at step %lld (seed %llu%s)\n", o.load.c_str(),
-                  static_cast<long long>(trainer.steps_done()), static_cast<unsigned long long>(seed),
-                  o.reseed ? ", --reseed" : ", the checkpoint's");
-  }
-  print_layout(trainer, o);
-  const std::int64_t replica_rows = o.batch / o.layout.dp;
-  std::vector<double> recent;
-  while (trainer.steps_done() < o.steps) {
-    const std::int64_t step = trainer.steps_done() + 1;
-    const auto tokens = data.batch(step - 1, mesh.dp_rank() * replica_rows, replica_rows);
-    const auto r = trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
-    if (checkpoints && r.step % o.save_every == 0) {
-      const std::string saved = checkpoints->save(trainer, r.step);
-      if (rank == 0) std::printf("saved %s at step %lld\n", saved.c_str(), static_cast<long long>(r.step));
-    }
-    if (r.skipped) {
-      if (rank == 0)
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite (%lld so far)\n",
-                    static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
-                    static_cast<long long>(r.skipped_so_far));
-      continue;
-    }
-    recent.push_back(r.loss);
-    const double tokens_per_second = tokens_per_step / r.seconds;
-    const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
+      trainer.load(o.load,
+                   [&](const trident::io::Metadata& metadata) { require_same_config(metadata, o.load, o.config); });
+    const trident::data::BatchLoader& data = *loader;
+    const auto& mesh = trainer.mesh();
+    const double tokens_per_step = static_cast<double>(o.batch) * o.config.seq;
+    const double flops_per_token = o.config.training_flops_per_token();
+    const double peak = o.peak_gflops > 0
+                            ? o.peak_gflops
+                            : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
+                                                                       4 * o.config.hidden, o.config.hidden);
     if (rank == 0) {
-      std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
-                  static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
-                  r.seconds * 1e3, tokens_per_second, 100 * mfu);
-      std::fflush(stdout);
+      std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s%s\n", o.config.describe().c_str(),
+                  static_cast<long long>(trident::nn::parameter_count(trainer.spec())), Space::name(),
+                  o.layout.describe().c_str(),
+                  o.dtype == "fp32" ? "" : (", " + o.dtype + " activations, float parameters").c_str());
+      std::printf("data: %s, %lld tokens; batch %lld x %d tokens in micro-batches of %lld\n", o.data.c_str(),
+                  static_cast<long long>(data.stream_length()), static_cast<long long>(o.batch), o.config.seq,
+                  static_cast<long long>(o.layout.micro_batch));
+      std::printf("memory: about %s per rank (estimate), %s available on this node\n",
+                  train_gpt::bytes_text(estimate.total()).c_str(),
+                  available > 0 ? train_gpt::bytes_text(available).c_str() : "unknown");
+      if (!std::isnan(floor))
+        std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
+                    std::log(static_cast<double>(o.config.vocab)), floor);
+      std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
+                  o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
+      if (!o.load.empty())
+        std::printf("resumed from %s at step %lld (seed %llu%s)\n", o.load.c_str(),
+                    static_cast<long long>(trainer.steps_done()), static_cast<unsigned long long>(seed),
+                    o.reseed ? ", --reseed" : ", the checkpoint's");
     }
-    if (!o.log_json.empty()) {  // rank 0 writes; a failure (a full disk) stops every rank together
-      set_up_together(world, "writing --log-json", [&] {
-        if (!json) return;
-        *json << json_line(r, tokens_per_second, mfu) << std::flush;
-        trident::require(json->good(), "--log-json '", o.log_json, "': writing step ", r.step,
-                         " failed: ", std::strerror(errno));
+    print_layout(trainer, o);
+    const std::int64_t replica_rows = o.batch / o.layout.dp;
+    std::vector<double> recent;
+    while (trainer.steps_done() < o.steps) {
+      const std::int64_t step = trainer.steps_done() + 1;
+      const auto tokens = data.batch(step - 1, mesh.dp_rank() * replica_rows, replica_rows);
+      const auto r = trainer.step(trident::gpt2::gpt2_token_batch<float, Space>(tokens, true), o.schedule(step));
+      if (checkpoints && r.step % o.save_every == 0) {
+        const std::string saved = checkpoints->save(trainer, r.step);
+        if (rank == 0) std::printf("saved %s at step %lld\n", saved.c_str(), static_cast<long long>(r.step));
+      }
+      if (r.skipped) {
+        if (rank == 0)
+          std::printf("step %5lld/%lld | loss %.6f | norm %.4f | skipped: not finite%s (%lld so far)\n",
+                      static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.grad_norm,
+                      trainer.loss_scaler().settings().dynamic
+                          ? (", loss scale " + std::to_string(r.loss_scale) + " overflowed").c_str()
+                          : "",
+                      static_cast<long long>(r.skipped_so_far));
+        continue;
+      }
+      recent.push_back(r.loss);
+      const double tokens_per_second = tokens_per_step / r.seconds;
+      const double mfu = tokens_per_second * flops_per_token / (peak * 1e9);
+      if (rank == 0) {
+        std::printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%%\n",
+                    static_cast<long long>(r.step), static_cast<long long>(o.steps), r.loss, r.lr, r.grad_norm,
+                    r.seconds * 1e3, tokens_per_second, 100 * mfu);
+        std::fflush(stdout);
+      }
+      if (!o.log_json.empty()) {  // rank 0 writes; a failure (a full disk) stops every rank together
+        set_up_together(world, "writing --log-json", [&] {
+          if (!json) return;
+          *json << json_line(r, tokens_per_second, mfu) << std::flush;
+          trident::require(json->good(), "--log-json '", o.log_json, "': writing step ", r.step,
+                           " failed: ", std::strerror(errno));
+        });
+      }
+    }
+    if (rank == 0 && !std::isnan(floor) && recent.size() >= 10) {
+      const double last = std::accumulate(recent.end() - 10, recent.end(), 0.0) / 10;
+      const double lnv = std::log(static_cast<double>(o.config.vocab));
+      std::printf("mean loss of the last 10 steps %.4f: %.1f%% of the gap from ln V = %.4f to the floor %.4f closed\n",
+                  last, 100 * (lnv - last) / (lnv - floor), lnv, floor);
+    }
+    if (rank == 0 && (o.layout.dp > 1 || o.layout.zero_stage > 0))
+      std::printf("%s", trident::memory_report(trainer.memory(), "memory of rank 0").c_str());
+    if (!o.save.empty()) {
+      trainer.save(o.save);
+      if (rank == 0)
+        std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.steps_done()));
+    }
+    if (!o.trace.empty() && trainer.executor() != nullptr) {
+      const auto events = trainer.executor()->gather_trace();
+      set_up_together(world, "writing --trace", [&] {
+        if (rank == 0) trident::pipeline::write_chrome_trace(o.trace, events);
       });
     }
-  }
-  if (rank == 0 && !std::isnan(floor) && recent.size() >= 10) {
-    const double last = std::accumulate(recent.end() - 10, recent.end(), 0.0) / 10;
-    const double lnv = std::log(static_cast<double>(o.config.vocab));
-    std::printf("mean loss of the last 10 steps %.4f: %.1f%% of the gap from ln V = %.4f to the floor %.4f closed\n",
-                last, 100 * (lnv - last) / (lnv - floor), lnv, floor);
-  }
-  if (rank == 0 && (o.layout.dp > 1 || o.layout.zero_stage > 0))
-    std::printf("%s", trident::memory_report(trainer.memory(), "memory of rank 0").c_str());
-  if (!o.save.empty()) {
-    trainer.save(o.save);
-    if (rank == 0) std::printf("saved %s at step %lld\n", o.save.c_str(), static_cast<long long>(trainer.steps_done()));
-  }
-  if (!o.trace.empty() && trainer.executor() != nullptr) {
-    const auto events = trainer.executor()->gather_trace();
-    set_up_together(world, "writing --trace", [&] {
-      if (rank == 0) trident::pipeline::write_chrome_trace(o.trace, events);
-    });
+  };
+  if (o.dtype == "bf16") {
+    train(trident::bfloat16());
+  } else if (o.dtype == "fp16") {
+    train(trident::float16());
+  } else {
+    train(float());
   }
   return 0;
 }

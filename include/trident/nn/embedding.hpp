@@ -81,11 +81,16 @@ class Embedding final : public Layer<Scalar, ExecutionSpace> {
   }
 
   void forward(const context_type& c, const matrix& in, const matrix& out, state_type& state) const override {
-    const auto& tokens = state.indices.at(0);
-    read_tokens(c.space, in, tokens);
-    const matrix partial = m_scatter ? state.scratch[0] : out;
-    ops::token_embedding_forward(c.space, partial, tokens, c.store->matrix(m_weight), first_vocab_row(c));
-    tensor_parallel::LeaveRegion::forward(c.space, *c.group, partial, out);
+    require_argument(!is_half_precision_v<Scalar>, "trident::nn: ", m_name, " in a model of 16-bit activations must ",
+                     "be the model's first layer (or the first of its first chain), which reads the token ids as ",
+                     "float: 16 bits would round them");
+    look_up(c, in, out, state);
+  }
+
+  bool reads_ids() const override { return true; }
+  void forward_ids(const context_type& c, const typename base::input_matrix& ids, const matrix& out,
+                   state_type& state) const override {
+    look_up(c, ids, out, state);
   }
 
   // The ids have no gradient: d_in, if asked for, is zero.
@@ -106,17 +111,27 @@ class Embedding final : public Layer<Scalar, ExecutionSpace> {
 
   using token_view = Kokkos::View<int*, typename ExecutionSpace::memory_space>;
 
+  template <class IdView>
+  void look_up(const context_type& c, const IdView& ids, const matrix& out, state_type& state) const {
+    const auto& tokens = state.indices.at(0);
+    read_tokens(c.space, ids, tokens);
+    const matrix partial = m_scatter ? state.scratch[0] : out;
+    ops::token_embedding_forward(c.space, partial, tokens, c.store->matrix(m_weight), first_vocab_row(c));
+    tensor_parallel::LeaveRegion::forward(c.space, *c.group, partial, out);
+  }
+
   // Converts the ids and checks them: the lookup treats an id outside its rows as another
   // rank's, so a bad id would silently embed as zeros. The check costs one synchronisation.
-  void read_tokens(const ExecutionSpace& space, const matrix& ids, const token_view& tokens) const {
+  template <class IdView>
+  void read_tokens(const ExecutionSpace& space, const IdView& ids, const token_view& tokens) const {
     const auto rows = static_cast<std::int64_t>(ids.extent(0));
-    using Functor = detail::TokensOfIds<matrix, token_view>;
+    using Functor = detail::TokensOfIds<IdView, token_view>;
     using Policy = Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>;
     std::int64_t first_bad = 0;
     Kokkos::parallel_reduce("trident::nn::embedding::tokens", Policy(space, 0, rows), Functor{ids, tokens, m_vocab},
                             Kokkos::Min<std::int64_t>(first_bad));
     if (first_bad >= rows) return;
-    Kokkos::View<Scalar, Kokkos::HostSpace> id("trident::nn::embedding::bad_id");
+    Kokkos::View<typename IdView::non_const_value_type, Kokkos::HostSpace> id("trident::nn::embedding::bad_id");
     Kokkos::deep_copy(id, Kokkos::subview(ids, first_bad, 0));
     require_argument(false, "trident::nn: ", m_name, ": row ", first_bad, " holds the id ", id(),
                      ", which is not an integer in [0, ", m_vocab, ")");
@@ -146,7 +161,7 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  // With split rows, scratch = {this pass's gradient of wpe's first T rows}.
+  // With split rows, partial_grads = {this pass's gradient of wpe's first T rows}.
   state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
     const std::int64_t t = sequence_length(seq);
     const std::int64_t all_rows = m_rows_split ? rows * m_tp_size : rows;
@@ -154,7 +169,7 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
                      " rows, but a micro-batch has ", all_rows, " rows");
     state_type state;
     if (m_rows_split)
-      state.scratch.push_back(matrix("trident::nn::position_embedding::partial_gradient", t, in_columns));
+      state.partial_grads.emplace_back("trident::nn::position_embedding::partial_gradient", t, in_columns);
     return state;
   }
 
@@ -171,7 +186,7 @@ class PositionEmbedding final : public Layer<Scalar, ExecutionSpace> {
     if (!m_rows_split) {
       ops::position_embedding_backward(c.space, grad, d_out, t);
     } else {
-      const matrix& partial = state.scratch[0];
+      const auto& partial = state.partial_grads[0];
       sum_over_group(c, partial,
                      [&] { ops::position_embedding_rows_backward(c.space, partial, d_out, t, first_row(c, d_out)); });
       ops::add_inplace(c.space, Kokkos::subview(grad, Kokkos::make_pair(0, t), Kokkos::ALL), partial);

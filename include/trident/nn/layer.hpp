@@ -18,6 +18,7 @@
 // `deferred` views, which are the micro-batch's own.
 
 #include <trident/comm/allreduce.hpp>
+#include <trident/core/error.hpp>
 #include <trident/core/parameter_store.hpp>
 #include <trident/nn/types.hpp>
 #include <trident/ops/attention.hpp>
@@ -39,17 +40,20 @@ struct LayerState {
   using types = LayerTypes<Scalar, ExecutionSpace>;
   using memory_space = typename types::memory_space;
   using matrix = typename types::matrix;
-  std::vector<matrix> matrices;                                        // a chain: the outputs of its layers
-  std::vector<typename types::vector> vectors;                         // a LayerNorm: mean and 1/std per row
-  std::vector<Kokkos::View<int*, memory_space>> indices;               // an embedding: the token of each row
-  std::vector<ops::AttentionBuffers<Scalar, memory_space>> attention;  // an attention: what it keeps, scratch
-  std::vector<matrix> scratch;    // used within one pass: gradients inside a chain, partial sums
+  using param_type = typename types::param_type;
+  std::vector<matrix> matrices;                                            // a chain: the outputs of its layers
+  std::vector<typename types::param_vector> vectors;                       // a LayerNorm: mean and 1/std per row
+  std::vector<Kokkos::View<int*, memory_space>> indices;                   // an embedding: the token of each row
+  std::vector<ops::AttentionBuffers<param_type, memory_space>> attention;  // an attention: what it keeps, scratch
+  std::vector<matrix> scratch;  // used within one pass: gradients inside a chain, partial sums
+  std::vector<typename types::param_matrix> partial_grads;  // scratch: parameter gradients of a rank's rows
   std::vector<matrix> deferred;   // a split backward's output gradients (and inputs) for the weight pass
   std::vector<LayerState> inner;  // a chain: its layers' states
 
   // Takes `owner`'s scratch (a state of the same layer and shape) instead of its own.
   void share_scratch_of(const LayerState& owner) {
     scratch = owner.scratch;
+    partial_grads = owner.partial_grads;
     for (std::size_t i = 0; i < attention.size(); ++i) attention[i].share_scratch_of(owner.attention[i]);
     for (std::size_t i = 0; i < inner.size(); ++i) inner[i].share_scratch_of(owner.inner[i]);
   }
@@ -77,6 +81,7 @@ struct LayerState {
   template <class F>
   void for_each_scratch_view(F&& f) const {
     for (const auto& m : scratch) f(m);
+    for (const auto& m : partial_grads) f(m);
     for (const auto& a : attention) a.for_each_scratch_view(f);
     for (const auto& s : inner) s.for_each_scratch_view(f);
   }
@@ -100,6 +105,7 @@ class Layer {
  public:
   using types = LayerTypes<Scalar, ExecutionSpace>;
   using matrix = typename types::matrix;
+  using input_matrix = typename types::input_matrix;
   using state_type = LayerState<Scalar, ExecutionSpace>;
   using context_type = LayerContext<Scalar, ExecutionSpace>;
 
@@ -119,6 +125,18 @@ class Layer {
     return {};
   }
   virtual void forward(const context_type& context, const matrix& in, const matrix& out, state_type& state) const = 0;
+  // A layer that reads token ids (an embedding) takes the model's input as it comes, in
+  // param_type, when it is the model's first layer: rounded to a 16-bit Scalar, ids past 256
+  // (bfloat16) or 2048 (float16) would change. Any other first layer reads the input rounded.
+  virtual bool reads_ids() const { return false; }
+  virtual void forward_ids(const context_type& context, const input_matrix& ids, const matrix& out,
+                           state_type& state) const {
+    (void)context;
+    (void)ids;
+    (void)out;
+    (void)state;
+    throw Error("trident::nn::Layer::forward_ids: this layer does not read token ids (internal error)");
+  }
   virtual void backward(const context_type& context, const matrix& in, const matrix& out, state_type& state,
                         const matrix& d_out, const matrix& d_in) const = 0;
   // The weight gradients a backward with context.defer_weights left; `in` is the input of
@@ -135,8 +153,8 @@ class Layer {
 // group; the caller adds the sum to the gradients accumulated so far.
 template <class Scalar, class ExecutionSpace, class Compute>
 void sum_over_group(const LayerContext<Scalar, ExecutionSpace>& c,
-                    const typename LayerTypes<Scalar, ExecutionSpace>::matrix& partial, Compute&& compute) {
-  Kokkos::deep_copy(c.space, partial, Scalar(0));
+                    const typename LayerTypes<Scalar, ExecutionSpace>::param_matrix& partial, Compute&& compute) {
+  Kokkos::deep_copy(c.space, partial, typename LayerTypes<Scalar, ExecutionSpace>::param_type(0));
   compute();
   comm::allreduce(c.space, c.group->comm, partial, comm::ReduceOp::sum);
 }

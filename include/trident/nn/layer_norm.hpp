@@ -27,12 +27,12 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  // vectors = {mean, 1/std}; with split rows scratch = {[gain; bias] gradients of this pass}.
+  // vectors = {mean, 1/std}; with split rows partial_grads = {[gain; bias] gradients of this pass}.
   state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t) const override {
-    using vector = typename LayerTypes<Scalar, ExecutionSpace>::vector;
+    using vector = typename LayerTypes<Scalar, ExecutionSpace>::param_vector;
     state_type state;
     state.vectors = {vector("trident::nn::layer_norm::mean", rows), vector("trident::nn::layer_norm::rstd", rows)};
-    if (m_rows_split) state.scratch.push_back(matrix("trident::nn::layer_norm::partial_gradients", 2, in_columns));
+    if (m_rows_split) state.partial_grads.emplace_back("trident::nn::layer_norm::partial_gradients", 2, in_columns);
     return state;
   }
 
@@ -49,7 +49,7 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
                               store.vector(m_weight), state.vectors[0], state.vectors[1]);
       return;
     }
-    const matrix& partial = state.scratch[0];
+    const auto& partial = state.partial_grads[0];
     const auto d_weight = Kokkos::subview(partial, 0, Kokkos::ALL);
     const auto d_bias = Kokkos::subview(partial, 1, Kokkos::ALL);
     sum_over_group(c, partial, [&] {

@@ -66,7 +66,7 @@ class Linear final : public Layer<Scalar, ExecutionSpace> {
       state.scratch.push_back(matrix("trident::nn::linear::output_gradient", rows, m_out_columns));
     }
     if (m_partial_grads)  // [W; b] of this rank's rows, summed over the group before they join the gradients
-      state.scratch.push_back(matrix("trident::nn::linear::partial_gradients", in_columns + 1, m_out_columns));
+      state.partial_grads.emplace_back("trident::nn::linear::partial_gradients", in_columns + 1, m_out_columns);
     return state;
   }
 
@@ -129,7 +129,7 @@ class Linear final : public Layer<Scalar, ExecutionSpace> {
   // only, so they are summed over the group (one all-reduce) before they join the gradients.
   void partial_gradients(const context_type& c, state_type& state, const matrix& dy, const matrix& x,
                          const matrix& dx) const {
-    const matrix& partial = state.scratch.back();
+    const auto& partial = state.partial_grads.at(0);
     const auto rows = static_cast<std::int64_t>(partial.extent(0));
     const auto d_weight = Kokkos::subview(partial, Kokkos::make_pair(std::int64_t(0), rows - 1), Kokkos::ALL);
     const auto d_bias = Kokkos::subview(partial, rows - 1, Kokkos::ALL);

@@ -13,6 +13,8 @@
 // zero-bubble split of backward (the weight GEMMs wait for stage_backward_weight). With
 // `recompute`, a micro-batch keeps only the top-level layers' inputs between its forward and
 // its backward, which runs each layer's forward again first.
+// A 16-bit Scalar trains in mixed precision (nn/types.hpp): 16-bit activations, float
+// parameters, gradients, input, targets and losses.
 // Each top-level layer is one unit of the hooks data parallelism uses (unit_plan()), so
 // data_parallel::DataParallel and ZeRO wrap any model.
 
@@ -25,6 +27,7 @@
 #include <trident/nn/parameters.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/nn/types.hpp>
+#include <trident/ops/convert.hpp>
 #include <trident/ops/cross_entropy.hpp>
 #include <trident/ops/mse.hpp>
 #include <trident/ops/reduction.hpp>
@@ -41,6 +44,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -52,8 +56,10 @@ class Model {
   using types = LayerTypes<Scalar, ExecutionSpace>;
   using memory_space = typename types::memory_space;
   using matrix = typename types::matrix;
+  using param_type = typename types::param_type;
+  using input_matrix = typename types::input_matrix;
   using store_type = typename types::store_type;
-  using targets_type = Targets<Scalar, ExecutionSpace>;
+  using targets_type = Targets<param_type, ExecutionSpace>;
   using group_type = tensor_parallel::TensorParallelGroup;
 
   Model(const ExecutionSpace& space, ModelSpec spec, group_type group = group_type::single(), StageRange stage = {},
@@ -138,7 +144,7 @@ class Model {
   }
 
   void zero_grad() {
-    if (m_params.grads().size() != 0) Kokkos::deep_copy(m_space, m_params.grads(), Scalar(0));
+    if (m_params.grads().size() != 0) Kokkos::deep_copy(m_space, m_params.grads(), param_type(0));
   }
 
   // Units are this stage's top-level layers, in order; each owns the tensors it declares first
@@ -155,7 +161,7 @@ class Model {
   // Runs `input` [rows, input features] and returns the sum over rows of the loss against
   // `targets`. A non-zero loss_scale also takes the loss gradient for backward(loss_scale)
   // (with a vocabulary-parallel head it must: the cross-entropy takes both at once).
-  double forward(const matrix& input, const targets_type& targets, double loss_scale = 0.0) {
+  double forward(const input_matrix& input, const targets_type& targets, double loss_scale = 0.0) {
     ScopedRegion region("trident::nn::Model::forward");
     require_whole("forward");
     Slot& slot = start_whole(input);
@@ -185,7 +191,7 @@ class Model {
 
   // The model's output [rows, output features] for `input` (inference); valid until the next
   // call of forward or predict.
-  matrix predict(const matrix& input) {
+  matrix predict(const input_matrix& input) {
     ScopedRegion region("trident::nn::Model::predict");
     require_whole("predict");
     return whole_output(start_whole(input));
@@ -198,8 +204,9 @@ class Model {
     return whole_output(m_pool.at(0));
   }
 
-  // This rank's part of top-level boundary b of the last whole forward: b = 0 its input,
-  // b = L its output (rows split where sequence parallelism splits them).
+  // This rank's part of top-level boundary b of the last whole forward: b = 0 its input
+  // (empty where a 16-bit model's embedding reads the ids as they came), b = L its output
+  // (rows split where sequence parallelism splits them).
   matrix activation_at(int boundary) const {
     require_argument(m_pool.holds(0) && boundary >= 0 && boundary <= unit_count(),
                      "trident::nn::Model::", "activation_at: boundary ", boundary, " of ", unit_count(),
@@ -216,7 +223,7 @@ class Model {
 
   // The step's micro-batches: inputs [rows, input features] (read by the first stage),
   // targets (read by the last), and the non-zero scale of the step's backward.
-  void set_micro_batches(std::vector<matrix> inputs, std::vector<targets_type> targets, double loss_scale) {
+  void set_micro_batches(std::vector<input_matrix> inputs, std::vector<targets_type> targets, double loss_scale) {
     const char* op = "trident::nn::Model::set_micro_batches";
     require_argument(!inputs.empty() && inputs.size() == targets.size(), op, ": ", inputs.size(),
                      " micro-batches of inputs and ", targets.size(), " of targets");
@@ -232,7 +239,7 @@ class Model {
 
   // Micro-batches for inference: a forward pass over the stages without loss or backward; the
   // last stage keeps each micro-batch's output (stage_output) until discard_micro_batches().
-  void set_inference_micro_batches(std::vector<matrix> inputs) {
+  void set_inference_micro_batches(std::vector<input_matrix> inputs) {
     const char* op = "trident::nn::Model::set_inference_micro_batches";
     require_argument(!inputs.empty(), op, ": no micro-batch");
     require_argument(m_pool.statistics().in_use == 0, op, ": ", m_pool.statistics().in_use,
@@ -261,7 +268,7 @@ class Model {
     const std::int64_t rows = micro_batch_rows(mb, input);
     Slot& slot = acquire(micro_batch, rows);
     if (is_first_stage()) {
-      slot.x[0] = checked_input("stage_forward", m_micro_inputs[mb]);
+      take_input(slot, checked_input("stage_forward", m_micro_inputs[mb]));
     } else {
       require_shape("stage_forward", "input", input, rows_at(m_stage.first, rows), input_columns());
       Kokkos::deep_copy(m_space, slot.x[0], input);  // the executor reuses its buffers
@@ -319,11 +326,13 @@ class Model {
  private:
   using state_type = LayerState<Scalar, ExecutionSpace>;
   using context_type = LayerContext<Scalar, ExecutionSpace>;
-  using vector = typename types::vector;
+  using vector = typename types::param_vector;
+  static constexpr bool mixed_precision = !std::is_same<Scalar, param_type>::value;
 
   // One micro-batch's activations: x[0] its input, x[k + 1] the output of local layer k.
   struct Slot {
     std::int64_t rows = 0;  // of the model's input (rows / tp at a boundary sequence parallelism splits)
+    input_matrix input;     // first stage: the model's input, which x[0] holds rounded (or, read as ids, not)
     std::vector<matrix> x;
     std::vector<state_type> states;
     vector losses;    // last stage
@@ -356,7 +365,7 @@ class Model {
         " but must be ", rows, " x ", columns);
   }
 
-  const matrix& checked_input(const char* operation, const matrix& input) const {
+  const input_matrix& checked_input(const char* operation, const input_matrix& input) const {
     require_argument(static_cast<std::int64_t>(input.extent(1)) == input_columns(), "trident::nn::Model::", operation,
                      ": the input has ", input.extent(1), " features but the model takes ", input_columns());
     return input;
@@ -370,14 +379,36 @@ class Model {
     return m_flows[static_cast<std::size_t>(m_stage.first)].rows_split ? rows * m_group.size() : rows;
   }
 
-  Slot& start_whole(const matrix& input) {
+  Slot& start_whole(const input_matrix& input) {
     checked_input("forward", input);
     if (m_pool.holds(0)) release(0);
     m_backward_pending = false;
     Slot& slot = acquire(0, static_cast<std::int64_t>(input.extent(0)));
-    slot.x[0] = input;
+    take_input(slot, input);
     run_forward(slot);
     return slot;
+  }
+
+  // A 16-bit model reads its float input rounded to 16 bits (x[0]), except by a first layer
+  // that reads token ids, which takes them as they are.
+  bool rounds_input() const { return mixed_precision && is_first_stage() && !m_layers.front()->reads_ids(); }
+  bool reads_ids_input() const { return mixed_precision && is_first_stage() && m_layers.front()->reads_ids(); }
+
+  void take_input(Slot& slot, const input_matrix& input) {
+    slot.input = input;
+    if constexpr (!mixed_precision) {
+      slot.x[0] = input;
+    } else if (rounds_input()) {
+      ops::convert(m_space, slot.x[0], input);
+    }
+  }
+
+  void forward_layer(const context_type& c, std::size_t k, Slot& slot) const {
+    if (k == 0 && reads_ids_input()) {
+      m_layers[0]->forward_ids(c, slot.input, slot.x[1], slot.states[0]);
+    } else {
+      m_layers[k]->forward(c, slot.x[k], slot.x[k + 1], slot.states[k]);
+    }
   }
 
   matrix whole_output(const Slot& slot) const { return slot.gathered.size() != 0 ? slot.gathered : slot.x.back(); }
@@ -429,8 +460,9 @@ class Model {
     slot.rows = rows;
     const std::size_t n = m_layers.size();
     const int first = m_stage.first;
-    slot.x.push_back(is_first_stage() ? matrix()
-                                      : matrix("trident::nn::stage_input", rows_at(first, rows), input_columns()));
+    slot.x.push_back(is_first_stage() && !rounds_input()
+                         ? matrix()
+                         : matrix("trident::nn::stage_input", rows_at(first, rows), input_columns()));
     for (std::size_t k = 0; k < n; ++k) {
       const int b = first + static_cast<int>(k);
       const std::string key = shared_key(k, rows);
@@ -486,7 +518,7 @@ class Model {
     std::size_t total = 0;
     const auto add = [&](const auto& view) { total += bytes_once(view, seen); };
     for (std::size_t k = 1; k < slot.x.size(); ++k) add(slot.x[k]);  // x[0]: the caller's input, or a copy
-    if (!is_first_stage()) add(slot.x[0]);
+    if (!is_first_stage() || rounds_input()) add(slot.x[0]);
     for (const auto& state : slot.states) {
       state.for_each_view(add);
       if (slot.weight_pending) state.for_each_deferred_view(add);  // allocated once, kept only until the weight pass
@@ -533,7 +565,7 @@ class Model {
     const auto c = context();
     for (std::size_t k = 0; k < m_layers.size(); ++k) {
       UnitHooks::call(m_hooks.before_forward, static_cast<int>(k));
-      m_layers[k]->forward(c, slot.x[k], slot.x[k + 1], slot.states[k]);
+      forward_layer(c, k, slot);
     }
     if (slot.gathered.size() != 0)
       tensor_parallel::GatherFromSequence::forward(m_space, m_group, slot.x.back(), slot.gathered);
@@ -554,7 +586,7 @@ class Model {
     for (std::size_t k = n; k-- > 0;) {
       UnitHooks::call(m_hooks.before_backward, static_cast<int>(k));
       auto c = context();
-      if (recomputed(k)) m_layers[k]->forward(c, slot.x[k], slot.x[k + 1], slot.states[k]);  // the same values
+      if (recomputed(k)) forward_layer(c, k, slot);  // the same values
       c.defer_weights = split;
       c.copy_deferred_inputs = split && recomputed(k);
       c.output_gradient_kept = is_last_stage() && k + 1 == n;  // the slot's own d_output
@@ -601,13 +633,13 @@ class Model {
       require_argument(loss_scale != 0.0, "trident::nn::Model::forward: the vocabulary-parallel cross-entropy takes ",
                        "the loss gradient in the forward pass; pass the loss scale of the coming backward");
       if (static_cast<std::int64_t>(m_vocab_scratch.max.extent(0)) != slot.rows)
-        m_vocab_scratch = tensor_parallel::VocabParallelScratch<Scalar, memory_space>(slot.rows);
+        m_vocab_scratch = tensor_parallel::VocabParallelScratch<param_type, memory_space>(slot.rows);
       tensor_parallel::vocab_parallel_cross_entropy_forward_backward(m_space, m_group, slot.losses, output,
                                                                      targets.classes, m_vocab_offset, m_vocab_scratch,
-                                                                     static_cast<Scalar>(loss_scale));
+                                                                     static_cast<param_type>(loss_scale));
     } else if (loss_scale != 0.0) {
       ops::cross_entropy_forward_backward(m_space, slot.losses, slot.d_output, output, targets.classes,
-                                          static_cast<Scalar>(loss_scale));
+                                          static_cast<param_type>(loss_scale));
     } else {
       ops::cross_entropy_forward(m_space, slot.losses, output, targets.classes);
     }
@@ -617,9 +649,9 @@ class Model {
   void loss_gradient(Slot& slot, const targets_type& targets, double loss_scale) {
     const matrix output = whole_output(slot);
     if (m_spec.loss == Loss::mean_squared_error) {
-      ops::mse_backward(m_space, slot.d_output, output, targets.values, static_cast<Scalar>(loss_scale));
+      ops::mse_backward(m_space, slot.d_output, output, targets.values, static_cast<param_type>(loss_scale));
     } else {
-      ops::cross_entropy_backward(m_space, slot.d_output, output, targets.classes, static_cast<Scalar>(loss_scale));
+      ops::cross_entropy_backward(m_space, slot.d_output, output, targets.classes, static_cast<param_type>(loss_scale));
     }
   }
 
@@ -635,7 +667,7 @@ class Model {
   std::vector<std::pair<int, std::string>> m_extra_reads;  // (unit, tensor): a tied head's table
   std::vector<std::string> m_tied_copies;
   std::int64_t m_vocab_offset = 0;
-  tensor_parallel::VocabParallelScratch<Scalar, memory_space> m_vocab_scratch;
+  tensor_parallel::VocabParallelScratch<param_type, memory_space> m_vocab_scratch;
   UnitHooks m_hooks;
   std::int64_t m_seq = 0;
 
@@ -651,7 +683,7 @@ class Model {
   double m_loss_scale_taken = 0.0;
   bool m_backward_pending = false;  // a forward (not a predict) awaits its backward
 
-  std::vector<matrix> m_micro_inputs;
+  std::vector<input_matrix> m_micro_inputs;
   std::vector<targets_type> m_micro_targets;
   double m_micro_scale = 0.0;
 };

@@ -51,6 +51,15 @@ class Sequence final : public Layer<Scalar, ExecutionSpace> {
       m_layers[i]->forward(c, input(i, in, state), output(i, out, state), state.inner[i]);
   }
 
+  // A chain that starts with an embedding (GPT-2's wte and wpe) reads ids as its first layer does.
+  bool reads_ids() const override { return m_layers.front()->reads_ids(); }
+  void forward_ids(const context_type& c, const typename base::input_matrix& ids, const matrix& out,
+                   state_type& state) const override {
+    m_layers.front()->forward_ids(c, ids, output(0, out, state), state.inner[0]);
+    for (std::size_t i = 1; i < m_layers.size(); ++i)
+      m_layers[i]->forward(c, state.matrices[i - 1], output(i, out, state), state.inner[i]);
+  }
+
   void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
     const std::size_t k = m_layers.size();

@@ -3,6 +3,7 @@
 // writes, what its loss compares the output with, and the layers a pipeline stage holds.
 
 #include <trident/core/error.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/core/parameter_store.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -11,19 +12,28 @@
 
 namespace trident::nn {
 
+// Scalar is the type of the activations and their gradients. A 16-bit Scalar (bfloat16,
+// float16) trains in mixed precision: the parameters, their gradients and the optimizer stay
+// in param_type (float), and so do what the model reads from outside (its input: token ids
+// are exact in float, while bfloat16 holds integers only to 256), the targets, the losses and
+// per-row statistics; a kernel reads its 16-bit operands into float and rounds its result
+// once. For float and double all of these are Scalar.
 template <class Scalar, class ExecutionSpace>
 struct LayerTypes {
   using memory_space = typename ExecutionSpace::memory_space;
+  using param_type = compute_t<Scalar>;
   using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
-  using vector = Kokkos::View<Scalar*, Kokkos::LayoutRight, memory_space>;
-  using store_type = ParameterStore<Scalar, memory_space>;
+  using param_matrix = Kokkos::View<param_type**, Kokkos::LayoutRight, memory_space>;
+  using param_vector = Kokkos::View<param_type*, Kokkos::LayoutRight, memory_space>;
+  using input_matrix = param_matrix;
+  using store_type = ParameterStore<param_type, memory_space>;
 };
 
 // What the loss compares the model's output with: `values` [rows, outputs] for the mean
 // squared error, `classes` [rows] for cross-entropy.
 template <class Scalar, class ExecutionSpace>
 struct Targets {
-  typename LayerTypes<Scalar, ExecutionSpace>::matrix values;
+  typename LayerTypes<Scalar, ExecutionSpace>::param_matrix values;
   Kokkos::View<int*, typename ExecutionSpace::memory_space> classes;
 };
 

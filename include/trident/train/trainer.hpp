@@ -17,8 +17,9 @@
 //
 // This header declares it; train/trainer_impl.hpp defines it and is included at the end, unless
 // the program links trident::train_float (TRIDENT_TRAINER_FLOAT_INSTANTIATED), which holds the
-// float Trainer on the default execution space compiled once: then only the declarations are
-// compiled here (include trainer_impl.hpp for another Scalar or space).
+// Trainers of float parameters (float, bfloat16 and float16 activations) on the default
+// execution space compiled once: then only the declarations are compiled here (include
+// trainer_impl.hpp for another Scalar or space).
 
 #include <trident/comm/communicator.hpp>
 #include <trident/core/memory_accounting.hpp>
@@ -27,6 +28,7 @@
 #include <trident/nn/spec.hpp>
 #include <trident/nn/types.hpp>
 #include <trident/optim/adamw.hpp>
+#include <trident/optim/loss_scaler.hpp>
 #include <trident/train/auto_layout.hpp>
 #include <trident/train/layout.hpp>
 #include <trident/train/nonfinite.hpp>
@@ -38,6 +40,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +77,11 @@ struct TrainerSettings {
   double grad_clip = 1.0;  // largest global gradient norm; <= 0: no clipping
   NonFinitePolicy on_nonfinite = NonFinitePolicy::stop;
   std::uint64_t seed = 0;  // of the initialisation (defined on the global tensors)
+  // The loss scale of the backward (optim/loss_scaler.hpp); unset: dynamic for float16
+  // activations, whose gradients underflow below 2^-24, none (1) otherwise. Under a dynamic
+  // scale a step whose gradients overflowed is skipped and the scale shrinks, whatever
+  // on_nonfinite says; a non-finite loss still follows on_nonfinite.
+  std::optional<optim::LossScalerSettings> loss_scaling;
 };
 
 struct StepReport {
@@ -82,13 +90,15 @@ struct StepReport {
   double grad_norm = 0;   // before clipping
   double lr = 0;
   double seconds = 0;
-  bool skipped = false;             // not finite, not applied (NonFinitePolicy::skip)
+  double loss_scale = 1;  // what the backward multiplied the loss by
+  bool skipped = false;   // not finite, not applied (NonFinitePolicy::skip, or an overflow under a dynamic loss scale)
   std::int64_t skipped_so_far = 0;  // by this trainer
 };
 
 // A batch: inputs [rows, input features] and what the loss compares the output with (values
 // [rows, outputs] or classes [rows]). Every rank passes the global batch and takes its replica's
-// rows; with `replica_share` every rank passes its replica's rows only.
+// rows; with `replica_share` every rank passes its replica's rows only. A Trainer of 16-bit
+// activations takes the batches of its parameters' type (Batch<float>), as a float one does.
 template <class Scalar, class ExecutionSpace>
 struct Batch {
   typename nn::LayerTypes<Scalar, ExecutionSpace>::matrix inputs;
@@ -102,15 +112,20 @@ auto to_device(const View& view) {
   return Kokkos::create_mirror_view_and_copy(typename ExecutionSpace::memory_space(), view);
 }
 
+// Scalar is the type of the activations: float (or double), or bfloat16 / float16 for mixed
+// precision (nn/types.hpp), whose parameters, gradients, optimizer state, reductions and
+// checkpoints stay float: a checkpoint of one loads into the other.
 template <class Scalar, class ExecutionSpace = Kokkos::DefaultExecutionSpace>
 class Trainer {
  public:
   using model_type = nn::Model<Scalar, ExecutionSpace>;
+  using param_type = typename nn::LayerTypes<Scalar, ExecutionSpace>::param_type;
   using matrix = typename nn::LayerTypes<Scalar, ExecutionSpace>::matrix;
-  using targets_type = nn::Targets<Scalar, ExecutionSpace>;
-  using batch_type = Batch<Scalar, ExecutionSpace>;
+  using input_matrix = typename nn::LayerTypes<Scalar, ExecutionSpace>::input_matrix;
+  using targets_type = nn::Targets<param_type, ExecutionSpace>;
+  using batch_type = Batch<param_type, ExecutionSpace>;
   using memory_space = typename ExecutionSpace::memory_space;
-  using engine_type = data_parallel::DataParallel<Scalar, ExecutionSpace>;
+  using engine_type = data_parallel::DataParallel<param_type, ExecutionSpace>;
   using executor_type = pipeline::Executor<Scalar, ExecutionSpace>;
   using Tensors = std::map<std::string, std::vector<double>>;
 
@@ -167,7 +182,7 @@ class Trainer {
   // The model's output [rows, output features] for `inputs` (this rank's columns of a
   // vocabulary-parallel head's), on every rank; every rank passes the same inputs. Valid until
   // the next call. Collective.
-  matrix predict(const matrix& inputs);
+  matrix predict(const input_matrix& inputs);
 
   // Every global tensor's values, on every rank (the one-rank model's, whatever the layout).
   // Collective over the world.
@@ -181,9 +196,12 @@ class Trainer {
   // model's config); load() returns what a checkpoint holds.
   void set_metadata(const std::string& key, const std::string& value) { m_metadata[key] = value; }
 
-  // The one-rank checkpoint: parameters, AdamW moments, step, samples seen, seed and the model's
-  // description, each rank writing its own part, atomically. The bytes do not depend on the
-  // layout. Collective over the world.
+  // The loss scaler of the backward (TrainerSettings::loss_scaling).
+  const optim::LossScaler& loss_scaler() const { return m_scaler; }
+
+  // The one-rank checkpoint: parameters, AdamW moments, step, samples seen, seed, the loss
+  // scaler's state and the model's description, each rank writing its own part, atomically.
+  // The bytes do not depend on the layout, nor on the activations' type. Collective over the world.
   void save(const std::string& path) const;
 
   // Reads a checkpoint saved in any layout (its parameters and AdamW moments, step, samples
@@ -219,7 +237,7 @@ class Trainer {
     return {begin, begin + split.micro_rows};
   }
 
-  matrix rows(const matrix& m, const Split& split, std::int64_t k) const;
+  input_matrix rows(const input_matrix& m, const Split& split, std::int64_t k) const;
 
   targets_type rows(const targets_type& t, const Split& split, std::int64_t k) const;
 
@@ -247,7 +265,11 @@ class Trainer {
 
   // What this rank saves and loads of each chunk: its ZeRO range (the range ZeRO would give it
   // under ZeRO-0), the tensors it counts.
-  std::vector<StatePart<Scalar, memory_space>> owned_parts() const;
+  std::vector<StatePart<param_type, memory_space>> owned_parts() const;
+
+  // Whether step `step`'s update applies: the loss scaler's verdict under a dynamic scale, the
+  // non-finite policy's otherwise. Counts a skipped step.
+  bool accept_step(StepReport& report);
 
   struct TiedTable {
     std::string name;
@@ -268,6 +290,7 @@ class Trainer {
   executor_type* m_last_executor = nullptr;
   comm::Communicator m_forward_comm;  // the forward-only passes' messages
   io::Metadata m_metadata;
+  optim::LossScaler m_scaler;
   std::int64_t m_step = 0, m_samples = 0, m_skipped = 0;
 };
 
@@ -275,6 +298,8 @@ class Trainer {
 
 #if defined(TRIDENT_TRAINER_FLOAT_INSTANTIATED)
 extern template class trident::train::Trainer<float, Kokkos::DefaultExecutionSpace>;
+extern template class trident::train::Trainer<trident::bfloat16, Kokkos::DefaultExecutionSpace>;
+extern template class trident::train::Trainer<trident::float16, Kokkos::DefaultExecutionSpace>;
 #else
 #include <trident/train/trainer_impl.hpp>
 #endif

@@ -38,7 +38,10 @@ Trainer<Scalar, ExecutionSpace>::Trainer(const ExecutionSpace& space, const comm
       m_spec(std::move(spec)),
       m_layout(std::move(layout)),
       m_settings(settings),
-      m_mesh(checked_mesh(world, m_spec, m_layout)) {
+      m_mesh(checked_mesh(world, m_spec, m_layout)),
+      m_scaler(settings.loss_scaling                  ? *settings.loss_scaling
+               : std::is_same<Scalar, float16>::value ? optim::LossScalerSettings{}
+                                                      : optim::LossScalerSettings::none()) {
   ScopedRegion region("trident::train::Trainer");
   comm::agree_on_failure(m_mesh.world(), "trident::train::Trainer: building the model", [&] {
     m_stages = plan_stages();
@@ -76,7 +79,7 @@ Trainer<Scalar, ExecutionSpace>::Trainer(const ExecutionSpace& space, const comm
 template <class Scalar, class ExecutionSpace>
 Layout Trainer<Scalar, ExecutionSpace>::planned_layout(const ExecutionSpace& space, const comm::Communicator& world,
                                                        const nn::ModelSpec& spec, const AutoLayout& automatic) {
-  const LayoutChoice choice = choose_layout<Scalar>(space, world, spec, automatic);
+  const LayoutChoice choice = choose_layout<param_type>(space, world, spec, automatic);
   if (automatic.print && world.rank() == 0) std::printf("%s", choice.report.c_str());
   return choice.layout;
 }
@@ -88,10 +91,11 @@ template <class Scalar, class ExecutionSpace>
 io::Metadata Trainer<Scalar, ExecutionSpace>::load(const std::string& path,
                                                    const std::function<void(const io::Metadata&)>& check) {
   ScopedRegion region("trident::train::Trainer::load");
-  std::vector<StatePart<Scalar, memory_space>> parts;
+  std::vector<StatePart<param_type, memory_space>> parts;
   for (const auto& part : owned_parts()) parts.push_back(with_fresh_buffers(part));
   std::int64_t step = 0, samples = 0, skipped = 0;
   std::uint64_t seed = 0;
+  optim::LossScaler scaler(m_scaler.settings());
   const auto metadata = load_state(path, global_tensor_list(), parts, m_mesh.world(), [&](const io::Metadata& md) {
     if (check) check(md);
     try {
@@ -104,6 +108,8 @@ io::Metadata Trainer<Scalar, ExecutionSpace>::load(const std::string& path,
     }
     require(step >= 0 && samples >= 0, "trident::train: checkpoint '", path, "' records step ", step, " and ", samples,
             " samples");
+    // A run of another precision (a float one, say) saved no scale, or one this run has no use for.
+    if (md.count("loss_scale") != 0 && m_scaler.settings().dynamic) scaler.load_state(md);
   });
   for (std::size_t c = 0; c < m_engines.size(); ++c)
     m_engines[c]->load_owned_state(parts[c].values, parts[c].exp_avg, parts[c].exp_avg_sq);
@@ -112,6 +118,7 @@ io::Metadata Trainer<Scalar, ExecutionSpace>::load(const std::string& path,
   m_samples = samples;
   m_skipped = skipped;
   m_settings.seed = seed;
+  m_scaler = scaler;
   return metadata;
 }
 
@@ -120,7 +127,9 @@ auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -
   ScopedRegion region("trident::train::Trainer::step");
   const auto start = std::chrono::steady_clock::now();
   const Split split = split_of(batch, "step");
-  const double scale = 1.0 / static_cast<double>(split.global_rows);
+  const double mean = 1.0 / static_cast<double>(split.global_rows);
+  const double loss_scale = m_scaler.scale();
+  const double scale = mean * loss_scale;  // of the gradients, which are unscaled before the update
   for (auto& engine : m_engines) {
     engine->begin_step();
     if (pipelined() && engine->stage() == 3) engine->gather_for_step();
@@ -147,6 +156,7 @@ auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -
   StepReport report;
   report.step = m_step + 1;
   report.skipped_so_far = m_skipped;
+  report.loss_scale = loss_scale;
   double loss_sum = 0, squares = 0;
   for (std::size_t c = 0; c < m_chunks.size(); ++c) {
     const model_type* model = m_chunks[c].get();
@@ -156,18 +166,15 @@ auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -
     squares += summary.sum_of_squares;
   }
   squares = sum_over_model_groups(squares);
-  report.loss = loss_sum * scale;
-  report.grad_norm = std::sqrt(squares);
-  if (!finite_step(report.step, report.loss, report.grad_norm, m_settings.on_nonfinite,
-                   m_chunks.front()->parameters())) {
-    report.skipped = true;
-    report.skipped_so_far = ++m_skipped;
-  } else {
+  report.loss = loss_sum * mean;
+  report.grad_norm = std::sqrt(squares) / loss_scale;
+  if (accept_step(report)) {
+    // Clipping and unscaling in one pass: the gradients are loss_scale times the true ones.
     const double coefficient =
-        m_settings.grad_clip > 0 ? optim::clip_coefficient(report.grad_norm, m_settings.grad_clip) : 1.0;
+        (m_settings.grad_clip > 0 ? optim::clip_coefficient(report.grad_norm, m_settings.grad_clip) : 1.0) / loss_scale;
     report.lr = lr;
     for (auto& engine : m_engines) {
-      if (coefficient < 1.0) engine->scale_gradients(coefficient);
+      if (coefficient != 1.0) engine->scale_gradients(coefficient);
       engine->step(report.step, lr);
     }
   }
@@ -176,6 +183,23 @@ auto Trainer<Scalar, ExecutionSpace>::step(const batch_type& batch, double lr) -
   m_samples += split.global_rows / split.rows_per_sample;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+template <class Scalar, class ExecutionSpace>
+bool Trainer<Scalar, ExecutionSpace>::accept_step(StepReport& report) {
+  bool apply = true;
+  if (m_scaler.settings().dynamic && std::isfinite(report.loss)) {
+    apply = m_scaler.update(!std::isfinite(report.grad_norm));  // an overflow: skipped, the scale shrinks
+  } else {
+    apply = finite_step(report.step, report.loss, report.grad_norm, m_settings.on_nonfinite,
+                        m_chunks.front()->parameters());
+    if (m_scaler.settings().dynamic) m_scaler.update(!apply);
+  }
+  if (!apply) {
+    report.skipped = true;
+    report.skipped_so_far = ++m_skipped;
+  }
+  return apply;
 }
 
 template <class Scalar, class ExecutionSpace>
@@ -198,7 +222,7 @@ auto Trainer<Scalar, ExecutionSpace>::evaluate(const batch_type& batch) -> doubl
 }
 
 template <class Scalar, class ExecutionSpace>
-auto Trainer<Scalar, ExecutionSpace>::predict(const matrix& inputs) -> matrix {
+auto Trainer<Scalar, ExecutionSpace>::predict(const input_matrix& inputs) -> matrix {
   ScopedRegion region("trident::train::Trainer::predict");
   if (!pipelined()) return m_chunks.front()->predict(inputs);
   const int layers = static_cast<int>(m_spec.layers.size());
@@ -253,6 +277,8 @@ auto Trainer<Scalar, ExecutionSpace>::save(const std::string& path) const -> voi
   metadata["skipped"] = std::to_string(m_skipped);
   metadata["seed"] = std::to_string(m_settings.seed);
   metadata["optimizer"] = optimizer.dump();
+  if (m_scaler.settings().dynamic)
+    for (const auto& [key, value] : m_scaler.state()) metadata[key] = value;
   save_state(path, global_tensor_list(), metadata, owned_parts(), m_mesh.world());
 }
 
@@ -343,7 +369,7 @@ auto Trainer<Scalar, ExecutionSpace>::split_of(const batch_type& batch, const ch
 
 template <class Scalar, class ExecutionSpace>
 void Trainer<Scalar, ExecutionSpace>::set_micro_batches(const batch_type& batch, const Split& split, double scale) {
-  std::vector<matrix> inputs;
+  std::vector<input_matrix> inputs;
   std::vector<targets_type> targets;
   for (std::int64_t k = 0; k < split.micro_batches; ++k) {
     inputs.push_back(rows(batch.inputs, split, k));
@@ -353,7 +379,8 @@ void Trainer<Scalar, ExecutionSpace>::set_micro_batches(const batch_type& batch,
 }
 
 template <class Scalar, class ExecutionSpace>
-auto Trainer<Scalar, ExecutionSpace>::rows(const matrix& m, const Split& split, std::int64_t k) const -> matrix {
+auto Trainer<Scalar, ExecutionSpace>::rows(const input_matrix& m, const Split& split, std::int64_t k) const
+    -> input_matrix {
   return Kokkos::subview(m, row_range(split, k), Kokkos::ALL);
 }
 
@@ -420,8 +447,8 @@ auto Trainer<Scalar, ExecutionSpace>::global_tensor_list() const -> std::vector<
 }
 
 template <class Scalar, class ExecutionSpace>
-auto Trainer<Scalar, ExecutionSpace>::owned_parts() const -> std::vector<StatePart<Scalar, memory_space>> {
-  std::vector<StatePart<Scalar, memory_space>> parts;
+auto Trainer<Scalar, ExecutionSpace>::owned_parts() const -> std::vector<StatePart<param_type, memory_space>> {
+  std::vector<StatePart<param_type, memory_space>> parts;
   for (std::size_t c = 0; c < m_chunks.size(); ++c) {
     const auto owned = m_engines[c]->owned_state();
     const model_type* model = m_chunks[c].get();
