@@ -1,7 +1,9 @@
-# trident_add_test(NAME <name> SOURCES <files...> [RANKS <n...>] [TIMEOUT <s>])
+# trident_add_test(NAME <name> SOURCES <files...> [RANKS <n...>] [TIMEOUT <s>] [EVERY_COMM_BACKEND])
 # Builds one test executable (Catch2 with trident's MPI+Kokkos main) and registers it with
 # CTest once per rank count, as <name>_np<N>. Ranks are oversubscribed: the suite must run
-# on a laptop or a 2-core CI machine.
+# on a laptop or a 2-core CI machine. EVERY_COMM_BACKEND registers it again for each other
+# communicator backend the build has (TRIDENT_COMM_BACKENDS), as <name>_<backend>_np<N> with
+# TRIDENT_COMM_BACKEND=<backend>.
 find_package(Catch2 REQUIRED)
 
 set(TRIDENT_TEST_MAX_RANKS 8 CACHE STRING "Largest rank count a test is registered with")
@@ -22,7 +24,7 @@ target_link_libraries(trident_test_main PUBLIC trident::trident Catch2::Catch2 t
 target_include_directories(trident_test_main PUBLIC ${PROJECT_SOURCE_DIR}/tests)
 
 function(trident_add_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;RANKS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "EVERY_COMM_BACKEND" "NAME;TIMEOUT" "SOURCES;RANKS;LABELS" ${ARGN})
   if(NOT ARG_RANKS)
     set(ARG_RANKS 1)
   endif()
@@ -34,16 +36,26 @@ function(trident_add_test)
   math(EXPR comm_timeout "${ARG_TIMEOUT} * 4 / 5")
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE trident_test_main)
-  foreach(np IN LISTS ARG_RANKS)
-    if(np GREATER TRIDENT_TEST_MAX_RANKS)
-      continue()
+  set(backends mpi)
+  if(ARG_EVERY_COMM_BACKEND)
+    set(backends ${TRIDENT_COMM_BACKENDS})
+  endif()
+  foreach(backend IN LISTS backends)
+    set(prefix ${ARG_NAME})
+    if(NOT backend STREQUAL "mpi")
+      set(prefix ${ARG_NAME}_${backend})
     endif()
-    add_test(NAME ${ARG_NAME}_np${np}
-             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${TRIDENT_MPIEXEC_FLAGS}
-                     ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${ARG_NAME}> ${MPIEXEC_POSTFLAGS})
-    set_tests_properties(${ARG_NAME}_np${np} PROPERTIES
-      TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${ARG_LABELS}"
-      # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
-      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=${TRIDENT_TEST_OMP_THREADS};OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive;TRIDENT_COMM_TIMEOUT=${comm_timeout}")
+    foreach(np IN LISTS ARG_RANKS)
+      if(np GREATER TRIDENT_TEST_MAX_RANKS)
+        continue()
+      endif()
+      add_test(NAME ${prefix}_np${np}
+               COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${TRIDENT_MPIEXEC_FLAGS}
+                       ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${ARG_NAME}> ${MPIEXEC_POSTFLAGS})
+      set_tests_properties(${prefix}_np${np} PROPERTIES
+        TIMEOUT ${ARG_TIMEOUT} PROCESSORS 1 LABELS "np${np};${backend};${ARG_LABELS}"
+        # Open MPI refuses root unless told; single-threaded BLAS keeps oversubscribed ranks fair.
+        ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=${TRIDENT_TEST_OMP_THREADS};OMP_PROC_BIND=false;OMP_WAIT_POLICY=passive;TRIDENT_COMM_TIMEOUT=${comm_timeout};TRIDENT_COMM_BACKEND=${backend}")
+    endforeach()
   endforeach()
 endfunction()

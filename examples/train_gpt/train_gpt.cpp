@@ -10,9 +10,12 @@
 // keeps the last --keep checkpoints in --checkpoint-dir (checkpoint_directory.hpp); --resume DIR
 // continues from the newest that verifies, with the checkpoint's seed. --dtype bf16|fp16 trains
 // in mixed precision: 16-bit activations, float parameters, gradients, AdamW state and
-// checkpoints (which load into runs of any --dtype), fp16 under a dynamic loss scale.
+// checkpoints (which load into runs of any --dtype), fp16 under a dynamic loss scale. In a CUDA
+// build with NCCL, --comm-backend nccl (or TRIDENT_COMM_BACKEND=nccl) carries the data- and
+// tensor-parallel collectives on the device.
 
 #include <trident/comm/agreement.hpp>
+#include <trident/comm/backend.hpp>
 #include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/core/memory_accounting.hpp>
 #include <trident/core/runtime_info.hpp>
@@ -52,6 +55,7 @@
 #include <memory>
 #include <new>
 #include <numeric>
+#include <optional>
 #include <utility>
 
 namespace {
@@ -76,9 +80,10 @@ struct Options {
   double peak_gflops = 0;
   std::string stage_blocks, trace;
   bool seed_given = false, reseed = false, skip_memory_check = false;
-  bool auto_layout = false;    // --layout auto: the planner chooses dp x tp x pp and the rest
-  std::string plan_cache;      // its calibration, kept between runs
-  std::string dtype = "fp32";  // of the activations: fp32, bf16 or fp16 (mixed precision)
+  bool auto_layout = false;                            // --layout auto: the planner chooses dp x tp x pp and the rest
+  std::string plan_cache;                              // its calibration, kept between runs
+  std::string dtype = "fp32";                          // of the activations: fp32, bf16 or fp16 (mixed precision)
+  std::optional<trident::comm::Backend> comm_backend;  // --comm-backend; else TRIDENT_COMM_BACKEND's
   trident::nn::AttentionKernel attention = trident::nn::AttentionKernel::blocked;
 
   // GPT-2 as a spec, its attention running the kernel asked for.
@@ -177,6 +182,10 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.choice("--dtype", o.dtype, {"fp32", "bf16", "fp16"},
              "the activations' type: bf16 or fp16 train in mixed precision (float parameters, gradients, AdamW state "
              "and checkpoints; fp16 under a dynamic loss scale)");
+  std::string comm_backend = "mpi";
+  cli.choice("--comm-backend", comm_backend, {"mpi", "nccl"},
+             "what carries the collectives on device memory: nccl in a CUDA build with NCCL (default: "
+             "TRIDENT_COMM_BACKEND, else mpi)");
   std::string layout_choice = "manual";
   cli.choice("--layout", layout_choice, {"manual", "auto"},
              "auto: calibrate this machine, rank every layout of the ranks and run the fastest that fits");
@@ -202,6 +211,11 @@ bool parse(int argc, char** argv, Options& o, int rank) {
     if (o.auto_layout && cli.given(chosen))
       throw UsageError(std::string(chosen) + " and --layout auto both choose the layout; give one");
   if (!o.auto_layout && cli.given("--plan-cache")) throw UsageError("--plan-cache needs --layout auto");
+  if (cli.given("--comm-backend")) {
+    o.comm_backend = comm_backend == "nccl" ? trident::comm::Backend::nccl : trident::comm::Backend::mpi;
+    if (!trident::comm::backend_available(*o.comm_backend))
+      throw UsageError("--comm-backend nccl: this build has no NCCL (it needs Kokkos with CUDA and NCCL)");
+  }
   const auto require = [](bool ok, auto&&... message) {
     if (!ok) throw UsageError(trident::detail::concat(message...));
   };
@@ -384,7 +398,8 @@ int run(int argc, char** argv, int rank, int size) {
     throw UsageError(e.what());
   }
   Options& o = parsed;
-  const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+  trident::comm::Communicator world(MPI_COMM_WORLD, "world");
+  if (o.comm_backend) world.set_backend(*o.comm_backend);  // the groups split from it inherit it
   if (o.auto_layout) plan_layout(o, world, size);
 
   // The data files and the memory the run needs, before anything large is allocated.

@@ -2,9 +2,9 @@
 # train_gpt: every bad flag, bad data file, model too large for memory and unusable output
 # exits with status 2 and one line naming the problem (the flag, the file), before any step; on
 # 2 ranks that line is printed once, by rank 0, and nothing hangs.
-#   check_errors.sh TRAIN_GPT MPIEXEC DIR
+#   check_errors.sh TRAIN_GPT MPIEXEC DIR [COMM_BACKENDS]   (the build's backends, a ;-list)
 set -uo pipefail
-exe="$1"; mpiexec="$2"; dir="$3"
+exe="$1"; mpiexec="$2"; dir="$3"; backends="${4:-mpi}"
 rm -rf "$dir"; mkdir -p "$dir"
 failures=0
 limit_memory=""
@@ -66,6 +66,11 @@ expect_error 1 "--seed: expects a non-negative integer, got '-1'" --seed -1
 expect_error 1 "--schedule: must be gpipe, 1f1b, interleaved or zb, got 'pipedream'" --schedule pipedream
 expect_error 1 "--on-nonfinite: must be stop or skip, got 'ignore'" --on-nonfinite ignore
 expect_error 1 "--data-format: must be auto, text or tokens, got 'csv'" --data-format csv
+expect_error 1 "--comm-backend: must be mpi or nccl, got 'gloo'" --comm-backend gloo
+case ";$backends;" in
+  *";nccl;"*) ;;
+  *) expect_error 2 "--comm-backend nccl: this build has no NCCL" --comm-backend nccl ;;
+esac
 # ... and together.
 expect_error 1 "--hidden 30 is not a multiple of --heads 4" --hidden 30 --heads 4
 expect_error 1 "not a whole number of micro-batches of 3" --batch 8 --micro-batch 3

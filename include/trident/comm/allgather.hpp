@@ -10,6 +10,7 @@
 
 #include <trident/comm/block_counts.hpp>
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/nccl.hpp>
 #include <trident/comm/request.hpp>
 #include <trident/comm/view_buffer.hpp>
 #include <trident/core/error.hpp>
@@ -39,6 +40,9 @@ Request allgather(Mode mode, const ExecutionSpace& space, const Communicator& co
   require_disjoint(name, send, recv);
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::allgather, element_type_of<T>(), count),
                                        static_cast<std::int64_t>(recv.size() * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, SendView, RecvView>()) {
+    if (comm.backend() == Backend::nccl) return nccl_allgather(mode, space, comm, send, recv, name);
+  }
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
@@ -68,6 +72,11 @@ Request allgather_in_place(Mode mode, const ExecutionSpace& space, const Communi
   const int block = static_cast<int>(view.size() / ranks);
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::allgather, element_type_of<T>(), block),
                                        static_cast<std::int64_t>(view.size() * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, ViewType>()) {
+    if (comm.backend() == Backend::nccl) {
+      return nccl_allgather_in_place(mode, space, comm, view, static_cast<std::size_t>(block), name);
+    }
+  }
   auto buffer = make_buffer(space, comm, view, Direction::send_receive, name);
   fence_before_mpi(space);
   const MPI_Datatype type = mpi_datatype<T>();
@@ -101,6 +110,9 @@ Request allgatherv(Mode mode, const ExecutionSpace& space, const Communicator& c
   CommunicatorAccess::begin_collective(comm,
                                        make_fingerprint(Operation::allgatherv, element_type_of<T>(), blocks->total),
                                        static_cast<std::int64_t>(recv.size() * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, SendView, RecvView>()) {
+    if (comm.backend() == Backend::nccl) return nccl_allgatherv(mode, space, comm, send, recv, *blocks, name);
+  }
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);

@@ -5,6 +5,7 @@
 // and the nonblocking iallreduce with the same arguments, returning a Request.
 
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/nccl.hpp>
 #include <trident/comm/reduce_op.hpp>
 #include <trident/comm/request.hpp>
 #include <trident/comm/view_buffer.hpp>
@@ -33,6 +34,9 @@ Request allreduce(Mode mode, const ExecutionSpace& space, const Communicator& co
   require_disjoint(name, send, recv);
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::allreduce, element_type_of<T>(), count, op),
                                        static_cast<std::int64_t>(count * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, SendView, RecvView>()) {
+    if (comm.backend() == Backend::nccl) return nccl_allreduce(mode, space, comm, send, recv, op, name);
+  }
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
@@ -58,6 +62,9 @@ Request allreduce_in_place(Mode mode, const ExecutionSpace& space, const Communi
   const int count = element_count(name, "view", view);
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::allreduce, element_type_of<T>(), count, op),
                                        static_cast<std::int64_t>(count * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, ViewType>()) {
+    if (comm.backend() == Backend::nccl) return nccl_allreduce_in_place(mode, space, comm, view, op, name);
+  }
   auto buffer = make_buffer(space, comm, view, Direction::send_receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {

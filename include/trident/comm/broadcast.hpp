@@ -3,6 +3,7 @@
 //   broadcast(space, comm, view, root), and the nonblocking ibroadcast returning a Request.
 
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/nccl.hpp>
 #include <trident/comm/request.hpp>
 #include <trident/comm/view_buffer.hpp>
 #include <trident/core/error.hpp>
@@ -27,6 +28,9 @@ Request broadcast(Mode mode, const ExecutionSpace& space, const Communicator& co
                    " is not a rank of a communicator of size ", comm.size());
   CommunicatorAccess::begin_collective(comm, make_fingerprint(Operation::broadcast, element_type_of<T>(), count, root),
                                        static_cast<std::int64_t>(count * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, ViewType>()) {
+    if (comm.backend() == Backend::nccl) return nccl_broadcast(mode, space, comm, view, root, name);
+  }
   auto buffer = make_buffer(space, comm, view, comm.rank() == root ? Direction::send : Direction::receive, name);
   fence_before_mpi(space);
   if (mode == Mode::blocking) {

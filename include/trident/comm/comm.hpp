@@ -1,9 +1,10 @@
 #pragma once
 // trident::comm: communicators, collectives and point-to-point transfers of Kokkos Views,
-// nonblocking requests, traffic statistics, the cross-rank consistency check, failures
-// agreed on by every rank, and files written by every rank at once.
+// nonblocking requests, the MPI and NCCL backends, traffic statistics, the cross-rank
+// consistency check, failures agreed on by every rank, and files written by every rank at once.
 
 #include <trident/comm/agreement.hpp>
+#include <trident/comm/backend.hpp>
 #include <trident/comm/collectives.hpp>
 #include <trident/comm/communicator.hpp>
 #include <trident/comm/consistency_check.hpp>

@@ -4,6 +4,7 @@
 // call sequence and the settings. Wrapping a caller's MPI_Comm does not own it; communicators
 // made by split() or duplicate() are freed when their last copy goes.
 
+#include <trident/comm/backend.hpp>
 #include <trident/comm/consistency_check.hpp>
 #include <trident/comm/gpu_aware.hpp>
 #include <trident/comm/statistics.hpp>
@@ -68,7 +69,8 @@ class Communicator {
   const std::string& name() const { return state().name; }
 
   // Collective: ranks with the same color form a new communicator, ordered by key (ties by rank
-  // in this one). It starts with this communicator's transport and consistency-check settings.
+  // in this one). It starts with this communicator's backend, transport and consistency-check
+  // settings.
   Communicator split(int color, int key, std::string label = "") const {
     ScopedRegion region("trident::comm::split");
     MPI_Comm part = MPI_COMM_NULL;
@@ -127,6 +129,14 @@ class Communicator {
 
   Transport transport() const { return state().transport; }
   void set_transport(Transport transport) { state().transport = transport; }
+  // The library that carries collectives on device memory (backend.hpp); MPI unless
+  // TRIDENT_COMM_BACKEND says otherwise. Every rank must choose the same. Communicators split
+  // from this one inherit it.
+  Backend backend() const { return state().backend; }
+  void set_backend(Backend backend) {
+    Impl::require_available(backend, "trident::comm::Communicator::set_backend");
+    state().backend = backend;
+  }
   bool consistency_check() const { return state().check; }
   void set_consistency_check(bool enabled) { state().check = enabled; }
 
@@ -139,7 +149,8 @@ class Communicator {
           owned(owned_),
           label(std::move(label_)),
           name(label.empty() ? "unnamed" : label),
-          check(Impl::consistency_check_from_environment()) {
+          check(Impl::consistency_check_from_environment()),
+          backend(Impl::backend_from_environment()) {
       require_argument(comm != MPI_COMM_NULL, "trident::comm::Communicator: cannot wrap MPI_COMM_NULL");
       int inter = 0;
       MPI_Comm_test_inter(comm, &inter);
@@ -162,7 +173,9 @@ class Communicator {
     bool check;
     int rank = 0;
     int size = 0;
+    Backend backend;
     Transport transport = Transport::automatic;
+    std::shared_ptr<Impl::DeviceCommunicator> device;  // made by the first collective that needs it
     std::int64_t collective_calls = 0;
     TrafficStatistics stats;
   };
@@ -177,6 +190,7 @@ class Communicator {
     result.m_state = std::make_shared<State>(comm, true, std::move(label));
     result.m_state->transport = state().transport;
     result.m_state->check = state().check;
+    result.m_state->backend = state().backend;
     return result;
   }
 
@@ -200,6 +214,7 @@ struct CommunicatorAccess {
     comm.begin_collective(fingerprint, bytes);
   }
   static TrafficStatistics& stats(const Communicator& comm) { return comm.state().stats; }
+  static std::shared_ptr<DeviceCommunicator>& device(const Communicator& comm) { return comm.state().device; }
   // What a wait in `operation` on `comm` is for: the collective `ahead` calls past the last one
   // begun (1: a blocking call about to begin it, 0: one already begun), or with a peer, a
   // point-to-point transfer.

@@ -9,6 +9,7 @@
 
 #include <trident/comm/block_counts.hpp>
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/nccl.hpp>
 #include <trident/comm/reduce_op.hpp>
 #include <trident/comm/request.hpp>
 #include <trident/comm/view_buffer.hpp>
@@ -40,6 +41,9 @@ Request reduce_scatter(Mode mode, const ExecutionSpace& space, const Communicato
   CommunicatorAccess::begin_collective(comm,
                                        make_fingerprint(Operation::reduce_scatter, element_type_of<T>(), count, op),
                                        static_cast<std::int64_t>(send.size() * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, SendView, RecvView>()) {
+    if (comm.backend() == Backend::nccl) return nccl_reduce_scatter(mode, space, comm, send, recv, op, name);
+  }
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);
@@ -76,6 +80,9 @@ Request reduce_scatter_v(Mode mode, const ExecutionSpace& space, const Communica
   CommunicatorAccess::begin_collective(
       comm, make_fingerprint(Operation::reduce_scatter_v, element_type_of<T>(), blocks->total, op),
       static_cast<std::int64_t>(send.size() * sizeof(T)));
+  if constexpr (nccl_may_carry<ExecutionSpace, T, SendView, RecvView>()) {
+    if (comm.backend() == Backend::nccl) return nccl_reduce_scatter_v(mode, space, comm, send, recv, *blocks, op, name);
+  }
   auto in = make_buffer(space, comm, send, Direction::send, name);
   auto out = make_buffer(space, comm, recv, Direction::receive, name);
   fence_before_mpi(space);

@@ -26,18 +26,24 @@ class Request {
  public:
   using Completion = std::function<void(const MPI_Status&)>;
   using Continuation = std::function<Request()>;
+  using Ready = std::function<bool()>;
 
   // A request with nothing to wait for.
   Request() = default;
   // `label` names what a wait on it is for, should it outlast the wait timeout (watchdog.hpp).
   Request(MPI_Request request, Impl::WaitLabel label, Completion on_completion)
       : m_request(request), m_label(std::move(label)), m_on_completion(std::move(on_completion)) {}
+  // An operation another library carries (NCCL): `ready` tells without blocking whether it is
+  // done, and `on_completion` waits for it and finishes it.
+  Request(Ready ready, Impl::WaitLabel label, Completion on_completion)
+      : m_label(std::move(label)), m_on_completion(std::move(on_completion)), m_ready(std::move(ready)) {}
 
   Request(Request&& other) noexcept
       : m_request(std::exchange(other.m_request, MPI_REQUEST_NULL)),
         m_label(std::move(other.m_label)),
         m_on_completion(std::exchange(other.m_on_completion, nullptr)),
-        m_next(std::exchange(other.m_next, nullptr)) {}
+        m_next(std::exchange(other.m_next, nullptr)),
+        m_ready(std::exchange(other.m_ready, nullptr)) {}
   Request& operator=(Request&& other) {
     if (this != &other) {
       wait();
@@ -90,6 +96,7 @@ class Request {
   // True once the whole operation is done.
   bool test() {
     if (!pending()) return true;
+    if (m_ready && !m_ready()) return false;
     int done = 0;
     MPI_Status status{};
     Impl::check_mpi(MPI_Test(&m_request, &done, &status), "trident::comm::test");
@@ -149,6 +156,7 @@ class Request {
   }
 
   void complete(const MPI_Status& status) {
+    m_ready = nullptr;
     auto on_completion = std::exchange(m_on_completion, nullptr);
     auto next = std::exchange(m_next, nullptr);
     if (on_completion) on_completion(status);
@@ -163,12 +171,14 @@ class Request {
     m_label = std::move(other.m_label);
     m_on_completion = std::exchange(other.m_on_completion, nullptr);
     m_next = std::exchange(other.m_next, nullptr);
+    m_ready = std::exchange(other.m_ready, nullptr);
   }
 
   MPI_Request m_request = MPI_REQUEST_NULL;
   Impl::WaitLabel m_label;
   Completion m_on_completion;  // also what keeps the operation's buffers alive
   Continuation m_next;         // the stage that follows this one, if any
+  Ready m_ready;               // set only for an operation MPI does not carry
 };
 
 void wait_all(std::vector<Request>& requests);

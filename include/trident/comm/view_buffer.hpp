@@ -105,6 +105,10 @@ struct DynamicRank<T, 0> {
 
 enum class Direction { send, receive, send_receive };
 
+// Whether a buffer may be copied through host memory: by the communicator's transport (for
+// MPI), or never (for a device library that reads device memory itself).
+enum class Staging { by_transport, never };
+
 template <class ExecutionSpace, class ViewType>
 class ViewBuffer {
  public:
@@ -115,7 +119,7 @@ class ViewBuffer {
   // Packs and stages as needed (on `space`, not yet fenced) and counts the copies in the
   // communicator's statistics. `operation` names the temporaries.
   ViewBuffer(const ExecutionSpace& space, const Communicator& comm, const ViewType& view, Direction direction,
-             const char* operation)
+             const char* operation, Staging staging)
       : m_space(space), m_view(view), m_direction(direction) {
     const std::size_t count = view.size();
     const auto bytes = static_cast<std::int64_t>(count * sizeof(value_type));
@@ -130,7 +134,7 @@ class ViewBuffer {
       stats.record_packing(copies_per_buffer * bytes);
     }
     m_contiguous = Contiguous(contiguous, count);
-    if (use_host_staging<memory_space>(comm.transport())) {
+    if (staging == Staging::by_transport && use_host_staging<memory_space>(comm.transport())) {
       m_staging = StagingPool::instance().acquire(count * sizeof(value_type));
       m_host = Host(reinterpret_cast<value_type*>(m_staging.data()), count);
       if (direction != Direction::receive) Kokkos::deep_copy(space, m_host, m_contiguous);
@@ -139,7 +143,7 @@ class ViewBuffer {
     }
   }
 
-  // The pointer handed to MPI.
+  // The pointer handed to MPI (or the device library).
   void* data() const { return m_is_staged ? static_cast<void*>(m_host.data()) : m_contiguous.data(); }
 
   // After MPI wrote the buffer: copies the result back into the View (host staging buffer to
@@ -178,8 +182,9 @@ class ViewBuffer {
 
 template <class ExecutionSpace, class ViewType>
 ViewBuffer<ExecutionSpace, ViewType> make_buffer(const ExecutionSpace& space, const Communicator& comm,
-                                                 const ViewType& view, Direction direction, const char* operation) {
-  return ViewBuffer<ExecutionSpace, ViewType>(space, comm, view, direction, operation);
+                                                 const ViewType& view, Direction direction, const char* operation,
+                                                 Staging staging = Staging::by_transport) {
+  return ViewBuffer<ExecutionSpace, ViewType>(space, comm, view, direction, operation, staging);
 }
 
 // Kernels that wrote the send views, and the packing and staging copies, must be done before
