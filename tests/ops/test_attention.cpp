@@ -7,6 +7,8 @@
 #include <trident/ops/attention.hpp>
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 
 using namespace ops_test;
 
@@ -146,4 +148,39 @@ TEMPLATE_LIST_TEST_CASE("attention handles T = 1 and rejects inconsistent shapes
                     Catch::Matchers::Contains("qkv has 3 rows but B*T = 3*2"));
   Matrix<double, Space> wrong("wrong", B * T, cl + 1);
   CHECK_THROWS_AS(trident::ops::attention_forward(Space(), wrong, buffers, qkv, B, T, H), trident::InvalidArgument);
+}
+
+// On a host space with several threads the (b, h) pairs run at once (detail::for_each_head),
+// each pair's blocks in order on one thread: the results of both kernels are the one-thread
+// ones, bit for bit.
+TEMPLATE_TEST_CASE("attention on host threads equals attention on one thread, bit for bit", "[ops][attention]", float,
+                   double) {
+  using Threaded = Kokkos::DefaultHostExecutionSpace;
+#if defined(KOKKOS_ENABLE_SERIAL)
+  using OneThread = Kokkos::Serial;
+#else
+  using OneThread = Threaded;
+#endif
+  if (std::is_same<Threaded, OneThread>::value || Threaded().concurrency() == 1) {
+    WARN("the host space runs one thread here: nothing to compare");
+    return;
+  }
+  const int B = 3, T = 7, H = 4, hd = 4, cl = H * hd;
+  const auto qkv = random_matrix<TestType, Threaded>("qkv", B * T, 3 * cl, -2.0, 2.0);
+  const auto upstream = random_matrix<TestType, Threaded>("upstream", B * T, cl);
+  for (const auto kernel : {trident::ops::AttentionKernel::blocked, trident::ops::AttentionKernel::flash})
+    for (int block : {2, 64}) {
+      INFO(trident::ops::attention_kernel_name(kernel) << " kernel, causal block = " << block);
+      const auto run = [&](auto space) {
+        trident::ops::AttentionBuffers<TestType, Kokkos::HostSpace> buffers(B, T, H, hd, block, kernel);
+        Matrix<TestType, Threaded> out("out", B * T, cl), dqkv("dqkv", B * T, 3 * cl);
+        trident::ops::attention_forward(space, out, buffers, qkv, B, T, H);
+        trident::ops::attention_backward(space, dqkv, upstream, buffers, qkv, out, B, T, H);
+        return std::make_pair(values(out), values(dqkv));
+      };
+      const auto threaded = run(Threaded());
+      const auto one_thread = run(OneThread());
+      CHECK(threaded.first == one_thread.first);
+      CHECK(threaded.second == one_thread.second);
+    }
 }

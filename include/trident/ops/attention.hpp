@@ -107,10 +107,9 @@ void attention_forward(const ExecutionSpace& space, const OutView& out,
     matmul(space, 'N', 'T', scale, head.rows(buffers.q, blocks.row_begin(i), blocks.row_end(i)),
            head.rows(buffers.k, 0, blocks.row_end(i)), Scalar(0), head.scores(buffers.probs, i));
   };
-  const auto softmax = [&](std::int64_t b, std::int64_t h, std::int64_t i) {
+  const auto softmax = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // on a host thread
     const std::int64_t first = (b * H + h) * T + blocks.row_begin(i);
-    detail::for_each_row(space, "trident::ops::attention_softmax", blocks.row_end(i) - blocks.row_begin(i),
-                         Softmax{buffers.probs, blocks, first});
+    detail::for_each_row_on_this_thread(blocks.row_end(i) - blocks.row_begin(i), Softmax{buffers.probs, blocks, first});
   };
   const auto values = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // Y = P V
     const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
@@ -120,12 +119,13 @@ void attention_forward(const ExecutionSpace& space, const OutView& out,
 
   detail::split_qkv(space, buffers, qkv);
   if constexpr (detail::runs_on_host<ExecutionSpace>()) {
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, false,
-                                                [&](std::int64_t b, std::int64_t h, std::int64_t i) {
-                                                  scores(b, h, i);
-                                                  softmax(b, h, i);
-                                                  values(b, h, i);
-                                                });
+    const std::int64_t pairs = static_cast<std::int64_t>(B) * H;  // each pair's scores are its own
+    detail::for_each_head(space, B, H, blocks, false, pairs,
+                          [&](std::int64_t, std::int64_t b, std::int64_t h, std::int64_t i) {
+                            scores(b, h, i);
+                            softmax(b, h, i);
+                            values(b, h, i);
+                          });
   } else {
     detail::for_each_head_block<ExecutionSpace>(B, H, blocks, false, scores);
     detail::for_each_row(space, "trident::ops::attention_softmax", n * H, Softmax{buffers.probs, blocks, 0});
@@ -177,10 +177,10 @@ void attention_backward(const ExecutionSpace& space, const DQkvView& dqkv, const
     matmul(space, 'N', 'T', Scalar(1), dy, head.rows(buffers.v, 0, r1), Scalar(0),
            head.scores(buffers.dscores, i));  // dP = dY V^T
   };
-  const auto softmax_backward = [&](std::int64_t b, std::int64_t h, std::int64_t i) {
+  const auto softmax_backward = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // on a host thread
     const std::int64_t first = (b * H + h) * T + blocks.row_begin(i);
-    detail::for_each_row(space, "trident::ops::attention_softmax_backward", blocks.row_end(i) - blocks.row_begin(i),
-                         SoftmaxBackward{buffers.dscores, buffers.probs, blocks, scale, first});
+    detail::for_each_row_on_this_thread(blocks.row_end(i) - blocks.row_begin(i),
+                                        SoftmaxBackward{buffers.dscores, buffers.probs, blocks, scale, first});
   };
   const auto query_key_gradients = [&](std::int64_t b, std::int64_t h, std::int64_t i) {
     const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
@@ -195,12 +195,13 @@ void attention_backward(const ExecutionSpace& space, const DQkvView& dqkv, const
   detail::split_qkv(space, buffers, qkv);
   detail::split_output_gradient(space, buffers, dout);
   if constexpr (detail::runs_on_host<ExecutionSpace>()) {
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, true,
-                                                [&](std::int64_t b, std::int64_t h, std::int64_t i) {
-                                                  probability_gradients(b, h, i);
-                                                  softmax_backward(b, h, i);
-                                                  query_key_gradients(b, h, i);
-                                                });
+    const std::int64_t pairs = static_cast<std::int64_t>(B) * H;
+    detail::for_each_head(space, B, H, blocks, true, pairs,
+                          [&](std::int64_t, std::int64_t b, std::int64_t h, std::int64_t i) {
+                            probability_gradients(b, h, i);
+                            softmax_backward(b, h, i);
+                            query_key_gradients(b, h, i);
+                          });
   } else {
     detail::for_each_head_block<ExecutionSpace>(B, H, blocks, true, probability_gradients);
     detail::for_each_row(space, "trident::ops::attention_softmax_backward", n * H,

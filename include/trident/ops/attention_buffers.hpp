@@ -11,6 +11,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -74,7 +75,7 @@ struct AttentionBuffers {
   scores_view probs;        // kept, blocked: [B*H, blocks.size()] softmax probabilities
   scores_view log_sum_exp;  // kept, flash: [B*H, T]
   // scratch, blocked: [B*H, blocks.size()] the probabilities' gradient, then the scores';
-  // flash on a host: [2, block * T] one row block's probabilities and their gradient
+  // flash on a host: [2 * pairs at once, block * T] row blocks' probabilities and gradients
   scores_view dscores;
   scores_view row_dots;   // scratch, flash: [B*H, T] rowsum(dY * Y), the softmax backward's term
   heads_view q, k, v;     // [B, H, T, hd] scratch: the heads of qkv
@@ -98,9 +99,13 @@ struct AttentionBuffers {
       dscores = scores_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::ops::attention::dscores"), rows,
                             blocks.size());
     } else {
-      if (std::is_same<MemorySpace, Kokkos::HostSpace>::value)
-        dscores = scores_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::ops::attention::row_block"), 2,
-                              blocks.block * seq_len);
+      if (std::is_same<MemorySpace, Kokkos::HostSpace>::value) {
+        // Two row blocks for each (b, h) pair the host's threads run at once.
+        const auto at_once =
+            std::min<std::size_t>(rows, static_cast<std::size_t>(Kokkos::DefaultHostExecutionSpace().concurrency()));
+        dscores = scores_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::ops::attention::row_block"),
+                              2 * at_once, blocks.block * seq_len);
+      }
       row_dots = scores_view(Kokkos::view_alloc(Kokkos::WithoutInitializing, "trident::ops::attention::row_dots"), rows,
                              seq_len);
     }

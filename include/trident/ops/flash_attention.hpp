@@ -115,19 +115,27 @@ struct FlashScoresGradientRow {
   }
 };
 
+// How many (b, h) pairs the row blocks may run at once: the buffers hold two row blocks of
+// scratch for each.
+template <class Buffers>
+std::int64_t row_block_slots(const Buffers& buffers) {
+  return static_cast<std::int64_t>(buffers.dscores.extent(0) / 2);
+}
+
 template <class ExecutionSpace, class Buffers>
 void flash_forward_row_blocks(const ExecutionSpace& space, const Buffers& buffers) {
   using Scalar = typename Buffers::scores_view::non_const_value_type;
   const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(buffers.head_dim));
   const CausalBlocks& blocks = buffers.blocks;
-  for_each_head_block<ExecutionSpace>(
-      buffers.batch, buffers.heads, blocks, false, [&](std::int64_t b, std::int64_t h, std::int64_t i) {
+  for_each_head(
+      space, buffers.batch, buffers.heads, blocks, false, row_block_slots(buffers),
+      [&](std::int64_t slot, std::int64_t b, std::int64_t h, std::int64_t i) {
         const HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
         const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i);
-        const auto probs = head.tile(buffers.dscores, 0, i);
+        const auto probs = head.tile(buffers.dscores, static_cast<int>(2 * slot), i);
         matmul(space, 'N', 'T', scale, head.rows(buffers.q, r0, r1), head.rows(buffers.k, 0, r1), Scalar(0), probs);
-        for_each_row(space, "trident::ops::flash_attention_softmax", r1 - r0,
-                     FlashProbabilitiesRow<typename Buffers::scores_view>{probs.data(), r1, r0, b * buffers.heads + h,
+        for_each_row_on_this_thread(
+            r1 - r0, FlashProbabilitiesRow<typename Buffers::scores_view>{probs.data(), r1, r0, b * buffers.heads + h,
                                                                           buffers.log_sum_exp, false});
         matmul(space, 'N', 'N', Scalar(1), probs, head.rows(buffers.v, 0, r1), Scalar(0), head.rows(buffers.y, r0, r1));
       });
@@ -141,23 +149,23 @@ void flash_backward_row_blocks(const ExecutionSpace& space, const Buffers& buffe
   const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(buffers.head_dim));
   const CausalBlocks& blocks = buffers.blocks;
   const std::int64_t last = blocks.count() - 1;
-  for_each_head_block<ExecutionSpace>(
-      buffers.batch, buffers.heads, blocks, true, [&](std::int64_t b, std::int64_t h, std::int64_t i) {
+  for_each_head(
+      space, buffers.batch, buffers.heads, blocks, true, row_block_slots(buffers),
+      [&](std::int64_t slot, std::int64_t b, std::int64_t h, std::int64_t i) {
         const HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
         const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i), bh = b * buffers.heads + h;
-        const auto probs = head.tile(buffers.dscores, 0, i), gradient = head.tile(buffers.dscores, 1, i);
+        const auto probs = head.tile(buffers.dscores, static_cast<int>(2 * slot), i);
+        const auto gradient = head.tile(buffers.dscores, static_cast<int>(2 * slot + 1), i);
         const auto q = head.rows(buffers.q, r0, r1), k = head.rows(buffers.k, 0, r1);
         const auto v = head.rows(buffers.v, 0, r1), dy = head.rows(buffers.y, r0, r1);
         const Scalar beta = i == last ? Scalar(0) : Scalar(1);
         matmul(space, 'N', 'T', scale, q, k, Scalar(0), probs);
-        for_each_row(
-            space, "trident::ops::flash_attention_probabilities", r1 - r0,
-            FlashProbabilitiesRow<typename Buffers::scores_view>{probs.data(), r1, r0, bh, buffers.log_sum_exp, true});
+        for_each_row_on_this_thread(r1 - r0, FlashProbabilitiesRow<typename Buffers::scores_view>{
+                                                 probs.data(), r1, r0, bh, buffers.log_sum_exp, true});
         matmul(space, 'T', 'N', Scalar(1), probs, dy, beta, head.rows(buffers.dv, 0, r1));  // dV += P^T dY
         matmul(space, 'N', 'T', Scalar(1), dy, v, Scalar(0), gradient);                     // dP = dY V^T
-        for_each_row(space, "trident::ops::flash_attention_softmax_backward", r1 - r0,
-                     FlashScoresGradientRow<typename Buffers::scores_view>{gradient.data(), probs.data(), r1, r0, bh,
-                                                                           buffers.row_dots, scale});
+        for_each_row_on_this_thread(r1 - r0, FlashScoresGradientRow<typename Buffers::scores_view>{
+                                                 gradient.data(), probs.data(), r1, r0, bh, buffers.row_dots, scale});
         matmul(space, 'N', 'N', Scalar(1), gradient, k, Scalar(0), head.rows(buffers.dq, r0, r1));  // dQ = dS K
         matmul(space, 'T', 'N', Scalar(1), gradient, q, beta, head.rows(buffers.dk, 0, r1));        // dK += dS^T Q
       });

@@ -2,6 +2,8 @@
 // The per-head views of attention: qkv rows [N, 3 Cl] split into [B, H, T, hd] heads and
 // back, the shape checks both attention kernels make, and the products of one (b, h) pair.
 
+#include <trident/core/blas_threads.hpp>
+#include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
 #include <trident/ops/attention_buffers.hpp>
 #include <trident/ops/detail/checks.hpp>
@@ -9,6 +11,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace trident {
@@ -128,14 +131,45 @@ void split_qkv(const ExecutionSpace& space, const Buffers& buffers, const QkvVie
 }
 
 // How the steps of attention are ordered. On host spaces each causal block of each (b, h)
-// goes through all its steps (products, softmax) while its scores are in cache; on devices
-// each step runs once over all blocks, so kernels are few and large.
+// goes through all its steps (products, softmax) while its scores are in cache (for_each_head
+// below); on devices each step runs once over all blocks, so kernels are few and large.
 template <class ExecutionSpace, class BlockStep>
 void for_each_head_block(const std::int64_t B, const std::int64_t H, const CausalBlocks& blocks, bool descending,
                          const BlockStep& step) {
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t h = 0; h < H; ++h)
       for (std::int64_t k = 0; k < blocks.count(); ++k) step(b, h, descending ? blocks.count() - 1 - k : k);
+}
+
+// Every causal block of every (b, h), each pair's blocks in order, as
+// step(slot, b, h, i). With several threads up to `most_at_once` slots run at once, one to a
+// thread, slot s taking pairs s, s + slots, ... with each BLAS call on its own thread: attention
+// is thousands of small products, which a threaded BLAS splits badly. A pair's blocks stay on
+// one thread in the same order, so every sum is the one-thread sum, bit for bit. A step runs
+// inside a parallel region on `space`, so it launches no kernel there (a launch would wait for
+// the region): its rows go through for_each_row_on_this_thread, its products straight to the
+// BLAS. It may use scratch of its own slot.
+template <class ExecutionSpace, class BlockStep>
+void for_each_head(const ExecutionSpace& space, const std::int64_t B, const std::int64_t H, const CausalBlocks& blocks,
+                   bool descending, std::int64_t most_at_once, const BlockStep& step) {
+  const std::int64_t pairs = B * H;
+  const std::int64_t threads = runs_on_host<ExecutionSpace>() ? space.concurrency() : 1;  // one at a time on a device
+  // A profiling tool's region callbacks may fence the space and keep one stack of regions: with
+  // one attached, the pairs run one after the other.
+  const std::int64_t at_once = Kokkos::Tools::profileLibraryLoaded() ? 1 : std::min({threads, pairs, most_at_once});
+  const std::int64_t slots = std::max<std::int64_t>(1, at_once);
+  const auto run_slot = [&](const std::int64_t slot) {
+    for (std::int64_t pair = slot; pair < pairs; pair += slots)
+      for (std::int64_t k = 0; k < blocks.count(); ++k)
+        step(slot, pair / H, pair % H, descending ? blocks.count() - 1 - k : k);
+  };
+  if (slots == 1) {
+    run_slot(0);
+    return;
+  }
+  const OneThreadedBlas one_thread;
+  Kokkos::parallel_for("trident::ops::attention_heads", IndexRange<ExecutionSpace>(space, 0, slots), run_slot);
+  compat::fence(space, "trident::ops::attention_heads");
 }
 
 // The per-head views back into rows: out[N, Cl] from y (forward), dqkv[N, 3 Cl] from dq, dk,

@@ -201,6 +201,15 @@ void for_each_row(const ExecutionSpace& space, const std::string& label, std::in
   }
 }
 
+// The same rows on the calling host thread, for code already running on one thread of a
+// parallel region (attention's heads): a nested launch would wait on the space instance the
+// region holds.
+template <class RowBody>
+void for_each_row_on_this_thread(std::int64_t rows, const RowBody& body) {
+  const SequentialRows<RowBody> each{body};
+  for (std::int64_t row = 0; row < rows; ++row) each(row);
+}
+
 template <class ElementBody>
 struct ElementsByRow {
   ElementBody m_body;
