@@ -163,13 +163,15 @@ void for_each_head(const ExecutionSpace& space, const std::int64_t B, const std:
       for (std::int64_t k = 0; k < blocks.count(); ++k)
         step(slot, pair / H, pair % H, descending ? blocks.count() - 1 - k : k);
   };
-  if (slots == 1) {
-    run_slot(0);
-    return;
+  if constexpr (runs_on_host<ExecutionSpace>()) {
+    if (slots > 1) {
+      const OneThreadedBlas one_thread;
+      Kokkos::parallel_for("trident::ops::attention_heads", IndexRange<ExecutionSpace>(space, 0, slots), run_slot);
+      compat::fence(space, "trident::ops::attention_heads");
+      return;
+    }
   }
-  const OneThreadedBlas one_thread;
-  Kokkos::parallel_for("trident::ops::attention_heads", IndexRange<ExecutionSpace>(space, 0, slots), run_slot);
-  compat::fence(space, "trident::ops::attention_heads");
+  run_slot(0);
 }
 
 // The per-head views back into rows: out[N, Cl] from y (forward), dqkv[N, 3 Cl] from dq, dk,
