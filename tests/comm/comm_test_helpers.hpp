@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,32 @@ inline double value(int rank, std::int64_t i) {
 
 // Marks memory a strided view must not touch.
 inline constexpr double sentinel = -992.0;  // exact in every floating type the tests use
+
+// Sets an environment variable within one scope (set() as often as needed) and restores what
+// was there before, also when a check throws on the way.
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(const char* name) : m_name(name) {
+    if (const char* old = std::getenv(name)) m_old = old, m_had = true;
+  }
+  ScopedEnvironment(const char* name, const char* value) : ScopedEnvironment(name) { set(value); }
+  ~ScopedEnvironment() {
+    if (m_had) {
+      ::setenv(m_name, m_old.c_str(), 1);
+    } else {
+      ::unsetenv(m_name);
+    }
+  }
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+  void set(const char* value) const { ::setenv(m_name, value, 1); }
+
+ private:
+  const char* m_name;
+  std::string m_old;
+  bool m_had = false;
+};
 
 inline trident::comm::Communicator world(const std::string& label = "world") {
   return trident::comm::Communicator(MPI_COMM_WORLD, label);

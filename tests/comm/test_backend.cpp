@@ -13,29 +13,6 @@ using trident::comm::Backend;
 
 namespace {
 
-// Sets an environment variable for one scope and restores what was there.
-class ScopedEnvironment {
- public:
-  ScopedEnvironment(const char* name, const char* value) : m_name(name) {
-    if (const char* old = std::getenv(name)) m_old = old, m_had = true;
-    ::setenv(name, value, 1);
-  }
-  ~ScopedEnvironment() {
-    if (m_had) {
-      ::setenv(m_name, m_old.c_str(), 1);
-    } else {
-      ::unsetenv(m_name);
-    }
-  }
-  ScopedEnvironment(const ScopedEnvironment&) = delete;
-  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
-
- private:
-  const char* m_name;
-  std::string m_old;
-  bool m_had = false;
-};
-
 const std::string not_in_build =
     "backend 'nccl' is not in this build; it needs Kokkos with CUDA and NCCL, and trident configured with "
     "TRIDENT_ENABLE_NCCL=ON (or AUTO)";

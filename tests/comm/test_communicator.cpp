@@ -237,12 +237,14 @@ TEST_CASE("GPU-awareness: environment override and the host memory rule", "[comm
   CHECK_FALSE(parse_gpu_aware_override("0").value());
   CHECK_THROWS_WITH(parse_gpu_aware_override("yes"), "trident::comm: TRIDENT_GPU_AWARE_MPI must be 0 or 1, got 'yes'");
 
-  ::setenv("TRIDENT_GPU_AWARE_MPI", "1", 1);
-  CHECK(trident::comm::mpi_is_gpu_aware());
-  ::setenv("TRIDENT_GPU_AWARE_MPI", "0", 1);
-  CHECK_FALSE(trident::comm::mpi_is_gpu_aware());
-  ::unsetenv("TRIDENT_GPU_AWARE_MPI");
-  CHECK(trident::comm::mpi_is_gpu_aware() == trident::comm::Impl::mpi_reports_gpu_support());
+  {
+    const ScopedEnvironment gpu_aware("TRIDENT_GPU_AWARE_MPI", "1");
+    CHECK(trident::comm::mpi_is_gpu_aware());
+    gpu_aware.set("0");
+    CHECK_FALSE(trident::comm::mpi_is_gpu_aware());
+    gpu_aware.set("");
+    CHECK(trident::comm::mpi_is_gpu_aware() == trident::comm::Impl::mpi_reports_gpu_support());
+  }
 
   // Host memory never needs staging unless it is forced.
   using trident::comm::Impl::use_host_staging;

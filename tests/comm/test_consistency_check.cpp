@@ -127,14 +127,16 @@ TEST_CASE("the mismatch message names both call numbers when they differ", "[com
 }
 
 TEST_CASE("TRIDENT_COMM_CHECK=1 turns the check on for new communicators", "[comm][consistency]") {
-  ::setenv("TRIDENT_COMM_CHECK", "1", 1);
-  const auto comm = world("env");
-  const auto split = comm.split(0, comm.rank());
-  ::setenv("TRIDENT_COMM_CHECK", "0", 1);
-  const auto unchecked = world("env");
-  ::setenv("TRIDENT_COMM_CHECK", "maybe", 1);
-  CHECK_THROWS_WITH(world("env"), "trident::comm: TRIDENT_COMM_CHECK must be 0 or 1, got 'maybe'");
-  ::unsetenv("TRIDENT_COMM_CHECK");
+  trident::comm::Communicator comm, split, unchecked;
+  {
+    const ScopedEnvironment check("TRIDENT_COMM_CHECK", "1");
+    comm = world("env");
+    split = comm.split(0, comm.rank());
+    check.set("0");
+    unchecked = world("env");
+    check.set("maybe");
+    CHECK_THROWS_WITH(world("env"), "trident::comm: TRIDENT_COMM_CHECK must be 0 or 1, got 'maybe'");
+  }
   CHECK(comm.consistency_check());
   CHECK(split.consistency_check());
   CHECK_FALSE(unchecked.consistency_check());
