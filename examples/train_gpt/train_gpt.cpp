@@ -363,6 +363,18 @@ std::string json_line(const trident::train::StepReport& r, double tokens_per_sec
   return line;
 }
 
+// Calls f with a value of the activations' type that --dtype names.
+template <class F>
+void with_activation_type(const std::string& dtype, F&& f) {
+  if (dtype == "bf16") {
+    f(trident::bfloat16());
+  } else if (dtype == "fp16") {
+    f(trident::float16());
+  } else {
+    f(float());
+  }
+}
+
 // --layout auto: the machine calibrated (or read from --plan-cache), every layout of the world
 // ranked, the fastest that fits half of this node's free memory per rank taken; the mesh order,
 // placement, reduction and buckets stay the flags', and the gradients' precision is planned with.
@@ -374,8 +386,13 @@ void plan_layout(Options& o, const trident::comm::Communicator& world, int size)
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
     automatic.memory_bytes = 0.5 * train_gpt::available_memory() / std::max(1, ranks_on_this_node());
   trident::train::LayoutChoice choice;
-  set_up_together(world, "planning the layout",
-                  [&] { choice = trident::train::choose_layout<float>(Space(), world, o.spec(), automatic); });
+  set_up_together(world, "planning the layout", [&] {
+    // planned for the activations' type: 16-bit ones keep half the bytes
+    const auto plan = [&](auto activation) {
+      choice = trident::train::choose_layout<decltype(activation)>(Space(), world, o.spec(), automatic);
+    };
+    with_activation_type(o.dtype, plan);
+  });
   if (world.rank() == 0) std::printf("layout auto: %s", choice.report.c_str());
   trident::train::Layout& l = choice.layout;
   l.order = o.layout.order;
@@ -581,13 +598,7 @@ int run(int argc, char** argv, int rank, int size) {
       });
     }
   };
-  if (o.dtype == "bf16") {
-    train(trident::bfloat16());
-  } else if (o.dtype == "fp16") {
-    train(trident::float16());
-  } else {
-    train(float());
-  }
+  with_activation_type(o.dtype, train);
   return 0;
 }
 

@@ -154,6 +154,9 @@ struct Workload {
   std::int64_t global_batch = 1;
   double batch_bytes_per_row = 0;
   double reduced_gradient_bytes = 0;
+  // Bytes of an activation value: 2 trains in mixed precision (bf16, fp16 activations; the
+  // parameters, gradients and optimizer stay in the runtime's type); 0: the runtime's.
+  double activation_bytes = 0;
 };
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
@@ -184,7 +187,8 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   shape.seq = seq;
   shape.tp = layout.tp;
   shape.sequence_parallel = layout.sequence_parallel;
-  shape.element_bytes = machine.element_bytes();
+  shape.element_bytes = work.activation_bytes > 0 ? work.activation_bytes : machine.element_bytes();
+  shape.compute_bytes = machine.element_bytes();
   if (machine.runtime == Runtime::megatron) {  // whole score squares, masked; dropout
     shape.causal_block = static_cast<int>(seq);
     shape.dropout = true;
@@ -464,7 +468,11 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     }
     // Each chunk is its own model, with its own slots and shared scratch.
     double activations = 0, building = 0, other = 0;
+    double transient = 0;  // a kernel's own allocation while it runs, on top of what is kept
     for (int s = r; s < stages; s += layout.pp) {
+      const auto& range = ranges[static_cast<std::size_t>(s)];
+      for (int i = range.first; i < range.end; ++i)
+        transient = std::max(transient, costs[static_cast<std::size_t>(i)].transient_bytes);
       const auto& st = stage[static_cast<std::size_t>(s)];
       const int held = slots[static_cast<std::size_t>(r)][static_cast<std::size_t>(s / layout.pp)];
       activations += held * (st.kept + st.input_bytes);
@@ -473,7 +481,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
       if (stages > 1)  // the executor's transfer buffers, in and out
         other += 2 * (st.input_bytes + (s + 1 < stages ? st.output_bytes : 0.0));
     }
-    activations += building;
+    activations += std::max(building, transient);
     other += work.batch_bytes_per_row * static_cast<double>(work.global_batch * seq);
     const double total = params + grads + optimizer + activations + other;
     if (total > result.peak_bytes) {

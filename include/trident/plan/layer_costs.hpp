@@ -112,23 +112,29 @@ struct LayerCost {
   double parameters = 0;          // elements this rank holds
   double global_parameters = 0;   // elements of the one-rank layer
   double output_bytes = 0;        // this rank's part of the layer's output (what a pipeline cut sends)
+  double transient_bytes = 0;     // the most one of its kernels allocates while it runs (widened_operands)
   ActivationBytes trident;        // as nn::Model keeps them
   double megatron = 0;            // as Megatron-LM keeps them (16-bit, with dropout)
   double megatron_selective = 0;  // Megatron with selective recomputation (attention scores recomputed)
 };
 
 // Where a spec is evaluated: micro-batches of `samples` sequences of `seq` rows (seq 1: one row
-// a sample), split `tp` ways, `element_bytes` per value.
+// a sample), split `tp` ways, `element_bytes` per activation value. In mixed precision
+// (16-bit activations) nn::Model keeps some values in the compute type, `compute_bytes` each
+// (nn/types.hpp): per-row statistics and losses, attention's buffers, the partial parameter
+// gradients of sequence-parallel rows, the vocabulary-parallel loss's sums.
 struct CostShape {
   std::int64_t samples = 1;
   std::int64_t seq = 1;
   int tp = 1;
   bool sequence_parallel = false;
   double element_bytes = 4;
-  int causal_block = 64;  // trident's attention keeps scores in blocks of this many rows (ops/attention.hpp)
-  bool dropout = false;   // Megatron-LM's dropout after the attention's softmax and each residual branch
+  double compute_bytes = 0;  // 0: element_bytes
+  int causal_block = 64;     // trident's attention keeps scores in blocks of this many rows (ops/attention.hpp)
+  bool dropout = false;      // Megatron-LM's dropout after the attention's softmax and each residual branch
 
   std::int64_t rows() const { return samples * seq; }
+  double compute_element_bytes() const { return compute_bytes > 0 ? compute_bytes : element_bytes; }
 };
 
 namespace detail {
@@ -151,7 +157,7 @@ class CostWalker {
   // Costs `layer` from `flow` into `cost`, leaving `flow` as its output; the trident kept bytes
   // of the layer's own state go into `cost.trident` (its output is counted by the caller).
   void walk(const nn::LayerSpec& layer, Flow& flow, LayerCost& cost, const std::string& key) {
-    const double e = m_shape.element_bytes;
+    const double e = m_shape.element_bytes, f = m_shape.compute_element_bytes();
     const double t = m_t;
     const double rows_here = flow.rows_split ? m_r / t : m_r;
     switch (layer.kind) {
@@ -177,10 +183,10 @@ class CostWalker {
         elementwise(cost, flow, n, {"layer_norm_forward", 3}, {"layer_norm_backward", 5});
         cost.parameters += 2.0 * static_cast<double>(layer.in);
         cost.global_parameters += 2.0 * static_cast<double>(layer.in);
-        cost.trident.kept += 2 * rows_here * e;  // mean and 1 / std per row
+        cost.trident.kept += 2 * rows_here * f;  // mean and 1 / std per row
         if (flow.rows_split) {
-          cost.backward.collectives.push_back({CollectiveKind::all_reduce, 2.0 * static_cast<double>(layer.in) * e});
-          cost.trident.shared[key + "/ln"] += 2.0 * static_cast<double>(layer.in) * e;
+          cost.backward.collectives.push_back({CollectiveKind::all_reduce, 2.0 * static_cast<double>(layer.in) * f});
+          cost.trident.shared[key + "/ln"] += 2.0 * static_cast<double>(layer.in) * f;
         }
         cost.megatron += megatron_element * n;
         return;
@@ -211,7 +217,7 @@ class CostWalker {
         const double table = static_cast<double>(layer.seq) * static_cast<double>(layer.out);
         cost.parameters += table;
         cost.global_parameters += table;
-        if (flow.rows_split) cost.trident.shared[key + "/wpe"] += table * e;
+        if (flow.rows_split) cost.trident.shared[key + "/wpe"] += table * f;
         return;
       }
       case nn::LayerKind::causal_self_attention:
@@ -304,10 +310,24 @@ class CostWalker {
     products(cost, rows, out, in, layer.bias);
     cost.megatron += megatron_element * rows * in;
     if (flow.rows_split) {  // this rank's rows' parameter gradients, summed over the group
-      cost.backward.collectives.push_back({CollectiveKind::all_reduce, (in + 1) * out * e});
-      cost.trident.shared[key + "/partial_gradients"] += (in + 1) * out * e;
+      const double f = m_shape.compute_element_bytes();
+      cost.backward.collectives.push_back({CollectiveKind::all_reduce, (in + 1) * out * f});
+      cost.trident.shared[key + "/partial_gradients"] += (in + 1) * out * f;
     }
     flow.columns = layer.out;
+  }
+
+  // A product of 16-bit activations widens them into float copies for its duration
+  // (ops/matmul.hpp): forward the input and the output, backward the output's gradient and the
+  // input's (or the input, for the weight gradient); the parameters are already float. Each
+  // copy reads 16 bits and writes 32 (the output is rounded back the other way).
+  void widened_operands(LayerCost& cost, double input_elements, double output_elements) const {
+    const double e = m_shape.element_bytes, f = m_shape.compute_element_bytes();
+    if (e >= f) return;
+    const double n = input_elements + output_elements;
+    cost.transient_bytes = std::max(cost.transient_bytes, n * f);
+    cost.forward.kernels.push_back({"matmul_widen", n, n * (e + f)});
+    for (int product = 0; product < 2; ++product) cost.backward.kernels.push_back({"matmul_widen", n, n * (e + f)});
   }
 
   // y = x W (+ b): one product forward, two backward (input and weight gradients), and the
@@ -320,6 +340,7 @@ class CostWalker {
     cost.backward.gemms.push_back({k, n, m, true, 'T', 'N'});   // dW = X^T dY
     const double e = m_shape.element_bytes;
     cost.trident.deferred += rows * out * e;
+    widened_operands(cost, rows * in, rows * out);
     if (bias && m_fusion != Fusion::bias_to_activation) {
       cost.forward.kernels.push_back({"bias_forward", rows * out, 2 * rows * out * e, out});
       cost.backward.kernels.push_back({"bias_backward", rows * out, rows * out * e, out});
@@ -350,7 +371,7 @@ class CostWalker {
   }
 
   void attention(const nn::LayerSpec& layer, Flow& flow, LayerCost& cost, const std::string& key) {
-    const double e = m_shape.element_bytes;
+    const double e = m_shape.compute_element_bytes();  // its buffers hold the compute type
     const double t = flow.features_split ? m_t : 1.0;
     const auto c = static_cast<double>(layer.out), seq = static_cast<double>(layer.seq);
     const double heads = static_cast<double>(layer.heads) / t;
@@ -413,6 +434,7 @@ class CostWalker {
     const auto m = static_cast<std::int64_t>(m_r), n = static_cast<std::int64_t>(vocab_local),
                k = static_cast<std::int64_t>(c);
     cost.trident.deferred += m_r * vocab_local * e;
+    widened_operands(cost, m_r * c, m_r * vocab_local);
     cost.forward.gemms.push_back({m, n, k, false, 'N', 'T'});  // logits = X E^T
     cost.backward.gemms.push_back({m, k, n});                  // dX = dY E
     cost.backward.gemms.push_back({n, k, m, true, 'T', 'N'});  // dE = dY^T X
@@ -496,11 +518,12 @@ inline std::vector<LayerCost> layer_costs(const nn::ModelSpec& spec, const CostS
   const double outputs = static_cast<double>(shape.rows()) * static_cast<double>(flow.columns);
   const std::string loss = spec.loss == nn::Loss::cross_entropy ? "cross_entropy" : "mean_squared_error";
   last.forward.kernels.push_back({loss, outputs, 3 * outputs * e, static_cast<double>(flow.columns)});
-  last.trident.kept += static_cast<double>(shape.rows()) * e;                       // the losses
-  if (spec.loss == nn::Loss::mean_squared_error) last.trident.kept += outputs * e;  // its gradient
+  last.trident.kept += static_cast<double>(shape.rows()) * shape.compute_element_bytes();  // the losses
+  if (spec.loss == nn::Loss::mean_squared_error) last.trident.kept += outputs * e;         // its gradient
   if (flow.rows_split) last.trident.kept += static_cast<double>(shape.rows()) * static_cast<double>(flow.columns) * e;
   if (spec.loss == nn::Loss::cross_entropy && shape.tp > 1)
-    last.forward.collectives.push_back({CollectiveKind::all_reduce, 3.0 * static_cast<double>(shape.rows()) * e});
+    last.forward.collectives.push_back(
+        {CollectiveKind::all_reduce, 3.0 * static_cast<double>(shape.rows()) * shape.compute_element_bytes()});
   return costs;
 }
 

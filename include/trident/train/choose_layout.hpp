@@ -5,6 +5,7 @@
 
 #include <trident/comm/communicator.hpp>
 #include <trident/core/error.hpp>
+#include <trident/core/half_precision.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/plan/calibrate.hpp>
 #include <trident/plan/search.hpp>
@@ -66,7 +67,10 @@ inline std::string plans_report(const plan::Plans& plans, int show) {
   return text;
 }
 
-// Calibrates, searches and returns the fastest layout that fits. Collective over `world`.
+// Calibrates, searches and returns the fastest layout that fits, for a Trainer<Scalar>: its
+// activations are priced at sizeof(Scalar) bytes (16-bit in mixed precision), the parameters,
+// gradients and optimizer in the compute type the machine is calibrated in. Collective over
+// `world`.
 template <class Scalar, class ExecutionSpace>
 LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator& world, const nn::ModelSpec& spec,
                            const AutoLayout& automatic) {
@@ -82,11 +86,11 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
         if (std::find(micro_batches.begin(), micro_batches.end(), mb) == micro_batches.end())
           micro_batches.push_back(mb);
   LayoutChoice choice;
-  choice.machine = plan::calibrate_cached<Scalar>(
+  choice.machine = plan::calibrate_cached<compute_t<Scalar>>(
       space, world, plan::calibration_request(spec, micro_batches, tp_sizes), automatic.calibration_cache);
   choice.machine.memory_bytes = automatic.memory_bytes;
   const bool reduced = automatic.gradient_precision != data_parallel::GradientPrecision::full;
-  plan::Workload work{spec, automatic.global_batch, 0, reduced ? 2.0 : 0.0};
+  plan::Workload work{spec, automatic.global_batch, 0, reduced ? 2.0 : 0.0, static_cast<double>(sizeof(Scalar))};
   choice.plans = plan::search(work, world.size(), choice.machine, automatic.space);
   require_argument(!choice.plans.ranked.empty(), op, ": no layout of ", world.size(), " ranks fits ",
                    automatic.memory_bytes > 0 ? "the memory cap of " + mebibytes(automatic.memory_bytes) : "the model",

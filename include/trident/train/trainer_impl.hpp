@@ -79,7 +79,7 @@ Trainer<Scalar, ExecutionSpace>::Trainer(const ExecutionSpace& space, const comm
 template <class Scalar, class ExecutionSpace>
 Layout Trainer<Scalar, ExecutionSpace>::planned_layout(const ExecutionSpace& space, const comm::Communicator& world,
                                                        const nn::ModelSpec& spec, const AutoLayout& automatic) {
-  const LayoutChoice choice = choose_layout<param_type>(space, world, spec, automatic);
+  const LayoutChoice choice = choose_layout<Scalar>(space, world, spec, automatic);
   if (automatic.print && world.rank() == 0) std::printf("%s", choice.report.c_str());
   return choice.layout;
 }
