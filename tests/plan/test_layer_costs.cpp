@@ -72,6 +72,23 @@ TEST_CASE("plan: the flash kernel keeps B H T numbers per block and recomputes 2
     CHECK(kept_blocked - kept_flash == L * B * H / tp * (stored - T) * 4);
     CHECK(plan::forward_flops(flash) == plan::forward_flops(blocked));
     CHECK(plan::backward_flops(flash) - plan::backward_flops(blocked) == L * 2 * B * T * T * C / tp);
+
+    // On a host, two row blocks of 64 x T probabilities per (b, h) pair its threads run at once
+    // (at most all B H / tp pairs); a device keeps none.
+    const auto flash_scratch = [&](int slots) {
+      plan::CostShape threads = shape;
+      threads.attention_slots = slots;
+      const auto costs =
+          plan::layer_costs(nn::with_attention_kernel(gpt2::gpt2_spec(config), nn::AttentionKernel::flash), threads);
+      double shared = 0;
+      for (const auto& [key, bytes] : costs[1].trident.shared)
+        shared += key.find("/attention") != std::string::npos ? bytes : 0;
+      return shared;
+    };
+    const double row_block = 2 * 64 * T * 4;
+    CHECK(flash_scratch(4) - flash_scratch(1) == 3 * row_block);
+    CHECK(flash_scratch(1) - flash_scratch(0) == row_block);
+    CHECK(flash_scratch(1000) - flash_scratch(1) == (B * H / tp - 1) * row_block);
   }
 }
 

@@ -445,9 +445,11 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   // cores when they run on the host.
   const comm::Topology topology = comm::discover_topology(world);
   machine.devices_per_node = topology.ranks_on(topology.node());
+  machine.attention_slots = 0;
   if (std::is_same<memory_space, Kokkos::HostSpace>::value) {
     const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
     machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
+    machine.attention_slots = std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
   }
   const auto reduce = machine.collectives.find({CollectiveKind::all_reduce, world.size()});
   if (reduce != machine.collectives.end()) {

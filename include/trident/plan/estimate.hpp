@@ -189,6 +189,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   shape.sequence_parallel = layout.sequence_parallel;
   shape.element_bytes = work.activation_bytes > 0 ? work.activation_bytes : machine.element_bytes();
   shape.compute_bytes = machine.element_bytes();
+  shape.attention_slots = machine.attention_slots;
   if (machine.runtime == Runtime::megatron) {  // whole score squares, masked; dropout
     shape.causal_block = static_cast<int>(seq);
     shape.dropout = true;

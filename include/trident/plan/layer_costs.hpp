@@ -131,6 +131,7 @@ struct CostShape {
   double element_bytes = 4;
   double compute_bytes = 0;  // 0: element_bytes
   int causal_block = 64;     // trident's attention keeps scores in blocks of this many rows (ops/attention.hpp)
+  int attention_slots = 1;   // flash attention's (b, h) pairs at once on a host (Machine::attention_slots)
   bool dropout = false;      // Megatron-LM's dropout after the attention's softmax and each residual branch
 
   std::int64_t rows() const { return samples * seq; }
@@ -381,8 +382,8 @@ class CostWalker {
     cost.backward.attention_flops += (flash ? 10 : 8) * m_r * seq * c / t;
     // trident's scratch holds the heads of Q, K, V, the output and their gradients. The blocked
     // kernel keeps the causal blocks of the softmax probabilities and shares their gradient;
-    // the flash kernel keeps a log-sum-exp per row and shares one row block's probabilities and
-    // gradient, and a number per row.
+    // the flash kernel keeps a log-sum-exp per row and shares a number per row and, on a host, a
+    // row block's probabilities and gradient for each pair its threads run at once.
     const double block = std::min<double>(m_shape.causal_block, seq);
     const double blocks = std::ceil(seq / block);
     const double last_begin = (blocks - 1) * block;
@@ -392,7 +393,8 @@ class CostWalker {
     if (flash) {
       const double per_row = sequences * heads * seq * e;
       cost.trident.kept += per_row;
-      cost.trident.shared[key + "/attention"] += heads_bytes + 2 * block * seq * e + per_row;
+      const double at_once = std::min(static_cast<double>(m_shape.attention_slots), sequences * heads);
+      cost.trident.shared[key + "/attention"] += heads_bytes + 2 * at_once * block * seq * e + per_row;
       // (its tiles stay in cache: Q, K, V and the output read and written once more)
       cost.forward.kernels.push_back({"attention_softmax_forward", probs / e, 4 * m_r * c / t * e});
       cost.backward.kernels.push_back({"attention_softmax_backward", 2 * probs / e, 8 * m_r * c / t * e});

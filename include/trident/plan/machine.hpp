@@ -68,7 +68,10 @@ struct Machine {
   Runtime runtime = Runtime::trident;
   int devices_per_node = 1;  // ranks a node runs
   int cores = 0;             // what those ranks compute on, when fewer than them (0: one each)
-  double memory_bytes = 0;   // per rank; 0: no cap
+  // (b, h) pairs of flash attention a rank runs at once on a host, each with two row blocks of
+  // scratch (ops/attention_buffers.hpp): its host threads; 0 on a device, which keeps none.
+  int attention_slots = 1;
+  double memory_bytes = 0;  // per rank; 0: no cap
   // Compute: the peak a roofline uses when a GEMM shape was not measured, its reachable
   // fraction, and the memory bandwidth of elementwise kernels (and of the roofline).
   double peak_flops = 0;
@@ -176,6 +179,7 @@ inline nlohmann::json to_json(const Machine& m) {
   j["runtime"] = runtime_name(m.runtime);
   j["devices_per_node"] = m.devices_per_node;
   j["cores"] = m.cores;
+  j["attention_slots"] = m.attention_slots;
   j["memory_bytes"] = m.memory_bytes;
   j["peak_flops"] = m.peak_flops;
   j["gemm_efficiency"] = m.gemm_efficiency;
@@ -234,6 +238,7 @@ inline Machine machine_from_json(const nlohmann::json& j) {
     m.runtime = runtime == "trident" ? Runtime::trident : Runtime::megatron;
     m.devices_per_node = j.value("devices_per_node", 1);
     m.cores = j.value("cores", 0);
+    m.attention_slots = j.value("attention_slots", 1);
     m.memory_bytes = j.value("memory_bytes", 0.0);
     m.peak_flops = j.value("peak_flops", 0.0);
     m.gemm_efficiency = j.value("gemm_efficiency", 1.0);
