@@ -530,6 +530,23 @@ int main(int argc, char* argv[]) {
       print_op("residual (fwd: a+b, bwd: y+=x)", f, g, 0, sgemm_gflops);
     }
     {
+      // A pre-LayerNorm residual's backward: the LayerNorm's input gradient, then the identity
+      // path's added in a pass of its own, against both in the LayerNorm's pass.
+      const Matrix x = random_matrix("x", N, C, 1.0), y("y", N, C), dy = random_matrix("dy", N, C),
+                   skip = random_matrix("skip", N, C), branch("branch", N, C), dx("dx", N, C);
+      const Vector w = random_vector("w", C, 1.0), b = random_vector("b", C), mean("mean", N), rstd("rstd", N),
+                   dw("dw", C), db("db", C);
+      ops::layernorm_forward(space, y, mean, rstd, x, w, b);
+      const Timing apart = time_it(s.repeats, [&]() {
+        ops::layernorm_backward(space, branch, dw, db, dy, x, w, mean, rstd);
+        ops::residual_forward(space, dx, skip, branch);
+      });
+      const Timing joined =
+          time_it(s.repeats, [&]() { ops::layernorm_backward_plus(space, dx, skip, dw, db, dy, x, w, mean, rstd); });
+      print_op("layernorm backward + residual gradient, apart (bwd)", Timing{}, apart, 0, sgemm_gflops);
+      print_op("layernorm backward + residual gradient, joined (bwd)", Timing{}, joined, 0, sgemm_gflops);
+    }
+    {
       // The operators on bfloat16 activations (statistics, weight gradients and attention
       // buffers in float) against the same calls in float, timed side by side: what storing 16
       // bits costs or saves on a backend without 16-bit arithmetic, where a GEMM widens its

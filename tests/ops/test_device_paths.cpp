@@ -107,9 +107,14 @@ TEST_CASE("the team-per-row path computes what the host path computes", "[ops][d
     HostMatrix dx_seq("dx1", n, v), dx_team("dx2", n, v);
     using Backward =
         detail::LayerNormBackwardRow<HostMatrix, HostMatrix, HostMatrix, HostVector, HostVector, HostVector>;
-    run_both_ways(n, Backward{dx_seq, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false},
-                  Backward{dx_team, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false});
+    run_both_ways(n, Backward{dx_seq, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false, HostMatrix()},
+                  Backward{dx_team, dlogits_seq, logits, w, mean_seq, rstd_seq, v, false, HostMatrix()});
     check_close(dx_seq, dx_team, 1e-5);
+    // adding a residual's gradient in the same pass
+    HostMatrix dx_skip_seq("dx3", n, v), dx_skip_team("dx4", n, v);
+    run_both_ways(n, Backward{dx_skip_seq, dlogits_seq, logits, w, mean_seq, rstd_seq, v, true, logits},
+                  Backward{dx_skip_team, dlogits_seq, logits, w, mean_seq, rstd_seq, v, true, logits});
+    check_close(dx_skip_seq, dx_skip_team, 1e-5);
   }
 }
 

@@ -107,6 +107,38 @@ TEMPLATE_LIST_TEST_CASE("layernorm_backward accumulates parameters, honours accu
   for (std::size_t i = 0; i < db1.size(); ++i) CHECK(std::abs(dbo[i] - db1[i]) < 1e-12);
 }
 
+TEMPLATE_LIST_TEST_CASE("layernorm_backward_plus adds a residual's gradient in its own pass",
+                        "[ops][layernorm][residual]", trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  const std::int64_t n = 6, c = 37;
+  const auto x = random_matrix<float, Space>("x", n, c), upstream = random_matrix<float, Space>("up", n, c);
+  const auto skip = random_matrix<float, Space>("skip", n, c);
+  const auto w = random_vector<float, Space>("w", c), b = random_vector<float, Space>("b", c);
+  Matrix<float, Space> y("y", n, c), branch("branch", n, c), apart("apart", n, c), joined("joined", n, c);
+  Vector<float, Space> mean("mean", n), rstd("rstd", n), dw1("dw1", c), db1("db1", c), dw2("dw2", c), db2("db2", c);
+  trident::ops::layernorm_forward(Space(), y, mean, rstd, x, w, b);
+  // Apart: the branch's input gradient, then the residual's add (what nn::Residual did before).
+  trident::ops::layernorm_backward(Space(), branch, dw1, db1, upstream, x, w, mean, rstd);
+  trident::ops::residual_forward(Space(), apart, skip, branch);
+  trident::ops::layernorm_backward_plus(Space(), joined, skip, dw2, db2, upstream, x, w, mean, rstd);
+  // The compiler may fuse the add with the last product into one multiply-add (one rounding
+  // fewer): equal to a float rounding, not bit for bit.
+  const auto j = values(joined), a = values(apart);
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(std::abs(j[i] - a[i]) <= 1e-6 * std::max(1.0, std::abs(a[i])));
+  CHECK(values(dw2) == values(dw1));
+  CHECK(values(db2) == values(db1));
+  // In place: the skip gradient is the output's own buffer.
+  Matrix<float, Space> in_place("in_place", n, c);
+  Kokkos::deep_copy(in_place, skip);
+  trident::ops::layernorm_backward_plus(Space(), in_place, in_place, Vector<float, Space>(), Vector<float, Space>(),
+                                        upstream, x, w, mean, rstd);
+  CHECK(values(in_place) == j);
+  // A skip of another shape is refused, naming it.
+  const Matrix<float, Space> wrong("wrong", n, c + 1);
+  CHECK_THROWS_WITH(trident::ops::layernorm_backward_plus(Space(), joined, wrong, dw2, db2, upstream, x, w, mean, rstd),
+                    Catch::Contains("skip"));
+}
+
 namespace {
 
 double gelu_reference(double x) {

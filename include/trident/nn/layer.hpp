@@ -139,6 +139,15 @@ class Layer {
   }
   virtual void backward(const context_type& context, const matrix& in, const matrix& out, state_type& state,
                         const matrix& d_out, const matrix& d_in) const = 0;
+  // backward with d_in = skip + the input gradient (d_in not empty; skip may be d_in), for a
+  // residual branch that starts with this layer: the identity path joins in the layer's own
+  // pass over d_in. Only where adds_to_input_gradient().
+  virtual bool adds_to_input_gradient() const { return false; }
+  virtual void backward_plus(const context_type& context, const matrix& in, const matrix& out, state_type& state,
+                             const matrix& d_out, const matrix& d_in, const matrix& skip) const {
+    (void)context, (void)in, (void)out, (void)state, (void)d_out, (void)d_in, (void)skip;
+    throw Error("trident::nn::Layer::backward_plus: this layer does not add to its input gradient (internal error)");
+  }
   // The weight gradients a backward with context.defer_weights left; `in` is the input of
   // that backward's forward.
   virtual void backward_weights(const context_type& context, const matrix& in, state_type& state) const {

@@ -43,24 +43,41 @@ class LayerNorm final : public Layer<Scalar, ExecutionSpace> {
 
   void backward(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
+    backward_adding(c, in, state, d_out, d_in, nullptr);
+  }
+
+  // A pre-LayerNorm residual branch (y = x + f(LN(x))): d_in = skip + this layer's input gradient.
+  bool adds_to_input_gradient() const override { return true; }
+  void backward_plus(const context_type& c, const matrix& in, const matrix&, state_type& state, const matrix& d_out,
+                     const matrix& d_in, const matrix& skip) const override {
+    backward_adding(c, in, state, d_out, d_in, &skip);
+  }
+
+ private:
+  void backward_adding(const context_type& c, const matrix& in, state_type& state, const matrix& d_out,
+                       const matrix& d_in, const matrix* skip) const {
     const auto& store = *c.store;
+    const auto run = [&](const auto& d_weight, const auto& d_bias) {
+      if (skip != nullptr) {
+        ops::layernorm_backward_plus(c.space, d_in, *skip, d_weight, d_bias, d_out, in, store.vector(m_weight),
+                                     state.vectors[0], state.vectors[1]);
+      } else {
+        ops::layernorm_backward(c.space, d_in, d_weight, d_bias, d_out, in, store.vector(m_weight), state.vectors[0],
+                                state.vectors[1]);
+      }
+    };
     if (!m_rows_split) {
-      ops::layernorm_backward(c.space, d_in, store.grad_vector(m_weight), store.grad_vector(m_bias), d_out, in,
-                              store.vector(m_weight), state.vectors[0], state.vectors[1]);
+      run(store.grad_vector(m_weight), store.grad_vector(m_bias));
       return;
     }
     const auto& partial = state.partial_grads[0];
     const auto d_weight = Kokkos::subview(partial, 0, Kokkos::ALL);
     const auto d_bias = Kokkos::subview(partial, 1, Kokkos::ALL);
-    sum_over_group(c, partial, [&] {
-      ops::layernorm_backward(c.space, d_in, d_weight, d_bias, d_out, in, store.vector(m_weight), state.vectors[0],
-                              state.vectors[1]);
-    });
+    sum_over_group(c, partial, [&] { run(d_weight, d_bias); });
     ops::add_inplace(c.space, store.grad_vector(m_weight), d_weight);
     ops::add_inplace(c.space, store.grad_vector(m_bias), d_bias);
   }
 
- private:
   std::string m_weight, m_bias;
   bool m_rows_split;
 };

@@ -25,11 +25,13 @@ class Residual final : public Layer<Scalar, ExecutionSpace> {
 
   std::int64_t output_columns(std::int64_t in_columns) const override { return in_columns; }
 
-  // scratch: the gradient with respect to the branch's input; inner: the branch's state.
+  // inner: the branch's state; scratch: the gradient with respect to the branch's input, unless
+  // the branch's first layer adds the identity path's gradient itself (a pre-LayerNorm branch).
   state_type make_state(std::int64_t rows, std::int64_t in_columns, std::int64_t seq) const override {
     state_type state;
     state.inner.push_back(m_branch.make_state(rows, in_columns, seq));
-    state.scratch.push_back(matrix("trident::nn::residual::gradient", rows, in_columns));
+    if (!m_branch.adds_to_input_gradient())
+      state.scratch.push_back(matrix("trident::nn::residual::gradient", rows, in_columns));
     return state;
   }
 
@@ -42,6 +44,14 @@ class Residual final : public Layer<Scalar, ExecutionSpace> {
 
   void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
+    if (m_branch.adds_to_input_gradient()) {  // identity + branch, in the branch's first pass
+      if (d_in.size() != 0) {
+        m_branch.backward_plus(c, in, out, state.inner[0], d_out, d_in, d_out);
+      } else {
+        m_branch.backward(c, in, out, state.inner[0], d_out, d_in);  // its parameter gradients alone
+      }
+      return;
+    }
     m_branch.backward(c, in, out, state.inner[0], d_out, state.scratch[0]);
     if (d_in.size() != 0) ops::residual_forward(c.space, d_in, d_out, state.scratch[0]);  // identity + branch
   }

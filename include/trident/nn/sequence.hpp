@@ -62,13 +62,14 @@ class Sequence final : public Layer<Scalar, ExecutionSpace> {
 
   void backward(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                 const matrix& d_in) const override {
-    const std::size_t k = m_layers.size();
-    for (std::size_t i = k; i-- > 0;) {
-      context_type layer_context = c;
-      layer_context.output_gradient_kept = c.output_gradient_kept && i + 1 == k;  // the others' is scratch
-      m_layers[i]->backward(layer_context, input(i, in, state), output(i, out, state), state.inner[i],
-                            i + 1 == k ? d_out : state.scratch[i], i == 0 ? d_in : state.scratch[i - 1]);
-    }
+    backward_chain(c, in, out, state, d_out, d_in, nullptr);
+  }
+
+  // A chain adds to its input gradient as its first layer does.
+  bool adds_to_input_gradient() const override { return m_layers.front()->adds_to_input_gradient(); }
+  void backward_plus(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
+                     const matrix& d_in, const matrix& skip) const override {
+    backward_chain(c, in, out, state, d_out, d_in, &skip);
   }
 
   void backward_weights(const context_type& c, const matrix& in, state_type& state) const override {
@@ -77,6 +78,23 @@ class Sequence final : public Layer<Scalar, ExecutionSpace> {
   }
 
  private:
+  // The layers' backwards, last to first; the first adds `skip` to d_in when given.
+  void backward_chain(const context_type& c, const matrix& in, const matrix& out, state_type& state,
+                      const matrix& d_out, const matrix& d_in, const matrix* skip) const {
+    const std::size_t k = m_layers.size();
+    for (std::size_t i = k; i-- > 0;) {
+      context_type layer_context = c;
+      layer_context.output_gradient_kept = c.output_gradient_kept && i + 1 == k;  // the others' is scratch
+      const matrix& layer_d_out = i + 1 == k ? d_out : state.scratch[i];
+      if (i == 0 && skip != nullptr) {
+        m_layers[0]->backward_plus(layer_context, in, output(0, out, state), state.inner[0], layer_d_out, d_in, *skip);
+      } else {
+        m_layers[i]->backward(layer_context, input(i, in, state), output(i, out, state), state.inner[i], layer_d_out,
+                              i == 0 ? d_in : state.scratch[i - 1]);
+      }
+    }
+  }
+
   static const matrix& input(std::size_t i, const matrix& in, const state_type& state) {
     return i == 0 ? in : state.matrices[i - 1];
   }

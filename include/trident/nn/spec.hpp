@@ -300,6 +300,15 @@ inline bool activation_takes_bias(const LayerSpec& layer, const LayerSpec& next,
   return !(layer.parallel == Parallel::row && gathered) && !(layer.parallel == Parallel::none && rows_split);
 }
 
+// Whether a residual branch's first layer adds the identity path's gradient in its own
+// backward pass (Layer::adds_to_input_gradient): a LayerNorm, first in the branch or first in a
+// chain there (pre-LayerNorm transformers). Such a residual keeps no gradient buffer of its own.
+inline bool branch_adds_identity_gradient(const std::vector<LayerSpec>& branch) {
+  if (branch.empty()) return false;
+  if (branch.front().kind == LayerKind::sequence) return branch_adds_identity_gradient(branch.front().inner);
+  return branch.front().kind == LayerKind::layer_norm;
+}
+
 // Marks every run linear -> pointwise* -> linear of unmarked linears (also inside residual
 // branches and sequences) as column- then row-parallel: the Megatron MLP; and every run linear ->
 // causal_self_attention -> linear likewise, the first split per [Q | K | V] block so that a

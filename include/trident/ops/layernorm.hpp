@@ -49,8 +49,10 @@ struct LayerNormForwardRow {
   }
 };
 
-// dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight, xhat = (x - mean) * rstd
-template <class DInpView, class DOutView, class InpView, class WeightView, class MeanView, class RstdView>
+// dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight, xhat = (x - mean) * rstd,
+// added to `m_add` when m_adds (dinp itself to accumulate, or a residual's identity gradient).
+template <class DInpView, class DOutView, class InpView, class WeightView, class MeanView, class RstdView,
+          class AddView = DInpView>
 struct LayerNormBackwardRow {
   using Scalar = compute_t<typename DOutView::non_const_value_type>;
   DInpView m_dinp;
@@ -60,7 +62,8 @@ struct LayerNormBackwardRow {
   MeanView m_mean;
   RstdView m_rstd;
   std::int64_t m_cols;
-  bool m_accumulate;
+  bool m_adds;
+  AddView m_add;
 
   template <class Row>
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const Row& row) const {
@@ -70,10 +73,10 @@ struct LayerNormBackwardRow {
     const Scalar mean_g_xhat = row.sum(m_cols, [&](std::int64_t c) {
       return static_cast<Scalar>(m_dout(n, c) * m_weight(c) * (m_inp(n, c) - mean) * rstd);
     }) * inv_cols;
-    if (m_accumulate) {
+    if (m_adds) {
       row.for_each(m_cols, [&](std::int64_t c) {
         const Scalar xhat = (m_inp(n, c) - mean) * rstd;
-        m_dinp(n, c) = m_dinp(n, c) + rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
+        m_dinp(n, c) = m_add(n, c) + rstd * (m_dout(n, c) * m_weight(c) - mean_g - xhat * mean_g_xhat);
       });
     } else {
       row.for_each(m_cols, [&](std::int64_t c) {
@@ -150,15 +153,17 @@ void layernorm_forward(const ExecutionSpace& space, const OutView& out, const Me
   detail::for_each_row(space, "trident::ops::layernorm_forward", n, Row{out, mean, rstd, inp, weight, bias, c, eps});
 }
 
-// dinp[N, C] (=, or += with accumulate); dweight[C] += ...; dbias[C] += ... Any gradient view
-// may be empty (skipped).
-template <class ExecutionSpace, class DInpView, class DWeightView, class DBiasView, class DOutView, class InpView,
-          class WeightView, class MeanView, class RstdView>
-void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const DWeightView& dweight,
-                        const DBiasView& dbias, const DOutView& dout, const InpView& inp, const WeightView& weight,
-                        const MeanView& mean, const RstdView& rstd, bool accumulate = false) {
-  detail::assert_accessible<ExecutionSpace, DInpView, DWeightView, DBiasView, DOutView, InpView, WeightView, MeanView,
-                            RstdView>();
+namespace detail {
+
+// dinp = (add +) the input gradient; the parameter gradients added to dweight and dbias.
+template <class ExecutionSpace, class DInpView, class AddView, class DWeightView, class DBiasView, class DOutView,
+          class InpView, class WeightView, class MeanView, class RstdView>
+void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp, bool adds, const AddView& add,
+                               const DWeightView& dweight, const DBiasView& dbias, const DOutView& dout,
+                               const InpView& inp, const WeightView& weight, const MeanView& mean,
+                               const RstdView& rstd) {
+  detail::assert_accessible<ExecutionSpace, DInpView, AddView, DWeightView, DBiasView, DOutView, InpView, WeightView,
+                            MeanView, RstdView>();
   ScopedRegion region("trident::ops::layernorm_backward");
   const char* op = "trident::ops::layernorm_backward";
   const std::int64_t n = detail::extent(inp, 0), c = detail::extent(inp, 1);
@@ -171,9 +176,10 @@ void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const
   if (want_bias) detail::require_length(dbias, c, op, "dbias");
   if (!detail::is_empty(dinp)) {
     detail::require_shape(dinp, n, c, op, "dinp");
-    using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView>;
+    if (adds) detail::require_shape(add, n, c, op, "skip");
+    using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView, AddView>;
     detail::for_each_row(space, "trident::ops::layernorm_backward", n,
-                         Row{dinp, dout, inp, weight, mean, rstd, c, accumulate});
+                         Row{dinp, dout, inp, weight, mean, rstd, c, adds, add});
   }
   if ((want_weight || want_bias) && c > 0) {
     constexpr int width = detail::column_block_width<ExecutionSpace>();
@@ -183,6 +189,30 @@ void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const
                          detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
                          Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
   }
+}
+
+}  // namespace detail
+
+// dinp[N, C] (=, or += with accumulate); dweight[C] += ...; dbias[C] += ... Any gradient view
+// may be empty (skipped).
+template <class ExecutionSpace, class DInpView, class DWeightView, class DBiasView, class DOutView, class InpView,
+          class WeightView, class MeanView, class RstdView>
+void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const DWeightView& dweight,
+                        const DBiasView& dbias, const DOutView& dout, const InpView& inp, const WeightView& weight,
+                        const MeanView& mean, const RstdView& rstd, bool accumulate = false) {
+  detail::layernorm_backward_adding(space, dinp, accumulate, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+}
+
+// As layernorm_backward, with dinp = skip + the input gradient: the gradient of a residual
+// stream whose branch starts with this LayerNorm (y = x + f(LN(x))), its identity path added
+// in the same pass over the rows instead of a pass of its own. skip may be dinp itself.
+template <class ExecutionSpace, class DInpView, class SkipView, class DWeightView, class DBiasView, class DOutView,
+          class InpView, class WeightView, class MeanView, class RstdView>
+void layernorm_backward_plus(const ExecutionSpace& space, const DInpView& dinp, const SkipView& skip,
+                             const DWeightView& dweight, const DBiasView& dbias, const DOutView& dout,
+                             const InpView& inp, const WeightView& weight, const MeanView& mean, const RstdView& rstd) {
+  require_argument(!detail::is_empty(dinp), "trident::ops::layernorm_backward_plus: dinp is empty");
+  detail::layernorm_backward_adding(space, dinp, true, skip, dweight, dbias, dout, inp, weight, mean, rstd);
 }
 
 }  // namespace ops

@@ -181,7 +181,8 @@ class CostWalker {
       }
       case nn::LayerKind::layer_norm: {
         const double n = rows_here * static_cast<double>(flow.columns);
-        elementwise(cost, flow, n, {"layer_norm_forward", 3}, {"layer_norm_backward", 5});
+        // first in a residual branch, its backward also reads the identity path's gradient
+        elementwise(cost, flow, n, {"layer_norm_forward", 3}, {"layer_norm_backward", m_first_in_residual ? 6.0 : 5.0});
         cost.parameters += 2.0 * static_cast<double>(layer.in);
         cost.global_parameters += 2.0 * static_cast<double>(layer.in);
         cost.trident.kept += 2 * rows_here * f;  // mean and 1 / std per row
@@ -194,15 +195,21 @@ class CostWalker {
       }
       case nn::LayerKind::residual: {
         const double n = rows_here * static_cast<double>(flow.columns);
+        const bool joined = nn::branch_adds_identity_gradient(layer.inner);
         Flow inner = flow;
+        m_first_in_residual = joined;
         chain(layer.inner, inner, cost, key + "/res");
         flow = inner;
-        elementwise(cost, flow, n, {"add", 3}, {"add", 3});
+        if (joined) {  // y += x forward; backward, the branch's first layer adds the gradient
+          cost.forward.kernels.push_back({"add", n, 3 * n * e, static_cast<double>(flow.columns)});
+        } else {
+          elementwise(cost, flow, n, {"add", 3}, {"add", 3});
+          cost.trident.shared[key + "/res.gradient"] += n * e;
+        }
         if (m_shape.dropout) {  // reads the branch, writes it and a one-byte mask; backward likewise
           cost.forward.kernels.push_back({"dropout", n, (2 * e + 1) * n});
           cost.backward.kernels.push_back({"dropout", n, (2 * e + 1) * n});
         }
-        cost.trident.shared[key + "/res.gradient"] += n * e;
         cost.megatron += megatron_mask * rows_here * static_cast<double>(flow.columns);  // dropout mask
         return;
       }
@@ -236,8 +243,10 @@ class CostWalker {
       const bool leaves_bias =
           i + 1 < layers.size() && nn::activation_takes_bias(layers[i], layers[i + 1], flow.rows_split, flow.gathered);
       m_fusion = leaves_bias ? Fusion::bias_to_activation : adds_bias ? Fusion::activation_adds_bias : Fusion::none;
+      if (i > 0) m_first_in_residual = false;
       walk(layers[i], flow, cost, key + "." + std::to_string(i));
       m_fusion = Fusion::none;
+      m_first_in_residual = false;
       adds_bias = leaves_bias;
       if (i + 1 == layers.size()) break;
       // A chain keeps every inner output for its backward, and a gradient buffer per boundary.
@@ -453,6 +462,8 @@ class CostWalker {
   // The layer being walked, in its chain: a linear leaving its bias to the activation after it,
   // or that activation (nn::activation_takes_bias).
   enum class Fusion { none, bias_to_activation, activation_adds_bias } m_fusion = Fusion::none;
+  // The layer being walked is the first of a residual branch that adds the identity gradient.
+  bool m_first_in_residual = false;
 };
 
 }  // namespace detail
