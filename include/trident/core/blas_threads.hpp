@@ -8,7 +8,6 @@
 
 #if __has_include(<dlfcn.h>)
 #include <dlfcn.h>
-#define TRIDENT_HAS_DLSYM 1
 #endif
 
 namespace trident {
@@ -39,7 +38,7 @@ class OneThreadedBlas {
   static const Controls& controls() {
     static const Controls found = [] {
       Controls c;
-#if defined(TRIDENT_HAS_DLSYM)
+#if __has_include(<dlfcn.h>)  // POSIX
       c.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
       c.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
       if (c.get == nullptr || c.set == nullptr) c = Controls{};
