@@ -66,7 +66,9 @@ class Sequence final : public Layer<Scalar, ExecutionSpace> {
   }
 
   // A chain adds to its input gradient as its first layer does.
-  bool adds_to_input_gradient() const override { return m_layers.front()->adds_to_input_gradient(); }
+  bool adds_to_input_gradient() const override {
+    return !m_layers.empty() && m_layers.front()->adds_to_input_gradient();
+  }
   void backward_plus(const context_type& c, const matrix& in, const matrix& out, state_type& state, const matrix& d_out,
                      const matrix& d_in, const matrix& skip) const override {
     backward_chain(c, in, out, state, d_out, d_in, &skip);

@@ -174,13 +174,11 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
   const bool want_weight = !detail::is_empty(dweight), want_bias = !detail::is_empty(dbias);
   if (want_weight) detail::require_length(dweight, c, op, "dweight");
   if (want_bias) detail::require_length(dbias, c, op, "dbias");
-  if (!detail::is_empty(dinp)) {
-    detail::require_shape(dinp, n, c, op, "dinp");
-    if (adds) detail::require_shape(add, n, c, op, "skip");
-    using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView, AddView>;
-    detail::for_each_row(space, "trident::ops::layernorm_backward", n,
-                         Row{dinp, dout, inp, weight, mean, rstd, c, adds, add});
-  }
+  const bool want_input = !detail::is_empty(dinp);
+  if (want_input) detail::require_shape(dinp, n, c, op, "dinp");
+  if (want_input && adds) detail::require_shape(add, n, c, op, "skip");
+  // The parameter gradients first: dinp may be dout itself (a residual branch of one LayerNorm
+  // writing its input gradient over the stream's), and each row reads dout before writing dinp.
   if ((want_weight || want_bias) && c > 0) {
     constexpr int width = detail::column_block_width<ExecutionSpace>();
     using Columns =
@@ -188,6 +186,11 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
     Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",
                          detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
                          Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
+  }
+  if (want_input) {
+    using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView, AddView>;
+    detail::for_each_row(space, "trident::ops::layernorm_backward", n,
+                         Row{dinp, dout, inp, weight, mean, rstd, c, adds, add});
   }
 }
 
@@ -205,7 +208,7 @@ void layernorm_backward(const ExecutionSpace& space, const DInpView& dinp, const
 
 // As layernorm_backward, with dinp = skip + the input gradient: the gradient of a residual
 // stream whose branch starts with this LayerNorm (y = x + f(LN(x))), its identity path added
-// in the same pass over the rows instead of a pass of its own. skip may be dinp itself.
+// in the same pass over the rows instead of a pass of its own. skip and dout may be dinp itself.
 template <class ExecutionSpace, class DInpView, class SkipView, class DWeightView, class DBiasView, class DOutView,
           class InpView, class WeightView, class MeanView, class RstdView>
 void layernorm_backward_plus(const ExecutionSpace& space, const DInpView& dinp, const SkipView& skip,

@@ -155,8 +155,11 @@ struct Workload {
   double batch_bytes_per_row = 0;
   double reduced_gradient_bytes = 0;
   // Bytes of an activation value: 2 trains in mixed precision (bf16, fp16 activations; the
-  // parameters, gradients and optimizer stay in the runtime's type); 0: the runtime's.
+  // parameters, gradients and optimizer stay in the compute type); 0: the runtime's.
   double activation_bytes = 0;
+  // Bytes of a parameter, gradient and optimizer value, and of what mixed precision keeps in
+  // the compute type (nn/types.hpp: 8 for double); 0: the runtime's.
+  double compute_bytes = 0;
 };
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
@@ -187,12 +190,14 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   shape.seq = seq;
   shape.tp = layout.tp;
   shape.sequence_parallel = layout.sequence_parallel;
-  shape.element_bytes = work.activation_bytes > 0 ? work.activation_bytes : machine.element_bytes();
-  shape.compute_bytes = machine.element_bytes();
+  const double compute_bytes = work.compute_bytes > 0 ? work.compute_bytes : machine.element_bytes();
+  shape.element_bytes = work.activation_bytes > 0 ? work.activation_bytes : compute_bytes;
+  shape.compute_bytes = compute_bytes;
   shape.attention_slots = machine.attention_slots;
   if (machine.runtime == Runtime::megatron) {  // whole score squares, masked; dropout
     shape.causal_block = static_cast<int>(seq);
     shape.dropout = true;
+    shape.residual_gradient_joined = false;
   }
   const std::vector<LayerCost> costs = layer_costs(spec, shape);
   std::vector<detail::LayerTimes> times;
@@ -353,7 +358,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   for (int s = 0; s < stages; ++s)
     parameters_of_rank[static_cast<std::size_t>(s % layout.pp)] += stage[static_cast<std::size_t>(s)].parameters;
   rank_parameters = *std::max_element(parameters_of_rank.begin(), parameters_of_rank.end());
-  const double e = machine.element_bytes();
+  const double e = compute_bytes;
   const double grad_bytes = rank_parameters * (work.reduced_gradient_bytes > 0 ? work.reduced_gradient_bytes : e);
   const double parameter_bytes = rank_parameters * e;
   // ZeRO-0 all-reduces the gradients, ZeRO-1 and 2 reduce-scatter them (both posted nonblocking,

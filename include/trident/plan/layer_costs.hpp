@@ -132,7 +132,10 @@ struct CostShape {
   double compute_bytes = 0;  // 0: element_bytes
   int causal_block = 64;     // trident's attention keeps scores in blocks of this many rows (ops/attention.hpp)
   int attention_slots = 1;   // flash attention's (b, h) pairs at once on a host (Machine::attention_slots)
-  bool dropout = false;      // Megatron-LM's dropout after the attention's softmax and each residual branch
+  // A pre-LayerNorm residual's backward adds its gradient in the LayerNorm's pass (trident's
+  // nn::Residual); false: in an add of its own (Megatron-LM).
+  bool residual_gradient_joined = true;
+  bool dropout = false;  // Megatron-LM's dropout after the attention's softmax and each residual branch
 
   std::int64_t rows() const { return samples * seq; }
   double compute_element_bytes() const { return compute_bytes > 0 ? compute_bytes : element_bytes; }
@@ -195,7 +198,7 @@ class CostWalker {
       }
       case nn::LayerKind::residual: {
         const double n = rows_here * static_cast<double>(flow.columns);
-        const bool joined = nn::branch_adds_identity_gradient(layer.inner);
+        const bool joined = m_shape.residual_gradient_joined && nn::branch_adds_identity_gradient(layer.inner);
         Flow inner = flow;
         m_first_in_residual = joined;
         chain(layer.inner, inner, cost, key + "/res");

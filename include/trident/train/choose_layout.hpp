@@ -90,7 +90,12 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
       space, world, plan::calibration_request(spec, micro_batches, tp_sizes), automatic.calibration_cache);
   choice.machine.memory_bytes = automatic.memory_bytes;
   const bool reduced = automatic.gradient_precision != data_parallel::GradientPrecision::full;
-  plan::Workload work{spec, automatic.global_batch, 0, reduced ? 2.0 : 0.0, static_cast<double>(sizeof(Scalar))};
+  plan::Workload work{spec,
+                      automatic.global_batch,
+                      0,
+                      reduced ? 2.0 : 0.0,
+                      static_cast<double>(sizeof(Scalar)),
+                      static_cast<double>(sizeof(compute_t<Scalar>))};
   choice.plans = plan::search(work, world.size(), choice.machine, automatic.space);
   require_argument(!choice.plans.ranked.empty(), op, ": no layout of ", world.size(), " ranks fits ",
                    automatic.memory_bytes > 0 ? "the memory cap of " + mebibytes(automatic.memory_bytes) : "the model",
