@@ -5,7 +5,7 @@
 // Prints a JSON line per layout and a summary: the rank correlation of predicted and measured
 // step times, how far the planner's first choice is from the measured best, and the largest
 // memory error.
-//   mpiexec -n 4 bench_plan --model gpt2|mlp [--steps 7] [--cache plan-cache.json]
+//   mpiexec -n 4 bench_plan --model gpt2|mlp [--steps 21] [--cache plan-cache.json]
 // Memory is measured from Kokkos's allocation events (core/allocation_peak.hpp): the most a rank held
 // while building the trainer and running its first step beyond what it held before. The steps
 // after it are timed with no tool listening, round-robin over the layouts, the median of each.
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   trident::AllocationPeak::install();
   {
     const std::string model = text_argument(argc, argv, "--model", "gpt2");
-    const int steps = std::stoi(text_argument(argc, argv, "--steps", "7"));
+    const int steps = std::stoi(text_argument(argc, argv, "--steps", "21"));
     const std::string cache = text_argument(argc, argv, "--cache", "");
     const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
     Space space;

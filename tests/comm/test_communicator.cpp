@@ -4,8 +4,10 @@
 #include "comm_test_helpers.hpp"
 #include "execution_spaces.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 using namespace comm_test;
@@ -283,4 +285,21 @@ TEST_CASE("host staging buffers are pooled: reused when free, never shared in fl
   const std::size_t kept = pool.buffers_kept();
   for (int repeat = 0; repeat < 4; ++repeat) trident::comm::allreduce(Space(), comm, a);
   CHECK(pool.buffers_kept() == kept);  // sequential transfers reuse, not grow
+}
+
+TEST_CASE("an idle barrier holds every rank until the last arrives, and counts as a barrier", "[comm][communicator]") {
+  const trident::comm::Communicator comm = world("idle");
+  comm.barrier();
+  const auto start = std::chrono::steady_clock::now();
+  // The last rank arrives 100 ms late; nobody may leave before it.
+  if (comm.rank() == comm.size() - 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  trident::comm::idle_barrier(comm);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(waited >= 0.05);
+  CHECK(comm.stats()[Operation::barrier].calls == 2);
+  // Its nonblocking form completes once every rank has started it.
+  auto request = trident::comm::ibarrier(comm);
+  request.wait();
+  CHECK_FALSE(request.pending());
+  CHECK(comm.stats()[Operation::barrier].calls == 3);
 }

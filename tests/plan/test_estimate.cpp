@@ -200,3 +200,95 @@ TEST_CASE("plan: a calibration whose times do not grow with the bytes fits a lat
   CHECK(line.latency_s == Approx(1e-5));
   CHECK(line.bytes_per_s == Approx(1e9));
 }
+
+namespace {
+
+// GEMM shapes of a small transformer's passes, and their time on a machine of a known latency,
+// rate and bandwidth; `deviation(i)` multiplies the i-th.
+std::vector<plan::GemmTiming> gemm_timings(const std::function<double(std::size_t)>& deviation) {
+  const plan::GemmFit truth{5e-6, 50e9, 4e9, 1};
+  std::vector<plan::GemmTiming> timings;
+  for (std::int64_t m : {64, 256, 1024})
+    for (std::int64_t n : {32, 128, 512})
+      for (std::int64_t k : {64, 384}) {
+        const plan::Gemm g{m, n, k, false, 'N', 'T'};
+        timings.push_back({g, truth.seconds(g, 4) * deviation(timings.size())});
+      }
+  return timings;
+}
+
+// A deterministic spread of factors between 1 - width and 1 + width.
+double spread(std::size_t i, double width, unsigned seed) {
+  const unsigned h = (static_cast<unsigned>(i) + 1) * 2654435761u ^ seed * 40503u;
+  return 1 + width * (2.0 * static_cast<double>(h % 1000) / 999.0 - 1);
+}
+
+}  // namespace
+
+TEST_CASE("plan: a GEMM fit recovers latency, rate and bandwidth, and never goes negative", "[plan]") {
+  const auto exact = gemm_timings([](std::size_t) { return 1.0; });
+  const plan::GemmFit fit = plan::fit_gemms(exact, 4);
+  REQUIRE(fit.fitted());
+  CHECK(fit.latency_s == Approx(5e-6).epsilon(1e-6));
+  CHECK(fit.flops_per_s == Approx(50e9).epsilon(1e-6));
+  CHECK(fit.bytes_per_s == Approx(4e9).epsilon(1e-6));
+  // Times of the FLOPs alone: the other terms stay zero instead of fitting noise below it.
+  std::vector<plan::GemmTiming> compute_bound = exact;
+  for (auto& t : compute_bound) t.seconds = t.shape.flops() / 80e9;
+  const plan::GemmFit rate = plan::fit_gemms(compute_bound, 4);
+  CHECK(rate.flops_per_s == Approx(80e9).epsilon(1e-6));
+  CHECK(rate.latency_s >= 0);
+  CHECK(rate.bytes_per_s >= 0);
+  CHECK_FALSE(plan::fit_gemms({exact.front()}, 4).fitted());
+}
+
+TEST_CASE("plan: a measured shape moves its price off the fit as far as its two timings agree", "[plan]") {
+  // Noise that does not repeat between the two passes: the samples carry nothing the fit lacks.
+  const auto first = gemm_timings([](std::size_t i) { return spread(i, 0.3, 1); });
+  const auto second = gemm_timings([](std::size_t i) { return spread(i, 0.3, 2); });
+  std::vector<plan::GemmTiming> mean = first;
+  for (std::size_t i = 0; i < mean.size(); ++i) mean[i].seconds = std::sqrt(first[i].seconds * second[i].seconds);
+  plan::GemmFit fit = plan::fit_gemms(mean, 4);
+  const double noise_weight = plan::gemm_sample_weight(first, second, fit, 4);
+  CHECK(noise_weight < 0.3);
+  // Shape effects both passes see, with little noise on top: the samples are kept.
+  const auto shaped_a = gemm_timings([](std::size_t i) { return spread(i, 0.3, 7) * spread(i, 0.01, 1); });
+  const auto shaped_b = gemm_timings([](std::size_t i) { return spread(i, 0.3, 7) * spread(i, 0.01, 2); });
+  const double shape_weight = plan::gemm_sample_weight(shaped_a, shaped_b, plan::fit_gemms(shaped_a, 4), 4);
+  CHECK(shape_weight > 0.95);
+
+  // The machine prices a measured shape between the fit and its sample, by the weight.
+  plan::Machine m = gemms_only();
+  const plan::Gemm g = first[5].shape;
+  m.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, 2e-3});
+  fit.sample_weight = 0.25;
+  m.gemm_fit = fit;
+  const double smooth = fit.seconds(g, 4);
+  CHECK(m.gemm_seconds(g) == Approx(smooth * std::pow(2e-3 / smooth, 0.25)));
+  const plan::Gemm unmeasured{100, 200, 300, false, 'N', 'N'};
+  CHECK(m.gemm_seconds(unmeasured) == Approx(fit.seconds(unmeasured, 4)));
+  // It survives JSON, and a weight outside [0, 1] is refused, naming the field.
+  const plan::Machine back = plan::machine_from_json(plan::to_json(m));
+  CHECK(back.gemm_seconds(g) == Approx(m.gemm_seconds(g)));
+  CHECK(back.gemm_fit.sample_weight == 0.25);
+  auto j = plan::to_json(m);
+  j["gemm_fit"]["sample_weight"] = 1.5;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("gemm_fit") != std::string::npos);
+}
+
+TEST_CASE("plan: calibration times as many ranks of a node at once as it has cores", "[plan]") {
+  comm::Topology topology;
+  topology.node_of_rank = {0, 0, 0, 0, 1, 1, 1};
+  topology.node_names = {"a", "b"};
+  const std::vector<int> expected_two_cores = {0, 0, 1, 1, 0, 0, 1};
+  for (int r = 0; r < 7; ++r) {
+    topology.rank = r;
+    const auto two = plan::detail::compute_turns(topology, 2);
+    CHECK(two.turn == expected_two_cores[static_cast<std::size_t>(r)]);
+    CHECK(two.turns == 2);
+    const auto one = plan::detail::compute_turns(topology, 1);  // one core: a rank at a time
+    CHECK(one.turn == (r < 4 ? r : r - 4));
+    CHECK(one.turns == 4);
+    CHECK(plan::detail::compute_turns(topology, 8).turns == 1);  // every rank a core of its own
+  }
+}

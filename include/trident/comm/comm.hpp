@@ -10,6 +10,7 @@
 #include <trident/comm/consistency_check.hpp>
 #include <trident/comm/file.hpp>
 #include <trident/comm/gpu_aware.hpp>
+#include <trident/comm/idle_barrier.hpp>
 #include <trident/comm/mpi_datatype.hpp>
 #include <trident/comm/point_to_point.hpp>
 #include <trident/comm/reduce_op.hpp>

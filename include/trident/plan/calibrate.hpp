@@ -1,10 +1,12 @@
 #pragma once
-// Measures the machine a run is on, from inside the run: every rank of `world` times the same
-// kernels at once, so ranks that share cores or a memory bus are measured sharing them, and the
-// times are averaged over the ranks so every rank plans with the same numbers.
+// Measures the machine a run is on, from inside the run: the ranks of a node time the same
+// kernels as many at once as the node has cores for them, so they are measured sharing the
+// memory bus and caches as a step shares them, and the times are averaged over the ranks so
+// every rank plans with the same numbers.
 //
 //   - GEMMs at exactly the shapes the planner will ask for (plan::gemm_shapes of the candidate
-//     layouts), through the library's own ops::matmul;
+//     layouts), through the library's own ops::matmul, twice, and the fit over them that prices
+//     every shape (gemm_fit.hpp);
 //   - the library's other kernels (activations, LayerNorm, residual adds, biases, the loss,
 //     AdamW and the gradient norm) per element, and the memory bandwidth of a triad for the rest;
 //   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
@@ -18,6 +20,7 @@
 #include <trident/comm/allgather.hpp>
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/communicator.hpp>
+#include <trident/comm/idle_barrier.hpp>
 #include <trident/comm/link_cost.hpp>
 #include <trident/comm/point_to_point.hpp>
 #include <trident/comm/reduce_scatter.hpp>
@@ -152,11 +155,33 @@ double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
                               repeats, [&](int) { world.barrier(); }, run));
 }
 
-// The same for work that needs no other rank, timed on one rank at a time (the others wait):
-// the rate of a rank with a core to itself. When ranks outnumber cores, estimate() shares the
-// cores between the ranks that compute at once.
+// Which ranks time work that needs no other rank together: as many of a node's ranks at once as
+// the node has cores for them, so that each is measured as a step runs it, beside the other
+// cores computing (sharing their cache and memory bus), never beside a rank of its own core.
+struct ComputeTurns {
+  int turn = 0;                 // the calling rank's
+  int turns = 1;                // the most any node takes
+  comm::Communicator together;  // the ranks of the caller's turn, on every node (split by calibrate)
+};
+
+// The turn of `topology`'s calling rank when each node times `cores` ranks at once: its place
+// among the ranks of its node, divided by the cores.
+inline ComputeTurns compute_turns(const comm::Topology& topology, int cores) {
+  ComputeTurns t;
+  cores = std::max(cores, 1);
+  int before = 0;
+  for (int r = 0; r < topology.rank; ++r) before += topology.node_of(r) == topology.node() ? 1 : 0;
+  t.turn = before / cores;
+  for (int node = 0; node < topology.nodes(); ++node)
+    t.turns = std::max(t.turns, (topology.ranks_on(node) + cores - 1) / cores);
+  return t;
+}
+
+// The mean over the world of each rank's median timing of `run`, the ranks of one turn at once
+// (the others wait). When ranks outnumber cores, estimate() shares the cores between the ranks
+// that compute at once.
 template <class Run>
-double timed_alone(const comm::Communicator& world, int repeats, Run&& run) {
+double timed_per_core(const comm::Communicator& world, const ComputeTurns& turns, int repeats, Run&& run) {
   // In a step a kernel reads what other kernels wrote a while ago: each timing starts with the
   // host's caches filled with something else.
   std::vector<char> other(std::size_t(8) << 20);
@@ -164,9 +189,16 @@ double timed_alone(const comm::Communicator& world, int repeats, Run&& run) {
     for (std::size_t b = 0; b < other.size(); b += 64) other[b] = static_cast<char>(b + static_cast<std::size_t>(i));
   };
   double mine = 0;
-  for (int turn = 0; turn < world.size(); ++turn) {
-    world.barrier();
-    if (turn == world.rank()) mine = median_seconds(repeats, fill_caches, run);
+  for (int turn = 0; turn < turns.turns; ++turn) {
+    comm::idle_barrier(world);  // the ranks of other turns wait without taking the cores
+    if (turn == turns.turn)
+      mine = median_seconds(
+          repeats,
+          [&](int i) {
+            fill_caches(i);
+            turns.together.barrier();  // the ranks of this turn start together
+          },
+          run);
   }
   return mean_over(world, mine);
 }
@@ -205,16 +237,16 @@ inline bool is_calibrated_kernel(const std::string& name) {
 }
 
 // The time of one call of kernel `name` on `rows` x `cols` elements (a flat vector of both for
-// the optimizer's), on one rank at a time.
+// the optimizer's), a core's ranks at a time.
 template <class Scalar, class ExecutionSpace>
-double time_kernel(const ExecutionSpace& space, const comm::Communicator& world, int repeats, const std::string& name,
-                   std::int64_t rows, std::int64_t cols) {
+double time_kernel(const ExecutionSpace& space, const comm::Communicator& world, const ComputeTurns& turns, int repeats,
+                   const std::string& name, std::int64_t rows, std::int64_t cols) {
   using memory_space = typename ExecutionSpace::memory_space;
   using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
   using vector = Kokkos::View<Scalar*, memory_space>;
   const std::int64_t n = rows * cols;
   const auto run = [&](auto&& f) {
-    return timed_alone(world, repeats, [&] {
+    return timed_per_core(world, turns, repeats, [&] {
       f();
       compat::fence(space, "trident::plan::calibrate");
     });
@@ -304,37 +336,76 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     };
   };
   machine.runtime = Runtime::trident;
-  // GEMMs not yet measured, with their transposes.
+  // This machine as the planner's cluster: a node runs the ranks that share its memory, on its
+  // cores when they run on the host.
+  const comm::Topology topology = comm::discover_topology(world);
+  machine.devices_per_node = topology.ranks_on(topology.node());
+  machine.attention_slots = 0;
+  if (std::is_same<memory_space, Kokkos::HostSpace>::value) {
+    const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
+    machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
+    machine.attention_slots = std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
+  }
+  // On a device every rank of a node computes on its own: all of them at once.
+  detail::ComputeTurns turns =
+      detail::compute_turns(topology, machine.cores > 0 ? machine.cores : machine.devices_per_node);
+  turns.together = world.split(turns.turn, world.rank(), "trident::plan::calibrate::turn");
+  // GEMMs not yet measured, with their transposes, each timed in two passes over all of them (so
+  // that a slow spell of the machine lands on different shapes); the sample is their geometric
+  // mean, and how well the passes agree sets how far a sample may pull its price off the fit.
+  std::vector<Gemm> missing;
   for (const Gemm& g : request.gemms) {
     const bool known =
-        std::any_of(machine.gemms.begin(), machine.gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); });
-    if (known) continue;
-    const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
-    matrix a("trident::plan::calibrate::a", ta ? g.k : g.m, ta ? g.m : g.k),
-        b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
-    Kokkos::deep_copy(space, a, Scalar(0.5));
-    Kokkos::deep_copy(space, b, Scalar(0.25));
-    const double seconds = detail::timed_alone(
-        world, repeats, fenced([&] { ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, Scalar(1), c); }));
-    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, seconds});
+        std::any_of(machine.gemms.begin(), machine.gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); }) ||
+        std::any_of(missing.begin(), missing.end(),
+                    [&](const Gemm& m) { return GemmSample{m.m, m.n, m.k, m.trans_a, m.trans_b, 0}.same_shape(g); });
+    if (!known) missing.push_back(g);
+  }
+  std::vector<GemmTiming> passes[2];
+  for (auto& pass : passes)
+    for (const Gemm& g : missing) {
+      const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
+      matrix a("trident::plan::calibrate::a", ta ? g.k : g.m, ta ? g.m : g.k),
+          b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
+      Kokkos::deep_copy(space, a, Scalar(0.5));
+      Kokkos::deep_copy(space, b, Scalar(0.25));
+      pass.push_back({g, detail::timed_per_core(world, turns, repeats, fenced([&] {
+                                                  ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, Scalar(1),
+                                                              c);
+                                                }))});
+    }
+  for (std::size_t i = 0; i < missing.size(); ++i) {
+    const Gemm& g = missing[i];
+    machine.gemms.push_back(
+        {g.m, g.n, g.k, g.trans_a, g.trans_b, std::sqrt(passes[0][i].seconds * passes[1][i].seconds)});
+  }
+  if (!machine.gemms.empty()) {
+    std::vector<GemmTiming> all;
+    for (const GemmSample& s : machine.gemms)
+      all.push_back({Gemm{s.m, s.n, s.k, false, s.trans_a, s.trans_b}, s.seconds});
+    const double kept_weight = machine.gemm_fit.fitted() ? machine.gemm_fit.sample_weight : 1.0;
+    machine.gemm_fit = fit_gemms(all, machine.element_bytes());
+    machine.gemm_fit.sample_weight =
+        missing.size() >= 2 ? gemm_sample_weight(passes[0], passes[1], machine.gemm_fit, machine.element_bytes())
+                            : kept_weight;
   }
   // Elementwise: y = 2 x + z over 4 Mi elements reads two and writes one.
   if (machine.memory_bytes_per_s <= 0) {
     const std::int64_t n = std::int64_t(1) << 22;
     vector x("trident::plan::calibrate::x", n), y("trident::plan::calibrate::y", n),
         z("trident::plan::calibrate::z", n);
-    const double seconds =
-        detail::timed_alone(world, repeats, fenced([&] {
-                              Kokkos::parallel_for(
-                                  "trident::plan::calibrate::triad", Kokkos::RangePolicy<ExecutionSpace>(space, 0, n),
-                                  KOKKOS_LAMBDA(std::int64_t i) { y(i) = Scalar(2) * x(i) + z(i); });
-                            }));
+    const double seconds = detail::timed_per_core(
+        world, turns, repeats, fenced([&] {
+          Kokkos::parallel_for(
+              "trident::plan::calibrate::triad", Kokkos::RangePolicy<ExecutionSpace>(space, 0, n),
+              KOKKOS_LAMBDA(std::int64_t i) { y(i) = Scalar(2) * x(i) + z(i); });
+        }));
     machine.memory_bytes_per_s = 3.0 * n * sizeof(Scalar) / seconds;
   }
   // The library's own non-GEMM kernels: at the sizes asked for, and per element on 1024 rows
   // of 256 for any other size.
   const auto time_kernel = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
-    return detail::time_kernel<Scalar>(space, world, repeats, name, rows, cols);
+    return detail::time_kernel<Scalar>(space, world, turns, repeats, name, rows, cols);
   };
   if (machine.kernel_seconds_per_element.empty()) {
     for (const char* name : detail::calibrated_kernels)
@@ -367,10 +438,11 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     Kokkos::deep_copy(space, qkv, Scalar(0.01));
     Kokkos::deep_copy(space, out, Scalar(0.01));
     const int B = static_cast<int>(s.samples), T = static_cast<int>(s.seq), H = static_cast<int>(s.heads);
-    const double seconds = detail::timed_alone(world, repeats, fenced([&] {
-                                                 ops::attention_forward(space, out, buffers, qkv, B, T, H);
-                                                 ops::attention_backward(space, dqkv, out, buffers, qkv, out, B, T, H);
-                                               }));
+    const double seconds =
+        detail::timed_per_core(world, turns, repeats, fenced([&] {
+                                 ops::attention_forward(space, out, buffers, qkv, B, T, H);
+                                 ops::attention_backward(space, dqkv, out, buffers, qkv, out, B, T, H);
+                               }));
     const double flops_per_row = s.kernel == nn::AttentionKernel::flash ? 14.0 : 12.0;
     machine.attention_flops_per_s = flops_per_row * rows * s.seq * width / seconds;
   }
@@ -440,16 +512,6 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     machine.step_overhead_s = 4 * detail::timed_on_all(world, repeats, [&] {
                                 comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
                               });
-  }
-  // This machine as the planner's cluster: a node runs the ranks that share its memory, on its
-  // cores when they run on the host.
-  const comm::Topology topology = comm::discover_topology(world);
-  machine.devices_per_node = topology.ranks_on(topology.node());
-  machine.attention_slots = 0;
-  if (std::is_same<memory_space, Kokkos::HostSpace>::value) {
-    const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
-    machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
-    machine.attention_slots = std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
   }
   const auto reduce = machine.collectives.find({CollectiveKind::all_reduce, world.size()});
   if (reduce != machine.collectives.end()) {

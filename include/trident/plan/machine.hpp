@@ -7,13 +7,16 @@
 // description (a JSON file of devices per node, peak FLOP/s, memory and links) describes one the
 // planner cannot run on. Both are saved and read as JSON.
 //
-// A GEMM measured at its exact shape takes that time; another shape is priced by the roofline
-// of the cluster description, or scaled from the measured shape nearest in log-space (sizes
-// with similar arithmetic intensity run at similar rates). A collective measured at its group
+// A calibrated machine prices every GEMM by the fit over the shapes it measured (gemm_fit.hpp),
+// a measured shape moved towards its own time as far as calibration found its timings repeat.
+// Otherwise a GEMM measured at its exact shape takes that time; another shape is priced by the
+// roofline of the cluster description, or scaled from the measured shape nearest in log-space
+// (sizes with similar arithmetic intensity run at similar rates). A collective measured at its group
 // size takes its fitted alpha + bytes / beta; otherwise the ring model over the node links.
 
 #include <trident/comm/link_cost.hpp>
 #include <trident/core/error.hpp>
+#include <trident/plan/gemm_fit.hpp>
 #include <trident/plan/layer_costs.hpp>
 
 #include <nlohmann/json.hpp>
@@ -79,6 +82,7 @@ struct Machine {
   double memory_bytes_per_s = 0;
   double attention_flops_per_s = 0;  // 0: as a GEMM of the same FLOPs at the peak
   std::vector<GemmSample> gemms;     // measured shapes
+  GemmFit gemm_fit;                  // over them, when calibrated
   // Measured kernels: at their sizes (the nearest size of the same kernel, scaled by its
   // elements), else per element; others are priced by their bytes.
   std::vector<KernelSample> kernels;
@@ -93,6 +97,11 @@ struct Machine {
   // ---- compute ----
   double gemm_seconds(const Gemm& g) const {
     if (g.m <= 0 || g.n <= 0 || g.k <= 0) return 0;
+    if (gemm_fit.fitted()) {
+      for (const GemmSample& s : gemms)
+        if (s.same_shape(g)) return gemm_fit.seconds(g, element_bytes(), s.seconds);
+      return gemm_fit.seconds(g, element_bytes());
+    }
     const GemmSample* nearest = nullptr;
     double best = std::numeric_limits<double>::infinity();
     for (const GemmSample& s : gemms) {
@@ -188,6 +197,11 @@ inline nlohmann::json to_json(const Machine& m) {
   j["step_overhead_s"] = m.step_overhead_s;
   auto& gemms = j["gemms"] = nlohmann::json::array();
   for (const auto& g : m.gemms) gemms.push_back({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.seconds});
+  if (m.gemm_fit.fitted())
+    j["gemm_fit"] = {{"latency_s", m.gemm_fit.latency_s},
+                     {"flops_per_s", m.gemm_fit.flops_per_s},
+                     {"bytes_per_s", m.gemm_fit.bytes_per_s},
+                     {"sample_weight", m.gemm_fit.sample_weight}};
   j["kernels"] = m.kernel_seconds_per_element;
   auto& samples = j["kernel_samples"] = nlohmann::json::array();
   for (const auto& k : m.kernels) samples.push_back({k.name, k.elements, k.width, k.seconds});
@@ -252,6 +266,16 @@ inline Machine machine_from_json(const nlohmann::json& j) {
         m.gemms.push_back({g.at(0).get<std::int64_t>(), g.at(1).get<std::int64_t>(), g.at(2).get<std::int64_t>(),
                            trans[0], trans[1], g.at(4).get<double>()});
       }
+    if (j.contains("gemm_fit")) {
+      const auto& f = j.at("gemm_fit");
+      m.gemm_fit = GemmFit{f.at("latency_s").get<double>(), f.at("flops_per_s").get<double>(),
+                           f.at("bytes_per_s").get<double>(), f.value("sample_weight", 1.0)};
+      require_argument(m.gemm_fit.flops_per_s > 0 && m.gemm_fit.latency_s >= 0 && m.gemm_fit.bytes_per_s >= 0 &&
+                           m.gemm_fit.sample_weight >= 0 && m.gemm_fit.sample_weight <= 1,
+                       op,
+                       ": gemm_fit needs flops_per_s > 0, latency_s and bytes_per_s >= 0 and a sample_weight "
+                       "in [0, 1]");
+    }
     if (j.contains("kernels")) m.kernel_seconds_per_element = j.at("kernels").get<std::map<std::string, double>>();
     if (j.contains("kernel_samples"))
       for (const auto& k : j.at("kernel_samples"))
