@@ -15,6 +15,7 @@
 // tensor-parallel collectives on the device.
 
 #include <trident/comm/agreement.hpp>
+#include <trident/comm/allreduce.hpp>
 #include <trident/comm/backend.hpp>
 #include <trident/comm/hierarchical_allreduce.hpp>
 #include <trident/core/memory_accounting.hpp>
@@ -150,7 +151,8 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.number("--keep", o.keep, "how many of the newest checkpoints --save-every keeps", positive);
   cli.text("--resume", o.resume, "continue from the newest verified checkpoint in this directory");
   cli.text("--log-json", o.log_json, "also append one JSON line per step here");
-  cli.number("--peak-gflops", o.peak_gflops, "peak GFLOP/s for MFU (0: measure SGEMM at start)", non_negative);
+  cli.number("--peak-gflops", o.peak_gflops, "peak GFLOP/s of one rank for MFU (0: each rank measures SGEMM at start)",
+             non_negative);
   cli.number("--dp", o.layout.dp, "data-parallel replicas", positive);
   cli.number("--tp", o.layout.tp, "tensor-parallel ranks (Megatron split of every layer)", positive);
   cli.flag("--sequence-parallel", o.layout.sequence_parallel,
@@ -514,10 +516,15 @@ int run(int argc, char** argv, int rank, int size) {
     const auto& mesh = trainer.mesh();
     const double tokens_per_step = static_cast<double>(o.batch) * o.config.seq;
     const double flops_per_token = o.config.training_flops_per_token();
-    const double peak = o.peak_gflops > 0
-                            ? o.peak_gflops
-                            : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
-                                                                       4 * o.config.hidden, o.config.hidden);
+    // MFU is the job's model FLOP/s over the peak of all its ranks: the given peak of one, or each
+    // rank's own SGEMM rate, measured at once (so ranks that share cores measure them shared).
+    Kokkos::View<double*, Kokkos::HostSpace> peaks("train_gpt::peak", 1);
+    peaks(0) = o.peak_gflops > 0
+                   ? o.peak_gflops
+                   : trident::ops::measure_gemm_gflops<float>(Space(), o.layout.micro_batch * o.config.seq,
+                                                              4 * o.config.hidden, o.config.hidden);
+    trident::comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, peaks);
+    const double peak = peaks(0);
     if (rank == 0) {
       std::printf("train_gpt: GPT-2 %s, %lld parameters, backend %s, %s%s\n", o.config.describe().c_str(),
                   static_cast<long long>(trident::nn::parameter_count(trainer.spec())), Space::name(),
@@ -532,8 +539,8 @@ int run(int argc, char** argv, int rank, int size) {
       if (!std::isnan(floor))
         std::printf("loss at start ~ ln V = %.4f; the synthetic language's entropy floor is %.4f nats/token\n",
                     std::log(static_cast<double>(o.config.vocab)), floor);
-      std::printf("peak for MFU: %.1f GFLOP/s (%s); model FLOPs per token: %.3g\n", peak,
-                  o.peak_gflops > 0 ? "given" : "SGEMM measured now", flops_per_token);
+      std::printf("peak for MFU: %.1f GFLOP/s over %d rank(s) (%s); model FLOPs per token: %.3g\n", peak, world.size(),
+                  o.peak_gflops > 0 ? "given per rank" : "SGEMM measured now on each", flops_per_token);
       if (!o.load.empty())
         std::printf("resumed from %s at step %lld (seed %llu%s)\n", o.load.c_str(),
                     static_cast<long long>(trainer.steps_done()), static_cast<unsigned long long>(seed),

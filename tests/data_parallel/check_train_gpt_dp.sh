@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # train_gpt on 2 ranks with --dp 2, at every ZeRO stage, prints the losses of the one-rank run
-# (to 1e-4 relative); a checkpoint saved at dp=2 ZeRO-2 resumes on one rank; only rank 0 prints.
+# (to 1e-4 relative) and its MFU against both ranks' peak; a checkpoint saved at dp=2 ZeRO-2 resumes
+# on one rank; only rank 0 prints.
 set -euo pipefail
 exe="$1"; mpiexec="$2"; mpiflags="$3"; dir="$4"
 rm -rf "$dir"; mkdir -p "$dir"
@@ -21,6 +22,15 @@ for zero in 0 1 2 3; do
   [ "$(grep -c '^step ' "$dir/dp2_zero$zero.log")" -eq 6 ] || { echo "FAIL: not one line per step"; exit 1; }
   grep -q "dp 2 x tp 1 x pp 1, ZeRO-$zero" "$dir/dp2_zero$zero.log"
 done
+
+# MFU is the job's model FLOP/s over the peak of all its ranks (--peak-gflops is one rank's): per
+# token per second, 2 ranks count half what one rank does.
+mfu_per_token() {
+  sed -E 's/.*"tokens_per_s":([^,]+),"mfu":([^}]+)}.*/\2 \1/' "$1" | awk '{ s += $1 / $2; n++ } END { printf "%.9g", s / n }'
+}
+awk -v one="$(mfu_per_token "$dir/one.jsonl")" -v two="$(mfu_per_token "$dir/dp2_zero0.jsonl")" 'BEGIN {
+  r = two / one; if (r < 0.495 || r > 0.505) { print "FAIL: MFU per token on 2 ranks is " r " of one rank'"'"'s, not 0.5"; exit 1 }
+  print "ok: MFU against the peak of both ranks" }'
 
 run2 --zero 2 --steps 3 --save "$dir/step3.safetensors" > "$dir/save.log"
 "$exe" "${small[@]}" --steps 6 --load "$dir/step3.safetensors" --log-json "$dir/resumed.jsonl" > "$dir/resumed.log"
