@@ -32,7 +32,7 @@ struct GemmFit {
 
   bool fitted() const { return flops_per_s > 0; }
   double seconds(const Gemm& g, double element_bytes) const {
-    const double bytes = element_bytes * (double(g.m) * g.k + double(g.k) * g.n + double(g.m) * g.n);
+    const double bytes = element_bytes * g.operand_elements();
     return latency_s + g.flops() / flops_per_s + (bytes_per_s > 0 ? bytes / bytes_per_s : 0.0);
   }
   // A measured shape: the fit moved towards its own time by the sample weight (in log-space).
@@ -51,7 +51,7 @@ struct GemmTiming {
 namespace detail {
 
 inline std::array<double, 3> gemm_terms(const Gemm& g, double element_bytes) {
-  return {1.0, g.flops(), element_bytes * (double(g.m) * g.k + double(g.k) * g.n + double(g.m) * g.n)};
+  return {1.0, g.flops(), element_bytes * g.operand_elements()};
 }
 
 // Solves the n x n system a x = b (n <= 3) by elimination with pivoting; false when singular.

@@ -35,6 +35,8 @@ struct Gemm {
   bool weight = false;  // a weight gradient: the pass a zero-bubble schedule defers
   char trans_a = 'N', trans_b = 'N';
   double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
+  // Elements of A, B and C, each read or written once.
+  double operand_elements() const { return double(m) * double(k) + double(k) * double(n) + double(m) * double(n); }
 };
 
 enum class CollectiveKind { all_reduce, all_gather, reduce_scatter };

@@ -117,7 +117,7 @@ struct Machine {
     return nearest->seconds * g.flops() / sample.flops();
   }
   double roofline_seconds(const Gemm& g) const {
-    const double bytes = element_bytes() * (double(g.m) * g.k + double(g.k) * g.n + double(g.m) * g.n);
+    const double bytes = element_bytes() * g.operand_elements();
     const double compute = g.flops() / (peak_flops * gemm_efficiency);
     return memory_bytes_per_s > 0 ? std::max(compute, bytes / memory_bytes_per_s) : compute;
   }
