@@ -1,20 +1,22 @@
 // A linear's bias added by the activation after it (ops/bias_activation.hpp): the fused passes
 // against the bias and the activation applied one after the other, the bias gradient against
-// finite differences, and its accumulation and shape checks.
+// finite differences, and its accumulation and shape checks; the column sums behind every bias
+// gradient against the rows added in order.
 
 #include "ops_test_helpers.hpp"
 
 #include <trident/ops/activations.hpp>
 #include <trident/ops/bias_activation.hpp>
+#include <trident/ops/detail/launch.hpp>
 #include <trident/ops/gelu.hpp>
 
 using namespace ops_test;
 
 namespace {
 
-// 300 columns: a full block of a host's bias sums (256 columns) and a part of one; 37 for the
-// finite differences.
-constexpr std::int64_t rows = 5, cols = 300, cols_small = 37;
+// 300 columns, not a multiple of 16: a host's last block of bias sums is partial; 37 for the
+// finite differences; 2085 for a host block at its capacity (2048 columns) and a part of one.
+constexpr std::int64_t rows = 5, cols = 300, cols_small = 37, cols_wide = 2085;
 
 // The activation one element at a time, as the unfused kernels apply it.
 template <class Activation, class Scalar>
@@ -142,4 +144,54 @@ TEMPLATE_LIST_TEST_CASE("the fused passes reject mismatched shapes", "[ops][acti
   CHECK_THROWS_WITH(trident::ops::bias_activation_backward<trident::ops::Gelu>(Space(), Matrix<double, Space>(),
                                                                                short_bias, pre, pre),
                     "trident::ops::bias_activation_backward: dbias has 3 elements but must have 4");
+}
+
+// The block width changes only which work item adds a column, never the order of its rows, so
+// the sums are bitwise the rows added one after the other, at every width up to the capacity.
+TEMPLATE_LIST_TEST_CASE("column sums add each column's rows in order at any block width", "[ops][fusion]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  namespace detail = trident::ops::detail;
+  constexpr std::int64_t n = 7;
+  const auto m = random_matrix<float, Space>("m", n, cols_wide, -1.0, 1.0, 11);
+  const auto host = to_host(m);
+  std::vector<float> expected(cols_wide);
+  for (std::int64_t c = 0; c < cols_wide; ++c) {
+    float sum = 0;
+    for (std::int64_t r = 0; r < n; ++r) sum += host(r, c);
+    expected[c] = 0.5f + sum;
+  }
+  auto count_mismatches = [&](const Vector<float, Space>& sums) {
+    const auto got = to_host(sums);
+    int mismatches = 0;
+    for (std::int64_t c = 0; c < cols_wide; ++c) mismatches += got(c) != expected[c];
+    return mismatches;
+  };
+  constexpr int capacity = detail::column_block_capacity<Space>();
+  using Sums = Vector<float, Space>;
+  using Element = detail::ElementOf<Matrix<float, Space>>;
+  for (const int width : {1, 16, 48, 512, 2048}) {
+    if (width > capacity) continue;
+    CAPTURE(width);
+    const Sums sums("sums", cols_wide);
+    Kokkos::deep_copy(sums, 0.5f);
+    Kokkos::parallel_for(detail::IndexRange<Space>(Space(), 0, detail::column_block_count(cols_wide, width)),
+                         detail::ColumnBlockSums<Sums, Element, capacity>{sums, Element{m}, n, cols_wide, width});
+    CHECK(count_mismatches(sums) == 0);
+  }
+  const Sums sums("sums", cols_wide);
+  Kokkos::deep_copy(sums, 0.5f);
+  detail::accumulate_column_sums(Space(), "sums", sums, n, cols_wide, Element{m});
+  CHECK(count_mismatches(sums) == 0);
+}
+
+TEST_CASE("host column blocks: one per thread, multiples of 16, at most the capacity", "[ops][fusion]") {
+  using trident::ops::detail::column_block_width_for;
+  CHECK(column_block_width_for(2, 1024, 2048) == 512);
+  CHECK(column_block_width_for(1, 1024, 2048) == 1024);
+  CHECK(column_block_width_for(3, 1000, 2048) == 336);
+  CHECK(column_block_width_for(2, 10, 2048) == 16);
+  CHECK(column_block_width_for(1, 50257, 2048) == 2048);
+  CHECK(column_block_width_for(0, 100, 2048) == 112);
+  CHECK(column_block_width_for(4, 3072, 1) == 1);  // a device: one column a thread
 }

@@ -50,25 +50,22 @@ struct EmbeddingForward {
 };
 
 // d_table[tokens[n] - vocab_offset, c] += dout[n, c] for the tokens in the shard; one work item
-// per block of Width columns, tokens in order.
-template <class DTableView, class DOutView, class TokenView, int Width>
+// per block of m_width columns (detail::column_block_width), tokens in order.
+template <class DTableView, class DOutView, class TokenView>
 struct TokenEmbeddingBackward {
   DTableView m_d_table;
   DOutView m_dout;
   TokenView m_tokens;
   std::int64_t m_rows, m_cols, m_vocab_offset, m_vocab_local;
+  int m_width;
 
   KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
-    const std::int64_t c0 = block * Width;
-    const int width = c0 + Width <= m_cols ? Width : static_cast<int>(m_cols - c0);
+    const std::int64_t c0 = block * m_width;
+    const int width = c0 + m_width <= m_cols ? m_width : static_cast<int>(m_cols - c0);
     for (std::int64_t n = 0; n < m_rows; ++n) {
       const std::int64_t row = static_cast<std::int64_t>(m_tokens(n)) - m_vocab_offset;
       if (row < 0 || row >= m_vocab_local) continue;
-      if (width == Width) {
-        for (int j = 0; j < Width; ++j) m_d_table(row, c0 + j) = m_d_table(row, c0 + j) + m_dout(n, c0 + j);
-      } else {
-        for (int j = 0; j < width; ++j) m_d_table(row, c0 + j) = m_d_table(row, c0 + j) + m_dout(n, c0 + j);
-      }
+      for (int j = 0; j < width; ++j) m_d_table(row, c0 + j) = m_d_table(row, c0 + j) + m_dout(n, c0 + j);
     }
   }
 };
@@ -186,10 +183,10 @@ void token_embedding_backward(const ExecutionSpace& space, const DTableView& d_t
   detail::require_length(tokens, n, op, "tokens");
   require_argument(detail::extent(d_table, 1) == c, op, ": dout has ", c, " columns but d_table has ",
                    d_table.extent(1));
-  constexpr int width = detail::column_block_width<ExecutionSpace>();
-  using Functor = detail::TokenEmbeddingBackward<DTableView, DOutView, TokenView, width>;
-  Kokkos::parallel_for(op, detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
-                       Functor{d_table, dout, tokens, n, c, vocab_offset, detail::extent(d_table, 0)});
+  const int width = detail::column_block_width(space, c);
+  using Functor = detail::TokenEmbeddingBackward<DTableView, DOutView, TokenView>;
+  Kokkos::parallel_for(op, detail::IndexRange<ExecutionSpace>(space, 0, detail::column_block_count(c, width)),
+                       Functor{d_table, dout, tokens, n, c, vocab_offset, detail::extent(d_table, 0), width});
 }
 
 // d_positions[t, C] += sum over sequences of dout[b * T + t]; rows of d_positions at or beyond T are untouched.

@@ -180,7 +180,7 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
   // The parameter gradients first: dinp may be dout itself (a residual branch of one LayerNorm
   // writing its input gradient over the stream's), and each row reads dout before writing dinp.
   if ((want_weight || want_bias) && c > 0) {
-    constexpr int width = detail::column_block_width<ExecutionSpace>();
+    constexpr int width = detail::column_strip_width<ExecutionSpace>();
     using Columns =
         detail::LayerNormParameterGradients<DWeightView, DBiasView, DOutView, InpView, MeanView, RstdView, width>;
     Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",

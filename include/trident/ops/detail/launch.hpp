@@ -28,37 +28,60 @@ constexpr bool runs_on_host() {
 template <class ExecutionSpace>
 using IndexRange = Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::int64_t>>;
 
-// Deterministic column reductions (layer-norm parameter gradients, embedding backward; bias
-// gradients: accumulate_column_sums below) give each work item a block of adjacent columns and
-// walk the rows in order: 16
-// columns keep a host core's vector registers busy; one column per GPU thread keeps a warp's
-// reads of a row coalesced.
+// Deterministic column reductions walk each column's rows in order, one work item per block of
+// adjacent columns, so a column's result does not depend on how the columns are blocked.
+//
+// Layer-norm parameter gradients, whose per-element work is a multiply-add, take strips of 16
+// columns on host spaces: their accumulators stay in a core's vector registers. One column per
+// GPU thread keeps a warp's reads of a row coalesced.
 template <class ExecutionSpace>
-constexpr int column_block_width() {
+constexpr int column_strip_width() {
   return runs_on_host<ExecutionSpace>() ? 16 : 1;
+}
+
+// Bias gradients (accumulate_column_sums below, whose values may be a whole activation's
+// derivative) and the embedding backward deal the columns out in one block per host thread,
+// each a multiple of 16 wide (its row runs vectorise) and at most column_block_capacity (the
+// accumulators a work item holds), so a row is read as one long run: a narrow block strides a
+// page a row, which the prefetchers do not follow (the fused bias-GELU backward ran 2.4x slower
+// at 256 columns than at the whole row, one thread). On devices a block is one column.
+template <class ExecutionSpace>
+constexpr int column_block_capacity() {
+  return runs_on_host<ExecutionSpace>() ? 2048 : 1;
+}
+
+// The block width for `threads` threads sharing `cols` columns.
+constexpr int column_block_width_for(std::int64_t threads, std::int64_t cols, int capacity) {
+  if (capacity < 16) return capacity;  // a device's one column
+  if (threads < 1) threads = 1;
+  const std::int64_t share = ((cols + threads - 1) / threads + 15) / 16 * 16;
+  return static_cast<int>(share < 16 ? 16 : share > capacity ? capacity : share);
+}
+
+template <class ExecutionSpace>
+int column_block_width(const ExecutionSpace& space, std::int64_t cols) {
+  return column_block_width_for(space.concurrency(), cols, column_block_capacity<ExecutionSpace>());
+}
+
+inline std::int64_t column_block_count(std::int64_t cols, int width) {
+  return (cols + width - 1) / width;
 }
 
 // Column sums that do not depend on the thread count: sums(c) += the sum over the rows n, in
 // order, of value(n, c), one accumulator per column (in float for 16-bit sums); value may also
-// write what it computes (a gradient whose column sums are a bias gradient). A work item takes a block of adjacent
-// columns: wide on host spaces, so each row is read as a contiguous run (a narrow block strides
-// a page a row), one column on devices, so a warp reads a row's run.
-template <class ExecutionSpace>
-constexpr int column_sum_block_width() {
-  return runs_on_host<ExecutionSpace>() ? 256 : 1;
-}
-
-template <class SumsView, class Value, int Width>
+// write what it computes (a gradient whose column sums are a bias gradient).
+template <class SumsView, class Value, int Capacity>
 struct ColumnBlockSums {
   using Scalar = compute_t<typename SumsView::non_const_value_type>;
   SumsView m_sums;
   Value m_value;
   std::int64_t m_rows, m_cols;
+  int m_width;
 
   KOKKOS_FUNCTION void operator()(const std::int64_t block) const {
-    const std::int64_t c0 = block * Width;
-    const int count = static_cast<int>(m_cols - c0 < Width ? m_cols - c0 : Width);
-    Scalar acc[Width] = {};
+    const std::int64_t c0 = block * m_width;
+    const int count = static_cast<int>(m_cols - c0 < m_width ? m_cols - c0 : m_width);
+    Scalar acc[Capacity] = {};
     for (std::int64_t n = 0; n < m_rows; ++n)
       for (int j = 0; j < count; ++j) acc[j] += m_value(n, c0 + j);
     for (int j = 0; j < count; ++j) m_sums(c0 + j) = m_sums(c0 + j) + acc[j];
@@ -69,9 +92,10 @@ template <class ExecutionSpace, class SumsView, class Value>
 void accumulate_column_sums(const ExecutionSpace& space, const std::string& label, const SumsView& sums,
                             std::int64_t rows, std::int64_t cols, const Value& value) {
   if (rows <= 0 || cols <= 0) return;
-  constexpr int width = column_sum_block_width<ExecutionSpace>();
-  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, (cols + width - 1) / width),
-                       ColumnBlockSums<SumsView, Value, width>{sums, value, rows, cols});
+  constexpr int capacity = column_block_capacity<ExecutionSpace>();
+  const int width = column_block_width(space, cols);
+  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, column_block_count(cols, width)),
+                       ColumnBlockSums<SumsView, Value, capacity>{sums, value, rows, cols, width});
 }
 
 // value(n, c) of accumulate_column_sums: the element of a rank-2 view.
