@@ -184,7 +184,7 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
     using Columns =
         detail::LayerNormParameterGradients<DWeightView, DBiasView, DOutView, InpView, MeanView, RstdView, width>;
     Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",
-                         detail::IndexRange<ExecutionSpace>(space, 0, (c + width - 1) / width),
+                         detail::IndexRange<ExecutionSpace>(space, 0, detail::column_block_count(c, width)),
                          Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
   }
   if (want_input) {
