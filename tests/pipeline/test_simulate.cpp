@@ -8,6 +8,7 @@
 #include <trident/pipeline/bubble.hpp>
 #include <trident/pipeline/schedules.hpp>
 #include <trident/pipeline/simulate.hpp>
+#include <trident/pipeline/simulate_shared.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -184,4 +185,78 @@ TEST_CASE("peak activations per chunk: the slots each chunk's stage keeps", "[pi
     CHECK(chunks[1] <= 8);
     CHECK(chunks[0] >= chunks[1]);  // the first chunk fills first and drains last
   }
+}
+
+TEST_CASE("ranks with a core each replay as simulate() does", "[pipeline][simulate][shared]") {
+  const auto cost = [](int rank, const Action& a) {
+    return (a.type == ActionType::forward ? 1.0 : 2.0) + 0.25 * rank + 0.125 * a.micro_batch;
+  };
+  for (const Schedule& schedule : {one_f_one_b(3, 5), gpipe(2, 4), interleaved_one_f_one_b(2, 4, 2)}) {
+    const Simulation alone = simulate(schedule, cost, 0.5);
+    for (const SharedCores& sharing : {SharedCores{0, 4, 1}, SharedCores{8, 2, 1}, SharedCores{6, 2, 0}}) {
+      const Simulation shared = simulate(schedule, cost, 0.5, sharing);
+      CHECK(shared.makespan == Approx(alone.makespan).epsilon(1e-12));
+      for (int r = 0; r < schedule.ranks; ++r) {
+        const Times a = pass_times(alone, r), b = pass_times(shared, r);
+        REQUIRE(a.size() == b.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          CHECK(b[i].first == Approx(a[i].first).epsilon(1e-12));
+          CHECK(b[i].second == Approx(a[i].second).epsilon(1e-12));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("shared cores: waiting ranks that take a whole share halve every pass", "[pipeline][simulate][shared]") {
+  // Two ranks on one core, the waiting one polling as hard as the computing one: each runs at 1/2
+  // whatever the other does, so the timeline stretches by 2 (without transfer time).
+  const Simulation alone = simulate(one_f_one_b(2, 4), 1.0, 1.5, 0.5);
+  const Simulation shared = simulate(
+      one_f_one_b(2, 4), [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; }, 0.0,
+      SharedCores{1, 1, 1});
+  CHECK(shared.makespan == Approx(2 * alone.makespan).epsilon(1e-12));
+  // Two copies of each of 2 ranks on 2 cores: the same.
+  CHECK(simulate(one_f_one_b(2, 4), 1.0, 1.5, 0.5).makespan * 2 ==
+        Approx(simulate(
+                   one_f_one_b(2, 4), [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; },
+                   0.0, SharedCores{2, 2, 1})
+                   .makespan)
+            .epsilon(1e-12));
+}
+
+TEST_CASE("shared cores: waiting ranks that give their core back keep it busy", "[pipeline][simulate][shared]") {
+  // One core, waiting ranks taking none of it, no transfer time: some rank can always compute,
+  // so the step takes exactly the sum of every pass, for any schedule.
+  const auto cost = [](int rank, const Action& a) {
+    return (a.type == ActionType::forward ? 1.0 : a.type == ActionType::backward ? 2.5 : 1.25) + 0.5 * rank;
+  };
+  for (const Schedule& schedule : {one_f_one_b(2, 4), one_f_one_b(4, 8), gpipe(3, 3), zero_bubble_h1(2, 4)}) {
+    double work = 0;
+    for (int r = 0; r < schedule.ranks; ++r)
+      for (const Action& a : schedule.actions_of(r))
+        if (is_compute(a.type)) work += cost(r, a);
+    const Simulation shared = simulate(schedule, cost, 0.0, SharedCores{1, 1, 0});
+    CHECK(shared.makespan == Approx(work).epsilon(1e-12));
+    // With a core each it is shorter by the overlap, and never shorter than the busiest rank.
+    CHECK(simulate(schedule, cost, 0.0).makespan < work);
+  }
+  // Two ranks, one of which does nearly everything: it keeps a whole core (no rank outruns one).
+  const auto lopsided = [](int rank, const Action&) { return rank == 1 ? 10.0 : 0.01; };
+  const Simulation two_cores = simulate(gpipe(2, 4), lopsided, 0.0, SharedCores{2, 2, 0});
+  CHECK(two_cores.makespan >= 80.0);
+  CHECK(two_cores.makespan < 80.2);
+}
+
+TEST_CASE("shared cores: a bad sharing is refused, naming it", "[pipeline][simulate][shared]") {
+  CHECK(contains(message_of<trident::InvalidArgument>([] {
+                   simulate(
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 1, 1.5});
+                 }),
+                 "waiting share in [0, 1], got 2, 1, 1.5"));
+  CHECK(contains(message_of<trident::InvalidArgument>([] {
+                   simulate(
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 0, 0});
+                 }),
+                 "copies > 0"));
 }

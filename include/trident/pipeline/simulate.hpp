@@ -45,15 +45,27 @@ struct Simulation {
 // The time of one compute pass of a rank, e.g. from the stage costs of a partition.
 using PassCost = std::function<double(int rank, const Action& pass)>;
 
-inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, double cost_comm = 0) {
+namespace detail {
+inline constexpr double not_yet = std::numeric_limits<double>::infinity();
+
+// For a replay of `schedule` with transfers of `cost_comm`: every message's arrival, by
+// message_key, none sent yet. Validates the schedule first: a valid one cannot stall, so the
+// replay always finishes.
+inline std::vector<double> unsent_messages(const Schedule& schedule, double cost_comm) {
   require_argument(std::isfinite(cost_comm) && cost_comm >= 0,
                    "trident::pipeline::simulate: the transfer time must be finite and >= 0, got ", cost_comm);
-  validate(schedule);  // a valid schedule cannot stall, so the replay below always finishes
+  validate(schedule);
+  const std::size_t keys =
+      2 * static_cast<std::size_t>(schedule.micro_batches) * static_cast<std::size_t>(schedule.stages());
+  return std::vector<double>(keys, not_yet);
+}
+}  // namespace detail
+
+inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, double cost_comm = 0) {
+  std::vector<double> arrival = detail::unsent_messages(schedule, cost_comm);
   const Schedule& s = schedule;
   const std::size_t ranks = static_cast<std::size_t>(s.ranks);
-  const std::size_t keys = 2 * static_cast<std::size_t>(s.micro_batches) * static_cast<std::size_t>(s.stages());
-  const double not_yet = std::numeric_limits<double>::infinity();
-  std::vector<double> arrival(keys, not_yet);
+  const double not_yet = detail::not_yet;
   std::vector<double> clock(ranks, 0.0);
   std::vector<std::size_t> next(ranks, 0);
   Simulation result;
