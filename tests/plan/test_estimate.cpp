@@ -292,3 +292,45 @@ TEST_CASE("plan: calibration times as many ranks of a node at once as it has cor
     CHECK(plan::detail::compute_turns(topology, 8).turns == 1);  // every rank a core of its own
   }
 }
+
+TEST_CASE("plan: ranks sharing cores replay the pipeline on them, waiting ranks by their measured share", "[plan]") {
+  const plan::Workload work{equal_layers(), 64, 0};
+  plan::Candidate c;
+  c.dp = 2, c.pp = 2, c.micro_batch = 8;  // 4 ranks, m = 4
+  plan::Machine own = gemms_only();
+  own.devices_per_node = 4;
+  plan::Machine polling = own;  // 2 cores, and a waiting rank takes as much of one as a computing rank
+  polling.cores = 2;
+  polling.waiting_rank_share = 1;
+  const auto alone = plan::estimate(work, c, own, true), shared = plan::estimate(work, c, polling, true);
+  // Every rank at half speed all the time: the replayed pipeline and the optimizer take twice as
+  // long; the reduction and the fixed agreements do not change.
+  CHECK(shared.step_seconds ==
+        Approx(2 * alone.step_seconds - alone.data_parallel_seconds - alone.overhead_seconds).epsilon(1e-9));
+  CHECK(shared.optimizer_seconds == Approx(2 * alone.optimizer_seconds).epsilon(1e-12));
+  // Waiting ranks that give their cores back: the bubbles go to the other pipeline's ranks, so
+  // the step is shorter than with polling, and no shorter than the node's work over its cores.
+  plan::Machine lending = polling;
+  lending.waiting_rank_share = 0;
+  const auto lent = plan::estimate(work, c, lending, true);
+  CHECK(lent.step_seconds < shared.step_seconds);
+  const double node_work = 4 * alone.compute_seconds / 2;
+  CHECK(lent.step_seconds - lent.data_parallel_seconds - lent.overhead_seconds - lent.optimizer_seconds >=
+        node_work * (1 - 1e-12));
+  // The machine keeps its share; one outside [0, 1] is refused, naming it.
+  CHECK(plan::machine_from_json(plan::to_json(polling)).waiting_rank_share == 1);
+  auto j = plan::to_json(polling);
+  j["waiting_rank_share"] = 1.5;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("waiting_rank_share must be in [0, 1], got 1.5") !=
+        std::string::npos);
+}
+
+TEST_CASE("plan: a waiting rank's share of a core from how much it slowed the computing ones", "[plan]") {
+  CHECK(plan::detail::waiting_share_from(1.0, 2, 2) == 0);
+  CHECK(plan::detail::waiting_share_from(0.97, 2, 2) == 0);  // faster beside them: noise
+  CHECK(plan::detail::waiting_share_from(2.0, 2, 2) == 1);   // (2 + 2) / 2
+  CHECK(plan::detail::waiting_share_from(1.5, 2, 2) == Approx(0.5));
+  CHECK(plan::detail::waiting_share_from(1.25, 2, 6) == Approx(1.0 / 12));
+  CHECK(plan::detail::waiting_share_from(5.0, 2, 2) == 1);  // at most a whole share
+  CHECK(plan::detail::waiting_share_from(2.0, 2, 0) == 0);  // no rank waits
+}

@@ -203,6 +203,38 @@ double timed_per_core(const comm::Communicator& world, const ComputeTurns& turns
   return mean_over(world, mine);
 }
 
+// The share of a core a waiting rank takes when `computing` ranks ran `slowdown` times slower
+// beside `waiting` ranks than alone: equal shares make the slowdown (c + share w) / c.
+inline double waiting_share_from(double slowdown, int computing, int waiting) {
+  if (waiting <= 0 || !(slowdown > 1)) return 0;
+  return std::min((slowdown - 1) * computing / waiting, 1.0);
+}
+
+// How much of a core a rank takes while it waits in MPI, beside a computing rank's whole core,
+// when a node runs more ranks than cores: the first turn's ranks time `run` while the node's
+// other ranks sleep, then while they wait in a barrier (MPI polls there, as in a pipeline's
+// receives). 0 when every rank has a core.
+template <class Run>
+double waiting_rank_share(const comm::Communicator& world, const ComputeTurns& turns, int computing, int waiting,
+                          int repeats, Run&& run) {
+  if (waiting <= 0 || turns.turns < 2) return 0;
+  const auto timed = [&] {
+    return median_seconds(
+        repeats, [&](int) { turns.together.barrier(); }, run);
+  };
+  double alone = 0, beside_waiting = 0;
+  comm::idle_barrier(world);
+  if (turns.turn == 0) alone = timed();
+  comm::idle_barrier(world);
+  if (turns.turn == 0) beside_waiting = timed();
+  world.barrier();  // where the other turns wait, polling, meanwhile
+  Kokkos::View<double*, Kokkos::HostSpace> sums("trident::plan::calibrate::waiting", 2);
+  sums(0) = turns.turn == 0 ? beside_waiting / alone : 0.0;
+  sums(1) = turns.turn == 0 ? 1.0 : 0.0;
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, sums);
+  return waiting_share_from(sums(0) / sums(1), computing, waiting);
+}
+
 // The kernels calibrate() times, by the names layer_costs() and estimate() give them.
 inline constexpr const char* calibrated_kernels[] = {"gelu_forward",
                                                      "gelu_backward",
@@ -402,6 +434,19 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
         }));
     machine.memory_bytes_per_s = 3.0 * n * sizeof(Scalar) / seconds;
   }
+  // What a waiting rank takes of a shared core: a GEMM long enough for the scheduler to share.
+  const int node_ranks = topology.ranks_on(topology.node());
+  if (machine.cores > 0 && node_ranks > machine.cores && machine.waiting_rank_share <= 0) {
+    const std::int64_t n = 384;
+    matrix a("trident::plan::calibrate::a", n, n), b("trident::plan::calibrate::b", n, n),
+        c("trident::plan::calibrate::c", n, n);
+    Kokkos::deep_copy(space, a, Scalar(0.5));
+    Kokkos::deep_copy(space, b, Scalar(0.25));
+    machine.waiting_rank_share = detail::waiting_rank_share(
+        world, turns, machine.cores, node_ranks - machine.cores, std::max(repeats, 5), fenced([&] {
+          for (int i = 0; i < 8; ++i) ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c);
+        }));
+  }
   // The library's own non-GEMM kernels: at the sizes asked for, and per element on 1024 rows
   // of 256 for any other size.
   const auto time_kernel = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
@@ -558,8 +603,10 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
   }
   const std::size_t known = machine.gemms.size() + machine.kernels.size();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
+  const double share = machine.waiting_rank_share;
   calibrate<Scalar>(space, world, request, machine);
-  if (world.rank() == 0 && !path.empty() && (!complete || machine.gemms.size() + machine.kernels.size() != known)) {
+  if (world.rank() == 0 && !path.empty() &&
+      (!complete || machine.gemms.size() + machine.kernels.size() != known || machine.waiting_rank_share != share)) {
     const std::string json = to_json(machine).dump(1);
     io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
     file.write(json.data(), json.size());

@@ -6,7 +6,8 @@
 // (layer_costs.hpp priced by machine.hpp); the schedule is replayed with these costs and the
 // point-to-point transfers (pipeline::simulate), or for a quick ranking bounded by its fill and
 // drain; then the data-parallel reduction (hidden behind backward when a run without a pipeline
-// overlaps it), the optimizer and the step's fixed agreements.
+// overlaps it), the optimizer and the step's fixed agreements. Ranks that outnumber their node's
+// cores replay the schedule on shared cores (pipeline/simulate_shared.hpp).
 //
 // Memory: parameters, gradients and optimizer state by ZeRO stage; every micro-batch's kept
 // activations times the most micro-batches the schedule keeps in flight in each chunk of the
@@ -18,6 +19,7 @@
 #include <trident/pipeline/partition.hpp>
 #include <trident/pipeline/schedules.hpp>
 #include <trident/pipeline/simulate.hpp>
+#include <trident/pipeline/simulate_shared.hpp>
 #include <trident/plan/layer_costs.hpp>
 #include <trident/plan/machine.hpp>
 
@@ -318,6 +320,11 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   const auto busiest =
       static_cast<std::size_t>(std::max_element(rank_work.begin(), rank_work.end()) - rank_work.begin());
   double makespan = rank_work[busiest];
+  // More ranks than cores on a node: they share the cores, computing and waiting alike.
+  const int world = layout.dp * layout.tp * layout.pp;
+  const int ranks_per_node = std::min(world, machine.devices_per_node);
+  const bool shared_cores = machine.cores > 0 && ranks_per_node > machine.cores;
+  bool replayed_shared = false;
   if (stages > 1) {
     const std::int64_t actions = static_cast<std::int64_t>(m) * stages * 6;
     if (simulate_schedule && actions <= 2000000) {
@@ -334,7 +341,16 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
             return st.backward_weight;
         }
       };
-      makespan = pipeline::simulate(schedule, pass, p2p).makespan;
+      if (shared_cores) {
+        // every pipeline rank's copies on the node: its replicas and tensor-parallel peers
+        const pipeline::SharedCores sharing{static_cast<double>(machine.cores),
+                                            static_cast<double>(ranks_per_node) / layout.pp,
+                                            machine.waiting_rank_share};
+        makespan = pipeline::simulate(schedule, pass, p2p, sharing).makespan;
+        replayed_shared = true;
+      } else {
+        makespan = pipeline::simulate(schedule, pass, p2p).makespan;
+      }
     } else {
       double fill = 0;
       for (const auto& st : stage) {
@@ -399,11 +415,15 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   result.optimizer_seconds = machine.kernels_seconds(optimizer);
   result.overhead_seconds = machine.step_overhead_s;
   result.step_seconds = makespan + result.data_parallel_seconds + result.optimizer_seconds + result.overhead_seconds;
-  // More ranks than cores on a node: the ranks' compute shares the cores, so a step takes at
-  // least the node's whole compute over its cores (ranks that wait in a bubble lend theirs).
-  const int world = layout.dp * layout.tp * layout.pp;
-  const int ranks_per_node = std::min(world, machine.devices_per_node);
-  if (machine.cores > 0 && ranks_per_node > machine.cores) {
+  // Shared cores, when the schedule was not replayed on them: a step takes at least the node's
+  // whole compute over its cores (ranks that wait in a bubble lend theirs); the optimizer runs on
+  // every rank at once.
+  if (replayed_shared) {
+    const double optimizer_shared = result.optimizer_seconds * ranks_per_node / machine.cores;
+    result.step_seconds += optimizer_shared - result.optimizer_seconds;
+    result.optimizer_seconds = optimizer_shared;
+    result.bubble_seconds = std::max(0.0, makespan - rank_work[busiest] * ranks_per_node / machine.cores);
+  } else if (shared_cores) {
     double node_work = 0;
     for (int r = 0; r < layout.pp; ++r)
       node_work += rank_compute[static_cast<std::size_t>(r)] + result.optimizer_seconds;
