@@ -415,9 +415,9 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   result.optimizer_seconds = machine.kernels_seconds(optimizer);
   result.overhead_seconds = machine.step_overhead_s;
   result.step_seconds = makespan + result.data_parallel_seconds + result.optimizer_seconds + result.overhead_seconds;
-  // Shared cores, when the schedule was not replayed on them: a step takes at least the node's
-  // whole compute over its cores (ranks that wait in a bubble lend theirs); the optimizer runs on
-  // every rank at once.
+  // Shared cores: the optimizer runs on every rank at once. Where the schedule was not replayed on
+  // them, a step takes at least the node's whole compute over its cores (ranks that wait in a
+  // bubble lend theirs).
   if (replayed_shared) {
     const double optimizer_shared = result.optimizer_seconds * ranks_per_node / machine.cores;
     result.step_seconds += optimizer_shared - result.optimizer_seconds;
