@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
           "\"waiting_rank_share\":%.3f}\n",
           model.c_str(), world.size(), candidates.size(), rank_correlation(predicted, measured),
           candidates[first].describe().c_str(), measured[first] / best - 1, worst_memory, calibration_s,
-          machine.waiting_rank_share);
+          machine.waiting_rank_share.value_or(0.0));
   }
   trident::AllocationPeak::uninstall();
   Kokkos::finalize();

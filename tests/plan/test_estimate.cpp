@@ -317,8 +317,11 @@ TEST_CASE("plan: ranks sharing cores replay the pipeline on them, waiting ranks 
   const double node_work = 4 * alone.compute_seconds / 2;
   CHECK(lent.step_seconds - lent.data_parallel_seconds - lent.overhead_seconds - lent.optimizer_seconds >=
         node_work * (1 - 1e-12));
-  // The machine keeps its share; one outside [0, 1] is refused, naming it.
-  CHECK(plan::machine_from_json(plan::to_json(polling)).waiting_rank_share == 1);
+  // The machine keeps its share, and one never measured stays unset (calibration measures it);
+  // one outside [0, 1] is refused, naming it.
+  CHECK(plan::machine_from_json(plan::to_json(polling)).waiting_rank_share == 1.0);
+  CHECK(plan::machine_from_json(plan::to_json(lending)).waiting_rank_share == 0.0);
+  CHECK(!plan::machine_from_json(plan::to_json(own)).waiting_rank_share.has_value());
   auto j = plan::to_json(polling);
   j["waiting_rank_share"] = 1.5;
   CHECK(message_of([&] { plan::machine_from_json(j); }).find("waiting_rank_share must be in [0, 1], got 1.5") !=

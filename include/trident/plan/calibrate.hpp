@@ -53,6 +53,7 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -436,7 +437,7 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   }
   // What a waiting rank takes of a shared core: a GEMM long enough for the scheduler to share.
   const int node_ranks = topology.ranks_on(topology.node());
-  if (machine.cores > 0 && node_ranks > machine.cores && machine.waiting_rank_share <= 0) {
+  if (machine.cores > 0 && node_ranks > machine.cores && !machine.waiting_rank_share) {
     const std::int64_t n = 384;
     matrix a("trident::plan::calibrate::a", n, n), b("trident::plan::calibrate::b", n, n),
         c("trident::plan::calibrate::c", n, n);
@@ -603,7 +604,7 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
   }
   const std::size_t known = machine.gemms.size() + machine.kernels.size();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
-  const double share = machine.waiting_rank_share;
+  const std::optional<double> share = machine.waiting_rank_share;
   calibrate<Scalar>(space, world, request, machine);
   if (world.rank() == 0 && !path.empty() &&
       (!complete || machine.gemms.size() + machine.kernels.size() != known || machine.waiting_rank_share != share)) {

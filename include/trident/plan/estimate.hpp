@@ -345,7 +345,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
         // every pipeline rank's copies on the node: its replicas and tensor-parallel peers
         const pipeline::SharedCores sharing{static_cast<double>(machine.cores),
                                             static_cast<double>(ranks_per_node) / layout.pp,
-                                            machine.waiting_rank_share};
+                                            machine.waiting_rank_share.value_or(0.0)};
         makespan = pipeline::simulate(schedule, pass, p2p, sharing).makespan;
         replayed_shared = true;
       } else {

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -72,8 +73,9 @@ struct Machine {
   int devices_per_node = 1;  // ranks a node runs
   int cores = 0;             // what those ranks compute on, when fewer than them (0: one each)
   // Of a core, what a rank that waits in MPI takes beside a computing rank's whole one, when the
-  // ranks share the cores: Open MPI polls while it waits (0: it gives its core back).
-  double waiting_rank_share = 0;
+  // ranks share the cores: Open MPI polls while it waits (0: it gives its core back). Unset until
+  // calibration measures it, and then taken as 0.
+  std::optional<double> waiting_rank_share;
   // (b, h) pairs of flash attention a rank runs at once on a host, each with two row blocks of
   // scratch (ops/attention_buffers.hpp): its host threads; 0 on a device, which keeps none.
   int attention_slots = 1;
@@ -191,7 +193,7 @@ inline nlohmann::json to_json(const Machine& m) {
   j["runtime"] = runtime_name(m.runtime);
   j["devices_per_node"] = m.devices_per_node;
   j["cores"] = m.cores;
-  j["waiting_rank_share"] = m.waiting_rank_share;
+  if (m.waiting_rank_share) j["waiting_rank_share"] = *m.waiting_rank_share;
   j["attention_slots"] = m.attention_slots;
   j["memory_bytes"] = m.memory_bytes;
   j["peak_flops"] = m.peak_flops;
@@ -256,7 +258,7 @@ inline Machine machine_from_json(const nlohmann::json& j) {
     m.runtime = runtime == "trident" ? Runtime::trident : Runtime::megatron;
     m.devices_per_node = j.value("devices_per_node", 1);
     m.cores = j.value("cores", 0);
-    m.waiting_rank_share = j.value("waiting_rank_share", 0.0);
+    if (j.contains("waiting_rank_share")) m.waiting_rank_share = j.at("waiting_rank_share").get<double>();
     m.attention_slots = j.value("attention_slots", 1);
     m.memory_bytes = j.value("memory_bytes", 0.0);
     m.peak_flops = j.value("peak_flops", 0.0);
@@ -309,8 +311,8 @@ inline Machine machine_from_json(const nlohmann::json& j) {
   require_argument(m.devices_per_node >= 1, op, ": devices_per_node must be >= 1, got ", m.devices_per_node);
   require_argument(m.peak_flops > 0 || !m.gemms.empty(), op, ": machine '", m.name,
                    "' gives neither peak_flops nor measured GEMMs");
-  require_argument(m.waiting_rank_share >= 0 && m.waiting_rank_share <= 1, op,
-                   ": waiting_rank_share must be in [0, 1], got ", m.waiting_rank_share);
+  const double share = m.waiting_rank_share.value_or(0.0);
+  require_argument(share >= 0 && share <= 1, op, ": waiting_rank_share must be in [0, 1], got ", share);
   require_argument(m.gemm_efficiency > 0 && m.gemm_efficiency <= 1, op, ": gemm_efficiency must be in (0, 1], got ",
                    m.gemm_efficiency);
   require_argument(m.links.intra.bytes_per_s > 0 && m.links.inter.bytes_per_s > 0, op, ": link bandwidths must be > 0");
