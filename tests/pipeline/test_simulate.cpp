@@ -212,17 +212,12 @@ TEST_CASE("shared cores: waiting ranks that take a whole share halve every pass"
   // Two ranks on one core, the waiting one polling as hard as the computing one: each runs at 1/2
   // whatever the other does, so the timeline stretches by 2 (without transfer time).
   const Simulation alone = simulate(one_f_one_b(2, 4), 1.0, 1.5, 0.5);
-  const Simulation shared = simulate(
-      one_f_one_b(2, 4), [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; }, 0.0,
-      SharedCores{1, 1, 1});
-  CHECK(shared.makespan == Approx(2 * alone.makespan).epsilon(1e-12));
+  const auto cost = [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; };
+  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{1, 1, 1}).makespan ==
+        Approx(2 * alone.makespan).epsilon(1e-12));
   // Two copies of each of 2 ranks on 2 cores: the same.
-  CHECK(simulate(one_f_one_b(2, 4), 1.0, 1.5, 0.5).makespan * 2 ==
-        Approx(simulate(
-                   one_f_one_b(2, 4), [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; },
-                   0.0, SharedCores{2, 2, 1})
-                   .makespan)
-            .epsilon(1e-12));
+  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{2, 2, 1}).makespan ==
+        Approx(2 * alone.makespan).epsilon(1e-12));
 }
 
 TEST_CASE("shared cores: waiting ranks that give their core back keep it busy", "[pipeline][simulate][shared]") {
