@@ -3,10 +3,12 @@
 # CTest once per rank count, as <name>_np<N>. Ranks are oversubscribed: the suite must run
 # on a laptop or a 2-core CI machine. EVERY_COMM_BACKEND registers it again for each other
 # communicator backend the build has (TRIDENT_COMM_BACKENDS), as <name>_<backend>_np<N> with
-# TRIDENT_COMM_BACKEND=<backend>.
+# TRIDENT_COMM_BACKEND=<backend>; NCCL needs a GPU per rank, so its runs stop at
+# TRIDENT_TEST_GPUS ranks.
 find_package(Catch2 REQUIRED)
 
 set(TRIDENT_TEST_MAX_RANKS 8 CACHE STRING "Largest rank count a test is registered with")
+set(TRIDENT_TEST_GPUS 1 CACHE STRING "GPUs the tests' node has: NCCL runs are registered up to this many ranks")
 execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _trident_mpiexec_version ERROR_QUIET)
 if(_trident_mpiexec_version MATCHES "Open MPI|OpenRTE")
   # mpi_yield_when_idle keeps busy-polling ranks from starving each other when oversubscribed.
@@ -46,7 +48,7 @@ function(trident_add_test)
       set(prefix ${ARG_NAME}_${backend})
     endif()
     foreach(np IN LISTS ARG_RANKS)
-      if(np GREATER TRIDENT_TEST_MAX_RANKS)
+      if(np GREATER TRIDENT_TEST_MAX_RANKS OR (backend STREQUAL "nccl" AND np GREATER TRIDENT_TEST_GPUS))
         continue()
       endif()
       add_test(NAME ${prefix}_np${np}

@@ -97,6 +97,18 @@ TEST_CASE("collectives over device memory go to NCCL when it is chosen", "[comm]
 
   const auto send = filled<float>("send", n, rank);
   Kokkos::View<float*, Memory> sum("sum", n);
+#if defined(TRIDENT_ENABLE_NCCL)
+  // Ranks sharing a GPU (more ranks than GPUs): every rank is told which, not NCCL's "invalid usage".
+  if (const std::string shared = trident::comm::Impl::shared_gpu(comm, "test"); !shared.empty()) {
+    CHECK_THAT(shared,
+               Catch::Matches("ranks [0-9]+ and [0-9]+ of " + std::to_string(size) + " both use the GPU at PCI .+"));
+    CHECK_THROWS_WITH(trident::comm::allreduce(Space(), comm, send, sum),
+                      "trident::comm: making the NCCL communicator: " + shared +
+                          "; NCCL needs a GPU of its own for every rank (give each rank its own device, or use the "
+                          "MPI backend)");
+    return;
+  }
+#endif
   trident::comm::allreduce(Space(), comm, send, sum);
   CHECK(mismatches(values(sum), expected_reduction(size, n)) == 0);
   CHECK(trident::comm::Impl::CommunicatorAccess::device(comm) != nullptr);

@@ -29,7 +29,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <cstring>
 #include <memory>
+#include <string>
+#include <vector>
 #endif
 
 #include <cstddef>
@@ -96,6 +99,31 @@ inline ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
+// The first two ranks of `comm` that use one GPU, and which GPU, in words ("" where every rank
+// has its own). NCCL cannot join such ranks: it fails with "invalid usage" on every rank, so
+// the NCCL communicator names them instead, on every rank, before NCCL is asked.
+inline std::string shared_gpu(const Communicator& comm, const char* operation) {
+  struct Place {
+    char host[MPI_MAX_PROCESSOR_NAME];
+    char bus[32];
+  };
+  Place mine{};
+  int length = 0, device = 0;
+  check_mpi(MPI_Get_processor_name(mine.host, &length), operation);
+  check_cuda(cudaGetDevice(&device), operation);
+  check_cuda(cudaDeviceGetPCIBusId(mine.bus, static_cast<int>(sizeof mine.bus), device), operation);
+  std::vector<Place> all(static_cast<std::size_t>(comm.size()));
+  check_mpi(MPI_Allgather(&mine, static_cast<int>(sizeof mine), MPI_BYTE, all.data(), static_cast<int>(sizeof mine),
+                          MPI_BYTE, comm.mpi()),
+            operation);
+  for (std::size_t i = 0; i < all.size(); ++i)
+    for (std::size_t j = i + 1; j < all.size(); ++j)
+      if (std::strcmp(all[i].host, all[j].host) == 0 && std::strcmp(all[i].bus, all[j].bus) == 0)
+        return detail::concat("ranks ", i, " and ", j, " of ", all.size(), " both use the GPU at PCI ", all[i].bus,
+                              " on ", all[i].host);
+  return "";
+}
+
 // An NCCL communicator over the ranks of an MPI one, and the stream its operations run on.
 class NcclCommunicator final : public DeviceCommunicator {
  public:
@@ -110,6 +138,11 @@ class NcclCommunicator final : public DeviceCommunicator {
     if (comm.rank() == 0) root.result = ncclGetUniqueId(&root.id);
     check_mpi(MPI_Bcast(&root, static_cast<int>(sizeof root), MPI_BYTE, 0, comm.mpi()), operation);
     check_nccl(static_cast<ncclResult_t>(root.result), operation);
+    const std::string shared = shared_gpu(comm, operation);
+    if (!shared.empty())
+      throw Error(detail::concat(operation, ": ", shared,
+                                 "; NCCL needs a GPU of its own for every rank (give each rank its own device, or use "
+                                 "the MPI backend)"));
     check_nccl(ncclCommInitRank(&m_comm, comm.size(), root.id, comm.rank()), operation);
     const cudaError_t created = cudaStreamCreateWithFlags(&m_stream, cudaStreamNonBlocking);
     if (created != cudaSuccess) ncclCommDestroy(m_comm);
