@@ -10,6 +10,8 @@
 #include <trident/ops/detail/launch.hpp>
 #include <trident/ops/gelu.hpp>
 
+#include <algorithm>
+
 using namespace ops_test;
 
 namespace {
@@ -17,6 +19,18 @@ namespace {
 // 300 columns, not a multiple of 16: a host's last block of bias sums is partial; 37 for the
 // finite differences; 2085 for a host block at its capacity (2048 columns) and a part of one.
 constexpr std::int64_t rows = 5, cols = 300, cols_small = 37, cols_wide = 2085;
+
+// An element of a matrix, counting how often each is asked for (a value that writes, such as a
+// gradient whose column sums are a bias gradient, must be asked once).
+template <class Space>
+struct CountedElement {
+  Kokkos::View<float**, Kokkos::LayoutRight, typename Space::memory_space> m_matrix;
+  Kokkos::View<int**, Kokkos::LayoutRight, typename Space::memory_space> m_visits;
+  KOKKOS_FUNCTION float operator()(const std::int64_t n, const std::int64_t c) const {
+    Kokkos::atomic_add(&m_visits(n, c), 1);
+    return m_matrix(n, c);
+  }
+};
 
 // The activation one element at a time, as the unfused kernels apply it.
 template <class Activation, class Scalar>
@@ -185,6 +199,59 @@ TEMPLATE_LIST_TEST_CASE("column sums add each column's rows in order at any bloc
   CHECK(count_mismatches(sums) == 0);
 }
 
+// The devices' column sums, run here on every space: chunks of device_column_chunk_rows rows
+// summed apart, then each column's chunks added in order; bitwise that order, with every value
+// asked for once. On a device accumulate_column_sums takes this path and gives the same bits.
+TEMPLATE_LIST_TEST_CASE("device column sums add chunks of rows, then each column's chunks in order", "[ops][fusion]",
+                        trident_test::ExecutionSpaces) {
+  using Space = TestType;
+  namespace detail = trident::ops::detail;
+  constexpr std::int64_t chunk_rows = detail::device_column_chunk_rows;
+  constexpr std::int64_t n = 2 * chunk_rows + 22, chunks = 3;  // two whole chunks and a part of one
+  const auto m = random_matrix<float, Space>("m", n, cols_small, -1.0, 1.0, 12);
+  const auto host = to_host(m);
+  std::vector<float> expected(cols_small);
+  for (std::int64_t c = 0; c < cols_small; ++c) {
+    float total = 0;
+    for (std::int64_t k = 0; k < chunks; ++k) {
+      float chunk = 0;
+      for (std::int64_t r = k * chunk_rows; r < std::min(n, (k + 1) * chunk_rows); ++r) chunk += host(r, c);
+      total += chunk;
+    }
+    expected[c] = 0.5f + total;
+  }
+  using Sums = Vector<float, Space>;
+  using Chunks = Kokkos::View<float**, Kokkos::LayoutRight, typename Space::memory_space>;
+  const CountedElement<Space> value{
+      m, Kokkos::View<int**, Kokkos::LayoutRight, typename Space::memory_space>("visits", n, cols_small)};
+  const Chunks partial("chunks", chunks, cols_small);
+  const Sums sums("sums", cols_small);
+  Kokkos::deep_copy(sums, 0.5f);
+  Kokkos::parallel_for(
+      detail::IndexRange<Space>(Space(), 0, chunks * cols_small),
+      detail::ColumnChunkSums<Chunks, CountedElement<Space>>{partial, value, n, cols_small, chunk_rows});
+  Kokkos::parallel_for(detail::IndexRange<Space>(Space(), 0, cols_small),
+                       detail::AddColumnChunks<Sums, Chunks>{sums, partial});
+  const auto got = to_host(sums);
+  const auto visits = to_host(value.m_visits);
+  int mismatches = 0, wrong_visits = 0;
+  for (std::int64_t c = 0; c < cols_small; ++c) {
+    mismatches += got(c) != expected[c];
+    for (std::int64_t r = 0; r < n; ++r) wrong_visits += visits(r, c) != 1;
+  }
+  CHECK(mismatches == 0);
+  CHECK(wrong_visits == 0);
+  if constexpr (!detail::runs_on_host<Space>()) {
+    const Sums direct("direct", cols_small);
+    Kokkos::deep_copy(direct, 0.5f);
+    detail::accumulate_column_sums(Space(), "sums", direct, n, cols_small, detail::ElementOf<Matrix<float, Space>>{m});
+    const auto direct_host = to_host(direct);
+    int direct_mismatches = 0;
+    for (std::int64_t c = 0; c < cols_small; ++c) direct_mismatches += direct_host(c) != expected[c];
+    CHECK(direct_mismatches == 0);
+  }
+}
+
 TEST_CASE("host column blocks: one per thread, multiples of 16, at most the capacity", "[ops][fusion]") {
   using trident::ops::detail::column_block_width_for;
   CHECK(column_block_width_for(2, 1024, 2048) == 512);
@@ -193,5 +260,5 @@ TEST_CASE("host column blocks: one per thread, multiples of 16, at most the capa
   CHECK(column_block_width_for(2, 10, 2048) == 16);
   CHECK(column_block_width_for(1, 50257, 2048) == 2048);
   CHECK(column_block_width_for(0, 100, 2048) == 112);
-  CHECK(column_block_width_for(4, 3072, 1) == 1);  // a device: one column a thread
+  CHECK(column_block_width_for(4, 3072, 1) == 1);  // a device's embedding backward: one column a thread
 }

@@ -102,19 +102,24 @@ void attention_forward(const ExecutionSpace& space, const OutView& out,
   const CausalBlocks& blocks = buffers.blocks;
   using Softmax = detail::CausalSoftmaxRow<typename Buffers::scores_view>;
 
-  const auto scores = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // S = scale * Q K^T
-    const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
-    matmul(space, 'N', 'T', scale, head.rows(buffers.q, blocks.row_begin(i), blocks.row_end(i)),
-           head.rows(buffers.k, 0, blocks.row_end(i)), Scalar(0), head.scores(buffers.probs, i));
+  using Head = detail::HeadBlock<Buffers>;
+  const auto scores = [&](const auto& heads, std::int64_t i) {  // S = scale * Q K^T
+    const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i);
+    heads.matmul(
+        space, 'N', 'T', scale, [&](const Head& head) { return head.rows(buffers.q, r0, r1); },
+        [&](const Head& head) { return head.rows(buffers.k, 0, r1); }, Scalar(0),
+        [&](const Head& head) { return head.scores(buffers.probs, i); });
   };
   const auto softmax = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // on a host thread
     const std::int64_t first = (b * H + h) * T + blocks.row_begin(i);
     detail::for_each_row_on_this_thread(blocks.row_end(i) - blocks.row_begin(i), Softmax{buffers.probs, blocks, first});
   };
-  const auto values = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // Y = P V
-    const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
-    matmul(space, 'N', 'N', Scalar(1), head.scores(buffers.probs, i), head.rows(buffers.v, 0, blocks.row_end(i)),
-           Scalar(0), head.rows(buffers.y, blocks.row_begin(i), blocks.row_end(i)));
+  const auto values = [&](const auto& heads, std::int64_t i) {  // Y = P V
+    const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i);
+    heads.matmul(
+        space, 'N', 'N', Scalar(1), [&](const Head& head) { return head.scores(buffers.probs, i); },
+        [&](const Head& head) { return head.rows(buffers.v, 0, r1); }, Scalar(0),
+        [&](const Head& head) { return head.rows(buffers.y, r0, r1); });
   };
 
   detail::split_qkv(space, buffers, qkv);
@@ -122,14 +127,15 @@ void attention_forward(const ExecutionSpace& space, const OutView& out,
     const std::int64_t pairs = static_cast<std::int64_t>(B) * H;  // each pair's scores are its own
     detail::for_each_head(space, B, H, blocks, false, pairs,
                           [&](std::int64_t, std::int64_t b, std::int64_t h, std::int64_t i) {
-                            scores(b, h, i);
+                            const detail::OneHead<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
+                            scores(head, i);
                             softmax(b, h, i);
-                            values(b, h, i);
+                            values(head, i);
                           });
   } else {
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, false, scores);
+    detail::for_each_block_of_every_head(buffers, B, H, false, scores);
     detail::for_each_row(space, "trident::ops::attention_softmax", n * H, Softmax{buffers.probs, blocks, 0});
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, false, values);
+    detail::for_each_block_of_every_head(buffers, B, H, false, values);
   }
   detail::merge_output(space, buffers, out);
 }
@@ -168,28 +174,31 @@ void attention_backward(const ExecutionSpace& space, const DQkvView& dqkv, const
 
   // Keys [0, r1) collect gradient from every block at or below them. Blocks run from the last
   // one, which spans all keys and writes dV and dK (beta = 0); the others add to them.
-  const auto probability_gradients = [&](std::int64_t b, std::int64_t h, std::int64_t i) {
-    const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
+  using Head = detail::HeadBlock<Buffers>;
+  const auto probability_gradients = [&](const auto& heads, std::int64_t i) {
     const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i);
-    const auto dy = head.rows(buffers.y, r0, r1);
-    matmul(space, 'T', 'N', Scalar(1), head.scores(buffers.probs, i), dy, Scalar(i == last ? 0 : 1),
-           head.rows(buffers.dv, 0, r1));  // dV += P^T dY
-    matmul(space, 'N', 'T', Scalar(1), dy, head.rows(buffers.v, 0, r1), Scalar(0),
-           head.scores(buffers.dscores, i));  // dP = dY V^T
+    const auto dy = [&](const Head& head) { return head.rows(buffers.y, r0, r1); };
+    heads.matmul(
+        space, 'T', 'N', Scalar(1), [&](const Head& head) { return head.scores(buffers.probs, i); }, dy,
+        Scalar(i == last ? 0 : 1), [&](const Head& head) { return head.rows(buffers.dv, 0, r1); });  // dV += P^T dY
+    heads.matmul(
+        space, 'N', 'T', Scalar(1), dy, [&](const Head& head) { return head.rows(buffers.v, 0, r1); }, Scalar(0),
+        [&](const Head& head) { return head.scores(buffers.dscores, i); });  // dP = dY V^T
   };
   const auto softmax_backward = [&](std::int64_t b, std::int64_t h, std::int64_t i) {  // on a host thread
     const std::int64_t first = (b * H + h) * T + blocks.row_begin(i);
     detail::for_each_row_on_this_thread(blocks.row_end(i) - blocks.row_begin(i),
                                         SoftmaxBackward{buffers.dscores, buffers.probs, blocks, scale, first});
   };
-  const auto query_key_gradients = [&](std::int64_t b, std::int64_t h, std::int64_t i) {
-    const detail::HeadBlock<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
+  const auto query_key_gradients = [&](const auto& heads, std::int64_t i) {
     const std::int64_t r0 = blocks.row_begin(i), r1 = blocks.row_end(i);
-    const auto ds = head.scores(buffers.dscores, i);
-    matmul(space, 'N', 'N', Scalar(1), ds, head.rows(buffers.k, 0, r1), Scalar(0),
-           head.rows(buffers.dq, r0, r1));  // dQ = dS K
-    matmul(space, 'T', 'N', Scalar(1), ds, head.rows(buffers.q, r0, r1), Scalar(i == last ? 0 : 1),
-           head.rows(buffers.dk, 0, r1));  // dK += dS^T Q
+    const auto ds = [&](const Head& head) { return head.scores(buffers.dscores, i); };
+    heads.matmul(
+        space, 'N', 'N', Scalar(1), ds, [&](const Head& head) { return head.rows(buffers.k, 0, r1); }, Scalar(0),
+        [&](const Head& head) { return head.rows(buffers.dq, r0, r1); });  // dQ = dS K
+    heads.matmul(
+        space, 'T', 'N', Scalar(1), ds, [&](const Head& head) { return head.rows(buffers.q, r0, r1); },
+        Scalar(i == last ? 0 : 1), [&](const Head& head) { return head.rows(buffers.dk, 0, r1); });  // dK += dS^T Q
   };
 
   detail::split_qkv(space, buffers, qkv);
@@ -198,15 +207,16 @@ void attention_backward(const ExecutionSpace& space, const DQkvView& dqkv, const
     const std::int64_t pairs = static_cast<std::int64_t>(B) * H;
     detail::for_each_head(space, B, H, blocks, true, pairs,
                           [&](std::int64_t, std::int64_t b, std::int64_t h, std::int64_t i) {
-                            probability_gradients(b, h, i);
+                            const detail::OneHead<Buffers> head{buffers, static_cast<int>(b), static_cast<int>(h)};
+                            probability_gradients(head, i);
                             softmax_backward(b, h, i);
-                            query_key_gradients(b, h, i);
+                            query_key_gradients(head, i);
                           });
   } else {
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, true, probability_gradients);
+    detail::for_each_block_of_every_head(buffers, B, H, true, probability_gradients);
     detail::for_each_row(space, "trident::ops::attention_softmax_backward", n * H,
                          SoftmaxBackward{buffers.dscores, buffers.probs, blocks, scale, 0});
-    detail::for_each_head_block<ExecutionSpace>(B, H, blocks, true, query_key_gradients);
+    detail::for_each_block_of_every_head(buffers, B, H, true, query_key_gradients);
   }
   detail::merge_gradients(space, buffers, dqkv, accumulate);
 }

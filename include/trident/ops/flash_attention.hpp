@@ -473,12 +473,13 @@ void flash_backward_teams(const ExecutionSpace& space, const Buffers& buffers) {
 }
 
 // How the flash kernel runs: row blocks of GEMMs on host spaces, tiles in team scratch on
-// devices (tests run the team path on the host too).
+// devices (tests run the team path on the host too). Row blocks walk their rows on the calling
+// host thread, so a device runs the teams whatever the path asked.
 enum class FlashPath { automatic, row_blocks, teams };
 
 template <class ExecutionSpace>
 constexpr bool flash_uses_teams(FlashPath path) {
-  return path == FlashPath::teams || (path == FlashPath::automatic && !runs_on_host<ExecutionSpace>());
+  return path == FlashPath::teams || !runs_on_host<ExecutionSpace>();
 }
 
 }  // namespace detail

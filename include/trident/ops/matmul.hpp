@@ -7,10 +7,11 @@
 // terms); on devices to cuBLAS/rocBLAS when Kokkos Kernels was built with them. Strided views
 // are accepted but take Kokkos Kernels' own, slower kernel.
 //
-// Any of A, B and C may hold bfloat16 or float16 (the others float): the 16-bit operands are
-// widened into float copies, multiplied as floats (accumulating in float, as tensor cores do)
-// and C is rounded once when stored. The result is the float product of the same values,
-// rounded: on every backend alike, for now without the device's native 16-bit GEMM.
+// Any of A, B and C may hold bfloat16 or float16 (the others float). On CUDA with cuBLAS, A and
+// B of one 16-bit type with C of that type or float run on the vendor's 16-bit GEMM
+// (detail/vendor_gemm.hpp). Otherwise the 16-bit operands are widened into float copies,
+// multiplied as floats (accumulating in float, as tensor cores do) and C is rounded once when
+// stored. Either way the result is the float product of the same values, rounded.
 
 #include <trident/core/compat.hpp>
 #include <trident/core/error.hpp>
@@ -18,6 +19,7 @@
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
+#include <trident/ops/detail/vendor_gemm.hpp>
 
 #include <KokkosKernels_config.h>
 #include <KokkosBlas3_gemm.hpp>
@@ -100,6 +102,7 @@ void matmul(const ExecutionSpace& space, char trans_a, char trans_b,
   }
   if constexpr (detail::holds_half_precision<AView>() || detail::holds_half_precision<BView>() ||
                 detail::holds_half_precision<CView>()) {
+    if (detail::vendor_gemm(space, a_t, b_t, m, n, k, alpha, a, b, beta, c)) return;
     const auto a_float = detail::float_operand(space, a);
     const auto b_float = detail::float_operand(space, b);
     if constexpr (detail::holds_half_precision<CView>()) {

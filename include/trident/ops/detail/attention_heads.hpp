@@ -8,6 +8,8 @@
 #include <trident/ops/attention_buffers.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
+#include <trident/ops/detail/vendor_gemm.hpp>
+#include <trident/ops/matmul.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -130,15 +132,57 @@ void split_qkv(const ExecutionSpace& space, const Buffers& buffers, const QkvVie
       Split{{buffers.q, buffers.k, buffers.v}, qkv, buffers.seq_len, buffers.heads, buffers.head_dim, 3});
 }
 
-// How the steps of attention are ordered. On host spaces each causal block of each (b, h)
-// goes through all its steps (products, softmax) while its scores are in cache (for_each_head
-// below); on devices each step runs once over all blocks, so kernels are few and large.
-template <class ExecutionSpace, class BlockStep>
-void for_each_head_block(const std::int64_t B, const std::int64_t H, const CausalBlocks& blocks, bool descending,
-                         const BlockStep& step) {
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t h = 0; h < H; ++h)
-      for (std::int64_t k = 0; k < blocks.count(); ++k) step(b, h, descending ? blocks.count() - 1 - k : k);
+// The (b, h) pairs whose products a step of attention makes: one pair (host spaces, where each
+// pair's blocks stay on one thread while its scores are in cache), or every pair at once
+// (devices, so kernels are few and large). `x_of(head)` gives an operand of one pair.
+template <class Buffers>
+struct OneHead {
+  const Buffers& buffers;
+  int b, h;
+
+  template <class ExecutionSpace, class Scalar, class AOf, class BOf, class COf>
+  void matmul(const ExecutionSpace& space, char trans_a, char trans_b, Scalar alpha, const AOf& a_of, const BOf& b_of,
+              Scalar beta, const COf& c_of) const {
+    const HeadBlock<Buffers> head{buffers, b, h};
+    ops::matmul(space, trans_a, trans_b, alpha, a_of(head), b_of(head), beta, c_of(head));
+  }
+};
+
+// Every pair's operands lie at one distance from the previous pair's (heads are [B, H, T, hd],
+// scores [B H, blocks]), so one strided-batched product makes them all where the vendor's BLAS
+// has one; elsewhere, one product a pair.
+template <class Buffers>
+struct EveryHead {
+  const Buffers& buffers;
+  int batch, heads;
+
+  template <class ExecutionSpace, class Scalar, class AOf, class BOf, class COf>
+  void matmul(const ExecutionSpace& space, char trans_a, char trans_b, Scalar alpha, const AOf& a_of, const BOf& b_of,
+              Scalar beta, const COf& c_of) const {
+    const std::int64_t pairs = static_cast<std::int64_t>(batch) * heads;
+    if (has_vendor_gemm<ExecutionSpace>() && pairs > 1) {
+      const HeadBlock<Buffers> first{buffers, 0, 0}, second{buffers, heads > 1 ? 0 : 1, heads > 1 ? 1 : 0};
+      const auto a = a_of(first);
+      const auto b = b_of(first);
+      const auto c = c_of(first);
+      const GemmBatch every{pairs, a_of(second).data() - a.data(), b_of(second).data() - b.data(),
+                            c_of(second).data() - c.data()};
+      const bool a_t = is_transposed(trans_a), b_t = is_transposed(trans_b);
+      if (vendor_gemm(space, a_t, b_t, extent(a, a_t ? 1 : 0), extent(b, b_t ? 0 : 1), extent(a, a_t ? 0 : 1), alpha, a,
+                      b, beta, c, every))
+        return;
+    }
+    for (int b = 0; b < batch; ++b)
+      for (int h = 0; h < heads; ++h)
+        OneHead<Buffers>{buffers, b, h}.matmul(space, trans_a, trans_b, alpha, a_of, b_of, beta, c_of);
+  }
+};
+
+// Devices: each causal block, from the first or from the last, as step(EveryHead, i).
+template <class Buffers, class BlockStep>
+void for_each_block_of_every_head(const Buffers& buffers, int B, int H, bool descending, const BlockStep& step) {
+  const std::int64_t count = buffers.blocks.count();
+  for (std::int64_t k = 0; k < count; ++k) step(EveryHead<Buffers>{buffers, B, H}, descending ? count - 1 - k : k);
 }
 
 // Every causal block of every (b, h), each pair's blocks in order, as

@@ -44,7 +44,8 @@ constexpr int column_strip_width() {
 // each a multiple of 16 wide (its row runs vectorise) and at most column_block_capacity (the
 // accumulators a work item holds), so a row is read as one long run: a narrow block strides a
 // page a row, which the prefetchers do not follow (the fused bias-GELU backward ran 2.4x slower
-// at 256 columns than at the whole row, one thread). On devices a block is one column.
+// at 256 columns than at the whole row, one thread). On devices the embedding backward's block
+// is one column; accumulate_column_sums cuts the rows instead (below).
 template <class ExecutionSpace>
 constexpr int column_block_capacity() {
   return runs_on_host<ExecutionSpace>() ? 2048 : 1;
@@ -88,10 +89,55 @@ struct ColumnBlockSums {
   }
 };
 
+// On devices a column's walk down all its rows would leave most of the device idle (a few
+// thousand columns, each thousands of rows long): there the rows are cut into chunks of
+// device_column_chunk_rows, one thread sums one chunk of one column (a warp reads adjacent
+// columns of a row at once), and then one thread a column adds up its chunks in order. The
+// order depends on the rows alone, so every run gives the same sums.
+constexpr std::int64_t device_column_chunk_rows = 64;
+
+template <class ChunksView, class Value>
+struct ColumnChunkSums {
+  ChunksView m_chunks;
+  Value m_value;
+  std::int64_t m_rows, m_cols, m_chunk_rows;
+
+  KOKKOS_FUNCTION void operator()(const std::int64_t i) const {
+    const std::int64_t chunk = i / m_cols, c = i % m_cols;
+    const std::int64_t n0 = chunk * m_chunk_rows, n1 = n0 + m_chunk_rows < m_rows ? n0 + m_chunk_rows : m_rows;
+    typename ChunksView::non_const_value_type acc = 0;
+    for (std::int64_t n = n0; n < n1; ++n) acc += m_value(n, c);
+    m_chunks(chunk, c) = acc;
+  }
+};
+
+template <class SumsView, class ChunksView>
+struct AddColumnChunks {
+  SumsView m_sums;
+  ChunksView m_chunks;
+
+  KOKKOS_FUNCTION void operator()(const std::int64_t c) const {
+    typename ChunksView::non_const_value_type acc = 0;
+    for (std::int64_t k = 0; k < static_cast<std::int64_t>(m_chunks.extent(0)); ++k) acc += m_chunks(k, c);
+    m_sums(c) = m_sums(c) + acc;
+  }
+};
+
 template <class ExecutionSpace, class SumsView, class Value>
 void accumulate_column_sums(const ExecutionSpace& space, const std::string& label, const SumsView& sums,
                             std::int64_t rows, std::int64_t cols, const Value& value) {
   if (rows <= 0 || cols <= 0) return;
+  if constexpr (!runs_on_host<ExecutionSpace>()) {
+    using Scalar = compute_t<typename SumsView::non_const_value_type>;
+    using Chunks = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecutionSpace::memory_space>;
+    const std::int64_t chunks = (rows + device_column_chunk_rows - 1) / device_column_chunk_rows;
+    const Chunks partial(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, label + "_chunks"), chunks, cols);
+    Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, chunks * cols),
+                         ColumnChunkSums<Chunks, Value>{partial, value, rows, cols, device_column_chunk_rows});
+    Kokkos::parallel_for(label + "_total", IndexRange<ExecutionSpace>(space, 0, cols),
+                         AddColumnChunks<SumsView, Chunks>{sums, partial});
+    return;
+  }
   constexpr int capacity = column_block_capacity<ExecutionSpace>();
   const int width = column_block_width(space, cols);
   Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, column_block_count(cols, width)),
@@ -111,6 +157,11 @@ struct ElementOf {
 template <class Body>
 using body_value_t = std::decay_t<decltype(std::declval<const Body&>()(std::int64_t{}))>;
 
+// What a row's sum or maximum of body(i) is kept in: float for 16-bit values (the device
+// reducers have no 16-bit identities, and a 16-bit sum would lose the small terms).
+template <class Body>
+using row_value_t = compute_t<body_value_t<Body>>;
+
 // The loops of one row, run by the calling thread alone. Sums keep 8 independent partial
 // results (combined pairwise at the end) so the compiler can vectorise them without
 // reassociating floating-point additions itself; a float maximum runs on order-preserving
@@ -123,8 +174,8 @@ struct SequentialRow {
     for (std::int64_t i = 0; i < count; ++i) body(i);
   }
   template <class Body>
-  KOKKOS_INLINE_FUNCTION body_value_t<Body> sum(std::int64_t count, const Body& body) const {
-    using Value = body_value_t<Body>;
+  KOKKOS_INLINE_FUNCTION row_value_t<Body> sum(std::int64_t count, const Body& body) const {
+    using Value = row_value_t<Body>;
     Value partial[lanes] = {};
     std::int64_t i = 0;
     for (; i + lanes <= count; i += lanes)
@@ -135,8 +186,8 @@ struct SequentialRow {
   }
   // The maximum of body(i) over [0, count); count must be positive.
   template <class Body>
-  KOKKOS_INLINE_FUNCTION body_value_t<Body> max(std::int64_t count, const Body& body) const {
-    using Value = body_value_t<Body>;
+  KOKKOS_INLINE_FUNCTION row_value_t<Body> max(std::int64_t count, const Body& body) const {
+    using Value = row_value_t<Body>;
     if constexpr (std::is_same<Value, float>::value) {
       std::int32_t result = ordered_key(body(0));
       for (std::int64_t i = 1; i < count; ++i) {
@@ -145,7 +196,7 @@ struct SequentialRow {
       }
       return from_ordered_key(result);
     } else {
-      Value result = body(0);
+      Value result = static_cast<Value>(body(0));
       for (std::int64_t i = 1; i < count; ++i) {
         const Value value = body(i);
         result = value > result ? value : result;
@@ -171,16 +222,16 @@ struct TeamRow {
     m_team.team_barrier();
   }
   template <class Body>
-  KOKKOS_INLINE_FUNCTION body_value_t<Body> sum(std::int64_t count, const Body& body) const {
-    body_value_t<Body> total = 0;
+  KOKKOS_INLINE_FUNCTION row_value_t<Body> sum(std::int64_t count, const Body& body) const {
+    row_value_t<Body> total = 0;
     Kokkos::parallel_reduce(
-        Kokkos::TeamThreadRange(m_team, count),
-        [&](std::int64_t i, body_value_t<Body>& partial) { partial += body(i); }, total);
+        Kokkos::TeamThreadRange(m_team, count), [&](std::int64_t i, row_value_t<Body>& partial) { partial += body(i); },
+        total);
     return total;
   }
   template <class Body>
-  KOKKOS_INLINE_FUNCTION body_value_t<Body> max(std::int64_t count, const Body& body) const {
-    using Value = body_value_t<Body>;
+  KOKKOS_INLINE_FUNCTION row_value_t<Body> max(std::int64_t count, const Body& body) const {
+    using Value = row_value_t<Body>;
     Value result{};
     Kokkos::parallel_reduce(
         Kokkos::TeamThreadRange(m_team, count),
