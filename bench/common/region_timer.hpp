@@ -52,12 +52,21 @@ class RegionTimer {
     static RegionTimer* timer = nullptr;
     return timer;
   }
+  // A device runs kernels after their launch returns: there each region boundary waits for the
+  // work queued so far, so a region's time is its kernels' and not their launches'.
+  static void wait_on_device() {
+    if (!Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible)
+      Kokkos::fence();
+  }
   static void on_push(const char* name) {
-    if (!instance()->m_paused) instance()->m_open.push_back({name, clock::now(), 0});
+    if (instance()->m_paused) return;
+    wait_on_device();
+    instance()->m_open.push_back({name, clock::now(), 0});
   }
   static void on_pop() {
     auto& self = *instance();
     if (self.m_paused || self.m_open.empty()) return;
+    wait_on_device();
     const Open region = self.m_open.back();
     self.m_open.pop_back();
     const double seconds = std::chrono::duration<double>(clock::now() - region.start).count();

@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
       using Matrix = Kokkos::View<float**, Kokkos::LayoutRight, Space::memory_space>;
       std::vector<std::array<Matrix, 3>> operands;
       for (const auto& s : shapes) {
-        operands.push_back({Matrix("a", s.m, s.k), Matrix("b", s.k, s.n), Matrix("c", s.m, s.n)});
+        operands.push_back(
+            std::array<Matrix, 3>{{Matrix("a", s.m, s.k), Matrix("b", s.k, s.n), Matrix("c", s.m, s.n)}});
         Kokkos::deep_copy(operands.back()[0], 0.5f);
         Kokkos::deep_copy(operands.back()[1], 0.25f);
       }
