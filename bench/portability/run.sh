@@ -14,9 +14,11 @@ threads=("$@")
 for binary in bench/train/bench_train_step bench/ops/bench_ops; do
   [ -x "$build/$binary" ] || { echo "missing $build/$binary: build with -DTRIDENT_ENABLE_BENCH=ON" >&2; exit 1; }
 done
-# Passive waits: OpenMP threads spinning between kernels would starve a pthreads BLAS's own
-# threads (core/runtime_info.hpp, threading_advice).
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false OMP_WAIT_POLICY=passive
+# Short waits on both sides: OpenMP threads spinning between kernels would starve a pthreads
+# BLAS's own threads, and its threads spinning after each GEMM the kernels between the GEMMs
+# (core/runtime_info.hpp, threading_advice).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false OMP_WAIT_POLICY=passive \
+       OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-20}
 : >"$out.partial"
 seen=""
 for t in "${threads[@]}"; do

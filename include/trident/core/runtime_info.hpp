@@ -50,21 +50,56 @@ inline std::string blas_description() {
 }
 
 // What to change when the host's OpenMP threads and a pthreads BLAS compete for the cores, or
-// "" when they do not. libgomp's threads spin for a while after every parallel region unless
-// OMP_WAIT_POLICY is passive; OpenBLAS built with pthreads runs the GEMMs on threads of its
-// own, which the spinning threads then starve (on 2 cores at 2 threads, the GPT-2 step of
-// bench_train_step ran at 0.13 of SGEMM instead of 0.78). `blas_threading` is OpenBLAS's
-// openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP; -1 unknown.
+// "" when they do not. OpenBLAS built with pthreads runs the GEMMs on threads of its own, and
+// each side's threads keep spinning after their work:
+// - libgomp's threads spin for a while after every parallel region unless OMP_WAIT_POLICY is
+//   passive, and starve the GEMMs (on 2 cores at 2 threads, the GPT-2 step of bench_train_step
+//   ran at 0.13 of SGEMM instead of 0.78);
+// - OpenBLAS's threads spin for 2^OPENBLAS_THREAD_TIMEOUT cycles (2^28 unless set, about 0.1 s)
+//   after every GEMM, and starve the kernels between the GEMMs: on those 2 cores the layer norms,
+//   activations, loss and AdamW ran no faster at 2 threads than at 1, and the step reached
+//   0.72-0.79 of SGEMM; with the timeout at 2^20 cycles, 0.85-0.88.
+// `blas_threading` is OpenBLAS's openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP;
+// -1 unknown. `blas_thread_timeout` is OPENBLAS_THREAD_TIMEOUT as set ("" when unset).
+constexpr int blas_thread_timeout_default = 28;  // OpenBLAS's own, as a power of two of cycles
+constexpr int blas_thread_timeout_advised = 20;  // about 0.4 ms at 2.5 GHz
+
+// The exponent OpenBLAS uses for OPENBLAS_THREAD_TIMEOUT = `value`: clamped to [4, 30], its
+// default when unset, zero or not a number.
+inline int blas_thread_timeout_exponent(const std::string& value) {
+  const int set = std::atoi(value.c_str());
+  if (set <= 0) return blas_thread_timeout_default;
+  return set < 4 ? 4 : set > 30 ? 30 : set;
+}
+
 inline std::string threading_advice(const std::string& space_name, int threads, int blas_threading, int blas_threads,
-                                    const std::string& wait_policy) {
+                                    const std::string& wait_policy, const std::string& blas_thread_timeout = "") {
+  if (space_name != "OpenMP" || threads <= 1 || blas_threading != 1 || blas_threads <= 1) return "";
   std::string policy;
   for (char c : wait_policy) policy += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (space_name != "OpenMP" || threads <= 1 || blas_threading != 1 || blas_threads <= 1 || policy == "passive")
-    return "";
-  return "Kokkos runs " + std::to_string(threads) + " OpenMP threads and OpenBLAS " + std::to_string(blas_threads) +
-         " pthreads of its own; OpenMP threads that spin between kernels (OMP_WAIT_POLICY " +
-         (policy.empty() ? std::string("unset") : policy) +
-         ") starve the GEMMs. Set OMP_WAIT_POLICY=passive, or use an OpenBLAS built with OpenMP";
+  const int timeout = blas_thread_timeout_exponent(blas_thread_timeout);
+  const bool spinning_omp = policy != "passive", spinning_blas = timeout > blas_thread_timeout_advised + 4;
+  if (!spinning_omp && !spinning_blas) return "";
+  std::string advice = "Kokkos runs " + std::to_string(threads) + " OpenMP threads and OpenBLAS " +
+                       std::to_string(blas_threads) + " pthreads of its own";
+  if (spinning_omp)
+    advice += "; OpenMP threads that spin between kernels (OMP_WAIT_POLICY " +
+              (policy.empty() ? std::string("unset") : policy) +
+              ") starve the GEMMs. Set OMP_WAIT_POLICY=passive, or use an OpenBLAS built with OpenMP";
+  if (spinning_blas)
+    advice += std::string(spinning_omp ? ". And" : ";") + " OpenBLAS's threads spin for 2^" + std::to_string(timeout) +
+              " cycles after every GEMM (OPENBLAS_THREAD_TIMEOUT " +
+              (blas_thread_timeout.empty() ? std::string("unset") : blas_thread_timeout) +
+              ") and starve the kernels between the GEMMs. Set OPENBLAS_THREAD_TIMEOUT=" +
+              std::to_string(blas_thread_timeout_advised) + " before the program starts" +
+              (spinning_omp ? "" : ", or use an OpenBLAS built with OpenMP");
+  return advice;
+}
+
+// OPENBLAS_THREAD_TIMEOUT as this process was started with, or "".
+inline std::string blas_thread_timeout_setting() {
+  const char* value = std::getenv("OPENBLAS_THREAD_TIMEOUT");
+  return value != nullptr ? value : "";
 }
 
 // threading_advice() for this process.
@@ -76,7 +111,7 @@ std::string threading_advice() {
   if (void* symbol = dlsym(RTLD_DEFAULT, "openblas_get_num_threads")) blas_threads = reinterpret_cast<Query>(symbol)();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   return threading_advice(ExecutionSpace::name(), ExecutionSpace().concurrency(), blas_threading, blas_threads,
-                          policy != nullptr ? policy : "");
+                          policy != nullptr ? policy : "", blas_thread_timeout_setting());
 }
 
 // How the comm layer hands the execution space's memory to MPI.
