@@ -171,3 +171,46 @@ TEST_CASE("the one-thread-per-element path matches the row loop", "[ops][detail]
   Kokkos::fence();
   CHECK(values(by_row) == values(flat));
 }
+
+// On a device the layer norm's parameter gradients are column sums in chunks of rows
+// (accumulate_column_sums_in_chunks), not the host's 16-column strips: the same terms added in
+// the chunks' order (replayed here: bitwise for the bias, whose terms are plain elements; the
+// weight's products may be contracted differently), within float rounding of the host's sums.
+TEST_CASE("the device path of the layer norm's parameter gradients matches the host strips", "[ops][detail]") {
+  constexpr std::int64_t chunk_rows = detail::device_column_chunk_rows;
+  const std::int64_t n = 2 * chunk_rows + 22, c = 37;  // two whole chunks and a part; strips and a tail
+  const auto dout = to_host(random_matrix<float, HostSpace>("dout", n, c, -1.0, 1.0, 31));
+  const auto x = to_host(random_matrix<float, HostSpace>("x", n, c, -2.0, 2.0, 32));
+  const auto w = to_host(random_vector<float, HostSpace>("w", c));
+  HostMatrix y("y", n, c), empty;
+  HostVector mean("mean", n), rstd("rstd", n), b("b", c);
+  trident::ops::layernorm_forward(HostSpace(), y, mean, rstd, x, w, b);
+  HostVector host_dw("host_dw", c), host_db("host_db", c), chunked_dw("chunked_dw", c), chunked_db("chunked_db", c);
+  Kokkos::deep_copy(host_dw, 0.25f);  // both paths add to what the gradients hold
+  Kokkos::deep_copy(host_db, -0.5f);
+  Kokkos::deep_copy(chunked_dw, 0.25f);
+  Kokkos::deep_copy(chunked_db, -0.5f);
+  trident::ops::layernorm_backward(HostSpace(), empty, host_dw, host_db, dout, x, w, mean, rstd);
+  using Normalized = detail::NormalizedGradient<HostMatrix, HostMatrix, HostVector, HostVector>;
+  const Normalized normalized{dout, x, mean, rstd};
+  detail::accumulate_column_sums_in_chunks(HostSpace(), "dw", chunked_dw, n, c, normalized);
+  detail::accumulate_column_sums_in_chunks(HostSpace(), "db", chunked_db, n, c, detail::ElementOf<HostMatrix>{dout});
+  Kokkos::fence();
+  for (std::int64_t j = 0; j < c; ++j) {
+    float total_w = 0, total_b = 0;
+    for (std::int64_t k = 0; k * chunk_rows < n; ++k) {
+      float chunk_w = 0, chunk_b = 0;
+      for (std::int64_t r = k * chunk_rows; r < std::min(n, (k + 1) * chunk_rows); ++r) {
+        chunk_w += dout(r, j) * (x(r, j) - mean(r)) * rstd(r);
+        chunk_b += dout(r, j);
+      }
+      total_w += chunk_w;
+      total_b += chunk_b;
+    }
+    CHECK(chunked_dw(j) == Approx(0.25f + total_w).epsilon(1e-6).margin(1e-6));
+    CHECK(chunked_db(j) == -0.5f + total_b);
+    CHECK(chunked_dw(j) == Approx(host_dw(j)).epsilon(1e-5).margin(1e-5));
+    CHECK(chunked_db(j) == Approx(host_db(j)).epsilon(1e-5).margin(1e-5));
+  }
+  CHECK(normalized(3, 5) == Approx(dout(3, 5) * (x(3, 5) - mean(3)) * rstd(3)).epsilon(1e-6));
+}

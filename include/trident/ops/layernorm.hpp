@@ -87,8 +87,24 @@ struct LayerNormBackwardRow {
   }
 };
 
+// value(n, c) of the weight gradient's column sums on devices: dout[n, c] * xhat[n, c], in the
+// host strips' order of operations.
+template <class DOutView, class InpView, class MeanView, class RstdView>
+struct NormalizedGradient {
+  using Scalar = compute_t<typename DOutView::non_const_value_type>;
+  DOutView m_dout;
+  InpView m_inp;
+  MeanView m_mean;
+  RstdView m_rstd;
+
+  KOKKOS_FUNCTION Scalar operator()(const std::int64_t n, const std::int64_t c) const {
+    const Scalar g = m_dout(n, c);
+    return g * (static_cast<Scalar>(m_inp(n, c)) - static_cast<Scalar>(m_mean(n))) * static_cast<Scalar>(m_rstd(n));
+  }
+};
+
 // dweight[c] += sum_n dout[n, c] * xhat[n, c];  dbias[c] += sum_n dout[n, c]
-// Blocks of Width columns, rows in order: deterministic, no atomics.
+// Host spaces: blocks of Width columns, rows in order: deterministic, no atomics.
 template <class DWeightView, class DBiasView, class DOutView, class InpView, class MeanView, class RstdView, int Width>
 struct LayerNormParameterGradients {
   using Scalar = compute_t<typename DOutView::non_const_value_type>;
@@ -180,12 +196,23 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
   // The parameter gradients first: dinp may be dout itself (a residual branch of one LayerNorm
   // writing its input gradient over the stream's), and each row reads dout before writing dinp.
   if ((want_weight || want_bias) && c > 0) {
-    constexpr int width = detail::column_strip_width<ExecutionSpace>();
-    using Columns =
-        detail::LayerNormParameterGradients<DWeightView, DBiasView, DOutView, InpView, MeanView, RstdView, width>;
-    Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",
-                         detail::IndexRange<ExecutionSpace>(space, 0, detail::column_block_count(c, width)),
-                         Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
+    if constexpr (detail::runs_on_host<ExecutionSpace>()) {
+      constexpr int width = detail::host_column_strip_width;
+      using Columns =
+          detail::LayerNormParameterGradients<DWeightView, DBiasView, DOutView, InpView, MeanView, RstdView, width>;
+      Kokkos::parallel_for("trident::ops::layernorm_parameter_gradients",
+                           detail::IndexRange<ExecutionSpace>(space, 0, detail::column_block_count(c, width)),
+                           Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
+    } else {
+      // A thread a column would leave a device idle (C columns, each thousands of rows long).
+      using Normalized = detail::NormalizedGradient<DOutView, InpView, MeanView, RstdView>;
+      if (want_weight)
+        detail::accumulate_column_sums(space, "trident::ops::layernorm_dweight", dweight, n, c,
+                                       Normalized{dout, inp, mean, rstd});
+      if (want_bias)
+        detail::accumulate_column_sums(space, "trident::ops::layernorm_dbias", dbias, n, c,
+                                       detail::ElementOf<DOutView>{dout});
+    }
   }
   if (want_input) {
     using Row = detail::LayerNormBackwardRow<DInpView, DOutView, InpView, WeightView, MeanView, RstdView, AddView>;

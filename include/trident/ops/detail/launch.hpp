@@ -32,12 +32,9 @@ using IndexRange = Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<std::in
 // adjacent columns, so a column's result does not depend on how the columns are blocked.
 //
 // Layer-norm parameter gradients, whose per-element work is a multiply-add, take strips of 16
-// columns on host spaces: their accumulators stay in a core's vector registers. One column per
-// GPU thread keeps a warp's reads of a row coalesced.
-template <class ExecutionSpace>
-constexpr int column_strip_width() {
-  return runs_on_host<ExecutionSpace>() ? 16 : 1;
-}
+// columns on host spaces: their accumulators stay in a core's vector registers. On devices they
+// are column sums in chunks of rows, as below.
+constexpr int host_column_strip_width = 16;
 
 // Bias gradients (accumulate_column_sums below, whose values may be a whole activation's
 // derivative) and the embedding backward deal the columns out in one block per host thread,
@@ -123,19 +120,27 @@ struct AddColumnChunks {
   }
 };
 
+// The devices' column sums, callable on any space (the tests run them on the host).
+template <class ExecutionSpace, class SumsView, class Value>
+void accumulate_column_sums_in_chunks(const ExecutionSpace& space, const std::string& label, const SumsView& sums,
+                                      std::int64_t rows, std::int64_t cols, const Value& value) {
+  if (rows <= 0 || cols <= 0) return;
+  using Scalar = compute_t<typename SumsView::non_const_value_type>;
+  using Chunks = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecutionSpace::memory_space>;
+  const std::int64_t chunks = (rows + device_column_chunk_rows - 1) / device_column_chunk_rows;
+  const Chunks partial(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, label + "_chunks"), chunks, cols);
+  Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, chunks * cols),
+                       ColumnChunkSums<Chunks, Value>{partial, value, rows, cols, device_column_chunk_rows});
+  Kokkos::parallel_for(label + "_total", IndexRange<ExecutionSpace>(space, 0, cols),
+                       AddColumnChunks<SumsView, Chunks>{sums, partial});
+}
+
 template <class ExecutionSpace, class SumsView, class Value>
 void accumulate_column_sums(const ExecutionSpace& space, const std::string& label, const SumsView& sums,
                             std::int64_t rows, std::int64_t cols, const Value& value) {
   if (rows <= 0 || cols <= 0) return;
   if constexpr (!runs_on_host<ExecutionSpace>()) {
-    using Scalar = compute_t<typename SumsView::non_const_value_type>;
-    using Chunks = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecutionSpace::memory_space>;
-    const std::int64_t chunks = (rows + device_column_chunk_rows - 1) / device_column_chunk_rows;
-    const Chunks partial(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, label + "_chunks"), chunks, cols);
-    Kokkos::parallel_for(label, IndexRange<ExecutionSpace>(space, 0, chunks * cols),
-                         ColumnChunkSums<Chunks, Value>{partial, value, rows, cols, device_column_chunk_rows});
-    Kokkos::parallel_for(label + "_total", IndexRange<ExecutionSpace>(space, 0, cols),
-                         AddColumnChunks<SumsView, Chunks>{sums, partial});
+    accumulate_column_sums_in_chunks(space, label, sums, rows, cols, value);
     return;
   }
   constexpr int capacity = column_block_capacity<ExecutionSpace>();
