@@ -58,14 +58,14 @@ inline std::string blas_description() {
 // - OpenBLAS's threads spin for 2^OPENBLAS_THREAD_TIMEOUT cycles (2^28 unless set, about 0.1 s)
 //   after every GEMM, and starve the kernels between the GEMMs: on those 2 cores the layer norms,
 //   activations, loss and AdamW ran no faster at 2 threads than at 1, and the step reached
-//   0.72-0.79 of SGEMM; with the timeout at 2^20 cycles, 0.85-0.88.
+//   0.74-0.86 of SGEMM; with the timeout at 2^20 cycles, 0.86-0.91.
 // `blas_threading` is OpenBLAS's openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP;
 // -1 unknown. `blas_thread_timeout` is OPENBLAS_THREAD_TIMEOUT as set ("" when unset).
 constexpr int blas_thread_timeout_default = 28;  // OpenBLAS's own, as a power of two of cycles
 constexpr int blas_thread_timeout_advised = 20;  // about 0.4 ms at 2.5 GHz
 
 // The exponent OpenBLAS uses for OPENBLAS_THREAD_TIMEOUT = `value`: clamped to [4, 30], its
-// default when unset, zero or not a number.
+// default when unset, zero, negative or not a number.
 inline int blas_thread_timeout_exponent(const std::string& value) {
   const int set = std::atoi(value.c_str());
   if (set <= 0) return blas_thread_timeout_default;
@@ -81,18 +81,23 @@ inline std::string threading_advice(const std::string& space_name, int threads, 
   const bool spinning_omp = policy != "passive", spinning_blas = timeout > blas_thread_timeout_advised + 4;
   if (!spinning_omp && !spinning_blas) return "";
   std::string advice = "Kokkos runs " + std::to_string(threads) + " OpenMP threads and OpenBLAS " +
-                       std::to_string(blas_threads) + " pthreads of its own";
-  if (spinning_omp)
-    advice += "; OpenMP threads that spin between kernels (OMP_WAIT_POLICY " +
-              (policy.empty() ? std::string("unset") : policy) +
-              ") starve the GEMMs. Set OMP_WAIT_POLICY=passive, or use an OpenBLAS built with OpenMP";
-  if (spinning_blas)
-    advice += std::string(spinning_omp ? ". And" : ";") + " OpenBLAS's threads spin for 2^" + std::to_string(timeout) +
-              " cycles after every GEMM (OPENBLAS_THREAD_TIMEOUT " +
-              (blas_thread_timeout.empty() ? std::string("unset") : blas_thread_timeout) +
-              ") and starve the kernels between the GEMMs. Set OPENBLAS_THREAD_TIMEOUT=" +
-              std::to_string(blas_thread_timeout_advised) + " before the program starts" +
-              (spinning_omp ? "" : ", or use an OpenBLAS built with OpenMP");
+                       std::to_string(blas_threads) + " pthreads of its own; ";
+  const std::string omp_state = "OMP_WAIT_POLICY " + (policy.empty() ? std::string("unset") : policy);
+  const std::string blas_state =
+      "OPENBLAS_THREAD_TIMEOUT " + (blas_thread_timeout.empty() ? std::string("unset") : blas_thread_timeout);
+  const std::string blas_spin = "OpenBLAS's threads spin for 2^" + std::to_string(timeout) +
+                                " cycles after every GEMM (" + blas_state +
+                                ") and starve the kernels between the GEMMs";
+  const std::string advised = "OPENBLAS_THREAD_TIMEOUT=" + std::to_string(blas_thread_timeout_advised);
+  if (spinning_omp && spinning_blas)
+    advice += "OpenMP threads that spin between kernels (" + omp_state + ") starve the GEMMs, and " + blas_spin +
+              ". Set OMP_WAIT_POLICY=passive and " + advised + " before the program starts";
+  else if (spinning_omp)
+    advice +=
+        "OpenMP threads that spin between kernels (" + omp_state + ") starve the GEMMs. Set OMP_WAIT_POLICY=passive";
+  else
+    advice += blas_spin + ". Set " + advised + " before the program starts";
+  advice += ", or use an OpenBLAS built with OpenMP";
   return advice;
 }
 

@@ -171,6 +171,23 @@ void layernorm_forward(const ExecutionSpace& space, const OutView& out, const Me
 
 namespace detail {
 
+// The parameter gradients on devices, where a thread a column would leave most of the device
+// idle (C columns, each thousands of rows long): column sums in chunks of rows, callable on any
+// space (the tests run it on the host).
+template <class ExecutionSpace, class DWeightView, class DBiasView, class DOutView, class InpView, class MeanView,
+          class RstdView>
+void layernorm_parameter_gradients_in_chunks(const ExecutionSpace& space, const DWeightView& dweight,
+                                             const DBiasView& dbias, const DOutView& dout, const InpView& inp,
+                                             const MeanView& mean, const RstdView& rstd, bool want_weight,
+                                             bool want_bias) {
+  const std::int64_t n = extent(dout, 0), c = extent(dout, 1);
+  if (want_weight)
+    accumulate_column_sums_in_chunks(space, "trident::ops::layernorm_dweight", dweight, n, c,
+                                     NormalizedGradient<DOutView, InpView, MeanView, RstdView>{dout, inp, mean, rstd});
+  if (want_bias)
+    accumulate_column_sums_in_chunks(space, "trident::ops::layernorm_dbias", dbias, n, c, ElementOf<DOutView>{dout});
+}
+
 // dinp = (add +) the input gradient; the parameter gradients added to dweight and dbias.
 template <class ExecutionSpace, class DInpView, class AddView, class DWeightView, class DBiasView, class DOutView,
           class InpView, class WeightView, class MeanView, class RstdView>
@@ -204,14 +221,8 @@ void layernorm_backward_adding(const ExecutionSpace& space, const DInpView& dinp
                            detail::IndexRange<ExecutionSpace>(space, 0, detail::column_block_count(c, width)),
                            Columns{dweight, dbias, dout, inp, mean, rstd, n, c, want_weight, want_bias});
     } else {
-      // A thread a column would leave a device idle (C columns, each thousands of rows long).
-      using Normalized = detail::NormalizedGradient<DOutView, InpView, MeanView, RstdView>;
-      if (want_weight)
-        detail::accumulate_column_sums(space, "trident::ops::layernorm_dweight", dweight, n, c,
-                                       Normalized{dout, inp, mean, rstd});
-      if (want_bias)
-        detail::accumulate_column_sums(space, "trident::ops::layernorm_dbias", dbias, n, c,
-                                       detail::ElementOf<DOutView>{dout});
+      detail::layernorm_parameter_gradients_in_chunks(space, dweight, dbias, dout, inp, mean, rstd, want_weight,
+                                                      want_bias);
     }
   }
   if (want_input) {
