@@ -378,13 +378,15 @@ void with_activation_type(const std::string& dtype, F&& f) {
 }
 
 // --layout auto: the machine calibrated (or read from --plan-cache), every layout of the world
-// ranked, the fastest that fits half of this node's free memory per rank taken; the mesh order,
-// placement, reduction and buckets stay the flags', and the gradients' precision is planned with.
+// ranked, the fastest that fits half of this node's free memory per rank taken; the placement,
+// reduction and buckets stay the flags', and the mesh order and gradients' precision are the
+// flags' and planned with.
 void plan_layout(Options& o, const trident::comm::Communicator& world, int size) {
   trident::train::AutoLayout automatic;
   automatic.global_batch = o.batch;
   automatic.calibration_cache = o.plan_cache;
   automatic.gradient_precision = o.layout.gradient_precision;
+  automatic.space.mesh_order = o.layout.order;  // which ranks share cores depends on it
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)
     automatic.memory_bytes = 0.5 * train_gpt::available_memory() / std::max(1, ranks_on_this_node());
   trident::train::LayoutChoice choice;
@@ -397,7 +399,6 @@ void plan_layout(Options& o, const trident::comm::Communicator& world, int size)
   });
   if (world.rank() == 0) std::printf("layout auto: %s", choice.report.c_str());
   trident::train::Layout& l = choice.layout;
-  l.order = o.layout.order;
   l.placement = o.layout.placement;
   l.reduction = l.zero_stage == 0 ? o.layout.reduction : trident::data_parallel::Reduction::automatic;
   l.bucket_mb = o.layout.bucket_mb;

@@ -193,7 +193,7 @@ TEST_CASE("ranks with a core each replay as simulate() does", "[pipeline][simula
   };
   for (const Schedule& schedule : {one_f_one_b(3, 5), gpipe(2, 4), interleaved_one_f_one_b(2, 4, 2)}) {
     const Simulation alone = simulate(schedule, cost, 0.5);
-    for (const SharedCores& sharing : {SharedCores{0, 4, 1}, SharedCores{8, 2, 1}, SharedCores{6, 2, 0}}) {
+    for (const SharedCores& sharing : {SharedCores{0, 4, 1, {}}, SharedCores{8, 2, 1, {}}, SharedCores{6, 2, 0, {}}}) {
       const Simulation shared = simulate(schedule, cost, 0.5, sharing);
       CHECK(shared.makespan == Approx(alone.makespan).epsilon(1e-12));
       for (int r = 0; r < schedule.ranks; ++r) {
@@ -213,10 +213,10 @@ TEST_CASE("shared cores: waiting ranks that take a whole share halve every pass"
   // whatever the other does, so the timeline stretches by 2 (without transfer time).
   const Simulation alone = simulate(one_f_one_b(2, 4), 1.0, 1.5, 0.5);
   const auto cost = [](int, const Action& a) { return a.type == ActionType::forward ? 1.0 : 2.0; };
-  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{1, 1, 1}).makespan ==
+  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{1, 1, 1, {}}).makespan ==
         Approx(2 * alone.makespan).epsilon(1e-12));
   // Two copies of each of 2 ranks on 2 cores: the same.
-  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{2, 2, 1}).makespan ==
+  CHECK(simulate(one_f_one_b(2, 4), cost, 0.0, SharedCores{2, 2, 1, {}}).makespan ==
         Approx(2 * alone.makespan).epsilon(1e-12));
 }
 
@@ -231,27 +231,82 @@ TEST_CASE("shared cores: waiting ranks that give their core back keep it busy", 
     for (int r = 0; r < schedule.ranks; ++r)
       for (const Action& a : schedule.actions_of(r))
         if (is_compute(a.type)) work += cost(r, a);
-    const Simulation shared = simulate(schedule, cost, 0.0, SharedCores{1, 1, 0});
+    const Simulation shared = simulate(schedule, cost, 0.0, SharedCores{1, 1, 0, {}});
     CHECK(shared.makespan == Approx(work).epsilon(1e-12));
     // With a core each it is shorter by the overlap, and never shorter than the busiest rank.
     CHECK(simulate(schedule, cost, 0.0).makespan < work);
   }
   // Two ranks, one of which does nearly everything: it keeps a whole core (no rank outruns one).
   const auto lopsided = [](int rank, const Action&) { return rank == 1 ? 10.0 : 0.01; };
-  const Simulation two_cores = simulate(gpipe(2, 4), lopsided, 0.0, SharedCores{2, 2, 0});
+  const Simulation two_cores = simulate(gpipe(2, 4), lopsided, 0.0, SharedCores{2, 2, 0, {}});
   CHECK(two_cores.makespan >= 80.0);
   CHECK(two_cores.makespan < 80.2);
+}
+
+TEST_CASE("bound cores: one group of all the cores is the host's balance", "[pipeline][simulate][shared]") {
+  const auto cost = [](int rank, const Action& a) {
+    return (a.type == ActionType::forward ? 1.0 : 2.0) + 0.5 * rank + 0.125 * a.micro_batch;
+  };
+  for (const Schedule& schedule : {one_f_one_b(2, 4), gpipe(2, 3), zero_bubble_h1(2, 4)})
+    for (double share : {0.0, 0.3, 1.0}) {
+      const SharedCores balanced{2, 2, share, {}}, one_group{2, 2, share, {BoundCores{2, {0, 1, 0, 1}}}};
+      CHECK(simulate(schedule, cost, 0.25, one_group).makespan ==
+            Approx(simulate(schedule, cost, 0.25, balanced).makespan).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("bound cores: copies of the busy stage bound to one core run at half speed", "[pipeline][simulate][shared]") {
+  // Rank 1 does nearly everything: 4 forwards and 4 backwards of 10 each, 80 on a core of its own.
+  const auto lopsided = [](int rank, const Action&) { return rank == 1 ? 10.0 : 0.01; };
+  // Both copies of rank 1 on core 1: they halve each other for the whole step, though core 0 idles.
+  const SharedCores crowded{2, 2, 0, {BoundCores{1, {0, 0}}, BoundCores{1, {1, 1}}}};
+  const double makespan = simulate(gpipe(2, 4), lopsided, 0.0, crowded).makespan;
+  CHECK(makespan >= 160.0);
+  CHECK(makespan < 160.2);
+  // One copy of each rank per core: rank 1 keeps a whole core, as the host's balance gives it.
+  const SharedCores spread{2, 2, 0, {BoundCores{1, {0, 1}}, BoundCores{1, {0, 1}}}};
+  CHECK(simulate(gpipe(2, 4), lopsided, 0.0, spread).makespan < 80.2);
+}
+
+TEST_CASE("bound cores: a rank goes at its slowest copy's speed", "[pipeline][simulate][shared]") {
+  // Rank 0 alone on core 0 with a copy of rank 1; rank 1's other copy alone on core 1.
+  const SharedCores sharing{0, 1, 0.25, {BoundCores{1, {0, 1}}, BoundCores{1, {1}}}};
+  CHECK(sharing.speeds({true, true}) == std::vector<double>{0.5, 0.5});
+  CHECK(sharing.speeds({true, false})[0] == Approx(1 / 1.25));  // beside a waiting copy of rank 1
+  CHECK(sharing.speeds({false, true})[1] == Approx(1 / 1.25));  // its copy on core 0 shares with a waiter
+  // Two cores for a group of three: no rank beyond a whole core.
+  const SharedCores wide{0, 1, 0, {BoundCores{2, {0, 1, 1}}}};
+  CHECK(wide.speeds({true, false}) == std::vector<double>{1.0, 1.0});
+  CHECK(wide.speeds({true, true})[0] == Approx(2.0 / 3));
 }
 
 TEST_CASE("shared cores: a bad sharing is refused, naming it", "[pipeline][simulate][shared]") {
   CHECK(contains(message_of<trident::InvalidArgument>([] {
                    simulate(
-                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 1, 1.5});
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 1, 1.5, {}});
                  }),
                  "waiting share in [0, 1], got 2, 1, 1.5"));
   CHECK(contains(message_of<trident::InvalidArgument>([] {
                    simulate(
-                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 0, 0});
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0, SharedCores{2, 0, 0, {}});
                  }),
                  "copies > 0"));
+  CHECK(contains(message_of<trident::InvalidArgument>([] {
+                   simulate(
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0,
+                       SharedCores{2, 1, 0, {BoundCores{1, {0, 2}}}});
+                 }),
+                 "a rank bound to cores is 2, outside the schedule's 2 ranks"));
+  CHECK(contains(message_of<trident::InvalidArgument>([] {
+                   simulate(
+                       gpipe(2, 2), [](int, const Action&) { return 1.0; }, 0.0,
+                       SharedCores{2, 1, 0, {BoundCores{0, {0, 1}}}});
+                 }),
+                 "bound cores need at least one core, got 0"));
+  CHECK(contains(message_of<trident::InvalidArgument>([] {
+                   simulate(
+                       gpipe(3, 2), [](int, const Action&) { return 1.0; }, 0.0,
+                       SharedCores{2, 1, 0, {BoundCores{1, {0}}, BoundCores{1, {2}}}});
+                 }),
+                 "rank 1 is bound to no cores"));
 }

@@ -328,6 +328,129 @@ TEST_CASE("plan: ranks sharing cores replay the pipeline on them, waiting ranks 
         std::string::npos);
 }
 
+TEST_CASE("plan: ranks bound to cores share only their own", "[plan]") {
+  // dp 2 x pp 2 on 2 cores: the mesh makes ranks 0 and 2 the first stage, 1 and 3 the second.
+  const plan::Workload work{equal_layers(), 64, 0};
+  plan::Candidate c;
+  c.dp = 2, c.pp = 2, c.micro_batch = 8;
+  plan::Machine balanced = gemms_only();
+  balanced.devices_per_node = 4;
+  balanced.cores = 2;
+  balanced.waiting_rank_share = 0;
+  // bound round-robin (mpiexec --map-by core): each stage's copies on one core
+  plan::Machine crowded = balanced;
+  crowded.binding = plan::binding_from_cpus({{0}, {1}, {0}, {1}}, 1);
+  // bound in pairs: each core runs one copy of each stage
+  plan::Machine spread = balanced;
+  spread.binding = plan::binding_from_cpus({{0}, {0}, {1}, {1}}, 1);
+  const auto b = plan::estimate(work, c, balanced, true), x = plan::estimate(work, c, crowded, true),
+             y = plan::estimate(work, c, spread, true);
+  // With each stage's copies on one core, no stage ever runs faster than half speed: its bubbles
+  // cannot be lent, so the pipeline takes twice its time on cores of its own.
+  plan::Machine own = gemms_only();
+  own.devices_per_node = 4;
+  const auto alone = plan::estimate(work, c, own, true);
+  const double pipeline_alone =
+      alone.step_seconds - alone.data_parallel_seconds - alone.overhead_seconds - alone.optimizer_seconds;
+  CHECK(x.step_seconds - x.data_parallel_seconds - x.overhead_seconds - x.optimizer_seconds ==
+        Approx(2 * pipeline_alone).epsilon(1e-9));
+  CHECK(x.optimizer_seconds == Approx(2 * alone.optimizer_seconds).epsilon(1e-12));
+  // One copy of each stage per core lends the bubbles as the host's balance does.
+  CHECK(y.step_seconds == Approx(b.step_seconds).epsilon(1e-9));
+  CHECK(x.step_seconds > 1.05 * y.step_seconds);
+  // Megatron's mesh order makes ranks 0 and 1 the first stage: on the round-robin binding, one
+  // copy of each stage per core.
+  plan::Candidate megatron = c;
+  megatron.order = megatron_order;
+  CHECK(plan::estimate(work, megatron, crowded, true).step_seconds == Approx(y.step_seconds).epsilon(1e-9));
+  // A core for every rank, bound: as unbound; a binding of another world size is not used.
+  plan::Machine one_each = own;
+  one_each.cores = 4;
+  const auto unbound_one_each = plan::estimate(work, c, one_each, true);
+  one_each.binding = plan::binding_from_cpus({{0}, {1}, {2}, {3}}, 1);
+  CHECK(plan::estimate(work, c, one_each, true).step_seconds == Approx(unbound_one_each.step_seconds).epsilon(1e-12));
+  plan::Machine other_world = balanced;
+  other_world.binding = plan::binding_from_cpus({{0}, {0}, {1}, {1}, {0}, {1}}, 1);
+  CHECK(plan::estimate(work, c, other_world, true).step_seconds == Approx(b.step_seconds).epsilon(1e-12));
+  // The binding belongs to the launch: the machine's JSON does not keep it.
+  CHECK(!plan::machine_from_json(plan::to_json(crowded)).binding.bound());
+  // A binding naming a group it does not have is refused.
+  plan::Machine broken = crowded;
+  broken.binding.group_of_rank[3] = 5;
+  CHECK(message_of([&] { plan::estimate(work, c, broken, true); }).find("names group 5 of 2") != std::string::npos);
+  // Without a pipeline the busiest core's ranks set the step: two ranks on one core, one on the
+  // other, is as slow as two on every core.
+  plan::Candidate flat;
+  flat.dp = 3, flat.micro_batch = 8;
+  plan::Machine three = balanced;
+  three.devices_per_node = 3;
+  const auto unbound = plan::estimate(plan::Workload{equal_layers(), 48, 0}, flat, three, true);
+  three.binding = plan::binding_from_cpus({{0}, {0}, {1}}, 1);
+  const auto lopsided = plan::estimate(plan::Workload{equal_layers(), 48, 0}, flat, three, true);
+  CHECK(lopsided.compute_seconds == Approx(unbound.compute_seconds * 2 / 1.5).epsilon(1e-9));
+}
+
+TEST_CASE("plan: on crowded cores the data-parallel reduction is not hidden behind backward", "[plan]") {
+  const plan::Workload work{equal_layers(), 64, 0};
+  plan::Candidate c;
+  c.dp = 4, c.micro_batch = 16;
+  plan::Machine own = gemms_only();
+  own.devices_per_node = 4;
+  own.links.intra = own.links.inter = comm::LinkCost{1e-5, 1e9};
+  own.peak_flops = 1e9;  // a backward longer than the reduction
+  plan::Machine crowded = own;
+  crowded.cores = 2;
+  const auto hidden = plan::estimate(work, c, own, true), exposed = plan::estimate(work, c, crowded, true);
+  // With a core each, all but the 15% floor hides behind the backward; with two ranks on every
+  // core, the whole reduction shows.
+  CHECK(exposed.data_parallel_seconds > 1e-4);
+  CHECK(exposed.data_parallel_seconds == Approx(hidden.data_parallel_seconds / 0.15).epsilon(1e-9));
+}
+
+TEST_CASE("plan: a binding is groups of equal CPU sets, and none where they overlap", "[plan]") {
+  const plan::CoreBinding round_robin = plan::binding_from_cpus({{0}, {1}, {0}, {1}}, 1);
+  CHECK(round_robin.group_of_rank == std::vector<int>{0, 1, 0, 1});
+  CHECK(round_robin.group_cores == std::vector<double>{1, 1});
+  CHECK(round_robin.crowding() == 2);
+  // Two CPUs per group for ranks of one thread: two cores each; for ranks of 4 threads, at least one.
+  CHECK(plan::binding_from_cpus({{3, 2}, {0, 1}, {2, 3}}, 1).group_cores == std::vector<double>{2, 2});
+  CHECK(plan::binding_from_cpus({{3, 2}, {0, 1}, {2, 3}}, 1).group_of_rank == std::vector<int>{0, 1, 0});
+  CHECK(plan::binding_from_cpus({{0, 1}, {2, 3}}, 4).group_cores == std::vector<double>{1, 1});
+  CHECK(plan::binding_from_cpus({{0, 1}, {2, 3}}, 1).crowding() == 0.5);
+  // Not a binding: every rank anywhere (the host balances), overlapping sets, an unknown set.
+  CHECK(!plan::binding_from_cpus({{0, 1}, {0, 1}, {1, 0}}, 1).bound());
+  CHECK(!plan::binding_from_cpus({{0, 1}, {1, 2}}, 1).bound());
+  CHECK(!plan::binding_from_cpus({{0}, {}}, 1).bound());
+  // The planner's report names the groups, or asks for a binding when ranks share cores unbound.
+  CHECK(plan::core_sharing_note(4, 2, round_robin) ==
+        "  ranks bound to cores, the group of each: 0,1,0,1 (priced where they are)\n");
+  CHECK(plan::core_sharing_note(2, 2, plan::binding_from_cpus({{0}, {1}}, 1)).empty());
+  CHECK(plan::core_sharing_note(4, 2, {}).find("4 ranks share 2 cores unbound") != std::string::npos);
+  CHECK(plan::core_sharing_note(2, 2, {}).empty());
+  CHECK(plan::core_sharing_note(4, 2, {}, 2).find("a binding is read on one node only") != std::string::npos);
+  // This process's own CPUs are known on Linux.
+#ifdef __linux__
+  CHECK(!plan::allowed_cpus().empty());
+#endif
+}
+
+TEST_CASE("plan: bound ranks take their calibration turns within their cores", "[plan]") {
+  comm::Topology topology;
+  topology.node_of_rank = {0, 0, 0, 0};
+  topology.node_names = {"a"};
+  // Bound in pairs: ranks 0 and 1 share core 0, so they cannot time together.
+  const plan::CoreBinding pairs = plan::binding_from_cpus({{0}, {0}, {1}, {1}}, 1);
+  const std::vector<int> expected = {0, 1, 0, 1};
+  for (int r = 0; r < 4; ++r) {
+    topology.rank = r;
+    const auto t = plan::detail::compute_turns(topology, 2, pairs);
+    CHECK(t.turn == expected[static_cast<std::size_t>(r)]);
+    CHECK(t.turns == 2);
+    CHECK(t.first == 2);                                            // one rank of each core
+    CHECK(plan::detail::compute_turns(topology, 2).turn == r / 2);  // unbound: by place on the node
+  }
+}
+
 TEST_CASE("plan: a waiting rank's share of a core from how much it slowed the computing ones", "[plan]") {
   CHECK(plan::detail::waiting_share_from(1.0, 2, 2) == 0);
   CHECK(plan::detail::waiting_share_from(0.97, 2, 2) == 0);  // faster beside them: noise

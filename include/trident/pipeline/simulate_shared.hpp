@@ -6,6 +6,12 @@
 // message, or done and waiting for the step's end) need not give its core back whole: MPI polls
 // while it waits, so it weighs `waiting_share` beside a computing rank's 1. No rank computes
 // faster than on a core of its own, which is what the passes' costs are.
+//
+// When the launcher bound the ranks to cores (`bound`), the host no longer balances them: each
+// group of cores is shared by the ranks bound to it alone, and a simulated rank goes at the
+// speed of its slowest copy. Its tensor-parallel peers wait for each other at every layer; its
+// replicas only at the step's reduction, so for them this is an approximation, exact when
+// every copy's core is shared alike (as a round-robin binding shares them).
 
 #include <trident/core/error.hpp>
 #include <trident/pipeline/simulate.hpp>
@@ -13,20 +19,45 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <limits>
 #include <vector>
 
 namespace trident::pipeline {
 
-struct SharedCores {
-  double cores = 0;          // the node's; 0: a core for every rank
-  double copies = 1;         // ranks on the node per simulated rank
-  double waiting_share = 0;  // of a core, a waiting rank's weight beside a computing rank's 1
+// Cores that only the ranks bound to them run on: the simulated rank of each.
+struct BoundCores {
+  double cores = 1;
+  std::vector<int> ranks;
+};
 
-  // The speed of a computing rank while `computing` of the `ranks` simulated ranks compute.
-  double speed(int computing, int ranks) const {
-    if (cores <= 0 || computing == 0) return 1.0;
-    return std::min(1.0, cores / (copies * (computing + waiting_share * (ranks - computing))));
+struct SharedCores {
+  double cores = 0;               // the node's; 0: a core for every rank
+  double copies = 1;              // ranks on the node per simulated rank
+  double waiting_share = 0;       // of a core, a waiting rank's weight beside a computing rank's 1
+  std::vector<BoundCores> bound;  // empty: the ranks are not bound, the host balances them
+
+  // The speed of each simulated rank while those with `computing[r]` compute, into `speed`.
+  void speeds(const std::vector<bool>& computing, std::vector<double>& speed) const {
+    const int ranks = static_cast<int>(computing.size());
+    const int busy = static_cast<int>(std::count(computing.begin(), computing.end(), true));
+    if (bound.empty()) {
+      const double each =
+          cores <= 0 || busy == 0 ? 1.0 : std::min(1.0, cores / (copies * (busy + waiting_share * (ranks - busy))));
+      speed.assign(computing.size(), each);
+      return;
+    }
+    speed.assign(computing.size(), 1.0);
+    for (const BoundCores& group : bound) {
+      double load = 0;
+      for (int r : group.ranks) load += computing[static_cast<std::size_t>(r)] ? 1.0 : waiting_share;
+      const double share = load > 0 ? std::min(1.0, group.cores / load) : 1.0;
+      for (int r : group.ranks)
+        speed[static_cast<std::size_t>(r)] = std::min(speed[static_cast<std::size_t>(r)], share);
+    }
+  }
+  std::vector<double> speeds(const std::vector<bool>& computing) const {
+    std::vector<double> speed;
+    speeds(computing, speed);
+    return speed;
   }
 };
 
@@ -36,6 +67,18 @@ inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, 
   require_argument(sharing.cores >= 0 && sharing.copies > 0 && sharing.waiting_share >= 0 && sharing.waiting_share <= 1,
                    op, ": shared cores need cores >= 0, copies > 0 and a waiting share in [0, 1], got ", sharing.cores,
                    ", ", sharing.copies, ", ", sharing.waiting_share);
+  std::vector<bool> placed(static_cast<std::size_t>(schedule.ranks), sharing.bound.empty());
+  for (const BoundCores& group : sharing.bound) {
+    require_argument(group.cores > 0, op, ": bound cores need at least one core, got ", group.cores);
+    for (int r : group.ranks) {
+      require_argument(r >= 0 && r < schedule.ranks, op, ": a rank bound to cores is ", r, ", outside the schedule's ",
+                       schedule.ranks, " ranks");
+      placed[static_cast<std::size_t>(r)] = true;
+    }
+  }
+  const auto unplaced = std::find(placed.begin(), placed.end(), false);
+  require_argument(unplaced == placed.end(), op, ": rank ", unplaced - placed.begin(),
+                   " is bound to no cores; bound cores must hold every rank of the schedule");
   std::vector<double> arrival = detail::unsent_messages(schedule, cost_comm);
   const Schedule& s = schedule;
   const std::size_t ranks = static_cast<std::size_t>(s.ranks);
@@ -43,6 +86,8 @@ inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, 
   std::vector<double> reached(ranks, 0.0);     // when the rank reached its next action
   std::vector<double> remaining(ranks, -1.0);  // of its running pass, at a core's speed; < 0: none runs
   std::vector<std::size_t> next(ranks, 0);
+  std::vector<bool> computing(ranks);  // which ranks run a pass, and at what speed
+  std::vector<double> speed(ranks);
   Simulation result;
   result.timeline.resize(ranks);
   result.busy.assign(ranks, 0.0);
@@ -79,13 +124,12 @@ inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, 
       }
     }
     // The next event: a pass ends, or a message a rank waits for arrives.
-    int computing = 0;
-    for (double left : remaining) computing += left >= 0 ? 1 : 0;
-    const double speed = sharing.speed(computing, s.ranks);
+    for (std::size_t r = 0; r < ranks; ++r) computing[r] = remaining[r] >= 0;
+    sharing.speeds(computing, speed);
     double step = not_yet;
     for (std::size_t r = 0; r < ranks; ++r) {
       if (remaining[r] >= 0) {
-        step = std::min(step, remaining[r] / speed);
+        step = std::min(step, remaining[r] / speed[r]);
       } else if (next[r] < s.actions_of(static_cast<int>(r)).size()) {
         const double arrives =
             arrival[detail::message_key(s, static_cast<int>(r), s.actions_of(static_cast<int>(r))[next[r]])];
@@ -96,8 +140,8 @@ inline Simulation simulate(const Schedule& schedule, const PassCost& pass_cost, 
     now += step;
     for (std::size_t r = 0; r < ranks; ++r) {
       if (remaining[r] < 0) continue;
-      remaining[r] -= step * speed;
-      if (remaining[r] > 1e-12 * step * speed) continue;
+      remaining[r] -= step * speed[r];
+      if (remaining[r] > 1e-12 * step * speed[r]) continue;
       const Action& a = s.actions_of(static_cast<int>(r))[next[r]];
       result.timeline[r].push_back(TimedAction{a, reached[r], now});
       result.busy[r] += now - reached[r];

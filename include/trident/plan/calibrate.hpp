@@ -41,6 +41,7 @@
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/plan/machine.hpp>
+#include <trident/plan/read_core_binding.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
@@ -162,17 +163,33 @@ double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
 struct ComputeTurns {
   int turn = 0;                 // the calling rank's
   int turns = 1;                // the most any node takes
+  int first = 1;                // ranks of the calling rank's node in the first turn
   comm::Communicator together;  // the ranks of the caller's turn, on every node (split by calibrate)
 };
 
 // The turn of `topology`'s calling rank when each node times `cores` ranks at once: its place
-// among the ranks of its node, divided by the cores.
-inline ComputeTurns compute_turns(const comm::Topology& topology, int cores) {
+// among the ranks of its node, divided by the cores. Ranks bound to cores (one node's `binding`)
+// take turns within their group instead, as many at once as the group has cores.
+inline ComputeTurns compute_turns(const comm::Topology& topology, int cores, const CoreBinding& binding = {}) {
   ComputeTurns t;
+  if (binding.bound()) {
+    const int group = binding.group_of_rank.at(static_cast<std::size_t>(topology.rank));
+    const auto group_cores = [&](int g) { return std::max(1, static_cast<int>(binding.group_cores[std::size_t(g)])); };
+    const int before = static_cast<int>(
+        std::count(binding.group_of_rank.begin(), binding.group_of_rank.begin() + topology.rank, group));
+    t.turn = before / group_cores(group);
+    t.first = 0;
+    for (int g = 0; g < binding.groups(); ++g) {
+      t.turns = std::max(t.turns, (binding.ranks_in(g) + group_cores(g) - 1) / group_cores(g));
+      t.first += std::min(binding.ranks_in(g), group_cores(g));
+    }
+    return t;
+  }
   cores = std::max(cores, 1);
   int before = 0;
   for (int r = 0; r < topology.rank; ++r) before += topology.node_of(r) == topology.node() ? 1 : 0;
   t.turn = before / cores;
+  t.first = std::min(cores, topology.ranks_on(topology.node()));
   for (int node = 0; node < topology.nodes(); ++node)
     t.turns = std::max(t.turns, (topology.ranks_on(node) + cores - 1) / cores);
   return t;
@@ -378,10 +395,12 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
     machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
     machine.attention_slots = std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
+    // where this launch bound the ranks, when one node runs them all
+    machine.binding = topology.nodes() == 1 ? discover_core_binding(world, threads) : CoreBinding{};
   }
   // On a device every rank of a node computes on its own: all of them at once.
   detail::ComputeTurns turns =
-      detail::compute_turns(topology, machine.cores > 0 ? machine.cores : machine.devices_per_node);
+      detail::compute_turns(topology, machine.cores > 0 ? machine.cores : machine.devices_per_node, machine.binding);
   turns.together = world.split(turns.turn, world.rank(), "trident::plan::calibrate::turn");
   // GEMMs not yet measured, with their transposes, each timed in two passes over all of them (so
   // that a slow spell of the machine lands on different shapes); the sample is their geometric
@@ -437,14 +456,16 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   }
   // What a waiting rank takes of a shared core: a GEMM long enough for the scheduler to share.
   const int node_ranks = topology.ranks_on(topology.node());
-  if (machine.cores > 0 && node_ranks > machine.cores && !machine.waiting_rank_share) {
+  const bool crowded =
+      machine.binding.bound() ? machine.binding.crowding() > 1 : machine.cores > 0 && node_ranks > machine.cores;
+  if (crowded && !machine.waiting_rank_share) {
     const std::int64_t n = 384;
     matrix a("trident::plan::calibrate::a", n, n), b("trident::plan::calibrate::b", n, n),
         c("trident::plan::calibrate::c", n, n);
     Kokkos::deep_copy(space, a, Scalar(0.5));
     Kokkos::deep_copy(space, b, Scalar(0.25));
     machine.waiting_rank_share = detail::waiting_rank_share(
-        world, turns, machine.cores, node_ranks - machine.cores, std::max(repeats, 5), fenced([&] {
+        world, turns, turns.first, node_ranks - turns.first, std::max(repeats, 5), fenced([&] {
           for (int i = 0; i < 8; ++i) ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c);
         }));
   }

@@ -7,13 +7,16 @@
 // point-to-point transfers (pipeline::simulate), or for a quick ranking bounded by its fill and
 // drain; then the data-parallel reduction (hidden behind backward when a run without a pipeline
 // overlaps it), the optimizer and the step's fixed agreements. Ranks that outnumber their node's
-// cores replay the schedule on shared cores (pipeline/simulate_shared.hpp).
+// cores replay the schedule on shared cores (pipeline/simulate_shared.hpp): balanced over all
+// of them by the host, or, where the launcher bound the ranks (machine.binding), each core shared
+// by the ranks bound to it, which are the pipeline stages the layout's mesh puts there.
 //
 // Memory: parameters, gradients and optimizer state by ZeRO stage; every micro-batch's kept
 // activations times the most micro-batches the schedule keeps in flight in each chunk of the
 // rank (as pipeline::peak_activations counts them), plus the scratch they share; the batch.
 
 #include <trident/core/error.hpp>
+#include <trident/mesh/mesh_layout.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/pipeline/activation_memory.hpp>
 #include <trident/pipeline/partition.hpp>
@@ -44,7 +47,8 @@ struct Candidate {
   std::int64_t micro_batch = 1;  // samples
   int zero_stage = 0;
   bool recompute = false;
-  std::vector<int> stage_layers;  // layers per stage; empty: the cut estimate() balances
+  std::vector<int> stage_layers;         // layers per stage; empty: the cut estimate() balances
+  MeshOrder order = default_mesh_order;  // how the trainer arranges the ranks (which share cores)
 
   int stages() const { return pp * virtual_stages; }
   std::string describe() const {
@@ -54,6 +58,7 @@ struct Candidate {
     out << ", mb " << micro_batch << ", ZeRO-" << zero_stage;
     if (sequence_parallel) out << ", sp";
     if (recompute) out << ", recompute";
+    if (order != default_mesh_order) out << ", mesh order " << to_string(order);
     return out.str();
   }
   // "3,2,2": the layers of each stage.
@@ -320,10 +325,29 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   const auto busiest =
       static_cast<std::size_t>(std::max_element(rank_work.begin(), rank_work.end()) - rank_work.begin());
   double makespan = rank_work[busiest];
-  // More ranks than cores on a node: they share the cores, computing and waiting alike.
+  // More ranks than cores on a node: they share the cores, computing and waiting alike. Bound
+  // ranks share only the cores they are bound to (one node running the whole world); the
+  // trainer's mesh, in the layout's order, says which pipeline stage each rank runs.
   const int world = layout.dp * layout.tp * layout.pp;
   const int ranks_per_node = std::min(world, machine.devices_per_node);
-  const bool shared_cores = machine.cores > 0 && ranks_per_node > machine.cores;
+  const CoreBinding& binding = machine.binding;
+  const bool bound = binding.bound() && static_cast<int>(binding.group_of_rank.size()) == world;
+  std::vector<pipeline::BoundCores> bound_cores;
+  if (bound) {
+    for (int group : binding.group_of_rank)
+      require_argument(group >= 0 && group < binding.groups(), op, ": the core binding names group ", group, " of ",
+                       binding.groups());
+    const MeshLayout mesh(layout.dp, layout.tp, layout.pp, layout.order);
+    bound_cores.resize(static_cast<std::size_t>(binding.groups()));
+    for (int g = 0; g < binding.groups(); ++g) bound_cores[std::size_t(g)].cores = binding.group_cores[std::size_t(g)];
+    for (int rank = 0; rank < world; ++rank)
+      bound_cores[std::size_t(binding.group_of_rank[std::size_t(rank)])].ranks.push_back(mesh.coords_of(rank).pp);
+  }
+  // The most ranks a core runs at once.
+  const double crowding = bound               ? binding.crowding()
+                          : machine.cores > 0 ? static_cast<double>(ranks_per_node) / machine.cores
+                                              : 1.0;
+  const bool shared_cores = crowding > 1;
   bool replayed_shared = false;
   if (stages > 1) {
     const std::int64_t actions = static_cast<std::int64_t>(m) * stages * 6;
@@ -345,7 +369,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
         // every pipeline rank's copies on the node: its replicas and tensor-parallel peers
         const pipeline::SharedCores sharing{static_cast<double>(machine.cores),
                                             static_cast<double>(ranks_per_node) / layout.pp,
-                                            machine.waiting_rank_share.value_or(0.0)};
+                                            machine.waiting_rank_share.value_or(0.0), bound_cores};
         makespan = pipeline::simulate(schedule, pass, p2p, sharing).makespan;
         replayed_shared = true;
       } else {
@@ -395,8 +419,9 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     }
   }
   // trident reduces gradients bucket by bucket during the last micro-batch's backward when there is
-  // no pipeline: what exceeds that backward stays exposed.
-  const bool overlapped = machine.runtime == Runtime::trident && stages == 1 && layout.zero_stage <= 2;
+  // no pipeline: what exceeds that backward stays exposed. Not on cores that more ranks than one
+  // compute on: every rank is in backward at once, so no core is free to run a reduction beside it.
+  const bool overlapped = machine.runtime == Runtime::trident && stages == 1 && layout.zero_stage <= 2 && !shared_cores;
   if (overlapped) {
     const auto& st = stage.front();
     reduction = std::max(reduction - (st.backward_input + st.backward_weight), 0.15 * reduction);
@@ -419,17 +444,26 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   // them, a step takes at least the node's whole compute over its cores (ranks that wait in a
   // bubble lend theirs).
   if (replayed_shared) {
-    const double optimizer_shared = result.optimizer_seconds * ranks_per_node / machine.cores;
+    const double optimizer_shared = result.optimizer_seconds * crowding;
     result.step_seconds += optimizer_shared - result.optimizer_seconds;
     result.optimizer_seconds = optimizer_shared;
-    result.bubble_seconds = std::max(0.0, makespan - rank_work[busiest] * ranks_per_node / machine.cores);
+    result.bubble_seconds = std::max(0.0, makespan - rank_work[busiest] * crowding);
   } else if (shared_cores) {
-    double node_work = 0;
-    for (int r = 0; r < layout.pp; ++r)
-      node_work += rank_compute[static_cast<std::size_t>(r)] + result.optimizer_seconds;
-    node_work *= static_cast<double>(ranks_per_node) / layout.pp;
+    // the busiest cores' work: all of the node's, or that of the ranks bound to one group
+    double core_work = 0;
+    if (bound) {
+      for (const pipeline::BoundCores& group : bound_cores) {
+        double work = 0;
+        for (int r : group.ranks) work += rank_compute[static_cast<std::size_t>(r)] + result.optimizer_seconds;
+        core_work = std::max(core_work, work / group.cores);
+      }
+    } else {
+      for (int r = 0; r < layout.pp; ++r)
+        core_work += rank_compute[static_cast<std::size_t>(r)] + result.optimizer_seconds;
+      core_work *= static_cast<double>(ranks_per_node) / layout.pp / machine.cores;
+    }
     const double shared =
-        node_work / machine.cores + result.data_parallel_seconds + result.overhead_seconds + result.tensor_comm_seconds;
+        core_work + result.data_parallel_seconds + result.overhead_seconds + result.tensor_comm_seconds;
     if (shared > result.step_seconds) {
       result.bubble_seconds = 0;  // the waits are other ranks' compute
       result.compute_seconds =

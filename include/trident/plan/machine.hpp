@@ -16,6 +16,7 @@
 
 #include <trident/comm/link_cost.hpp>
 #include <trident/core/error.hpp>
+#include <trident/plan/core_binding.hpp>
 #include <trident/plan/gemm_fit.hpp>
 #include <trident/plan/layer_costs.hpp>
 
@@ -76,6 +77,9 @@ struct Machine {
   // ranks share the cores: Open MPI polls while it waits (0: it gives its core back). Unset until
   // calibration measures it, and then taken as 0.
   std::optional<double> waiting_rank_share;
+  // Where this launch bound the node's ranks to cores (calibrate() reads it at every start; a
+  // property of the launch, so not saved): the ranks of a group share only its cores.
+  CoreBinding binding;
   // (b, h) pairs of flash attention a rank runs at once on a host, each with two row blocks of
   // scratch (ops/attention_buffers.hpp): its host threads; 0 on a device, which keeps none.
   int attention_slots = 1;

@@ -99,6 +99,7 @@ inline Plans search(const Workload& work, int world, const Machine& machine, con
               for (int sp = 0; sp <= (space.try_sequence_parallel && tp > 1 ? 1 : 0); ++sp) {
                 Candidate c;
                 c.dp = dp, c.tp = tp, c.pp = pp, c.schedule = schedule, c.virtual_stages = v;
+                c.order = space.mesh_order;
                 c.micro_batch = mb, c.zero_stage = zero, c.recompute = recompute != 0;
                 c.sequence_parallel = sp != 0;
                 // sequence parallelism splits a micro-batch's rows over the group

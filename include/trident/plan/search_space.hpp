@@ -2,6 +2,8 @@
 // What the planner's search may choose from (plan/search.hpp): a small header of its own, so
 // that a Trainer's settings name it without the planner.
 
+#include <trident/mesh/mesh_layout.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +19,8 @@ struct SearchSpace {
   int max_tp = 0;                    // 0: the devices of a node
   std::int64_t max_micro_batch = 0;  // 0: any
   int replay = 24;                   // candidates replayed through their schedule
+  // How the trainer will arrange the ranks: which ranks share cores depends on it.
+  MeshOrder mesh_order = default_mesh_order;
 };
 
 }  // namespace trident::plan

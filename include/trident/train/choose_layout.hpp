@@ -39,6 +39,7 @@ inline Layout to_layout(const plan::Candidate& c) {
   layout.zero_stage = c.zero_stage;
   layout.recompute = c.recompute;
   layout.stage_layers = c.stage_layers;
+  layout.order = c.order;
   return layout;
 }
 
@@ -102,7 +103,10 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
                    " (", choice.plans.considered, " considered)");
   choice.layout = to_layout(choice.plans.ranked.front().layout);
   choice.layout.gradient_precision = automatic.gradient_precision;
-  choice.report = plans_report(choice.plans, automatic.show);
+  const int node_ranks = std::min(world.size(), choice.machine.devices_per_node);
+  choice.report = plans_report(choice.plans, automatic.show) +
+                  plan::core_sharing_note(node_ranks, choice.machine.cores, choice.machine.binding,
+                                          (world.size() + node_ranks - 1) / node_ranks);
   return choice;
 }
 
