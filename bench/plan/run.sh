@@ -6,6 +6,8 @@
 # the calibration in OUTPUT_DIR/plan-machine-<ranks>-<model>.json (a second run reuses it).
 # Prints JSON lines and keeps them in OUTPUT_DIR/bench_plan.jsonl; the summary lines hold the rank
 # correlation, the first choice against the measured best and the largest memory error.
+# The ranks are bound to cores round-robin (rank r on core r mod cores), so that 4 ranks on 2
+# cores stay where they started and the planner, which reads the binding, replays them there.
 # Usage: bench/plan/run.sh [BUILD_DIR (default build)] [OUTPUT_DIR (default $TMPDIR or /tmp)]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,7 +18,8 @@ out="$output_dir/bench_plan.jsonl"
 : > "$out"
 for ranks in 2 4; do
   for model in gpt2 mlp; do
-    mpiexec -n $ranks --oversubscribe --mca mpi_yield_when_idle 1 "$bench" --model $model \
+    mpiexec -n $ranks --oversubscribe --mca mpi_yield_when_idle 1 --bind-to core:overload-allowed --map-by core \
+      "$bench" --model $model \
       --cache "$output_dir/plan-machine-$ranks-$model.json" | tee -a "$out"
   done
 done
