@@ -5,7 +5,7 @@
 // Prints a JSON line per layout and a summary: the rank correlation of predicted and measured
 // step times, how far the planner's first choice is from the measured best, and the largest
 // memory error.
-//   mpiexec -n 4 bench_plan --model gpt2|mlp [--steps 21] [--cache plan-cache.json]
+//   mpiexec -n 4 bench_plan --model gpt2|mlp [--steps 41] [--cache plan-cache.json]
 // Memory is measured from Kokkos's allocation events (core/allocation_peak.hpp): the most a rank held
 // while building the trainer and running its first step beyond what it held before. The steps
 // after it are timed with no tool listening, round-robin over the layouts, the median of each.
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   trident::AllocationPeak::install();
   {
     const std::string model = text_argument(argc, argv, "--model", "gpt2");
-    const int steps = std::stoi(text_argument(argc, argv, "--steps", "21"));
+    const int steps = std::stoi(text_argument(argc, argv, "--steps", "41"));
     const std::string cache = text_argument(argc, argv, "--cache", "");
     const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
     Space space;
@@ -216,11 +216,14 @@ int main(int argc, char** argv) {
             "{\"bench\":\"plan\",\"model\":\"%s\",\"ranks\":%d,\"layout\":\"%s\",\"stage_layers\":\"%s\","
             "\"predicted_ms\":%.3f,"
             "\"measured_ms\":%.3f,\"predicted_mib\":%.3f,\"measured_mib\":%.3f,\"memory_error\":%.3f,"
-            "\"predicted_bubble_ms\":%.3f,\"predicted_dp_ms\":%.3f,\"predicted_tp_ms\":%.3f}\n",
+            "\"predicted_compute_ms\":%.3f,\"predicted_bubble_ms\":%.3f,\"predicted_dp_ms\":%.3f,"
+            "\"predicted_tp_ms\":%.3f,\"predicted_pp_ms\":%.3f,\"predicted_optimizer_ms\":%.3f,"
+            "\"predicted_overhead_ms\":%.3f}\n",
             model.c_str(), world.size(), layout.describe().c_str(), layout.describe_cuts().c_str(),
             estimate.step_seconds * 1e3, step_s * 1e3, estimate.peak_bytes / (1 << 20), peak / (1 << 20),
-            estimate.peak_bytes / peak - 1, estimate.bubble_seconds * 1e3, estimate.data_parallel_seconds * 1e3,
-            estimate.tensor_comm_seconds * 1e3);
+            estimate.peak_bytes / peak - 1, estimate.compute_seconds * 1e3, estimate.bubble_seconds * 1e3,
+            estimate.data_parallel_seconds * 1e3, estimate.tensor_comm_seconds * 1e3,
+            estimate.pipeline_comm_seconds * 1e3, estimate.optimizer_seconds * 1e3, estimate.overhead_seconds * 1e3);
     }
     // The planner's first choice among these: the fastest predicted, at equal time the smallest.
     std::size_t first = 0;

@@ -257,6 +257,28 @@ TEST_CASE("plan: a measured shape moves its price off the fit as far as its two 
   const double shape_weight = plan::gemm_sample_weight(shaped_a, shaped_b, plan::fit_gemms(shaped_a, 4), 4);
   CHECK(shape_weight > 0.95);
 
+  // More passes: the same rule over all of them, two passes agreeing with the pairwise form; a
+  // pass slower as a whole (a spell of the machine) is not noise between the shapes.
+  CHECK(plan::gemm_sample_weight({first, second}, fit, 4) == Approx(noise_weight).margin(1e-12));
+  auto slow_pass = shaped_b;
+  for (auto& t : slow_pass) t.seconds *= 1.4;
+  CHECK(plan::gemm_sample_weight(shaped_a, slow_pass, plan::fit_gemms(shaped_a, 4), 4) ==
+        Approx(shape_weight).margin(1e-12));
+  const auto third = gemm_timings([](std::size_t i) { return spread(i, 0.3, 3); });
+  std::vector<plan::GemmTiming> mean3 = first;
+  for (std::size_t i = 0; i < mean3.size(); ++i)
+    mean3[i].seconds = std::cbrt(first[i].seconds * second[i].seconds * third[i].seconds);
+  const plan::GemmFit fit3 = plan::fit_gemms(mean3, 4);
+  CHECK(plan::gemm_sample_weight({first, second, third}, fit3, 4) < 0.5);  // 18 shapes: variances to ~35%
+  const auto shaped_c = gemm_timings([](std::size_t i) { return spread(i, 0.3, 7) * spread(i, 0.01, 3); });
+  CHECK(plan::gemm_sample_weight({shaped_a, shaped_b, shaped_c}, plan::fit_gemms(shaped_a, 4), 4) > 0.95);
+  // A sample is the passes' geometric mean, shape by shape.
+  const std::vector<double> columns =
+      plan::detail::geometric_means({{1.0, 8.0, 2.0}, {4.0, 1.0, 2.0}, {2.0, 1.0, 2.0}});
+  CHECK(columns[0] == Approx(2.0));
+  CHECK(columns[1] == Approx(2.0));
+  CHECK(columns[2] == Approx(2.0));
+
   // The machine prices a measured shape between the fit and its sample, by the weight.
   plan::Machine m = gemms_only();
   const plan::Gemm g = first[5].shape;

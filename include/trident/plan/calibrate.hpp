@@ -125,6 +125,21 @@ inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const s
 
 namespace detail {
 
+// How many passes over every GEMM shape, and over every collective and message size, calibrate()
+// times: a slow spell of the machine (another process, the host's own work) lands on one pass,
+// and the passes' geometric mean weighs it down. Each pass times each case `repeats` times.
+inline constexpr int gemm_passes = 3;
+inline constexpr int comm_passes = 3;
+
+// The geometric mean of each column of `passes` (one row of times per pass).
+inline std::vector<double> geometric_means(const std::vector<std::vector<double>>& passes) {
+  std::vector<double> result(passes.front().size(), 0.0);
+  for (const auto& pass : passes)
+    for (std::size_t i = 0; i < result.size(); ++i) result[i] += std::log(pass[i]) / static_cast<double>(passes.size());
+  for (double& x : result) x = std::exp(x);
+  return result;
+}
+
 // The median of `repeats` timings of `run` after a warm-up (first touch, library start-up),
 // `before` run untimed ahead of each.
 template <class Before, class Run>
@@ -402,9 +417,10 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   detail::ComputeTurns turns =
       detail::compute_turns(topology, machine.cores > 0 ? machine.cores : machine.devices_per_node, machine.binding);
   turns.together = world.split(turns.turn, world.rank(), "trident::plan::calibrate::turn");
-  // GEMMs not yet measured, with their transposes, each timed in two passes over all of them (so
-  // that a slow spell of the machine lands on different shapes); the sample is their geometric
-  // mean, and how well the passes agree sets how far a sample may pull its price off the fit.
+  // GEMMs not yet measured, with their transposes, each timed in `gemm_passes` passes over all of
+  // them (so that a slow spell of the machine lands on different shapes); the sample is their
+  // geometric mean, and how well the passes agree sets how far a sample may pull its price off
+  // the fit.
   std::vector<Gemm> missing;
   for (const Gemm& g : request.gemms) {
     const bool known =
@@ -413,7 +429,7 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
                     [&](const Gemm& m) { return GemmSample{m.m, m.n, m.k, m.trans_a, m.trans_b, 0}.same_shape(g); });
     if (!known) missing.push_back(g);
   }
-  std::vector<GemmTiming> passes[2];
+  std::vector<std::vector<GemmTiming>> passes(detail::gemm_passes);
   for (auto& pass : passes)
     for (const Gemm& g : missing) {
       const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
@@ -428,8 +444,9 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     }
   for (std::size_t i = 0; i < missing.size(); ++i) {
     const Gemm& g = missing[i];
-    machine.gemms.push_back(
-        {g.m, g.n, g.k, g.trans_a, g.trans_b, std::sqrt(passes[0][i].seconds * passes[1][i].seconds)});
+    double log_seconds = 0;
+    for (const auto& pass : passes) log_seconds += std::log(pass[i].seconds) / static_cast<double>(passes.size());
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, std::exp(log_seconds)});
   }
   if (!machine.gemms.empty()) {
     std::vector<GemmTiming> all;
@@ -438,8 +455,7 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const double kept_weight = machine.gemm_fit.fitted() ? machine.gemm_fit.sample_weight : 1.0;
     machine.gemm_fit = fit_gemms(all, machine.element_bytes());
     machine.gemm_fit.sample_weight =
-        missing.size() >= 2 ? gemm_sample_weight(passes[0], passes[1], machine.gemm_fit, machine.element_bytes())
-                            : kept_weight;
+        missing.size() >= 2 ? gemm_sample_weight(passes, machine.gemm_fit, machine.element_bytes()) : kept_weight;
   }
   // Elementwise: y = 2 x + z over 4 Mi elements reads two and writes one.
   if (machine.memory_bytes_per_s <= 0) {
@@ -513,65 +529,69 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const double flops_per_row = s.kernel == nn::AttentionKernel::flash ? 14.0 : 12.0;
     machine.attention_flops_per_s = flops_per_row * rows * s.seq * width / seconds;
   }
-  // Collectives over consecutive groups of every size that divides the world.
+  // Collectives over consecutive groups of every size that divides the world, and a message from
+  // each even rank to the next, as pipeline neighbours exchange; each in `comm_passes` passes over
+  // all of its sizes.
   const std::vector<double> sizes = {16e3, 256e3, 2e6};
+  const auto timed_sizes = [&](auto&& time_one) {
+    std::vector<std::vector<double>> passes(detail::comm_passes);
+    for (auto& pass : passes)
+      for (double size : sizes) pass.push_back(time_one(size));
+    return detail::geometric_means(passes);
+  };
   for (int g = 2; g <= world.size(); ++g) {
     if (world.size() % g != 0) continue;
     if (machine.collectives.count({CollectiveKind::all_reduce, g})) continue;
     const comm::Communicator group = world.split(world.rank() / g, world.rank(), "trident::plan::calibrate");
+    const auto count_of = [&](double size) { return static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g; };
+    std::vector<double> bytes;
+    for (double size : sizes) bytes.push_back(static_cast<double>(count_of(size) * sizeof(Scalar)));
     for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather, CollectiveKind::reduce_scatter}) {
-      std::vector<double> bytes, seconds;
-      for (double size : sizes) {
-        const auto count = static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g;
-        vector whole("trident::plan::calibrate::whole", count), part("trident::plan::calibrate::part", count / g);
-        seconds.push_back(detail::timed_on_all(world, repeats, [&] {
+      const auto seconds = timed_sizes([&](double size) {
+        vector whole("trident::plan::calibrate::whole", count_of(size)),
+            part("trident::plan::calibrate::part", count_of(size) / g);
+        return detail::timed_on_all(world, repeats, [&] {
           if (kind == CollectiveKind::all_reduce) comm::allreduce(space, group, whole);
           if (kind == CollectiveKind::all_gather) comm::allgather(space, group, part, whole);
           if (kind == CollectiveKind::reduce_scatter) comm::reduce_scatter(space, group, whole, part);
-        }));
-        bytes.push_back(static_cast<double>(count * sizeof(Scalar)));
-      }
+        });
+      });
       machine.collectives[{kind, g}] = detail::fitted(bytes, seconds);
     }
     // The data-parallel engine posts its reductions nonblocking and waits later: another path
     // in MPI, timed as such (posted, then waited for).
     for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter}) {
-      std::vector<double> bytes, seconds;
-      for (double size : sizes) {
-        const auto count = static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g;
-        vector whole("trident::plan::calibrate::whole", count), part("trident::plan::calibrate::part", count / g);
-        seconds.push_back(detail::timed_on_all(world, repeats, [&] {
+      const auto seconds = timed_sizes([&](double size) {
+        vector whole("trident::plan::calibrate::whole", count_of(size)),
+            part("trident::plan::calibrate::part", count_of(size) / g);
+        return detail::timed_on_all(world, repeats, [&] {
           comm::Request request = kind == CollectiveKind::all_reduce ? comm::iallreduce(space, group, whole)
                                                                      : comm::ireduce_scatter(space, group, whole, part);
           request.wait();
-        }));
-        bytes.push_back(static_cast<double>(count * sizeof(Scalar)));
-      }
+        });
+      });
       machine.nonblocking_collectives[{kind, g}] = detail::fitted(bytes, seconds);
     }
   }
-  // A message from each even rank to the next, as pipeline neighbours exchange.
   if (world.size() >= 2 && machine.point_to_point.bytes_per_s <= 0) {
-    std::vector<double> bytes, seconds;
     const int peer = world.rank() ^ 1;
     const bool paired = peer < world.size();
-    for (double size : sizes) {
+    const auto seconds = timed_sizes([&](double size) {
       vector message("trident::plan::calibrate::message", static_cast<std::int64_t>(size / sizeof(Scalar)));
-      seconds.push_back(detail::timed_on_all(world, repeats,
-                                             [&] {
-                                               if (!paired) return;
-                                               if (world.rank() % 2 == 0) {
-                                                 comm::send(space, world, message, peer);
-                                                 comm::recv(space, world, message, peer);
-                                               } else {
-                                                 comm::recv(space, world, message, peer);
-                                                 comm::send(space, world, message, peer);
-                                               }
-                                             }) /
-                        2);
-      bytes.push_back(size);
-    }
-    machine.point_to_point = detail::fitted(bytes, seconds);
+      return detail::timed_on_all(world, repeats,
+                                  [&] {
+                                    if (!paired) return;
+                                    if (world.rank() % 2 == 0) {
+                                      comm::send(space, world, message, peer);
+                                      comm::recv(space, world, message, peer);
+                                    } else {
+                                      comm::recv(space, world, message, peer);
+                                      comm::send(space, world, message, peer);
+                                    }
+                                  }) /
+             2;
+    });
+    machine.point_to_point = detail::fitted(sizes, seconds);
   }
   // The step's own small agreements over the world: loss, non-finite check, norm, and the like.
   if (world.size() >= 2 && machine.step_overhead_s <= 0) {

@@ -125,28 +125,50 @@ inline GemmFit fit_gemms(const std::vector<GemmTiming>& timings, double element_
   return best;
 }
 
-// The sample weight from two timings of each shape (`first`, `second`, same order and shapes) and
-// the fit: 1 - (noise of their mean) / (scatter of their mean around the fit), in log-space.
+// The sample weight from several timings of each shape (`passes`, each in the same order and shapes)
+// and the fit: 1 - (noise of their geometric mean) / (scatter of that mean around the fit), in
+// log-space. A pass slower or faster as a whole (a spell of the machine) is not noise between
+// shapes: each pass's mean offset is taken out first.
+inline double gemm_sample_weight(const std::vector<std::vector<GemmTiming>>& passes, const GemmFit& fit,
+                                 double element_bytes) {
+  if (passes.size() < 2) return 1;
+  std::size_t shapes = passes.front().size();
+  for (const auto& pass : passes) shapes = std::min(shapes, pass.size());
+  const auto n = static_cast<double>(passes.size());
+  std::vector<std::size_t> kept;
+  std::vector<std::vector<double>> residual(passes.size());  // log time minus the shape's mean
+  std::vector<double> scatter;
+  for (std::size_t i = 0; i < shapes; ++i) {
+    double mean = 0;
+    bool positive = true;
+    for (const auto& pass : passes) {
+      positive &= pass[i].seconds > 0;
+      if (positive) mean += std::log(pass[i].seconds) / n;
+    }
+    if (!positive) continue;
+    for (std::size_t p = 0; p < passes.size(); ++p) residual[p].push_back(std::log(passes[p][i].seconds) - mean);
+    scatter.push_back(mean - std::log(fit.seconds(passes.front()[i].shape, element_bytes)));
+  }
+  const std::size_t count = scatter.size();
+  if (count < 2) return 1;
+  double noise = 0;
+  for (const auto& r : residual) {
+    double offset = 0;
+    for (double x : r) offset += x / static_cast<double>(count);
+    for (double x : r) noise += (x - offset) * (x - offset);
+  }
+  noise /= (n - 1) * static_cast<double>(count - 1);  // one timing's variance
+  double mean = 0, around_fit = 0;
+  for (double x : scatter) mean += x / static_cast<double>(count);
+  for (double x : scatter) around_fit += (x - mean) * (x - mean);
+  around_fit /= static_cast<double>(count - 1);
+  if (!(around_fit > 0)) return 1;
+  return std::clamp(1.0 - noise / n / around_fit, 0.0, 1.0);
+}
+
 inline double gemm_sample_weight(const std::vector<GemmTiming>& first, const std::vector<GemmTiming>& second,
                                  const GemmFit& fit, double element_bytes) {
-  std::vector<double> difference, scatter;
-  for (std::size_t i = 0; i < std::min(first.size(), second.size()); ++i) {
-    const double a = first[i].seconds, b = second[i].seconds;
-    if (!(a > 0) || !(b > 0)) continue;
-    difference.push_back(std::log(a / b));
-    scatter.push_back(std::log(std::sqrt(a * b) / fit.seconds(first[i].shape, element_bytes)));
-  }
-  if (difference.size() < 2) return 1;
-  const auto variance = [](const std::vector<double>& v) {
-    double mean = 0, sum = 0;
-    for (double x : v) mean += x / static_cast<double>(v.size());
-    for (double x : v) sum += (x - mean) * (x - mean);
-    return sum / static_cast<double>(v.size() - 1);
-  };
-  const double noise_of_mean = variance(difference) / 4;  // var(log a - log b) = 2 s^2; the mean's is s^2 / 2
-  const double around_fit = variance(scatter);
-  if (!(around_fit > 0)) return 1;
-  return std::clamp(1.0 - noise_of_mean / around_fit, 0.0, 1.0);
+  return gemm_sample_weight(std::vector<std::vector<GemmTiming>>{first, second}, fit, element_bytes);
 }
 
 }  // namespace trident::plan
