@@ -442,11 +442,15 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
                                                               c);
                                                 }))});
     }
+  std::vector<std::vector<double>> pass_seconds;
+  for (const auto& pass : passes) {
+    pass_seconds.emplace_back();
+    for (const GemmTiming& t : pass) pass_seconds.back().push_back(t.seconds);
+  }
+  const std::vector<double> samples = detail::geometric_means(pass_seconds);
   for (std::size_t i = 0; i < missing.size(); ++i) {
     const Gemm& g = missing[i];
-    double log_seconds = 0;
-    for (const auto& pass : passes) log_seconds += std::log(pass[i].seconds) / static_cast<double>(passes.size());
-    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, std::exp(log_seconds)});
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i]});
   }
   if (!machine.gemms.empty()) {
     std::vector<GemmTiming> all;

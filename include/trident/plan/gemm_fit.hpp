@@ -135,33 +135,29 @@ inline double gemm_sample_weight(const std::vector<std::vector<GemmTiming>>& pas
   std::size_t shapes = passes.front().size();
   for (const auto& pass : passes) shapes = std::min(shapes, pass.size());
   const auto n = static_cast<double>(passes.size());
-  std::vector<std::size_t> kept;
   std::vector<std::vector<double>> residual(passes.size());  // log time minus the shape's mean
   std::vector<double> scatter;
   for (std::size_t i = 0; i < shapes; ++i) {
-    double mean = 0;
-    bool positive = true;
-    for (const auto& pass : passes) {
-      positive &= pass[i].seconds > 0;
-      if (positive) mean += std::log(pass[i].seconds) / n;
-    }
+    const bool positive =
+        std::all_of(passes.begin(), passes.end(), [&](const auto& pass) { return pass[i].seconds > 0; });
     if (!positive) continue;
+    double mean = 0;
+    for (const auto& pass : passes) mean += std::log(pass[i].seconds) / n;
     for (std::size_t p = 0; p < passes.size(); ++p) residual[p].push_back(std::log(passes[p][i].seconds) - mean);
     scatter.push_back(mean - std::log(fit.seconds(passes.front()[i].shape, element_bytes)));
   }
-  const std::size_t count = scatter.size();
-  if (count < 2) return 1;
+  if (scatter.size() < 2) return 1;
+  const auto variance = [](const std::vector<double>& v) {
+    double mean = 0, sum = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    for (double x : v) sum += (x - mean) * (x - mean);
+    return sum / static_cast<double>(v.size() - 1);
+  };
+  // One timing's variance, pooled over the passes: each about its own pass's mean, so that a
+  // pass slower as a whole adds nothing.
   double noise = 0;
-  for (const auto& r : residual) {
-    double offset = 0;
-    for (double x : r) offset += x / static_cast<double>(count);
-    for (double x : r) noise += (x - offset) * (x - offset);
-  }
-  noise /= (n - 1) * static_cast<double>(count - 1);  // one timing's variance
-  double mean = 0, around_fit = 0;
-  for (double x : scatter) mean += x / static_cast<double>(count);
-  for (double x : scatter) around_fit += (x - mean) * (x - mean);
-  around_fit /= static_cast<double>(count - 1);
+  for (const auto& r : residual) noise += variance(r) / (n - 1);
+  const double around_fit = variance(scatter);
   if (!(around_fit > 0)) return 1;
   return std::clamp(1.0 - noise / n / around_fit, 0.0, 1.0);
 }
