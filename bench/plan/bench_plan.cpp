@@ -238,10 +238,11 @@ int main(int argc, char** argv) {
       trident_bench::print_json<Space>(
           "{\"bench\":\"plan_summary\",\"model\":\"%s\",\"ranks\":%d,\"layouts\":%zu,\"rank_correlation\":%.3f,"
           "\"first_choice\":\"%s\",\"first_choice_vs_best\":%.3f,\"worst_memory_error\":%.3f,\"calibration_s\":%.2f,"
-          "\"waiting_rank_share\":%.3f,\"core_groups\":\"%s\"}\n",
+          "\"waiting_rank_share\":%.3f,\"reduction_overlap\":%.3f,\"core_groups\":\"%s\"}\n",
           model.c_str(), world.size(), candidates.size(), rank_correlation(predicted, measured),
           candidates[first].describe().c_str(), measured[first] / best - 1, worst_memory, calibration_s,
-          machine.waiting_rank_share.value_or(0.0), machine.binding.describe().c_str());
+          machine.waiting_rank_share.value_or(0.0), machine.reduction_overlap.value_or(1.0),
+          machine.binding.describe().c_str());
   }
   trident::AllocationPeak::uninstall();
   Kokkos::finalize();

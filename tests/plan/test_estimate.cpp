@@ -10,6 +10,7 @@
 #include <trident/plan/search.hpp>
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 using namespace trident;
@@ -412,21 +413,127 @@ TEST_CASE("plan: ranks bound to cores share only their own", "[plan]") {
   CHECK(lopsided.compute_seconds == Approx(unbound.compute_seconds * 2 / 1.5).epsilon(1e-9));
 }
 
-TEST_CASE("plan: on crowded cores the data-parallel reduction is not hidden behind backward", "[plan]") {
-  const plan::Workload work{equal_layers(), 64, 0};
+namespace {
+
+// Four replicas of equal_layers() on a node of four ranks linked at 10 us and 1 GB/s, computing
+// at `peak_flops`.
+plan::Candidate four_replicas() {
   plan::Candidate c;
   c.dp = 4, c.micro_batch = 16;
-  plan::Machine own = gemms_only();
-  own.devices_per_node = 4;
-  own.links.intra = own.links.inter = comm::LinkCost{1e-5, 1e9};
-  own.peak_flops = 1e9;  // a backward longer than the reduction
+  return c;
+}
+plan::Machine four_linked_ranks(double peak_flops) {
+  plan::Machine m = gemms_only();
+  m.devices_per_node = 4;
+  m.links.intra = m.links.inter = comm::LinkCost{1e-5, 1e9};
+  m.peak_flops = peak_flops;
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("plan: on crowded cores the data-parallel reduction is not hidden behind backward", "[plan]") {
+  plan::Workload work{equal_layers(), 64, 0};
+  work.bucket_bytes = 64 * 64 * 4;  // a layer's weights per bucket
+  const plan::Candidate c = four_replicas();
+  const plan::Machine own = four_linked_ranks(1e9);  // a layer's backward longer than its bucket's reduction
   plan::Machine crowded = own;
   crowded.cores = 2;
   const auto hidden = plan::estimate(work, c, own, true), exposed = plan::estimate(work, c, crowded, true);
-  // With a core each, all but the 15% floor hides behind the backward; with two ranks on every
-  // core, the whole reduction shows.
-  CHECK(exposed.data_parallel_seconds > 1e-4);
-  CHECK(exposed.data_parallel_seconds == Approx(hidden.data_parallel_seconds / 0.15).epsilon(1e-9));
+  // With a core each, all but the last bucket (the first layer's, posted as backward ends)
+  // hides; with two ranks on every core, the whole reduction shows.
+  const double bucket = own.collective_seconds(plan::CollectiveKind::all_reduce, 4, 64 * 64 * 4, 1, 1, true);
+  const double whole = own.collective_seconds(plan::CollectiveKind::all_reduce, 4, 8 * 64 * 64 * 4, 1, 1, true);
+  CHECK(bucket > 1e-5);
+  CHECK(hidden.data_parallel_seconds == Approx(bucket).epsilon(1e-9));
+  CHECK(exposed.data_parallel_seconds == Approx(whole).epsilon(1e-9));
+}
+
+TEST_CASE("plan: the measured share of the reduction that overlaps backward hides, the rest shows", "[plan]") {
+  plan::Workload work{equal_layers(), 64, 0};
+  plan::Candidate c = four_replicas();
+  plan::Machine m = four_linked_ranks(2e10);  // a layer's backward shorter than its bucket's reduction
+  const auto at = [&](std::optional<double> overlap) {
+    m.reduction_overlap = overlap;
+    return plan::estimate(work, c, m, true);
+  };
+  // One bucket (the model is far below the 25 MiB cap) is posted as backward ends: nothing hides.
+  const double whole = m.collective_seconds(plan::CollectiveKind::all_reduce, 4, 8 * 64 * 64 * 4, 1, 1, true);
+  CHECK(at(std::nullopt).data_parallel_seconds == Approx(whole).epsilon(1e-9));
+  CHECK(at(0.0).data_parallel_seconds == Approx(whole).epsilon(1e-9));
+  // A bucket per layer: each waits for the one before, so the backward of every layer after the
+  // first bucket's (seven of eight) runs beside reductions; the machine's share of it hides.
+  work.bucket_bytes = 64 * 64 * 4;
+  const double bucket = m.collective_seconds(plan::CollectiveKind::all_reduce, 4, 64 * 64 * 4, 1, 1, true);
+  const double layer_backward = 2 * 2.0 * 16 * 64 * 64 / m.peak_flops;
+  const auto none = at(0.0), half = at(0.5), unmeasured = at(std::nullopt);
+  CHECK(none.data_parallel_seconds == Approx(8 * bucket).epsilon(1e-9));
+  CHECK(unmeasured.data_parallel_seconds == Approx(8 * bucket - 7 * layer_backward).epsilon(1e-9));
+  CHECK(at(1.0).data_parallel_seconds == Approx(unmeasured.data_parallel_seconds).epsilon(1e-12));
+  CHECK(half.data_parallel_seconds == Approx(8 * bucket - 3.5 * layer_backward).epsilon(1e-9));
+  CHECK(half.step_seconds - none.step_seconds == Approx(-3.5 * layer_backward).epsilon(1e-6));
+  // ZeRO-1 reduce-scatters the same buckets, then all-gathers the parameters after the step.
+  c.zero_stage = 1;
+  const double scatter = m.collective_seconds(plan::CollectiveKind::reduce_scatter, 4, 64 * 64 * 4, 1, 1, true);
+  const double gather = m.collective_seconds(plan::CollectiveKind::all_gather, 4, 8 * 64 * 64 * 4, 1, 1, false);
+  CHECK(at(0.0).data_parallel_seconds == Approx(8 * scatter + gather).epsilon(1e-9));
+  // It survives JSON; a share outside [0, 1] is refused, naming the field.
+  m.reduction_overlap = 0.25;
+  CHECK(plan::machine_from_json(plan::to_json(m)).reduction_overlap == 0.25);
+  CHECK(!plan::machine_from_json(plan::to_json(gemms_only())).reduction_overlap);
+  auto j = plan::to_json(m);
+  j["reduction_overlap"] = 1.5;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("reduction_overlap") != std::string::npos);
+}
+
+TEST_CASE("plan: a zero-bubble pipeline pays for copying its output gradients to the weight pass", "[plan]") {
+  const plan::Workload work{equal_layers(), 64, 0};
+  plan::Candidate c;
+  c.pp = 2, c.micro_batch = 8;
+  const plan::Machine free_copies = gemms_only();
+  plan::Machine priced = free_copies;
+  priced.kernel_seconds_per_element["deferred_copy"] = 1e-6;
+  c.schedule = "zb";
+  const double extra = plan::estimate(work, c, priced, true).compute_seconds -
+                       plan::estimate(work, c, free_copies, true).compute_seconds;
+  // The first stage's four linears copy their 8 x 64 output gradients in each of 8 micro-batches
+  // (the last stage's loss gradient stays the slot's own, so it copies three).
+  CHECK(extra == Approx(8 * 4 * 8 * 64 * 1e-6).epsilon(1e-9));
+  c.schedule = "1f1b";  // which keeps none
+  CHECK(plan::estimate(work, c, priced, true).step_seconds ==
+        Approx(plan::estimate(work, c, free_copies, true).step_seconds).epsilon(1e-12));
+}
+
+TEST_CASE("plan: the share two jobs run together saved of the shorter one", "[plan]") {
+  CHECK(plan::detail::overlap_share(2.0, 1.0, 3.0) == 0.0);  // one after the other
+  CHECK(plan::detail::overlap_share(2.0, 1.0, 2.0) == 1.0);  // the reduction wholly hidden
+  CHECK(plan::detail::overlap_share(2.0, 1.0, 2.25) == Approx(0.75));
+  CHECK(plan::detail::overlap_share(0.5, 1.0, 1.25) == Approx(0.5));  // the compute the shorter
+  CHECK(plan::detail::overlap_share(2.0, 1.0, 3.5) == 0.0);           // slower together: nothing hid
+  CHECK(plan::detail::overlap_share(2.0, 1.0, 1.5) == 1.0);           // faster than either: all of it
+  CHECK(plan::detail::overlap_share(0.0, 1.0, 1.0) == 0.0);
+}
+
+TEST_CASE("plan: a GEMM is priced at the beta it is called with", "[plan]") {
+  plan::Machine m = gemms_only();
+  const plan::Gemm added{64, 32, 16, false, 'N', 'T', true}, written{64, 32, 16, false, 'N', 'T', false};
+  m.gemms.push_back({64, 32, 16, 'N', 'T', 1e-5, true});
+  m.gemms.push_back({64, 32, 16, 'N', 'T', 3e-5, false});
+  CHECK(m.gemm_seconds(added) == 1e-5);
+  CHECK(m.gemm_seconds(written) == 3e-5);
+  const plan::Machine back = plan::machine_from_json(plan::to_json(m));
+  CHECK(back.gemm_seconds(added) == 1e-5);
+  CHECK(back.gemm_seconds(written) == 3e-5);
+  // A cache that predates the beta timed every shape with beta 1.
+  auto j = plan::to_json(m);
+  for (auto& g : j["gemms"]) g.erase(5);
+  const plan::Machine old = plan::machine_from_json(j);
+  REQUIRE(old.gemms.size() == 2);
+  CHECK(old.gemms[0].accumulate);
+  CHECK(old.gemms[1].accumulate);
+  j = plan::to_json(m);
+  j["gemms"][1][5] = 2;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("beta is 0 or 1, got 2") != std::string::npos);
 }
 
 TEST_CASE("plan: a binding is groups of equal CPU sets, and none where they overlap", "[plan]") {

@@ -189,3 +189,37 @@ TEST_CASE("plan: an MLP's GEMMs by shape", "[plan]") {
   CHECK(costs[3].parameters == 17);
   CHECK(costs[2].output_bytes == 32 * 16 * 4);
 }
+
+TEST_CASE("plan: each GEMM carries the beta the layer calls it with", "[plan]") {
+  // A linear whose bias the GELU after it in their chain adds, one that adds its own bias, one
+  // without.
+  const nn::ModelSpec mlp = nn::sequential(
+      {nn::sequence({nn::linear(8, 64), nn::gelu()}), nn::linear(64, 16), nn::linear(16, 4, nn::Parallel::none, false)},
+      nn::Loss::mean_squared_error);
+  plan::CostShape shape;
+  shape.samples = 32;
+  const auto costs = plan::layer_costs(mlp, shape);
+  REQUIRE(costs.size() == 3);
+  CHECK(!costs[0].forward.gemms.at(0).accumulate);  // written over; the GELU adds the bias
+  CHECK(costs[1].forward.gemms.at(0).accumulate);   // added onto the bias already in place
+  CHECK(!costs[2].forward.gemms.at(0).accumulate);  // no bias
+  for (int layer : {0, 1, 2}) {
+    const auto& backward = costs[static_cast<std::size_t>(layer)].backward.gemms;
+    REQUIRE(backward.size() == 2);
+    CHECK(!backward[0].weight);
+    CHECK(!backward[0].accumulate);  // the input gradient is written
+    CHECK(backward[1].weight);
+    CHECK(backward[1].accumulate);  // weight gradients add up over micro-batches
+  }
+  // GPT-2's tied head writes its logits and its input gradient, and adds to the table's gradient.
+  plan::CostShape sequences;
+  sequences.samples = 2;
+  sequences.seq = megatron_like().seq;
+  const auto gpt = plan::layer_costs(gpt2::gpt2_spec(megatron_like()), sequences);
+  const auto& head = gpt.back();  // the final LayerNorm and the head
+  REQUIRE(head.forward.gemms.size() == 1);
+  CHECK(!head.forward.gemms[0].accumulate);
+  REQUIRE(head.backward.gemms.size() == 2);
+  CHECK(!head.backward.gemms[0].accumulate);
+  CHECK(head.backward.gemms[1].accumulate);
+}

@@ -13,12 +13,17 @@
 #include <trident/data/synthetic.hpp>
 #include <trident/gpt2/batch.hpp>
 #include <trident/gpt2/spec.hpp>
+#include <trident/plan/calibrate.hpp>
 #include <trident/plan/estimate.hpp>
 #include <trident/train.hpp>
 #include <trident/train/choose_layout.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 using namespace trident;
@@ -156,9 +161,11 @@ void check_auto_layout(const comm::Communicator& world, const Case& c, double to
   train::AutoLayout automatic;
   automatic.global_batch = c.samples;
   automatic.print = false;
+  automatic.bucket_mb = 0.5;
   train::Trainer<Activation, Space> planned(world, c.spec, automatic, settings);
   const train::Layout& l = planned.layout();
   CHECK(l.world_size() == world.size());
+  CHECK(l.bucket_mb == 0.5);  // the buckets the plans priced
   std::vector<int> mine = {l.dp,
                            l.tp,
                            l.pp,
@@ -190,4 +197,51 @@ TEST_CASE("plan: a Trainer with layout = auto plans alike on every rank and trai
   for (const Case& c : {Case{gpt2::gpt2_spec(small_gpt()), 8, true}, Case{small_mlp(), 32, false}})
     check_auto_layout<float>(world, c, 1e-4);
   check_auto_layout<bfloat16>(world, Case{gpt2::gpt2_spec(small_gpt()), 8, true}, 1e-2);
+  train::AutoLayout no_buckets;
+  no_buckets.global_batch = 8;
+  no_buckets.bucket_mb = 0;
+  CHECK_THROWS_WITH((train::Trainer<float, Space>(world, small_mlp(), no_buckets, train::TrainerSettings{})),
+                    Catch::Contains("AutoLayout::bucket_mb must be a positive size in MiB, got 0"));
+}
+
+TEST_CASE("plan: calibration times each GEMM at the beta it is called with and measures the overlap once",
+          "[plan][mpi]") {
+  const comm::Communicator world(MPI_COMM_WORLD, "world");
+  int id = static_cast<int>(::getpid());
+  MPI_Bcast(&id, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("trident_calibration_" + std::to_string(id) + ".json")).string();
+  const auto request = plan::calibration_request(small_mlp(), {8}, {1});
+  const plan::Machine machine = plan::calibrate_cached<float>(Space(), world, request, path);
+  // Every shape the layers ask for, once, at its beta: the GELUs add their linears' biases, so
+  // those products write their outputs, as every input gradient does; the last adds onto its bias.
+  for (const plan::Gemm& g : request.gemms)
+    CHECK(std::count_if(machine.gemms.begin(), machine.gemms.end(),
+                        [&](const plan::GemmSample& s) { return s.same_shape(g); }) == 1);
+  const auto written = std::count_if(machine.gemms.begin(), machine.gemms.end(),
+                                     [](const plan::GemmSample& s) { return !s.accumulate; });
+  CHECK(written >= 3);
+  CHECK(written < static_cast<std::ptrdiff_t>(machine.gemms.size()));
+  if (world.size() == 1) {
+    CHECK(!machine.reduction_overlap);  // nothing to reduce
+  } else {
+    REQUIRE(machine.reduction_overlap);
+    const double overlap = *machine.reduction_overlap;
+    CHECK(overlap >= 0);
+    CHECK(overlap <= 1);
+    double lowest = 0, highest = 0;
+    MPI_Allreduce(&overlap, &lowest, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&overlap, &highest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(lowest == highest);
+  }
+  // The cache holds it all: calibrating again measures nothing anew.
+  const plan::Machine again = plan::calibrate_cached<float>(Space(), world, request, path);
+  CHECK(again.reduction_overlap == machine.reduction_overlap);
+  REQUIRE(again.gemms.size() == machine.gemms.size());
+  for (std::size_t i = 0; i < again.gemms.size(); ++i) {
+    CHECK(again.gemms[i].seconds == machine.gemms[i].seconds);
+    CHECK(again.gemms[i].accumulate == machine.gemms[i].accumulate);
+  }
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove(path);
 }

@@ -5,14 +5,15 @@
 // every rank plans with the same numbers.
 //
 //   - GEMMs at exactly the shapes the planner will ask for (plan::gemm_shapes of the candidate
-//     layouts), through the library's own ops::matmul, twice, and the fit over them that prices
-//     every shape (gemm_fit.hpp);
+//     layouts) and with the beta each is called with, through the library's own ops::matmul, in
+//     three passes, and the fit over them that prices every shape (gemm_fit.hpp);
 //   - the library's other kernels (activations, LayerNorm, residual adds, biases, the loss,
 //     AdamW and the gradient norm) per element, and the memory bandwidth of a triad for the rest;
 //   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
 //   - all-reduce, all-gather and reduce-scatter over groups of consecutive ranks of every size
 //     that divides the world (tensor-parallel groups are consecutive), fitted as alpha + beta;
-//     a point-to-point message between neighbours likewise; and the step's small agreements.
+//     a point-to-point message between neighbours likewise; how much of a posted all-reduce
+//     hides behind compute beside it; and the step's small agreements.
 //
 // A cache file keeps the measurements, keyed by backend and ranks; shapes it holds are not
 // measured again (calibrate_cached).
@@ -84,7 +85,7 @@ struct CalibrationRequest {
 inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const std::vector<std::int64_t>& micro_batches,
                                               const std::vector<int>& tp_sizes) {
   CalibrationRequest request;
-  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::string>> seen;
+  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::string, bool>> seen;
   std::set<std::tuple<std::string, double, double>> seen_kernels;
   const std::int64_t seq = nn::rows_per_sample(spec);
   for (std::int64_t mb : micro_batches)
@@ -99,7 +100,8 @@ inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const s
         for (const auto& cost : layer_costs(spec, shape))
           for (const auto* pass : {&cost.forward, &cost.backward}) {
             for (const Gemm& g : pass->gemms)
-              if (seen.insert({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}}).second) request.gemms.push_back(g);
+              if (seen.insert({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.accumulate}).second)
+                request.gemms.push_back(g);
             for (const Kernel& k : pass->kernels)
               if (seen_kernels.insert({k.name, k.elements, k.width}).second) request.kernels.push_back(k);
           }
@@ -268,6 +270,70 @@ double waiting_rank_share(const comm::Communicator& world, const ComputeTurns& t
   return waiting_share_from(sums(0) / sums(1), computing, waiting);
 }
 
+// Of the shorter of two jobs, the share that running them together saved.
+inline double overlap_share(double compute, double reduction, double together) {
+  const double shorter = std::min(compute, reduction);
+  if (!(shorter > 0)) return 0;
+  return std::clamp((compute + reduction - together) / shorter, 0.0, 1.0);
+}
+
+// Of a posted reduction, the share that hides behind compute beside it, as the data-parallel
+// engine runs them: the first turn's ranks (a core each, the others asleep) time `reduce`
+// (posted, then waited for) alone, eight chunks of `compute` alone (about twice the reduction),
+// and both together with the request tested between chunks, each repetition timing all three
+// so that a change of the machine's pace meets them alike. The mean over those ranks; 0 when
+// fewer than two ranks compute at once.
+template <class Reduce, class Compute>
+double reduction_overlap(const comm::Communicator& world, const ComputeTurns& turns, int repeats, Reduce&& reduce,
+                         Compute&& compute) {
+  if (turns.first < 2) return 0;
+  Kokkos::View<double*, Kokkos::HostSpace> sums("trident::plan::calibrate::overlap", 2);
+  comm::idle_barrier(world);  // the other turns wait without taking the cores
+  if (turns.turn == 0) {
+    const comm::Communicator& group = turns.together;
+    const auto timed = [&](auto&& run) {
+      group.barrier();
+      const auto start = std::chrono::steady_clock::now();
+      run();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    const auto median = [](std::vector<double> times) {
+      std::sort(times.begin(), times.end());
+      return times[times.size() / 2];
+    };
+    const double chunk = median_seconds(
+        repeats, [&](int) { group.barrier(); }, [&] { compute(); });
+    const double alone = median_seconds(
+        repeats, [&](int) { group.barrier(); }, [&] { reduce().wait(); });
+    // a chunk of GEMMs a quarter of the reduction, at least one (the same count on every rank)
+    Kokkos::View<double*, Kokkos::HostSpace> ratio("trident::plan::calibrate::chunk", 1);
+    ratio(0) = alone / 4 / chunk;
+    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), group, ratio, comm::ReduceOp::max);
+    const int per_chunk = std::clamp(static_cast<int>(std::lround(ratio(0))), 1, 64);
+    const auto chunks = [&](comm::Request* request) {
+      for (int c = 0; c < 8; ++c) {
+        for (int i = 0; i < per_chunk; ++i) compute();
+        if (request != nullptr) request->test();
+      }
+    };
+    std::vector<double> computing, reducing, both;
+    for (int i = 0; i < repeats; ++i) {
+      computing.push_back(timed([&] { chunks(nullptr); }));
+      reducing.push_back(timed([&] { reduce().wait(); }));
+      both.push_back(timed([&] {
+        comm::Request request = reduce();
+        chunks(&request);
+        request.wait();
+      }));
+    }
+    sums(0) = overlap_share(median(computing), median(reducing), median(both));
+    sums(1) = 1;
+  }
+  world.barrier();
+  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, sums);
+  return sums(0) / sums(1);
+}
+
 // The kernels calibrate() times, by the names layer_costs() and estimate() give them.
 inline constexpr const char* calibrated_kernels[] = {"gelu_forward",
                                                      "gelu_backward",
@@ -425,8 +491,9 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   for (const Gemm& g : request.gemms) {
     const bool known =
         std::any_of(machine.gemms.begin(), machine.gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); }) ||
-        std::any_of(missing.begin(), missing.end(),
-                    [&](const Gemm& m) { return GemmSample{m.m, m.n, m.k, m.trans_a, m.trans_b, 0}.same_shape(g); });
+        std::any_of(missing.begin(), missing.end(), [&](const Gemm& m) {
+          return GemmSample{m.m, m.n, m.k, m.trans_a, m.trans_b, 0, m.accumulate}.same_shape(g);
+        });
     if (!known) missing.push_back(g);
   }
   std::vector<std::vector<GemmTiming>> passes(detail::gemm_passes);
@@ -437,9 +504,9 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
           b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
       Kokkos::deep_copy(space, a, Scalar(0.5));
       Kokkos::deep_copy(space, b, Scalar(0.25));
+      const Scalar beta = g.accumulate ? Scalar(1) : Scalar(0);  // as the layer calls it
       pass.push_back({g, detail::timed_per_core(world, turns, repeats, fenced([&] {
-                                                  ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, Scalar(1),
-                                                              c);
+                                                  ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, beta, c);
                                                 }))});
     }
   std::vector<std::vector<double>> pass_seconds;
@@ -450,12 +517,11 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   const std::vector<double> samples = detail::geometric_means(pass_seconds);
   for (std::size_t i = 0; i < missing.size(); ++i) {
     const Gemm& g = missing[i];
-    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i]});
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i], g.accumulate});
   }
   if (!machine.gemms.empty()) {
     std::vector<GemmTiming> all;
-    for (const GemmSample& s : machine.gemms)
-      all.push_back({Gemm{s.m, s.n, s.k, false, s.trans_a, s.trans_b}, s.seconds});
+    for (const GemmSample& s : machine.gemms) all.push_back({s.gemm(), s.seconds});
     const double kept_weight = machine.gemm_fit.fitted() ? machine.gemm_fit.sample_weight : 1.0;
     machine.gemm_fit = fit_gemms(all, machine.element_bytes());
     machine.gemm_fit.sample_weight =
@@ -577,6 +643,19 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
       machine.nonblocking_collectives[{kind, g}] = detail::fitted(bytes, seconds);
     }
   }
+  // How much of the data-parallel engine's posted reduction hides behind backward: a 4 MiB
+  // all-reduce over the ranks that compute at once beside square GEMMs.
+  if (world.size() >= 2 && !machine.reduction_overlap) {
+    const std::int64_t n = 256;
+    matrix a("trident::plan::calibrate::a", n, n), b("trident::plan::calibrate::b", n, n),
+        c("trident::plan::calibrate::c", n, n);
+    Kokkos::deep_copy(space, a, Scalar(0.5));
+    Kokkos::deep_copy(space, b, Scalar(0.25));
+    vector gradients("trident::plan::calibrate::gradients", (std::int64_t(4) << 20) / std::int64_t(sizeof(Scalar)));
+    machine.reduction_overlap = detail::reduction_overlap(
+        world, turns, std::max(repeats, 7), [&] { return comm::iallreduce(space, turns.together, gradients); },
+        fenced([&] { ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c); }));
+  }
   if (world.size() >= 2 && machine.point_to_point.bytes_per_s <= 0) {
     const int peer = world.rank() ^ 1;
     const bool paired = peer < world.size();
@@ -649,10 +728,11 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
   }
   const std::size_t known = machine.gemms.size() + machine.kernels.size();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
-  const std::optional<double> share = machine.waiting_rank_share;
+  const std::optional<double> share = machine.waiting_rank_share, overlap = machine.reduction_overlap;
   calibrate<Scalar>(space, world, request, machine);
   if (world.rank() == 0 && !path.empty() &&
-      (!complete || machine.gemms.size() + machine.kernels.size() != known || machine.waiting_rank_share != share)) {
+      (!complete || machine.gemms.size() + machine.kernels.size() != known || machine.waiting_rank_share != share ||
+       machine.reduction_overlap != overlap)) {
     const std::string json = to_json(machine).dump(1);
     io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
     file.write(json.data(), json.size());

@@ -167,6 +167,9 @@ struct Workload {
   // Bytes of a parameter, gradient and optimizer value, and of what mixed precision keeps in
   // the compute type (nn/types.hpp: 8 for double); 0: the runtime's.
   double compute_bytes = 0;
+  // The data-parallel engine's gradient bucket cap (data_parallel::Settings::bucket_mb), in bytes
+  // of the compute type.
+  double bucket_bytes = 25.0 * 1024 * 1024;
 };
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
@@ -293,9 +296,14 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
       st.first_slot_excess = std::max(0.0, building_peak - built - registered);
       for (const auto& [before, scratch] : later)
         st.later_slot_excess = std::max(st.later_slot_excess, before + scratch - built);
-      if (layout.schedule == "zb" && stages > 1)  // the last stage's loss gradient is the slot's own
-        for (int i = r.first; i < r.end - (last_stage ? 1 : 0); ++i)
-          st.kept += costs[static_cast<std::size_t>(i)].trident.deferred;
+      // A zero-bubble slot copies its output gradients for the weight pass as its input pass
+      // runs (the last stage's loss gradient is the slot's own).
+      if (layout.schedule == "zb" && stages > 1)
+        for (int i = r.first; i < r.end - (last_stage ? 1 : 0); ++i) {
+          const double deferred = costs[static_cast<std::size_t>(i)].trident.deferred;
+          st.kept += deferred;
+          st.backward_input += machine.kernel_seconds({"deferred_copy", deferred / shape.element_bytes, 2 * deferred});
+        }
     }
     st.compute = st.forward + st.backward_input + st.backward_weight - st.tensor_comm;
     st.output_bytes = costs[static_cast<std::size_t>(r.end - 1)].output_bytes;
@@ -405,10 +413,10 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   // bucket by bucket) and all-gather the updated parameters after the optimizer; ZeRO-3 also
   // gathers the parameters for forward and backward.
   double reduction = 0, after_step = 0;
+  const auto dp_collective = [&](CollectiveKind kind, double bytes, bool nonblocking) {
+    return machine.collective_seconds(kind, layout.dp, bytes, dp_nodes, dp_sharing, nonblocking);
+  };
   if (layout.dp > 1) {
-    const auto dp_collective = [&](CollectiveKind kind, double bytes, bool nonblocking) {
-      return machine.collective_seconds(kind, layout.dp, bytes, dp_nodes, dp_sharing, nonblocking);
-    };
     if (layout.zero_stage == 0) {
       reduction = dp_collective(CollectiveKind::all_reduce, grad_bytes, true);
     } else {
@@ -419,12 +427,31 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     }
   }
   // trident reduces gradients bucket by bucket during the last micro-batch's backward when there is
-  // no pipeline: what exceeds that backward stays exposed. Not on cores that more ranks than one
-  // compute on: every rank is in backward at once, so no core is free to run a reduction beside it.
+  // no pipeline. Not on cores that more ranks than one compute on: every rank is in backward at
+  // once, so no core is free to run a reduction beside it.
   const bool overlapped = machine.runtime == Runtime::trident && stages == 1 && layout.zero_stage <= 2 && !shared_cores;
-  if (overlapped) {
-    const auto& st = stage.front();
-    reduction = std::max(reduction - (st.backward_input + st.backward_weight), 0.15 * reduction);
+  if (overlapped && layout.dp > 1) {
+    // The buckets as the engine fills them (data_parallel/buckets.hpp): the layers' gradients in
+    // backward order up to the cap, each posted once its layers' backward is done and reduced
+    // after the one before. What ends after the backward shows; of the rest, the machine's
+    // overlap share hides.
+    const auto& range = ranges.front();
+    const CollectiveKind kind = layout.zero_stage == 0 ? CollectiveKind::all_reduce : CollectiveKind::reduce_scatter;
+    const double wire_bytes = grad_bytes / std::max(rank_parameters, 1.0);  // per parameter
+    double backward = 0, finish = 0, total = 0, filled = 0;
+    for (int i = range.end - 1; i >= range.first; --i) {
+      const auto& t = times[static_cast<std::size_t>(i)];
+      const bool recomputed = layout.recompute && i + 1 != range.end;
+      backward += t.backward_input + t.backward_weight + (recomputed ? t.forward : 0.0);
+      filled += costs[static_cast<std::size_t>(i)].parameters;
+      if (filled * e < work.bucket_bytes && i > range.first) continue;
+      const double seconds = dp_collective(kind, filled * wire_bytes, true);
+      finish = std::max(finish, backward) + seconds;
+      total += seconds;
+      filled = 0;
+    }
+    const double after_backward = std::max(finish - backward, 0.0);
+    reduction = total - machine.reduction_overlap.value_or(1.0) * (total - after_backward);
   }
   reduction += after_step;
   result.data_parallel_seconds = reduction;

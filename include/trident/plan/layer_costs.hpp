@@ -34,6 +34,9 @@ struct Gemm {
   std::int64_t m = 0, n = 0, k = 0;
   bool weight = false;  // a weight gradient: the pass a zero-bubble schedule defers
   char trans_a = 'N', trans_b = 'N';
+  // Added onto C (beta 1: a weight gradient, a product onto its bias) or written over it
+  // (beta 0), which a host BLAS does by zeroing C first.
+  bool accumulate = true;
   double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
   // Elements of A, B and C, each read or written once.
   double operand_elements() const { return double(m) * double(k) + double(k) * double(n) + double(m) * double(n); }
@@ -350,13 +353,14 @@ class CostWalker {
   void products(LayerCost& cost, double rows, double out, double in, bool bias) {
     const auto m = static_cast<std::int64_t>(rows), n = static_cast<std::int64_t>(out),
                k = static_cast<std::int64_t>(in);
-    cost.forward.gemms.push_back({m, n, k});
-    cost.backward.gemms.push_back({m, k, n, false, 'N', 'T'});  // dX = dY W^T
-    cost.backward.gemms.push_back({k, n, m, true, 'T', 'N'});   // dW = X^T dY
+    const bool bias_first = bias && m_fusion != Fusion::bias_to_activation;  // the product adds onto it
+    cost.forward.gemms.push_back({m, n, k, false, 'N', 'N', bias_first});
+    cost.backward.gemms.push_back({m, k, n, false, 'N', 'T', false});  // dX = dY W^T
+    cost.backward.gemms.push_back({k, n, m, true, 'T', 'N'});          // dW += X^T dY
     const double e = m_shape.element_bytes;
     cost.trident.deferred += rows * out * e;
     widened_operands(cost, rows * in, rows * out);
-    if (bias && m_fusion != Fusion::bias_to_activation) {
+    if (bias_first) {
       cost.forward.kernels.push_back({"bias_forward", rows * out, 2 * rows * out * e, out});
       cost.backward.kernels.push_back({"bias_backward", rows * out, rows * out * e, out});
     }
@@ -451,9 +455,9 @@ class CostWalker {
                k = static_cast<std::int64_t>(c);
     cost.trident.deferred += m_r * vocab_local * e;
     widened_operands(cost, m_r * c, m_r * vocab_local);
-    cost.forward.gemms.push_back({m, n, k, false, 'N', 'T'});  // logits = X E^T
-    cost.backward.gemms.push_back({m, k, n});                  // dX = dY E
-    cost.backward.gemms.push_back({n, k, m, true, 'T', 'N'});  // dE = dY^T X
+    cost.forward.gemms.push_back({m, n, k, false, 'N', 'T', false});   // logits = X E^T
+    cost.backward.gemms.push_back({m, k, n, false, 'N', 'N', false});  // dX = dY E
+    cost.backward.gemms.push_back({n, k, m, true, 'T', 'N'});          // dE += dY^T X
     cost.megatron += megatron_element * (flow.rows_split ? m_r / m_t : m_r) * c;
     cost.megatron += 4 * m_r * vocab_local;  // the fp32 logits the cross-entropy keeps
     flow.columns = static_cast<std::int64_t>(vocab_local);

@@ -50,9 +50,12 @@ struct GemmSample {
   std::int64_t m = 0, n = 0, k = 0;
   char trans_a = 'N', trans_b = 'N';
   double seconds = 0;
+  bool accumulate = true;  // timed with beta 1, or with beta 0
   bool same_shape(const Gemm& g) const {
-    return m == g.m && n == g.n && k == g.k && trans_a == g.trans_a && trans_b == g.trans_b;
+    return m == g.m && n == g.n && k == g.k && trans_a == g.trans_a && trans_b == g.trans_b &&
+           accumulate == g.accumulate;
   }
+  Gemm gemm() const { return {m, n, k, false, trans_a, trans_b, accumulate}; }
 };
 
 struct KernelSample {
@@ -77,6 +80,10 @@ struct Machine {
   // ranks share the cores: Open MPI polls while it waits (0: it gives its core back). Unset until
   // calibration measures it, and then taken as 0.
   std::optional<double> waiting_rank_share;
+  // Of a posted (nonblocking) reduction, the share that hides behind compute running beside it
+  // with the engine's tests between: where the rank's own core moves the data (a host without a
+  // progress thread) little hides. Unset until calibration measures it, and then taken as 1.
+  std::optional<double> reduction_overlap;
   // Where this launch bound the node's ranks to cores (calibrate() reads it at every start; a
   // property of the launch, so not saved): the ranks of a group share only its cores.
   CoreBinding binding;
@@ -198,6 +205,7 @@ inline nlohmann::json to_json(const Machine& m) {
   j["devices_per_node"] = m.devices_per_node;
   j["cores"] = m.cores;
   if (m.waiting_rank_share) j["waiting_rank_share"] = *m.waiting_rank_share;
+  if (m.reduction_overlap) j["reduction_overlap"] = *m.reduction_overlap;
   j["attention_slots"] = m.attention_slots;
   j["memory_bytes"] = m.memory_bytes;
   j["peak_flops"] = m.peak_flops;
@@ -206,7 +214,8 @@ inline nlohmann::json to_json(const Machine& m) {
   j["attention_flops_per_s"] = m.attention_flops_per_s;
   j["step_overhead_s"] = m.step_overhead_s;
   auto& gemms = j["gemms"] = nlohmann::json::array();
-  for (const auto& g : m.gemms) gemms.push_back({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.seconds});
+  for (const auto& g : m.gemms)
+    gemms.push_back({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.seconds, g.accumulate ? 1 : 0});
   if (m.gemm_fit.fitted())
     j["gemm_fit"] = {{"latency_s", m.gemm_fit.latency_s},
                      {"flops_per_s", m.gemm_fit.flops_per_s},
@@ -263,6 +272,11 @@ inline Machine machine_from_json(const nlohmann::json& j) {
     m.devices_per_node = j.value("devices_per_node", 1);
     m.cores = j.value("cores", 0);
     if (j.contains("waiting_rank_share")) m.waiting_rank_share = j.at("waiting_rank_share").get<double>();
+    if (j.contains("reduction_overlap")) {
+      m.reduction_overlap = j.at("reduction_overlap").get<double>();
+      require_argument(*m.reduction_overlap >= 0 && *m.reduction_overlap <= 1, op,
+                       ": reduction_overlap is a share in [0, 1], got ", *m.reduction_overlap);
+    }
     m.attention_slots = j.value("attention_slots", 1);
     m.memory_bytes = j.value("memory_bytes", 0.0);
     m.peak_flops = j.value("peak_flops", 0.0);
@@ -274,8 +288,11 @@ inline Machine machine_from_json(const nlohmann::json& j) {
       for (const auto& g : j.at("gemms")) {
         const auto trans = g.at(3).get<std::string>();
         require_argument(trans.size() == 2, op, ": a GEMM's transposes are two letters, got '", trans, "'");
+        // the beta it was timed with: 1 where a cache predates it
+        const int beta = g.size() > 5 ? g.at(5).get<int>() : 1;
+        require_argument(beta == 0 || beta == 1, op, ": a GEMM's beta is 0 or 1, got ", beta);
         m.gemms.push_back({g.at(0).get<std::int64_t>(), g.at(1).get<std::int64_t>(), g.at(2).get<std::int64_t>(),
-                           trans[0], trans[1], g.at(4).get<double>()});
+                           trans[0], trans[1], g.at(4).get<double>(), beta == 1});
       }
     if (j.contains("gemm_fit")) {
       const auto& f = j.at("gemm_fit");

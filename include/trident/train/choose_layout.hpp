@@ -13,6 +13,7 @@
 #include <trident/train/layout.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -78,6 +79,8 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
   const char* op = "trident::train::choose_layout";
   require_argument(automatic.global_batch >= 1, op, ": AutoLayout::global_batch must be the samples of a step, got ",
                    automatic.global_batch);
+  require_argument(automatic.bucket_mb > 0 && std::isfinite(automatic.bucket_mb), op,
+                   ": AutoLayout::bucket_mb must be a positive size in MiB, got ", automatic.bucket_mb);
   // Calibrate the shapes the search prices: every tensor-parallel size, every replica's micro-batches.
   const std::vector<int> tp_sizes = plan::searched_tp_sizes(spec, world.size(), world.size());
   std::vector<std::int64_t> micro_batches;
@@ -96,13 +99,15 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
                       0,
                       reduced ? 2.0 : 0.0,
                       static_cast<double>(sizeof(Scalar)),
-                      static_cast<double>(sizeof(compute_t<Scalar>))};
+                      static_cast<double>(sizeof(compute_t<Scalar>)),
+                      automatic.bucket_mb * 1024 * 1024};
   choice.plans = plan::search(work, world.size(), choice.machine, automatic.space);
   require_argument(!choice.plans.ranked.empty(), op, ": no layout of ", world.size(), " ranks fits ",
                    automatic.memory_bytes > 0 ? "the memory cap of " + mebibytes(automatic.memory_bytes) : "the model",
                    " (", choice.plans.considered, " considered)");
   choice.layout = to_layout(choice.plans.ranked.front().layout);
   choice.layout.gradient_precision = automatic.gradient_precision;
+  choice.layout.bucket_mb = automatic.bucket_mb;
   const int node_ranks = std::min(world.size(), choice.machine.devices_per_node);
   choice.report = plans_report(choice.plans, automatic.show) +
                   plan::core_sharing_note(node_ranks, choice.machine.cores, choice.machine.binding,
