@@ -412,31 +412,19 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   // ZeRO-0 all-reduces the gradients, ZeRO-1 and 2 reduce-scatter them (both posted nonblocking,
   // bucket by bucket) and all-gather the updated parameters after the optimizer; ZeRO-3 also
   // gathers the parameters for forward and backward.
-  double reduction = 0, after_step = 0;
   const auto dp_collective = [&](CollectiveKind kind, double bytes, bool nonblocking) {
     return machine.collective_seconds(kind, layout.dp, bytes, dp_nodes, dp_sharing, nonblocking);
   };
-  if (layout.dp > 1) {
-    if (layout.zero_stage == 0) {
-      reduction = dp_collective(CollectiveKind::all_reduce, grad_bytes, true);
-    } else {
-      reduction = dp_collective(CollectiveKind::reduce_scatter, grad_bytes, true);
-      if (layout.zero_stage <= 2) after_step = dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
-      if (layout.zero_stage == 3)
-        reduction += (stages > 1 ? 1 : 2 * m) * dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
-    }
-  }
   // trident reduces gradients bucket by bucket during the last micro-batch's backward when there is
   // no pipeline. Not on cores that more ranks than one compute on: every rank is in backward at
   // once, so no core is free to run a reduction beside it.
   const bool overlapped = machine.runtime == Runtime::trident && stages == 1 && layout.zero_stage <= 2 && !shared_cores;
-  if (overlapped && layout.dp > 1) {
-    // The buckets as the engine fills them (data_parallel/buckets.hpp): the layers' gradients in
-    // backward order up to the cap, each posted once its layers' backward is done and reduced
-    // after the one before. What ends after the backward shows; of the rest, the machine's
-    // overlap share hides.
+  // The buckets as the engine fills them (data_parallel/buckets.hpp): the layers' gradients in
+  // backward order up to the cap, each posted once its layers' backward is done and reduced after
+  // the one before. What ends after the backward shows; of the rest, the machine's overlap share
+  // hides.
+  const auto overlapped_reduction = [&](CollectiveKind kind) {
     const auto& range = ranges.front();
-    const CollectiveKind kind = layout.zero_stage == 0 ? CollectiveKind::all_reduce : CollectiveKind::reduce_scatter;
     const double wire_bytes = grad_bytes / std::max(rank_parameters, 1.0);  // per parameter
     double backward = 0, finish = 0, total = 0, filled = 0;
     for (int i = range.end - 1; i >= range.first; --i) {
@@ -451,7 +439,16 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
       filled = 0;
     }
     const double after_backward = std::max(finish - backward, 0.0);
-    reduction = total - machine.reduction_overlap.value_or(1.0) * (total - after_backward);
+    return total - machine.reduction_overlap.value_or(1.0) * (total - after_backward);
+  };
+  double reduction = 0, after_step = 0;
+  if (layout.dp > 1) {
+    const CollectiveKind kind = layout.zero_stage == 0 ? CollectiveKind::all_reduce : CollectiveKind::reduce_scatter;
+    reduction = overlapped ? overlapped_reduction(kind) : dp_collective(kind, grad_bytes, true);
+    if (layout.zero_stage == 1 || layout.zero_stage == 2)
+      after_step = dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
+    if (layout.zero_stage == 3)
+      reduction += (stages > 1 ? 1 : 2 * m) * dp_collective(CollectiveKind::all_gather, parameter_bytes, false);
   }
   reduction += after_step;
   result.data_parallel_seconds = reduction;
