@@ -62,6 +62,7 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace trident::plan {
@@ -142,6 +143,19 @@ inline std::vector<double> geometric_means(const std::vector<std::vector<double>
   return result;
 }
 
+// How long one call of `run` takes.
+template <class Run>
+double seconds_of(Run&& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+inline double median_of(std::vector<double> times) {
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 // The median of `repeats` timings of `run` after a warm-up (first touch, library start-up),
 // `before` run untimed ahead of each.
 template <class Before, class Run>
@@ -150,12 +164,9 @@ double median_seconds(int repeats, Before&& before, Run&& run) {
   run();
   for (int i = 0; i < repeats; ++i) {
     before(i);
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    times.push_back(seconds_of(run));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median_of(std::move(times));
 }
 
 // The mean of `value` over the ranks of `world`, the same on every rank.
@@ -293,13 +304,7 @@ double reduction_overlap(const comm::Communicator& world, const ComputeTurns& tu
     const comm::Communicator& group = turns.together;
     const auto timed = [&](auto&& run) {
       group.barrier();
-      const auto start = std::chrono::steady_clock::now();
-      run();
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    };
-    const auto median = [](std::vector<double> times) {
-      std::sort(times.begin(), times.end());
-      return times[times.size() / 2];
+      return seconds_of(run);
     };
     const double chunk = median_seconds(
         repeats, [&](int) { group.barrier(); }, [&] { compute(); });
@@ -326,7 +331,7 @@ double reduction_overlap(const comm::Communicator& world, const ComputeTurns& tu
         request.wait();
       }));
     }
-    sums(0) = overlap_share(median(computing), median(reducing), median(both));
+    sums(0) = overlap_share(median_of(computing), median_of(reducing), median_of(both));
     sums(1) = 1;
   }
   world.barrier();

@@ -16,6 +16,7 @@
 // rank (as pipeline::peak_activations counts them), plus the scratch they share; the batch.
 
 #include <trident/core/error.hpp>
+#include <trident/data_parallel/settings.hpp>
 #include <trident/mesh/mesh_layout.hpp>
 #include <trident/nn/spec.hpp>
 #include <trident/pipeline/activation_memory.hpp>
@@ -167,9 +168,8 @@ struct Workload {
   // Bytes of a parameter, gradient and optimizer value, and of what mixed precision keeps in
   // the compute type (nn/types.hpp: 8 for double); 0: the runtime's.
   double compute_bytes = 0;
-  // The data-parallel engine's gradient bucket cap (data_parallel::Settings::bucket_mb), in bytes
-  // of the compute type.
-  double bucket_bytes = 25.0 * 1024 * 1024;
+  // The data-parallel engine's gradient bucket cap, in bytes of the compute type.
+  double bucket_bytes = static_cast<double>(data_parallel::DataParallelSettings{}.bucket_bytes());
 };
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's

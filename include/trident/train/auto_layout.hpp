@@ -28,9 +28,10 @@ struct AutoLayout {
   // The type gradients are reduced in between replicas (the chosen layout keeps it; the plans
   // price its bytes).
   data_parallel::GradientPrecision gradient_precision = data_parallel::GradientPrecision::full;
-  double bucket_mb = 25;  // the gradient bucket cap (MiB): the chosen layout keeps it, the plans price it
-  int show = 5;           // plans the report lists
-  bool print = true;      // rank 0 prints the report when a Trainer plans
+  // The gradient bucket cap (MiB): the chosen layout keeps it, the plans price it.
+  double bucket_mb = data_parallel::DataParallelSettings{}.bucket_mb;
+  int show = 5;       // plans the report lists
+  bool print = true;  // rank 0 prints the report when a Trainer plans
 };
 
 }  // namespace trident::train
