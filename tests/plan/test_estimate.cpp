@@ -202,6 +202,46 @@ TEST_CASE("plan: a calibration whose times do not grow with the bytes fits a lat
   CHECK(line.bytes_per_s == Approx(1e9));
 }
 
+TEST_CASE("plan: communication is priced by each size's median over the passes, however many", "[plan]") {
+  // An all-reduce of 1 us + bytes / 1 GB/s, and passes at three times that (a slow pace of the host).
+  const std::vector<double> bytes = {16e3, 256e3, 2e6};
+  const auto pass = [&](double slowdown) {
+    std::vector<double> seconds;
+    for (double b : bytes) seconds.push_back(slowdown * (1e-6 + b / 1e9));
+    return seconds;
+  };
+  const auto priced = [&](const std::vector<double>& slowdowns) {
+    plan::CommunicationTimes times;
+    auto& reduce = times.collectives[{plan::CollectiveKind::all_reduce, 4, false}];
+    auto& posted = times.collectives[{plan::CollectiveKind::reduce_scatter, 2, true}];
+    reduce.bytes = posted.bytes = times.point_to_point.bytes = bytes;
+    for (double slowdown : slowdowns) {
+      reduce.passes.push_back(pass(slowdown));
+      posted.passes.push_back(pass(2 * slowdown));
+      times.point_to_point.passes.push_back(pass(slowdown / 2));
+    }
+    plan::Machine m;
+    plan::fit_communication(times, m);
+    return m;
+  };
+  // One slow pass of three is left out; of five, the pace of most passes is priced.
+  for (const auto& slowdowns : std::vector<std::vector<double>>{{1, 3, 1}, {3, 1, 1, 1, 3}, {3, 1, 3, 1, 3}}) {
+    const double pace =
+        std::count(slowdowns.begin(), slowdowns.end(), 3.0) * 2 > static_cast<std::ptrdiff_t>(slowdowns.size()) ? 3 : 1;
+    const plan::Machine m = priced(slowdowns);
+    const plan::CollectiveFit reduce = m.collectives.at({plan::CollectiveKind::all_reduce, 4});
+    CHECK(reduce.latency_s == Approx(pace * 1e-6));
+    CHECK(reduce.bytes_per_s == Approx(1e9 / pace));
+    // posted collectives are priced apart from blocking ones
+    CHECK(m.collectives.count({plan::CollectiveKind::reduce_scatter, 2}) == 0);
+    CHECK(m.nonblocking_collectives.at({plan::CollectiveKind::reduce_scatter, 2}).bytes_per_s == Approx(0.5e9 / pace));
+    CHECK(m.point_to_point.bytes_per_s == Approx(2e9 / pace));
+    // a node's links are the widest all-reduce
+    CHECK(m.links.intra.bytes_per_s == Approx(1e9 / pace));
+    CHECK(m.links.inter.latency_s == Approx(pace * 1e-6));
+  }
+}
+
 namespace {
 
 // GEMM shapes of a small transformer's passes, and their time on a machine of a known latency,

@@ -204,6 +204,50 @@ TEST_CASE("plan: a Trainer with layout = auto plans alike on every rank and trai
                     Catch::Contains("AutoLayout::bucket_mb must be a positive size in MiB, got 0"));
 }
 
+TEST_CASE("plan: each pass times every collective of every group size and the message, alike on every rank",
+          "[plan][mpi]") {
+  const comm::Communicator world(MPI_COMM_WORLD, "world");
+  plan::CommunicationTimes times;
+  plan::time_communication<float>(Space(), world, 3, times);
+  plan::time_communication<float>(Space(), world, 3, times);
+  if (world.size() == 1) {
+    CHECK(times.collectives.empty());  // nothing to time
+    CHECK(times.passes() == 0);
+    return;
+  }
+  CHECK(times.passes() == 2);
+  std::size_t groups = 0;
+  for (int g = 2; g <= world.size(); ++g) groups += world.size() % g == 0 ? 1 : 0;
+  CHECK(times.collectives.size() == 5 * groups);  // three blocking kinds, two posted
+  for (int g = 2; g <= world.size(); ++g) {
+    if (world.size() % g) continue;
+    for (auto kind :
+         {plan::CollectiveKind::all_reduce, plan::CollectiveKind::all_gather, plan::CollectiveKind::reduce_scatter})
+      CHECK(times.collectives.count({kind, g, false}) == 1);
+    CHECK(times.collectives.count({plan::CollectiveKind::all_reduce, g, true}) == 1);
+    CHECK(times.collectives.count({plan::CollectiveKind::reduce_scatter, g, true}) == 1);
+  }
+  for (const auto& [key, series] : times.collectives) {
+    REQUIRE(series.passes.size() == 2);
+    REQUIRE(series.bytes.size() == 3);
+    CHECK(static_cast<std::int64_t>(series.bytes[2]) % (4 * std::get<1>(key)) == 0);  // whole parts per rank
+    for (const auto& pass : series.passes)
+      for (double seconds : pass) {
+        CHECK(seconds > 0);
+        double lowest = 0, highest = 0;
+        MPI_Allreduce(&seconds, &lowest, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(&seconds, &highest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        CHECK(lowest == highest);
+      }
+  }
+  plan::Machine m;
+  plan::fit_communication(times, m);
+  CHECK(m.collectives.size() == 3 * groups);
+  CHECK(m.nonblocking_collectives.size() == 2 * groups);
+  CHECK(m.point_to_point.bytes_per_s > 0);
+  CHECK(m.links.intra.bytes_per_s == m.collectives.at({plan::CollectiveKind::all_reduce, world.size()}).bytes_per_s);
+}
+
 TEST_CASE("plan: calibration times each GEMM at the beta it is called with and measures the overlap once",
           "[plan][mpi]") {
   const comm::Communicator world(MPI_COMM_WORLD, "world");
@@ -237,6 +281,12 @@ TEST_CASE("plan: calibration times each GEMM at the beta it is called with and m
   // The cache holds it all: calibrating again measures nothing anew.
   const plan::Machine again = plan::calibrate_cached<float>(Space(), world, request, path);
   CHECK(again.reduction_overlap == machine.reduction_overlap);
+  CHECK(again.collectives.size() == machine.collectives.size());
+  for (const auto& [key, fit] : machine.collectives) {
+    CHECK(again.collectives.at(key).latency_s == fit.latency_s);
+    CHECK(again.collectives.at(key).bytes_per_s == fit.bytes_per_s);
+  }
+  CHECK(again.point_to_point.bytes_per_s == machine.point_to_point.bytes_per_s);
   REQUIRE(again.gemms.size() == machine.gemms.size());
   for (std::size_t i = 0; i < again.gemms.size(); ++i) {
     CHECK(again.gemms[i].seconds == machine.gemms[i].seconds);

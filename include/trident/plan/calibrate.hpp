@@ -12,8 +12,9 @@
 //   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
 //   - all-reduce, all-gather and reduce-scatter over groups of consecutive ranks of every size
 //     that divides the world (tensor-parallel groups are consecutive), fitted as alpha + beta;
-//     a point-to-point message between neighbours likewise; how much of a posted all-reduce
-//     hides behind compute beside it; and the step's small agreements.
+//     a point-to-point message between neighbours likewise (calibrate_communication.hpp); how
+//     much of a posted all-reduce hides behind compute beside it; and the step's small
+//     agreements.
 //
 // A cache file keeps the measurements, keyed by backend and ranks; shapes it holds are not
 // measured again (calibrate_cached).
@@ -41,8 +42,10 @@
 #include <trident/ops/residual.hpp>
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
+#include <trident/plan/calibrate_communication.hpp>
 #include <trident/plan/machine.hpp>
 #include <trident/plan/read_core_binding.hpp>
+#include <trident/plan/timing.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
@@ -128,62 +131,10 @@ inline CalibrationRequest calibration_request(const nn::ModelSpec& spec, const s
 
 namespace detail {
 
-// How many passes over every GEMM shape, and over every collective and message size, calibrate()
-// times: a slow spell of the machine (another process, the host's own work) lands on one pass,
-// and the passes' geometric mean weighs it down. Each pass times each case `repeats` times.
+// How many passes over every GEMM shape calibrate() times: a slow spell of the machine (another
+// process, the host's own work) lands on one pass, and the passes' geometric mean weighs it
+// down. Each pass times each shape `repeats` times.
 inline constexpr int gemm_passes = 3;
-inline constexpr int comm_passes = 3;
-
-// The geometric mean of each column of `passes` (one row of times per pass).
-inline std::vector<double> geometric_means(const std::vector<std::vector<double>>& passes) {
-  std::vector<double> result(passes.front().size(), 0.0);
-  for (const auto& pass : passes)
-    for (std::size_t i = 0; i < result.size(); ++i) result[i] += std::log(pass[i]) / static_cast<double>(passes.size());
-  for (double& x : result) x = std::exp(x);
-  return result;
-}
-
-// How long one call of `run` takes.
-template <class Run>
-double seconds_of(Run&& run) {
-  const auto start = std::chrono::steady_clock::now();
-  run();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-inline double median_of(std::vector<double> times) {
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-// The median of `repeats` timings of `run` after a warm-up (first touch, library start-up),
-// `before` run untimed ahead of each.
-template <class Before, class Run>
-double median_seconds(int repeats, Before&& before, Run&& run) {
-  std::vector<double> times;
-  run();
-  for (int i = 0; i < repeats; ++i) {
-    before(i);
-    times.push_back(seconds_of(run));
-  }
-  return median_of(std::move(times));
-}
-
-// The mean of `value` over the ranks of `world`, the same on every rank.
-inline double mean_over(const comm::Communicator& world, double value) {
-  Kokkos::View<double*, Kokkos::HostSpace> sum("trident::plan::calibrate::time", 1);
-  sum(0) = value;
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, sum);
-  return sum(0) / world.size();
-}
-
-// The mean over the world of each rank's median timing of `run`; every rank starts each timing
-// together.
-template <class Run>
-double timed_on_all(const comm::Communicator& world, int repeats, Run&& run) {
-  return mean_over(world, median_seconds(
-                              repeats, [&](int) { world.barrier(); }, run));
-}
 
 // Which ranks time work that needs no other rank together: as many of a node's ranks at once as
 // the node has cores for them, so that each is measured as a step runs it, beside the other
@@ -440,20 +391,6 @@ double time_kernel(const ExecutionSpace& space, const comm::Communicator& world,
   });
 }
 
-// alpha + bytes / beta through measured times; times that do not grow with the bytes (a
-// noisy machine, or latency far above the transfer time) give their mean as a latency alone.
-inline CollectiveFit fitted(const std::vector<double>& bytes, const std::vector<double>& seconds) {
-  double mean_b = 0, mean_t = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) mean_b += bytes[i], mean_t += seconds[i];
-  mean_b /= static_cast<double>(bytes.size());
-  mean_t /= static_cast<double>(seconds.size());
-  double covariance = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) covariance += (bytes[i] - mean_b) * (seconds[i] - mean_t);
-  if (!(covariance > 0)) return CollectiveFit{mean_t, 1e30};  // JSON has no infinity
-  const comm::LinkCost fit = comm::fit_link_cost(bytes, seconds);
-  return CollectiveFit{fit.latency_s, fit.bytes_per_s};
-}
-
 }  // namespace detail
 
 // Measures what `request` asks for, and the bandwidth, collectives and point-to-point, into
@@ -604,49 +541,12 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const double flops_per_row = s.kernel == nn::AttentionKernel::flash ? 14.0 : 12.0;
     machine.attention_flops_per_s = flops_per_row * rows * s.seq * width / seconds;
   }
-  // Collectives over consecutive groups of every size that divides the world, and a message from
-  // each even rank to the next, as pipeline neighbours exchange; each in `comm_passes` passes over
-  // all of its sizes.
-  const std::vector<double> sizes = {16e3, 256e3, 2e6};
-  const auto timed_sizes = [&](auto&& time_one) {
-    std::vector<std::vector<double>> passes(detail::comm_passes);
-    for (auto& pass : passes)
-      for (double size : sizes) pass.push_back(time_one(size));
-    return detail::geometric_means(passes);
-  };
-  for (int g = 2; g <= world.size(); ++g) {
-    if (world.size() % g != 0) continue;
-    if (machine.collectives.count({CollectiveKind::all_reduce, g})) continue;
-    const comm::Communicator group = world.split(world.rank() / g, world.rank(), "trident::plan::calibrate");
-    const auto count_of = [&](double size) { return static_cast<std::int64_t>(size / sizeof(Scalar)) / g * g; };
-    std::vector<double> bytes;
-    for (double size : sizes) bytes.push_back(static_cast<double>(count_of(size) * sizeof(Scalar)));
-    for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather, CollectiveKind::reduce_scatter}) {
-      const auto seconds = timed_sizes([&](double size) {
-        vector whole("trident::plan::calibrate::whole", count_of(size)),
-            part("trident::plan::calibrate::part", count_of(size) / g);
-        return detail::timed_on_all(world, repeats, [&] {
-          if (kind == CollectiveKind::all_reduce) comm::allreduce(space, group, whole);
-          if (kind == CollectiveKind::all_gather) comm::allgather(space, group, part, whole);
-          if (kind == CollectiveKind::reduce_scatter) comm::reduce_scatter(space, group, whole, part);
-        });
-      });
-      machine.collectives[{kind, g}] = detail::fitted(bytes, seconds);
-    }
-    // The data-parallel engine posts its reductions nonblocking and waits later: another path
-    // in MPI, timed as such (posted, then waited for).
-    for (auto kind : {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter}) {
-      const auto seconds = timed_sizes([&](double size) {
-        vector whole("trident::plan::calibrate::whole", count_of(size)),
-            part("trident::plan::calibrate::part", count_of(size) / g);
-        return detail::timed_on_all(world, repeats, [&] {
-          comm::Request request = kind == CollectiveKind::all_reduce ? comm::iallreduce(space, group, whole)
-                                                                     : comm::ireduce_scatter(space, group, whole, part);
-          request.wait();
-        });
-      });
-      machine.nonblocking_collectives[{kind, g}] = detail::fitted(bytes, seconds);
-    }
+  // Collectives and the point-to-point message (calibrate_communication.hpp).
+  if (world.size() >= 2 && (!machine.collectives.count({CollectiveKind::all_reduce, world.size()}) ||
+                            machine.point_to_point.bytes_per_s <= 0)) {
+    CommunicationTimes times;
+    for (int pass = 0; pass < communication_passes; ++pass) time_communication<Scalar>(space, world, repeats, times);
+    fit_communication(times, machine);
   }
   // How much of the data-parallel engine's posted reduction hides behind backward: a 4 MiB
   // all-reduce over the ranks that compute at once beside square GEMMs.
@@ -661,26 +561,6 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
         world, turns, std::max(repeats, 7), [&] { return comm::iallreduce(space, turns.together, gradients); },
         fenced([&] { ops::matmul(space, 'N', 'N', Scalar(1), a, b, Scalar(0), c); }));
   }
-  if (world.size() >= 2 && machine.point_to_point.bytes_per_s <= 0) {
-    const int peer = world.rank() ^ 1;
-    const bool paired = peer < world.size();
-    const auto seconds = timed_sizes([&](double size) {
-      vector message("trident::plan::calibrate::message", static_cast<std::int64_t>(size / sizeof(Scalar)));
-      return detail::timed_on_all(world, repeats,
-                                  [&] {
-                                    if (!paired) return;
-                                    if (world.rank() % 2 == 0) {
-                                      comm::send(space, world, message, peer);
-                                      comm::recv(space, world, message, peer);
-                                    } else {
-                                      comm::recv(space, world, message, peer);
-                                      comm::send(space, world, message, peer);
-                                    }
-                                  }) /
-             2;
-    });
-    machine.point_to_point = detail::fitted(sizes, seconds);
-  }
   // The step's own small agreements over the world: loss, non-finite check, norm, and the like.
   if (world.size() >= 2 && machine.step_overhead_s <= 0) {
     Kokkos::View<double*, Kokkos::HostSpace> value("trident::plan::calibrate::value", 2);
@@ -688,13 +568,7 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
                                 comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, value);
                               });
   }
-  const auto reduce = machine.collectives.find({CollectiveKind::all_reduce, world.size()});
-  if (reduce != machine.collectives.end()) {
-    machine.links.intra = comm::LinkCost{reduce->second.latency_s, reduce->second.bytes_per_s};
-    machine.links.inter = machine.links.intra;
-  } else if (machine.links.intra.bytes_per_s <= 0) {
-    machine.links.intra = machine.links.inter = comm::LinkCost{1e-6, 1e12};
-  }
+  take_links_from_collectives(machine);
 }
 
 // The name a cache of `world` on ExecutionSpace keys its measurements by.
