@@ -74,6 +74,11 @@ double max_over_world(double value) {
   return result;
 }
 
+// Whether every rank holds the same `value` (its least is its most).
+bool same_on_every_rank(double value) {
+  return -max_over_world(-value) == max_over_world(value);
+}
+
 // Every layout of the world worth telling apart for memory: each factorisation, and on it ZeRO,
 // recomputation, sequence parallelism and the schedules.
 std::vector<plan::Candidate> layouts(int world, const nn::ModelSpec& spec, std::int64_t samples) {
@@ -234,10 +239,7 @@ TEST_CASE("plan: each pass times every collective of every group size and the me
     for (const auto& pass : series.passes)
       for (double seconds : pass) {
         CHECK(seconds > 0);
-        double lowest = 0, highest = 0;
-        MPI_Allreduce(&seconds, &lowest, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
-        MPI_Allreduce(&seconds, &highest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        CHECK(lowest == highest);
+        CHECK(same_on_every_rank(seconds));
       }
   }
   plan::Machine m;
@@ -273,10 +275,7 @@ TEST_CASE("plan: calibration times each GEMM at the beta it is called with and m
     const double overlap = *machine.reduction_overlap;
     CHECK(overlap >= 0);
     CHECK(overlap <= 1);
-    double lowest = 0, highest = 0;
-    MPI_Allreduce(&overlap, &lowest, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&overlap, &highest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    CHECK(lowest == highest);
+    CHECK(same_on_every_rank(overlap));
   }
   // The cache holds it all: calibrating again measures nothing anew.
   const plan::Machine again = plan::calibrate_cached<float>(Space(), world, request, path);
