@@ -235,12 +235,13 @@ int main(int argc, char** argv) {
             "\"measured_ms\":%.3f,\"predicted_mib\":%.3f,\"measured_mib\":%.3f,\"memory_error\":%.3f,"
             "\"predicted_compute_ms\":%.3f,\"predicted_bubble_ms\":%.3f,\"predicted_dp_ms\":%.3f,"
             "\"predicted_tp_ms\":%.3f,\"predicted_pp_ms\":%.3f,\"predicted_optimizer_ms\":%.3f,"
-            "\"predicted_overhead_ms\":%.3f}\n",
+            "\"predicted_overhead_ms\":%.3f,\"predicted_cold_share\":%.3f}\n",
             model.c_str(), world.size(), layout.describe().c_str(), layout.describe_cuts().c_str(),
             estimate.step_seconds * 1e3, predicted_over_rounds[i] * 1e3, step_s * 1e3, estimate.peak_bytes / (1 << 20),
             peak / (1 << 20), estimate.peak_bytes / peak - 1, estimate.compute_seconds * 1e3,
             estimate.bubble_seconds * 1e3, estimate.data_parallel_seconds * 1e3, estimate.tensor_comm_seconds * 1e3,
-            estimate.pipeline_comm_seconds * 1e3, estimate.optimizer_seconds * 1e3, estimate.overhead_seconds * 1e3);
+            estimate.pipeline_comm_seconds * 1e3, estimate.optimizer_seconds * 1e3, estimate.overhead_seconds * 1e3,
+            estimate.cold_share);
     }
     // The planner's first choice among these: the fastest predicted, at equal time the smallest.
     const auto first_choice = [&](const std::vector<double>& times) {
@@ -260,12 +261,12 @@ int main(int argc, char** argv) {
           "{\"bench\":\"plan_summary\",\"model\":\"%s\",\"ranks\":%d,\"layouts\":%zu,\"rank_correlation\":%.3f,"
           "\"first_choice\":\"%s\",\"first_choice_vs_best\":%.3f,\"rank_correlation_over_rounds\":%.3f,"
           "\"first_choice_over_rounds_vs_best\":%.3f,\"worst_memory_error\":%.3f,\"calibration_s\":%.2f,"
-          "\"waiting_rank_share\":%.3f,\"reduction_overlap\":%.3f,\"core_groups\":\"%s\"}\n",
+          "\"waiting_rank_share\":%.3f,\"reduction_overlap\":%.3f,\"cache_mib\":%.1f,\"core_groups\":\"%s\"}\n",
           model.c_str(), world.size(), candidates.size(), rank_correlation(predicted, measured),
           candidates[first].describe().c_str(), measured[first] / best - 1,
           rank_correlation(predicted_over_rounds, measured), measured[first_over_rounds] / best - 1, worst_memory,
           calibration_s, machine.waiting_rank_share.value_or(0.0), machine.reduction_overlap.value_or(1.0),
-          machine.binding.describe().c_str());
+          machine.cache_bytes / (1 << 20), machine.binding.describe().c_str());
   }
   trident::AllocationPeak::uninstall();
   Kokkos::finalize();

@@ -7,11 +7,16 @@
 #include <trident/gpt2/spec.hpp>
 #include <trident/pipeline/bubble.hpp>
 #include <trident/plan/calibrate.hpp>
+#include <trident/plan/read_cache_size.hpp>
 #include <trident/plan/search.hpp>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
+
+#include <unistd.h>
 
 using namespace trident;
 
@@ -564,9 +569,9 @@ TEST_CASE("plan: a GEMM is priced at the beta it is called with", "[plan]") {
   const plan::Machine back = plan::machine_from_json(plan::to_json(m));
   CHECK(back.gemm_seconds(added) == 1e-5);
   CHECK(back.gemm_seconds(written) == 3e-5);
-  // A cache that predates the beta timed every shape with beta 1.
+  // A cache that predates the beta (and the cold timing) timed every shape with beta 1.
   auto j = plan::to_json(m);
-  for (auto& g : j["gemms"]) g.erase(5);
+  for (auto& g : j["gemms"]) g.erase(6), g.erase(5);
   const plan::Machine old = plan::machine_from_json(j);
   REQUIRE(old.gemms.size() == 2);
   CHECK(old.gemms[0].accumulate);
@@ -628,4 +633,94 @@ TEST_CASE("plan: a waiting rank's share of a core from how much it slowed the co
   CHECK(plan::detail::waiting_share_from(1.25, 2, 6) == Approx(1.0 / 12));
   CHECK(plan::detail::waiting_share_from(5.0, 2, 2) == 1);  // at most a whole share
   CHECK(plan::detail::waiting_share_from(2.0, 2, 0) == 0);  // no rank waits
+}
+
+TEST_CASE("plan: a GEMM is priced cold for the share of the node's memory its cache cannot hold", "[plan]") {
+  plan::Machine m = gemms_only();
+  const plan::Gemm slow{64, 32, 16, false, 'N', 'T', true}, fast{32, 32, 16, false, 'N', 'T', true},
+      never{16, 32, 16, false, 'N', 'T', true};
+  m.gemms.push_back({64, 32, 16, 'N', 'T', 1e-5, true, 3e-5});    // 3x slower from memory
+  m.gemms.push_back({32, 32, 16, 'N', 'T', 1e-5, true, 0.9e-5});  // timing noise: never faster
+  m.gemms.push_back({16, 32, 16, 'N', 'T', 1e-5, true, 0});       // not timed cold
+  CHECK(m.gemm_cold_ratio(slow) == 3);
+  CHECK(m.gemm_cold_ratio(fast) == 1);
+  CHECK(m.gemm_cold_ratio(never) == 1);
+  CHECK(m.gemm_seconds(slow) == 1e-5);
+  CHECK(m.gemm_seconds(slow, 0.5) == Approx(2e-5).epsilon(1e-12));
+  CHECK(m.gemm_seconds(slow, 1) == Approx(3e-5).epsilon(1e-12));
+  CHECK(m.gemm_seconds(fast, 1) == 1e-5);
+  // The share: what 4 ranks keep beyond the cache, of what they keep; none without a cache.
+  m.cache_bytes = 32 << 20;
+  CHECK(m.cold_share(16 << 20, 4) == Approx(0.5).epsilon(1e-12));
+  CHECK(m.cold_share(8 << 20, 4) == 0);
+  CHECK(m.cold_share(4 << 20, 4) == 0);
+  CHECK(m.cold_share(64 << 20, 1) == Approx(0.5).epsilon(1e-12));
+  m.cache_bytes = 0;
+  CHECK(m.cold_share(1e12, 4) == 0);
+  // The machine keeps its cache and cold times; a negative cache is refused, naming it.
+  m.cache_bytes = 32 << 20;
+  const plan::Machine back = plan::machine_from_json(plan::to_json(m));
+  CHECK(back.cache_bytes == m.cache_bytes);
+  CHECK(back.gemm_seconds(slow, 0.5) == m.gemm_seconds(slow, 0.5));
+  auto j = plan::to_json(m);
+  j["cache_bytes"] = -1;
+  CHECK(message_of([&] { plan::machine_from_json(j); }).find("cache_bytes must be >= 0, got -1") != std::string::npos);
+}
+
+TEST_CASE("plan: a layout's GEMMs slow down by the share of its ranks' memory the cache cannot hold", "[plan]") {
+  // Linear layers only, every shape measured at 1 GFLOP/s cached and half that from memory: the
+  // step is its GEMMs, priced (1 + share) times their cached price.
+  const plan::Workload work{equal_layers(), 64, 0};
+  plan::Machine m = gemms_only();
+  m.devices_per_node = 1;
+  for (const plan::Gemm& g : plan::calibration_request(work.spec, {16, 64}, {1}).gemms)
+    m.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, g.flops() / 1e9, g.accumulate, 2 * g.flops() / 1e9});
+  plan::Candidate whole;
+  whole.micro_batch = 64;
+  const plan::Estimate cached = plan::estimate(work, whole, m);
+  CHECK(cached.cold_share == 0);
+  CHECK(cached.mean_rank_bytes == cached.peak_bytes);  // one rank
+  m.cache_bytes = cached.peak_bytes / 4;
+  const plan::Estimate cold = plan::estimate(work, whole, m);
+  CHECK(cold.cold_share == Approx(0.75).epsilon(1e-12));
+  CHECK(cold.step_seconds == Approx(1.75 * cached.step_seconds).epsilon(1e-9));
+  CHECK(cold.peak_bytes == cached.peak_bytes);
+  // Smaller micro-batches keep less: less of it is cold. A cache that holds it all changes nothing.
+  plan::Candidate smaller = whole;
+  smaller.micro_batch = 16;
+  const plan::Estimate less = plan::estimate(work, smaller, m);
+  CHECK(less.cold_share > 0);
+  CHECK(less.cold_share < cold.cold_share);
+  m.cache_bytes = cached.peak_bytes;
+  CHECK(plan::estimate(work, whole, m).step_seconds == cached.step_seconds);
+}
+
+TEST_CASE("plan: the last-level cache is every cache of the highest level once, as sysfs lists them", "[plan]") {
+  CHECK(plan::cache_size_bytes("32768K") == 32 << 20);
+  CHECK(plan::cache_size_bytes("1M") == 1 << 20);
+  CHECK(plan::cache_size_bytes("512") == 512);
+  CHECK(plan::cache_size_bytes("K") == 0);
+  CHECK(plan::cache_size_bytes("") == 0);
+  // Four CPUs: private L1 and L2, an L3 shared by each pair.
+  const auto root = std::filesystem::temp_directory_path() / ("trident_sysfs_" + std::to_string(::getpid()));
+  const auto write = [](const std::filesystem::path& dir, const std::string& type, int level, const std::string& size,
+                        const std::string& cpus) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "type") << type << "\n";
+    std::ofstream(dir / "level") << level << "\n";
+    std::ofstream(dir / "size") << size << "\n";
+    std::ofstream(dir / "shared_cpu_list") << cpus << "\n";
+  };
+  for (int cpu = 0; cpu < 4; ++cpu) {
+    const auto cache = root / ("cpu" + std::to_string(cpu)) / "cache";
+    write(cache / "index0", "Data", 1, "48K", std::to_string(cpu));
+    write(cache / "index1", "Instruction", 1, "32K", std::to_string(cpu));
+    write(cache / "index2", "Unified", 2, "1024K", std::to_string(cpu));
+    write(cache / "index3", "Unified", 3, "32768K", cpu < 2 ? "0-1" : "2-3");
+  }
+  CHECK(plan::last_level_cache_bytes(root.string()) == 64 << 20);
+  std::filesystem::remove_all(root / "cpu2");  // the CPUs counted are cpu0, cpu1, ... up to a gap
+  CHECK(plan::last_level_cache_bytes(root.string()) == 32 << 20);
+  std::filesystem::remove_all(root);
+  CHECK(plan::last_level_cache_bytes(root.string()) == 0);
 }

@@ -250,7 +250,7 @@ TEST_CASE("plan: each pass times every collective of every group size and the me
   CHECK(m.links.intra.bytes_per_s == m.collectives.at({plan::CollectiveKind::all_reduce, world.size()}).bytes_per_s);
 }
 
-TEST_CASE("plan: calibration times each GEMM at the beta it is called with and measures the overlap once",
+TEST_CASE("plan: calibration times each GEMM at its beta, cached and cold, and measures the overlap once",
           "[plan][mpi]") {
   const comm::Communicator world(MPI_COMM_WORLD, "world");
   int id = static_cast<int>(::getpid());
@@ -268,6 +268,13 @@ TEST_CASE("plan: calibration times each GEMM at the beta it is called with and m
                                      [](const plan::GemmSample& s) { return !s.accumulate; });
   CHECK(written >= 3);
   CHECK(written < static_cast<std::ptrdiff_t>(machine.gemms.size()));
+  // Where the host says how large its last-level cache is, each shape is timed cold as well, its
+  // operands pushed out of that cache first, alike on every rank.
+  CHECK(machine.cache_bytes == plan::last_level_cache_bytes());
+  for (const plan::GemmSample& s : machine.gemms) {
+    CHECK((machine.cache_bytes > 0 ? s.cold_seconds > 0 : s.cold_seconds == 0));
+    CHECK(same_on_every_rank(s.cold_seconds));
+  }
   if (world.size() == 1) {
     CHECK(!machine.reduction_overlap);  // nothing to reduce
   } else {
@@ -289,6 +296,7 @@ TEST_CASE("plan: calibration times each GEMM at the beta it is called with and m
   REQUIRE(again.gemms.size() == machine.gemms.size());
   for (std::size_t i = 0; i < again.gemms.size(); ++i) {
     CHECK(again.gemms[i].seconds == machine.gemms[i].seconds);
+    CHECK(again.gemms[i].cold_seconds == machine.gemms[i].cold_seconds);
     CHECK(again.gemms[i].accumulate == machine.gemms[i].accumulate);
   }
   world.barrier();

@@ -6,7 +6,9 @@
 //
 //   - GEMMs at exactly the shapes the planner will ask for (plan::gemm_shapes of the candidate
 //     layouts) and with the beta each is called with, through the library's own ops::matmul, in
-//     three passes, and the fit over them that prices every shape (gemm_fit.hpp);
+//     three passes, and the fit over them that prices every shape (gemm_fit.hpp); on a host,
+//     once more each with its operands out of the last-level cache (read_cache_size.hpp), for
+//     the layouts whose ranks keep more than that cache holds;
 //   - the library's other kernels (activations, LayerNorm, residual adds, biases, the loss,
 //     AdamW and the gradient norm) per element, and the memory bandwidth of a triad for the rest;
 //   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
@@ -44,6 +46,7 @@
 #include <trident/optim/clip.hpp>
 #include <trident/plan/calibrate_communication.hpp>
 #include <trident/plan/machine.hpp>
+#include <trident/plan/read_cache_size.hpp>
 #include <trident/plan/read_core_binding.hpp>
 #include <trident/plan/timing.hpp>
 
@@ -174,14 +177,17 @@ inline ComputeTurns compute_turns(const comm::Topology& topology, int cores, con
   return t;
 }
 
+// What a rank writes before each timing: in a step a kernel reads what other kernels wrote a while
+// ago, so its operands are partly in the caches.
+inline constexpr std::size_t cache_fill_bytes = std::size_t(8) << 20;
+
 // The mean over the world of each rank's median timing of `run`, the ranks of one turn at once
-// (the others wait). When ranks outnumber cores, estimate() shares the cores between the ranks
-// that compute at once.
+// (the others wait), each timing after the rank wrote `fill_bytes` of something else. When ranks
+// outnumber cores, estimate() shares the cores between the ranks that compute at once.
 template <class Run>
-double timed_per_core(const comm::Communicator& world, const ComputeTurns& turns, int repeats, Run&& run) {
-  // In a step a kernel reads what other kernels wrote a while ago: each timing starts with the
-  // host's caches filled with something else.
-  std::vector<char> other(std::size_t(8) << 20);
+double timed_per_core(const comm::Communicator& world, const ComputeTurns& turns, int repeats, Run&& run,
+                      std::size_t fill_bytes = cache_fill_bytes) {
+  std::vector<char> other(fill_bytes);
   const auto fill_caches = [&](int i) {
     for (std::size_t b = 0; b < other.size(); b += 64) other[b] = static_cast<char>(b + static_cast<std::size_t>(i));
   };
@@ -438,28 +444,37 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
         });
     if (!known) missing.push_back(g);
   }
+  const auto time_gemm = [&](const Gemm& g, std::size_t fill_bytes) {
+    const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
+    matrix a("trident::plan::calibrate::a", ta ? g.k : g.m, ta ? g.m : g.k),
+        b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
+    Kokkos::deep_copy(space, a, Scalar(0.5));
+    Kokkos::deep_copy(space, b, Scalar(0.25));
+    const Scalar beta = g.accumulate ? Scalar(1) : Scalar(0);  // as the layer calls it
+    return detail::timed_per_core(world, turns, repeats,
+                                  fenced([&] { ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, beta, c); }),
+                                  fill_bytes);
+  };
   std::vector<std::vector<GemmTiming>> passes(detail::gemm_passes);
   for (auto& pass : passes)
-    for (const Gemm& g : missing) {
-      const bool ta = g.trans_a == 'T', tb = g.trans_b == 'T';
-      matrix a("trident::plan::calibrate::a", ta ? g.k : g.m, ta ? g.m : g.k),
-          b("trident::plan::calibrate::b", tb ? g.n : g.k, tb ? g.k : g.n), c("trident::plan::calibrate::c", g.m, g.n);
-      Kokkos::deep_copy(space, a, Scalar(0.5));
-      Kokkos::deep_copy(space, b, Scalar(0.25));
-      const Scalar beta = g.accumulate ? Scalar(1) : Scalar(0);  // as the layer calls it
-      pass.push_back({g, detail::timed_per_core(world, turns, repeats, fenced([&] {
-                                                  ops::matmul(space, g.trans_a, g.trans_b, Scalar(1), a, b, beta, c);
-                                                }))});
-    }
+    for (const Gemm& g : missing) pass.push_back({g, time_gemm(g, detail::cache_fill_bytes)});
   std::vector<std::vector<double>> pass_seconds;
   for (const auto& pass : passes) {
     pass_seconds.emplace_back();
     for (const GemmTiming& t : pass) pass_seconds.back().push_back(t.seconds);
   }
   const std::vector<double> samples = detail::geometric_means(pass_seconds);
+  // Once more with the operands out of the last-level cache: the ranks timing at once write
+  // twice all of it first (estimate() prices by how much of a step's memory the cache holds).
+  if (std::is_same<memory_space, Kokkos::HostSpace>::value) machine.cache_bytes = last_level_cache_bytes();
+  std::vector<double> cold(missing.size(), 0.0);
+  if (machine.cache_bytes > 0) {
+    const auto fill = static_cast<std::size_t>(2 * machine.cache_bytes / std::max(turns.first, 1));
+    for (std::size_t i = 0; i < missing.size(); ++i) cold[i] = time_gemm(missing[i], fill);
+  }
   for (std::size_t i = 0; i < missing.size(); ++i) {
     const Gemm& g = missing[i];
-    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i], g.accumulate});
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i], g.accumulate, cold[i]});
   }
   if (!machine.gemms.empty()) {
     std::vector<GemmTiming> all;

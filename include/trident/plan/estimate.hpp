@@ -84,7 +84,9 @@ struct Estimate {
 
   double parameter_bytes = 0, gradient_bytes = 0, optimizer_bytes = 0, activation_bytes = 0, other_bytes = 0;
   double peak_bytes = 0;
-  int peak_rank = 0;  // the pipeline rank it is on
+  int peak_rank = 0;           // the pipeline rank it is on
+  double mean_rank_bytes = 0;  // over the ranks
+  double cold_share = 0;       // of the GEMMs' operands, read from memory (Machine::cold_share)
   bool fits = true;
   std::vector<int> stage_layers;  // the cut used
 
@@ -130,12 +132,12 @@ inline double collectives_seconds(const std::vector<Collective>& list, const Mac
   return seconds;
 }
 
-inline LayerTimes layer_times(const LayerCost& cost, const Machine& machine, int tp, int tp_nodes) {
+inline LayerTimes layer_times(const LayerCost& cost, const Machine& machine, int tp, int tp_nodes, double cold_share) {
   LayerTimes t;
-  for (const Gemm& g : cost.forward.gemms) t.forward += machine.gemm_seconds(g);
+  for (const Gemm& g : cost.forward.gemms) t.forward += machine.gemm_seconds(g, cold_share);
   t.forward += machine.attention_seconds(cost.forward.attention_flops) + machine.kernels_seconds(cost.forward.kernels);
   for (const Gemm& g : cost.backward.gemms)
-    (g.weight ? t.backward_weight : t.backward_input) += machine.gemm_seconds(g);
+    (g.weight ? t.backward_weight : t.backward_input) += machine.gemm_seconds(g, cold_share);
   t.backward_input +=
       machine.attention_seconds(cost.backward.attention_flops) + machine.kernels_seconds(cost.backward.kernels);
   t.tensor_comm_forward = collectives_seconds(cost.forward.collectives, machine, tp, tp_nodes);
@@ -172,10 +174,11 @@ struct Workload {
   double bucket_bytes = static_cast<double>(data_parallel::DataParallelSettings{}.bucket_bytes());
 };
 
-// With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
-// work plus a fill and drain of (p - 1) stage passes, which ranks candidates quickly.
-inline Estimate estimate(const Workload& work, const Candidate& layout, const Machine& machine,
-                         bool simulate_schedule = true) {
+namespace detail {
+
+// estimate() with `cold_share` of the GEMMs' operands read from memory.
+inline Estimate estimate_with(const Workload& work, const Candidate& layout, const Machine& machine,
+                              bool simulate_schedule, double cold_share) {
   const nn::ModelSpec& spec = work.spec;
   const char* op = "trident::plan::estimate";
   const std::int64_t seq = nn::rows_per_sample(spec);
@@ -211,7 +214,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
   }
   const std::vector<LayerCost> costs = layer_costs(spec, shape);
   std::vector<detail::LayerTimes> times;
-  for (const auto& c : costs) times.push_back(detail::layer_times(c, machine, layout.tp, tp_nodes));
+  for (const auto& c : costs) times.push_back(detail::layer_times(c, machine, layout.tp, tp_nodes, cold_share));
 
   // The cut: the layout's, or the one that balances forward + backward (+ recomputation).
   Estimate result;
@@ -568,6 +571,7 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     activations += std::max(building, transient);
     other += work.batch_bytes_per_row * static_cast<double>(work.global_batch * seq);
     const double total = params + grads + optimizer + activations + other;
+    result.mean_rank_bytes += total / layout.pp;
     if (total > result.peak_bytes) {
       result.peak_bytes = total;
       result.peak_rank = r;
@@ -579,7 +583,23 @@ inline Estimate estimate(const Workload& work, const Candidate& layout, const Ma
     }
   }
   result.fits = machine.memory_bytes <= 0 || result.peak_bytes <= machine.memory_bytes;
+  result.cold_share = cold_share;
   return result;
+}
+
+}  // namespace detail
+
+// With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
+// work plus a fill and drain of (p - 1) stage passes, which ranks candidates quickly.
+// Where the machine's caches are known, the GEMMs are priced by how much of what the node's
+// ranks keep (their memory) the caches cannot hold: as measured with their operands cached, and
+// with them out of the caches for that share.
+inline Estimate estimate(const Workload& work, const Candidate& layout, const Machine& machine,
+                         bool simulate_schedule = true) {
+  const Estimate cached = detail::estimate_with(work, layout, machine, simulate_schedule, 0.0);
+  const int ranks_per_node = std::min(layout.dp * layout.tp * layout.pp, machine.devices_per_node);
+  const double share = machine.cold_share(cached.mean_rank_bytes, ranks_per_node);
+  return share > 0 ? detail::estimate_with(work, layout, machine, simulate_schedule, share) : cached;
 }
 
 }  // namespace trident::plan

@@ -50,7 +50,8 @@ struct GemmSample {
   std::int64_t m = 0, n = 0, k = 0;
   char trans_a = 'N', trans_b = 'N';
   double seconds = 0;
-  bool accumulate = true;  // timed with beta 1, or with beta 0
+  bool accumulate = true;   // timed with beta 1, or with beta 0
+  double cold_seconds = 0;  // timed with its operands out of the caches (0: not measured)
   bool same_shape(const Gemm& g) const {
     return m == g.m && n == g.n && k == g.k && trans_a == g.trans_a && trans_b == g.trans_b &&
            accumulate == g.accumulate;
@@ -97,8 +98,11 @@ struct Machine {
   double gemm_efficiency = 1;
   double memory_bytes_per_s = 0;
   double attention_flops_per_s = 0;  // 0: as a GEMM of the same FLOPs at the peak
-  std::vector<GemmSample> gemms;     // measured shapes
-  GemmFit gemm_fit;                  // over them, when calibrated
+  // All the last-level cache of a node's cores (0: unknown, or ranks on devices): when the node's
+  // ranks keep more than it holds, their GEMMs read their operands from memory in part.
+  double cache_bytes = 0;
+  std::vector<GemmSample> gemms;  // measured shapes
+  GemmFit gemm_fit;               // over them, when calibrated
   // Measured kernels: at their sizes (the nearest size of the same kernel, scaled by its
   // elements), else per element; others are priced by their bytes.
   std::vector<KernelSample> kernels;
@@ -111,7 +115,24 @@ struct Machine {
   double step_overhead_s = 0;  // fixed per step: the small agreements (loss, non-finite, norm)
 
   // ---- compute ----
-  double gemm_seconds(const Gemm& g) const {
+  // A GEMM with `cold_share` of its operands read from memory (cold_share()), the rest cached.
+  double gemm_seconds(const Gemm& g, double cold_share = 0) const {
+    const double cached = cached_gemm_seconds(g);
+    return cold_share > 0 ? cached * (1 + cold_share * (gemm_cold_ratio(g) - 1)) : cached;
+  }
+  // How much slower a measured shape ran with its operands out of the caches; 1 where not measured.
+  double gemm_cold_ratio(const Gemm& g) const {
+    for (const GemmSample& s : gemms)
+      if (s.same_shape(g) && s.cold_seconds > 0 && s.seconds > 0) return std::max(1.0, s.cold_seconds / s.seconds);
+    return 1;
+  }
+  // The share of the caches' contents that `ranks` ranks of a node keeping `rank_bytes` each
+  // cannot hold there: what a GEMM then reads from memory.
+  double cold_share(double rank_bytes, int ranks) const {
+    if (cache_bytes <= 0 || !(rank_bytes > 0) || ranks < 1) return 0;
+    return std::clamp(1 - cache_bytes / (ranks * rank_bytes), 0.0, 1.0);
+  }
+  double cached_gemm_seconds(const Gemm& g) const {
     if (g.m <= 0 || g.n <= 0 || g.k <= 0) return 0;
     if (gemm_fit.fitted()) {
       for (const GemmSample& s : gemms)
@@ -211,11 +232,13 @@ inline nlohmann::json to_json(const Machine& m) {
   j["peak_flops"] = m.peak_flops;
   j["gemm_efficiency"] = m.gemm_efficiency;
   j["memory_bytes_per_s"] = m.memory_bytes_per_s;
+  if (m.cache_bytes > 0) j["cache_bytes"] = m.cache_bytes;
   j["attention_flops_per_s"] = m.attention_flops_per_s;
   j["step_overhead_s"] = m.step_overhead_s;
   auto& gemms = j["gemms"] = nlohmann::json::array();
   for (const auto& g : m.gemms)
-    gemms.push_back({g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.seconds, g.accumulate ? 1 : 0});
+    gemms.push_back(
+        {g.m, g.n, g.k, std::string{g.trans_a, g.trans_b}, g.seconds, g.accumulate ? 1 : 0, g.cold_seconds});
   if (m.gemm_fit.fitted())
     j["gemm_fit"] = {{"latency_s", m.gemm_fit.latency_s},
                      {"flops_per_s", m.gemm_fit.flops_per_s},
@@ -282,6 +305,8 @@ inline Machine machine_from_json(const nlohmann::json& j) {
     m.peak_flops = j.value("peak_flops", 0.0);
     m.gemm_efficiency = j.value("gemm_efficiency", 1.0);
     m.memory_bytes_per_s = j.value("memory_bytes_per_s", 0.0);
+    m.cache_bytes = j.value("cache_bytes", 0.0);
+    require_argument(m.cache_bytes >= 0, op, ": cache_bytes must be >= 0, got ", m.cache_bytes);
     m.attention_flops_per_s = j.value("attention_flops_per_s", 0.0);
     m.step_overhead_s = j.value("step_overhead_s", 0.0);
     if (j.contains("gemms"))
@@ -292,7 +317,8 @@ inline Machine machine_from_json(const nlohmann::json& j) {
         const int beta = g.size() > 5 ? g.at(5).get<int>() : 1;
         require_argument(beta == 0 || beta == 1, op, ": a GEMM's beta is 0 or 1, got ", beta);
         m.gemms.push_back({g.at(0).get<std::int64_t>(), g.at(1).get<std::int64_t>(), g.at(2).get<std::int64_t>(),
-                           trans[0], trans[1], g.at(4).get<double>(), beta == 1});
+                           trans[0], trans[1], g.at(4).get<double>(), beta == 1,
+                           g.size() > 6 ? g.at(6).get<double>() : 0.0});
       }
     if (j.contains("gemm_fit")) {
       const auto& f = j.at("gemm_fit");
