@@ -576,6 +576,13 @@ TEST_CASE("plan: a GEMM is priced at the beta it is called with", "[plan]") {
   REQUIRE(old.gemms.size() == 2);
   CHECK(old.gemms[0].accumulate);
   CHECK(old.gemms[1].accumulate);
+  // One that predates the cold timing keeps its beta and has no cold time.
+  j = plan::to_json(m);
+  for (auto& g : j["gemms"]) g.erase(6);
+  const plan::Machine warm_only = plan::machine_from_json(j);
+  REQUIRE(warm_only.gemms.size() == 2);
+  CHECK(!warm_only.gemms[1].accumulate);
+  CHECK(warm_only.gemms[1].cold_seconds == 0);
   j = plan::to_json(m);
   j["gemms"][1][5] = 2;
   CHECK(message_of([&] { plan::machine_from_json(j); }).find("beta is 0 or 1, got 2") != std::string::npos);
@@ -693,6 +700,16 @@ TEST_CASE("plan: a layout's GEMMs slow down by the share of its ranks' memory th
   CHECK(less.cold_share < cold.cold_share);
   m.cache_bytes = cached.peak_bytes;
   CHECK(plan::estimate(work, whole, m).step_seconds == cached.step_seconds);
+  // Two pipeline ranks on a node keep unequal memory (1F1B's first stage holds more micro-batches):
+  // the share is of their mean, over both.
+  m.devices_per_node = 2;
+  m.cache_bytes = cached.peak_bytes / 4;
+  plan::Candidate pipeline = whole;
+  pipeline.pp = 2, pipeline.micro_batch = 16;
+  const plan::Estimate staged = plan::estimate(work, pipeline, m);
+  CHECK(staged.mean_rank_bytes < staged.peak_bytes);
+  CHECK(staged.cold_share > 0);
+  CHECK(staged.cold_share == Approx(1 - m.cache_bytes / (2 * staged.mean_rank_bytes)).epsilon(1e-12));
 }
 
 TEST_CASE("plan: the last-level cache is every cache of the highest level once, as sysfs lists them", "[plan]") {
@@ -719,7 +736,10 @@ TEST_CASE("plan: the last-level cache is every cache of the highest level once, 
     write(cache / "index3", "Unified", 3, "32768K", cpu < 2 ? "0-1" : "2-3");
   }
   CHECK(plan::last_level_cache_bytes(root.string()) == 64 << 20);
-  std::filesystem::remove_all(root / "cpu2");  // the CPUs counted are cpu0, cpu1, ... up to a gap
+  std::filesystem::remove_all(root / "cpu2" / "cache");   // offline: its partner still lists the cache
+  std::filesystem::create_directories(root / "cpufreq");  // not a CPU
+  CHECK(plan::last_level_cache_bytes(root.string()) == 64 << 20);
+  std::filesystem::remove_all(root / "cpu3");
   CHECK(plan::last_level_cache_bytes(root.string()) == 32 << 20);
   std::filesystem::remove_all(root);
   CHECK(plan::last_level_cache_bytes(root.string()) == 0);

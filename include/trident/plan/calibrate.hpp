@@ -7,8 +7,8 @@
 //   - GEMMs at exactly the shapes the planner will ask for (plan::gemm_shapes of the candidate
 //     layouts) and with the beta each is called with, through the library's own ops::matmul, in
 //     three passes, and the fit over them that prices every shape (gemm_fit.hpp); on a host,
-//     once more each with its operands out of the last-level cache (read_cache_size.hpp), for
-//     the layouts whose ranks keep more than that cache holds;
+//     every shape once more with its operands out of the last-level cache (read_cache_size.hpp),
+//     which prices the layouts whose ranks keep more than that cache holds;
 //   - the library's other kernels (activations, LayerNorm, residual adds, biases, the loss,
 //     AdamW and the gradient norm) per element, and the memory bandwidth of a triad for the rest;
 //   - trident's attention, forward and backward, as model FLOP/s at the model's shape;
@@ -464,17 +464,18 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     for (const GemmTiming& t : pass) pass_seconds.back().push_back(t.seconds);
   }
   const std::vector<double> samples = detail::geometric_means(pass_seconds);
-  // Once more with the operands out of the last-level cache: the ranks timing at once write
-  // twice all of it first (estimate() prices by how much of a step's memory the cache holds).
-  if (std::is_same<memory_space, Kokkos::HostSpace>::value) machine.cache_bytes = last_level_cache_bytes();
-  std::vector<double> cold(missing.size(), 0.0);
-  if (machine.cache_bytes > 0) {
-    const auto fill = static_cast<std::size_t>(2 * machine.cache_bytes / std::max(turns.first, 1));
-    for (std::size_t i = 0; i < missing.size(); ++i) cold[i] = time_gemm(missing[i], fill);
-  }
   for (std::size_t i = 0; i < missing.size(); ++i) {
     const Gemm& g = missing[i];
-    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i], g.accumulate, cold[i]});
+    machine.gemms.push_back({g.m, g.n, g.k, g.trans_a, g.trans_b, samples[i], g.accumulate});
+  }
+  // Every shape not yet timed so (a cache may predate it) once more with the operands out of the
+  // last-level cache: the ranks timing at once write twice all of it first (estimate() prices by
+  // how much of a step's memory the cache holds).
+  if (std::is_same<memory_space, Kokkos::HostSpace>::value) machine.cache_bytes = last_level_cache_bytes();
+  if (machine.cache_bytes > 0) {
+    const auto fill = static_cast<std::size_t>(2 * machine.cache_bytes / std::max(turns.first, 1));
+    for (GemmSample& s : machine.gemms)
+      if (s.cold_seconds <= 0) s.cold_seconds = time_gemm(s.gemm(), fill);
   }
   if (!machine.gemms.empty()) {
     std::vector<GemmTiming> all;
@@ -620,13 +621,18 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
     const auto json = nlohmann::json::parse(std::string(bytes.data(), bytes.extent(0)), nullptr, false);
     if (!json.is_discarded() && json.value("name", std::string()) == name) machine = machine_from_json(json);
   }
+  const auto timed_cold = [&] {
+    return std::count_if(machine.gemms.begin(), machine.gemms.end(),
+                         [](const GemmSample& s) { return s.cold_seconds > 0; });
+  };
   const std::size_t known = machine.gemms.size() + machine.kernels.size();
+  const auto known_cold = timed_cold();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
   const std::optional<double> share = machine.waiting_rank_share, overlap = machine.reduction_overlap;
   calibrate<Scalar>(space, world, request, machine);
   if (world.rank() == 0 && !path.empty() &&
-      (!complete || machine.gemms.size() + machine.kernels.size() != known || machine.waiting_rank_share != share ||
-       machine.reduction_overlap != overlap)) {
+      (!complete || machine.gemms.size() + machine.kernels.size() != known || timed_cold() != known_cold ||
+       machine.waiting_rank_share != share || machine.reduction_overlap != overlap)) {
     const std::string json = to_json(machine).dump(1);
     io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
     file.write(json.data(), json.size());

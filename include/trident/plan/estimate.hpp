@@ -9,7 +9,9 @@
 // overlaps it), the optimizer and the step's fixed agreements. Ranks that outnumber their node's
 // cores replay the schedule on shared cores (pipeline/simulate_shared.hpp): balanced over all
 // of them by the host, or, where the launcher bound the ranks (machine.binding), each core shared
-// by the ranks bound to it, which are the pipeline stages the layout's mesh puts there.
+// by the ranks bound to it, which are the pipeline stages the layout's mesh puts there. Where
+// the machine knows its last-level cache, the GEMMs are priced by the share of the node's memory
+// (below) that the cache cannot hold: estimated once for the memory, then at that share.
 //
 // Memory: parameters, gradients and optimizer state by ZeRO stage; every micro-batch's kept
 // activations times the most micro-batches the schedule keeps in flight in each chunk of the
@@ -177,8 +179,8 @@ struct Workload {
 namespace detail {
 
 // estimate() with `cold_share` of the GEMMs' operands read from memory.
-inline Estimate estimate_with(const Workload& work, const Candidate& layout, const Machine& machine,
-                              bool simulate_schedule, double cold_share) {
+inline Estimate estimate_at_cold_share(const Workload& work, const Candidate& layout, const Machine& machine,
+                                       bool simulate_schedule, double cold_share) {
   const nn::ModelSpec& spec = work.spec;
   const char* op = "trident::plan::estimate";
   const std::int64_t seq = nn::rows_per_sample(spec);
@@ -591,15 +593,19 @@ inline Estimate estimate_with(const Workload& work, const Candidate& layout, con
 
 // With `simulate`, the pipeline's schedule is replayed; without, its time is the busiest rank's
 // work plus a fill and drain of (p - 1) stage passes, which ranks candidates quickly.
-// Where the machine's caches are known, the GEMMs are priced by how much of what the node's
-// ranks keep (their memory) the caches cannot hold: as measured with their operands cached, and
-// with them out of the caches for that share.
+// Where the machine's cache is known, the GEMMs are priced by how much of what the node's ranks
+// keep (their memory, which the schedule's replay does not change) the cache cannot hold: as
+// measured with their operands cached, and with them out of the cache for that share. A cut
+// left to the estimate is balanced at those prices.
 inline Estimate estimate(const Workload& work, const Candidate& layout, const Machine& machine,
                          bool simulate_schedule = true) {
-  const Estimate cached = detail::estimate_with(work, layout, machine, simulate_schedule, 0.0);
-  const int ranks_per_node = std::min(layout.dp * layout.tp * layout.pp, machine.devices_per_node);
-  const double share = machine.cold_share(cached.mean_rank_bytes, ranks_per_node);
-  return share > 0 ? detail::estimate_with(work, layout, machine, simulate_schedule, share) : cached;
+  double share = 0;
+  if (machine.cache_bytes > 0) {
+    const Estimate memory = detail::estimate_at_cold_share(work, layout, machine, false, 0.0);
+    share = machine.cold_share(memory.mean_rank_bytes,
+                               std::min(layout.dp * layout.tp * layout.pp, machine.devices_per_node));
+  }
+  return detail::estimate_at_cold_share(work, layout, machine, simulate_schedule, share);
 }
 
 }  // namespace trident::plan

@@ -11,7 +11,9 @@
 // a measured shape moved towards its own time as far as calibration found its timings repeat.
 // Otherwise a GEMM measured at its exact shape takes that time; another shape is priced by the
 // roofline of the cluster description, or scaled from the measured shape nearest in log-space
-// (sizes with similar arithmetic intensity run at similar rates). A collective measured at its group
+// (sizes with similar arithmetic intensity run at similar rates). A shape also timed with its
+// operands out of the host's last-level cache is priced between the two times by the share of
+// the ranks' memory that cache cannot hold (cold_share). A collective measured at its group
 // size takes its fitted alpha + bytes / beta; otherwise the ring model over the node links.
 
 #include <trident/comm/link_cost.hpp>
@@ -126,8 +128,8 @@ struct Machine {
       if (s.same_shape(g) && s.cold_seconds > 0 && s.seconds > 0) return std::max(1.0, s.cold_seconds / s.seconds);
     return 1;
   }
-  // The share of the caches' contents that `ranks` ranks of a node keeping `rank_bytes` each
-  // cannot hold there: what a GEMM then reads from memory.
+  // The share of what `ranks` ranks of a node keep, `rank_bytes` each, that the node's cache
+  // cannot hold: what a GEMM then reads from memory.
   double cold_share(double rank_bytes, int ranks) const {
     if (cache_bytes <= 0 || !(rank_bytes > 0) || ranks < 1) return 0;
     return std::clamp(1 - cache_bytes / (ranks * rank_bytes), 0.0, 1.0);

@@ -1,6 +1,7 @@
 #pragma once
 // The host's last-level cache, as calibration reads it: the size of every last-level cache of the
-// machine's CPUs, each counted once (a cache that cores share is one), from Linux's sysfs.
+// machine's CPUs, each counted once (a cache that cores share is one), from Linux's sysfs. All of
+// the host's, whichever cores the ranks run on.
 //   last_level_cache_bytes()       0 where the system does not say
 //   cache_size_bytes("32768K")     sysfs's way of writing a size
 
@@ -20,7 +21,7 @@ inline double cache_size_bytes(const std::string& text) {
   if (digits == 0) return 0;
   const double number = std::stod(text.substr(0, digits));
   const std::string unit = text.substr(digits);
-  if (unit.empty() || unit == "\n") return number;
+  if (unit.empty()) return number;
   switch (unit[0]) {
     case 'K':
       return number * 1024;
@@ -33,10 +34,11 @@ inline double cache_size_bytes(const std::string& text) {
   }
 }
 
-// Under `cpus` (sysfs's cpu folder), the last-level caches of cpu0, cpu1, ... until one is
-// missing: each cache of the highest level once, by the CPUs that share it.
+// Under `cpus` (sysfs's cpu folder), the last-level caches of every cpuN folder that lists its
+// caches (an offline CPU lists none): each cache of the highest level once, by the CPUs that share
+// it.
 inline double last_level_cache_bytes(const std::string& cpus = "/sys/devices/system/cpu") {
-  const auto read = [](const std::string& path) {
+  const auto read = [](const std::filesystem::path& path) {
     std::ifstream in(path);
     std::string line;
     std::getline(in, line);
@@ -44,17 +46,23 @@ inline double last_level_cache_bytes(const std::string& cpus = "/sys/devices/sys
   };
   int highest = 0;
   std::map<std::string, double> caches;  // of the highest level, by their CPUs
-  for (int cpu = 0;; ++cpu) {
-    const std::string base = cpus + "/cpu" + std::to_string(cpu) + "/cache/index";
-    if (!std::ifstream(base + "0/level").good()) break;
-    for (int index = 0; std::ifstream(base + std::to_string(index) + "/level").good(); ++index) {
-      const std::string dir = base + std::to_string(index);
-      const std::string type = read(dir + "/type");
-      if (type == "Instruction") continue;
-      const int level = std::atoi(read(dir + "/level").c_str());
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(cpus, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() < 4 || name.compare(0, 3, "cpu") != 0 ||
+        !std::all_of(name.begin() + 3, name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+      continue;
+    const std::filesystem::path cache = entry.path() / "cache";
+    for (int index = 0; std::filesystem::exists(cache / ("index" + std::to_string(index)) / "level", error); ++index) {
+      const std::filesystem::path dir = cache / ("index" + std::to_string(index));
+      if (read(dir / "type") == "Instruction") continue;
+      const int level = std::atoi(read(dir / "level").c_str());
       if (level < highest) continue;
-      if (level > highest) highest = level, caches.clear();
-      caches[read(dir + "/shared_cpu_list")] = cache_size_bytes(read(dir + "/size"));
+      if (level > highest) {
+        highest = level;
+        caches.clear();
+      }
+      caches[read(dir / "shared_cpu_list")] = cache_size_bytes(read(dir / "size"));
     }
   }
   double total = 0;
