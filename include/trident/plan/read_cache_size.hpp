@@ -5,12 +5,14 @@
 //   last_level_cache_bytes()       0 where the system does not say
 //   cache_size_bytes("32768K")     sysfs's way of writing a size
 
+#include <algorithm>
 #include <cctype>
-#include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
+#include <system_error>
 
 namespace trident::plan {
 
