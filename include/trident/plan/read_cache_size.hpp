@@ -55,8 +55,9 @@ inline double last_level_cache_bytes(const std::string& cpus = "/sys/devices/sys
         !std::all_of(name.begin() + 3, name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
       continue;
     const std::filesystem::path cache = entry.path() / "cache";
-    for (int index = 0; std::filesystem::exists(cache / ("index" + std::to_string(index)) / "level", error); ++index) {
+    for (int index = 0;; ++index) {
       const std::filesystem::path dir = cache / ("index" + std::to_string(index));
+      if (!std::filesystem::exists(dir / "level", error)) break;
       if (read(dir / "type") == "Instruction") continue;
       const int level = std::atoi(read(dir / "level").c_str());
       if (level < highest) continue;
