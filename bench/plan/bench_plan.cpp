@@ -6,6 +6,9 @@
 // step times, how far the planner's first choice is from the measured best, and the largest
 // memory error.
 //   mpiexec -n 4 bench_plan --model gpt2|mlp [--steps 41] [--cache plan-cache.json]
+//                           [--communication-seconds 0]
+// --communication-seconds times the calibration's collectives over at least that long
+// (plan::CalibrationRequest::communication_seconds).
 // Memory is measured from Kokkos's allocation events (core/allocation_peak.hpp): the most a rank held
 // while building the trainer and running its first step beyond what it held before. The steps
 // after it are timed with no tool listening, round-robin over the layouts, the median of each.
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
     const std::string model = text_argument(argc, argv, "--model", "gpt2");
     const int steps = std::stoi(text_argument(argc, argv, "--steps", "41"));
     const std::string cache = text_argument(argc, argv, "--cache", "");
+    const double communication_seconds = std::stod(text_argument(argc, argv, "--communication-seconds", "0"));
     const trident::comm::Communicator world(MPI_COMM_WORLD, "world");
     Space space;
 
@@ -150,8 +154,9 @@ int main(int argc, char** argv) {
       if (std::find(mbs.begin(), mbs.end(), c.micro_batch) == mbs.end()) mbs.push_back(c.micro_batch);
     }
     const auto calibration_start = std::chrono::steady_clock::now();
-    const trident::plan::Machine machine =
-        trident::plan::calibrate_cached<float>(space, world, trident::plan::calibration_request(spec, mbs, tps), cache);
+    trident::plan::CalibrationRequest request = trident::plan::calibration_request(spec, mbs, tps);
+    request.communication_seconds = communication_seconds;
+    const trident::plan::Machine machine = trident::plan::calibrate_cached<float>(space, world, request, cache);
     const double calibration_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - calibration_start).count();
 

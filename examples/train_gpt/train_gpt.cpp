@@ -83,6 +83,7 @@ struct Options {
   bool seed_given = false, reseed = false, skip_memory_check = false;
   bool auto_layout = false;                            // --layout auto: the planner chooses dp x tp x pp and the rest
   std::string plan_cache;                              // its calibration, kept between runs
+  double plan_communication_seconds = 0;               // its collectives timed over at least this long
   std::string dtype = "fp32";                          // of the activations: fp32, bf16 or fp16 (mixed precision)
   std::optional<trident::comm::Backend> comm_backend;  // --comm-backend; else TRIDENT_COMM_BACKEND's
   trident::nn::AttentionKernel attention = trident::nn::AttentionKernel::blocked;
@@ -192,6 +193,10 @@ bool parse(int argc, char** argv, Options& o, int rank) {
   cli.choice("--layout", layout_choice, {"manual", "auto"},
              "auto: calibrate this machine, rank every layout of the ranks and run the fastest that fits");
   cli.text("--plan-cache", o.plan_cache, "with --layout auto: keep the machine's calibration in this JSON file");
+  cli.number("--plan-communication-seconds", o.plan_communication_seconds,
+             "with --layout auto: time the collectives over at least this long (a minute where the host's "
+             "communication changes pace)",
+             Range::at_least(0));
   if (!cli.parse(argc, argv)) {
     if (rank == 0) std::cout << cli.usage();
     return false;
@@ -385,6 +390,7 @@ void plan_layout(Options& o, const trident::comm::Communicator& world, int size)
   trident::train::AutoLayout automatic;
   automatic.global_batch = o.batch;
   automatic.calibration_cache = o.plan_cache;
+  automatic.communication_seconds = o.plan_communication_seconds;
   automatic.gradient_precision = o.layout.gradient_precision;
   automatic.space.mesh_order = o.layout.order;  // which ranks share cores depends on it
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Space::memory_space>::accessible)

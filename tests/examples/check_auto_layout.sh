@@ -2,7 +2,7 @@
 # train_gpt --layout auto at 2 and 4 ranks: the planner's report (its ranking, the winner's
 # predicted step time and memory, why it wins), a layout it chose and ran, and the one-rank
 # losses (1e-4 relative). The calibration is cached and read back by a second run; a flag that
-# also sets the layout is refused.
+# also sets the layout, and a negative calibration window, are refused.
 set -euo pipefail
 exe="$1"; mpiexec="$2"; dir="$3"; shift 3
 rm -rf "$dir"; mkdir -p "$dir"
@@ -20,9 +20,16 @@ for ranks in 2 4; do
     echo "the run's layout is not the planner's first choice ($chosen)"; exit 1; }
   grep -qE "\"name\": \"[A-Za-z]+ x $ranks ranks, " "$dir/machine$ranks.json"  # the calibration, kept
 done
-# The cache is read back: the second run plans from it and trains alike.
-run 2 "$@" --steps 4 --layout auto --plan-cache "$dir/machine2.json" --log-json "$dir/again.jsonl" > "$dir/again.log"
+# The cache is read back: the second run plans from it and trains alike, timing the collectives
+# again over the longer window it asks for, which the cache then keeps.
+run 2 "$@" --steps 4 --layout auto --plan-cache "$dir/machine2.json" --plan-communication-seconds 0.5 \
+  --log-json "$dir/again.jsonl" > "$dir/again.log"
 compare "$dir/one.jsonl" "$dir/again.jsonl"
+grep -qE '"communication_seconds": 0\.5' "$dir/machine2.json"
+if run 2 "$@" --steps 1 --layout auto --plan-communication-seconds -1 > "$dir/window.log" 2>&1; then
+  echo "a negative --plan-communication-seconds was accepted"; exit 1
+fi
+grep -q -- "--plan-communication-seconds" "$dir/window.log"
 if run 2 "$@" --steps 1 --layout auto --tp 2 > "$dir/both.log" 2>&1; then
   echo "--tp with --layout auto was accepted"; exit 1
 fi

@@ -179,9 +179,11 @@ TEST_CASE("plan: a machine reads back what it writes; a bad description names it
   m.kernel_seconds_per_element["gelu_forward"] = 2e-9;
   m.collectives[{plan::CollectiveKind::all_gather, 2}] = {1e-5, 2e9};
   m.cores = 2;
+  m.communication_seconds = 60;
   const plan::Machine back = plan::machine_from_json(plan::to_json(m));
   CHECK(back.name == m.name);
   CHECK(back.cores == 2);
+  CHECK(back.communication_seconds == 60);
   REQUIRE(back.gemms.size() == 1);
   CHECK(back.gemm_seconds({8, 16, 32, false, 'N', 'T'}) == 1.5e-6);
   CHECK(back.kernel_seconds({"gelu_forward", 100, 0}) == Approx(2e-7));
@@ -195,6 +197,11 @@ TEST_CASE("plan: a machine reads back what it writes; a bad description names it
   j = plan::to_json(m);
   j["gemm_efficiency"] = 1.5;
   CHECK(message_of([&] { plan::machine_from_json(j); }).find("gemm_efficiency") != std::string::npos);
+  j = plan::to_json(m);
+  j["communication_seconds"] = -2;
+  CHECK(message_of([&] {
+          plan::machine_from_json(j);
+        }).find("communication_seconds must be a finite number >= 0, got -2") != std::string::npos);
   CHECK(message_of([] { plan::read_machine("/nonexistent/machine.json"); }).find("cannot open") != std::string::npos);
 }
 
@@ -736,6 +743,11 @@ TEST_CASE("plan: the last-level cache is every cache of the highest level once, 
     write(cache / "index3", "Unified", 3, "32768K", cpu < 2 ? "0-1" : "2-3");
   }
   CHECK(plan::last_level_cache_bytes(root.string()) == 64 << 20);
+  // Ranks bound to some CPUs meet only their caches: one pair's, or both.
+  CHECK(plan::last_level_cache_bytes(root.string(), {0, 1}) == 32 << 20);
+  CHECK(plan::last_level_cache_bytes(root.string(), {1}) == 32 << 20);
+  CHECK(plan::last_level_cache_bytes(root.string(), {1, 2}) == 64 << 20);
+  CHECK(plan::last_level_cache_bytes(root.string(), {7}) == 0);
   std::filesystem::remove_all(root / "cpu2" / "cache");   // offline: its partner still lists the cache
   std::filesystem::create_directories(root / "cpufreq");  // not a CPU
   CHECK(plan::last_level_cache_bytes(root.string()) == 64 << 20);

@@ -15,6 +15,8 @@
 #include <trident/gpt2/spec.hpp>
 #include <trident/plan/calibrate.hpp>
 #include <trident/plan/estimate.hpp>
+#include <trident/plan/read_cache_size.hpp>
+#include <trident/plan/read_core_binding.hpp>
 #include <trident/train.hpp>
 #include <trident/train/choose_layout.hpp>
 
@@ -23,9 +25,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -254,6 +258,31 @@ TEST_CASE("plan: each pass times every collective of every group size and the me
   CHECK(m.links.intra.bytes_per_s == m.collectives.at({plan::CollectiveKind::all_reduce, world.size()}).bytes_per_s);
 }
 
+TEST_CASE("plan: the collectives are timed in passes over a window, each rank stopping after the same pass",
+          "[plan][mpi]") {
+  const comm::Communicator world(MPI_COMM_WORLD, "world");
+  // No window: exactly the passes asked for.
+  const plan::CommunicationTimes least = plan::time_communication_for<float>(Space(), world, 1, 2, 0);
+  CHECK(least.passes() == (world.size() == 1 ? 0 : 2));
+  if (world.size() == 1) return;
+  // A window: passes go on until it has gone by, as many on every rank.
+  const auto start = std::chrono::steady_clock::now();
+  const plan::CommunicationTimes window = plan::time_communication_for<float>(Space(), world, 1, 2, 0.3);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(elapsed >= 0.3);
+  CHECK(window.passes() >= 2);
+  CHECK(same_on_every_rank(window.passes()));
+  for (const auto& [key, series] : window.collectives) CHECK(static_cast<int>(series.passes.size()) == window.passes());
+  // A window that never closes is refused on every rank, before anything is timed.
+  plan::Machine m;
+  plan::CalibrationRequest request;
+  for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    request.communication_seconds = bad;
+    CHECK_THROWS_WITH(plan::calibrate<float>(Space(), world, request, m),
+                      Catch::Contains("communication_seconds must be a finite number >= 0"));
+  }
+}
+
 TEST_CASE("plan: calibration times each GEMM at its beta, cached and cold, and measures the overlap once",
           "[plan][mpi]") {
   const comm::Communicator world(MPI_COMM_WORLD, "world");
@@ -272,10 +301,15 @@ TEST_CASE("plan: calibration times each GEMM at its beta, cached and cold, and m
                                      [](const plan::GemmSample& s) { return !s.accumulate; });
   CHECK(written >= 3);
   CHECK(written < static_cast<std::ptrdiff_t>(machine.gemms.size()));
-  // Where the host says how large its last-level cache is, each shape is timed cold as well, its
-  // operands pushed out of that cache first, alike on every rank.
+  // Where the host says how large its last-level cache is (that of the CPUs the ranks may run
+  // on), each shape is timed cold as well, its operands pushed out of that cache first, alike on
+  // every rank.
   const bool host = std::is_same<Space::memory_space, Kokkos::HostSpace>::value;
-  CHECK(machine.cache_bytes == (host ? plan::last_level_cache_bytes() : 0.0));
+  std::vector<int> cpus;
+  for (const auto& of_rank : plan::allowed_cpus_of_ranks(world))
+    cpus.insert(cpus.end(), of_rank.begin(), of_rank.end());
+  CHECK(machine.cache_bytes == (host ? plan::last_level_cache_bytes("/sys/devices/system/cpu", cpus) : 0.0));
+  CHECK(same_on_every_rank(machine.cache_bytes));
   for (const plan::GemmSample& s : machine.gemms) {
     CHECK((machine.cache_bytes > 0 ? s.cold_seconds > 0 : s.cold_seconds == 0));
     CHECK(same_on_every_rank(s.cold_seconds));
@@ -318,6 +352,19 @@ TEST_CASE("plan: calibration times each GEMM at its beta, cached and cold, and m
     CHECK(completed.gemms[i].seconds == machine.gemms[i].seconds);
     CHECK((machine.cache_bytes > 0 ? completed.gemms[i].cold_seconds > 0 : completed.gemms[i].cold_seconds == 0));
   }
+  // A longer window for the collectives than the file's times them again and keeps the window;
+  // a shorter one takes the file's.
+  plan::CalibrationRequest longer = request;
+  longer.communication_seconds = 0.2;
+  const plan::Machine widened = plan::calibrate_cached<float>(Space(), world, longer, path);
+  const double kept = world.size() >= 2 ? 0.2 : 0.0;  // one rank has nothing to time
+  CHECK(widened.communication_seconds == kept);
+  longer.communication_seconds = 0.1;
+  const plan::Machine reread = plan::calibrate_cached<float>(Space(), world, longer, path);
+  CHECK(reread.communication_seconds == kept);
+  REQUIRE(reread.collectives.size() == widened.collectives.size());
+  for (const auto& [key, fit] : widened.collectives) CHECK(reread.collectives.at(key).bytes_per_s == fit.bytes_per_s);
+  CHECK(reread.point_to_point.bytes_per_s == widened.point_to_point.bytes_per_s);
   world.barrier();
   if (world.rank() == 0) std::filesystem::remove(path);
 }

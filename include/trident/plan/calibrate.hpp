@@ -84,6 +84,9 @@ struct CalibrationRequest {
   std::vector<Kernel> kernels;            // at the sizes a layout's layers run them
   std::vector<AttentionShape> attention;  // the largest is timed
   int repeats = 5;                        // the median of this many
+  // The collectives are timed in passes over at least this long (at least communication_passes
+  // passes): a minute on a host whose communication changes pace over tens of seconds.
+  double communication_seconds = 0;
 };
 
 // The GEMM shapes and the attention shape of every layer of `spec` at the given micro-batch
@@ -408,6 +411,10 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
   using vector = Kokkos::View<Scalar*, memory_space>;
   const int repeats = std::max(request.repeats, 1);
+  // Every rank is given the same request, so every rank refuses alike.
+  require_argument(std::isfinite(request.communication_seconds) && request.communication_seconds >= 0,
+                   "trident::plan::calibrate", ": communication_seconds must be a finite number >= 0, got ",
+                   request.communication_seconds);
   const auto fenced = [&](auto&& f) {
     return [&, f]() {
       f();
@@ -424,8 +431,18 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const int threads = std::max(1, static_cast<int>(ExecutionSpace().concurrency()));
     machine.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / threads);
     machine.attention_slots = std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
+    const comm::Communicator node = world.split(topology.node(), world.rank(), "trident::plan::calibrate::node");
+    const std::vector<std::vector<int>> node_cpus = allowed_cpus_of_ranks(node);
     // where this launch bound the ranks, when one node runs them all
-    machine.binding = topology.nodes() == 1 ? discover_core_binding(world, threads) : CoreBinding{};
+    machine.binding = topology.nodes() == 1 ? binding_from_cpus(node_cpus, threads) : CoreBinding{};
+    // The last-level caches of the CPUs the node's ranks may run on; the least over the nodes, so
+    // that every rank prices alike.
+    std::vector<int> cpus;
+    for (const auto& of_rank : node_cpus) cpus.insert(cpus.end(), of_rank.begin(), of_rank.end());
+    Kokkos::View<double*, Kokkos::HostSpace> cache("trident::plan::calibrate::cache", 1);
+    cache(0) = last_level_cache_bytes("/sys/devices/system/cpu", cpus);
+    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, cache, comm::ReduceOp::min);
+    machine.cache_bytes = cache(0);
   }
   // On a device every rank of a node computes on its own: all of them at once.
   detail::ComputeTurns turns =
@@ -471,7 +488,6 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   // Every shape not yet timed so (a cache may predate it) once more with the operands out of the
   // last-level cache: the ranks timing at once write twice all of it first (estimate() prices by
   // how much of a step's memory the cache holds).
-  if (std::is_same<memory_space, Kokkos::HostSpace>::value) machine.cache_bytes = last_level_cache_bytes();
   if (machine.cache_bytes > 0) {
     const auto fill = static_cast<std::size_t>(2 * machine.cache_bytes / std::max(turns.first, 1));
     for (GemmSample& s : machine.gemms)
@@ -557,12 +573,15 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     const double flops_per_row = s.kernel == nn::AttentionKernel::flash ? 14.0 : 12.0;
     machine.attention_flops_per_s = flops_per_row * rows * s.seq * width / seconds;
   }
-  // Collectives and the point-to-point message (calibrate_communication.hpp).
-  if (world.size() >= 2 && (!machine.collectives.count({CollectiveKind::all_reduce, world.size()}) ||
-                            machine.point_to_point.bytes_per_s <= 0)) {
-    CommunicationTimes times;
-    for (int pass = 0; pass < communication_passes; ++pass) time_communication<Scalar>(space, world, repeats, times);
-    fit_communication(times, machine);
+  // Collectives and the point-to-point message (calibrate_communication.hpp), again where the
+  // request asks for a longer window than they were timed over.
+  if (world.size() >= 2 &&
+      (!machine.collectives.count({CollectiveKind::all_reduce, world.size()}) ||
+       machine.point_to_point.bytes_per_s <= 0 || request.communication_seconds > machine.communication_seconds)) {
+    fit_communication(
+        time_communication_for<Scalar>(space, world, repeats, communication_passes, request.communication_seconds),
+        machine);
+    machine.communication_seconds = request.communication_seconds;
   }
   // How much of the data-parallel engine's posted reduction hides behind backward: a 4 MiB
   // all-reduce over the ranks that compute at once beside square GEMMs.
@@ -629,10 +648,12 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
   const auto known_cold = timed_cold();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
   const std::optional<double> share = machine.waiting_rank_share, overlap = machine.reduction_overlap;
+  const double communication_seconds = machine.communication_seconds;
   calibrate<Scalar>(space, world, request, machine);
   if (world.rank() == 0 && !path.empty() &&
       (!complete || machine.gemms.size() + machine.kernels.size() != known || timed_cold() != known_cold ||
-       machine.waiting_rank_share != share || machine.reduction_overlap != overlap)) {
+       machine.waiting_rank_share != share || machine.reduction_overlap != overlap ||
+       machine.communication_seconds != communication_seconds)) {
     const std::string json = to_json(machine).dump(1);
     io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
     file.write(json.data(), json.size());

@@ -22,6 +22,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -132,6 +133,29 @@ void time_communication(const ExecutionSpace& space, const comm::Communicator& w
                    2);
   }
   times.point_to_point.passes.push_back(pass);
+}
+
+// Passes of time_communication, at least `passes` and more until `seconds` have gone by since the
+// first began (the slowest rank's clock decides, so every rank stops after the same pass): on a
+// host whose communication changes pace every few tens of seconds, a window of a minute meets
+// each pace about as often as a run of minutes does, and the median over its passes prices what
+// most of that run's steps meet. Collective over `world`.
+template <class Scalar, class ExecutionSpace>
+CommunicationTimes time_communication_for(const ExecutionSpace& space, const comm::Communicator& world, int repeats,
+                                          int passes, double seconds) {
+  CommunicationTimes times;
+  if (world.size() < 2) return times;
+  const auto start = std::chrono::steady_clock::now();
+  Kokkos::View<double*, Kokkos::HostSpace> elapsed("trident::plan::calibrate::elapsed", 1);
+  for (int pass = 0;; ++pass) {
+    if (pass >= passes) {
+      elapsed(0) = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, elapsed, comm::ReduceOp::max);
+      if (elapsed(0) >= seconds) break;
+    }
+    time_communication<Scalar>(space, world, repeats, times);
+  }
+  return times;
 }
 
 // A node's links as its measured all-reduce over the most ranks; none measured: a fast default.

@@ -100,8 +100,9 @@ struct Machine {
   double gemm_efficiency = 1;
   double memory_bytes_per_s = 0;
   double attention_flops_per_s = 0;  // 0: as a GEMM of the same FLOPs at the peak
-  // All the last-level cache of a node's cores (0: unknown, or ranks on devices): when the node's
-  // ranks keep more than it holds, their GEMMs read their operands from memory in part.
+  // All the last-level cache of the cores a node's ranks run on (0: unknown, or ranks on
+  // devices): when the node's ranks keep more than it holds, their GEMMs read their operands
+  // from memory in part.
   double cache_bytes = 0;
   std::vector<GemmSample> gemms;  // measured shapes
   GemmFit gemm_fit;               // over them, when calibrated
@@ -112,7 +113,8 @@ struct Machine {
   // Communication: measured fits by (collective, group size), else rings over these links.
   std::map<std::pair<CollectiveKind, int>, CollectiveFit> collectives;
   std::map<std::pair<CollectiveKind, int>, CollectiveFit> nonblocking_collectives;  // posted, then waited for
-  CollectiveFit point_to_point;  // one message between pipeline neighbours (measured)
+  CollectiveFit point_to_point;      // one message between pipeline neighbours (measured)
+  double communication_seconds = 0;  // how long calibration timed those over, at least
   comm::NodeLinks links;
   double step_overhead_s = 0;  // fixed per step: the small agreements (loss, non-finite, norm)
 
@@ -260,6 +262,7 @@ inline nlohmann::json to_json(const Machine& m) {
                       {"bytes_per_s", fit.bytes_per_s}});
   }
   j["point_to_point"] = {{"latency_s", m.point_to_point.latency_s}, {"bytes_per_s", m.point_to_point.bytes_per_s}};
+  if (m.communication_seconds > 0) j["communication_seconds"] = m.communication_seconds;
   j["intra_node"] = {{"latency_s", m.links.intra.latency_s}, {"bytes_per_s", m.links.intra.bytes_per_s}};
   j["inter_node"] = {{"latency_s", m.links.inter.latency_s}, {"bytes_per_s", m.links.inter.bytes_per_s}};
   return j;
@@ -346,6 +349,9 @@ inline Machine machine_from_json(const nlohmann::json& j) {
           table[{detail::collective_from_name(c.at("kind").get<std::string>()), c.at("group").get<int>()}] =
               CollectiveFit{c.at("latency_s").get<double>(), c.at("bytes_per_s").get<double>()};
     }
+    m.communication_seconds = j.value("communication_seconds", 0.0);
+    require_argument(std::isfinite(m.communication_seconds) && m.communication_seconds >= 0, op,
+                     ": communication_seconds must be a finite number >= 0, got ", m.communication_seconds);
     if (j.contains("point_to_point")) {
       const auto link = detail::link_from(j.at("point_to_point"), "point_to_point");
       m.point_to_point = CollectiveFit{link.latency_s, link.bytes_per_s};

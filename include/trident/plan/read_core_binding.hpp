@@ -2,6 +2,7 @@
 // A launch's binding of a node's ranks to cores (plan/core_binding.hpp), as calibration reads it
 // at every start: each rank's CPUs, gathered over the node.
 //   allowed_cpus()                         the calling thread's CPUs (Linux; else none)
+//   allowed_cpus_of_ranks(node)            each rank's, collective over one node's ranks
 //   discover_core_binding(node, threads)   collective over one node's ranks
 // Read before the host threads bind themselves (OMP_PROC_BIND), or with them unbound: a bound
 // OpenMP master thread reports its own place, not its rank's.
@@ -36,9 +37,9 @@ inline std::vector<int> allowed_cpus() {
   return cpus;
 }
 
-// This launch's binding of `node`'s ranks (a communicator of one node's ranks, in rank order).
-// Collective over `node`.
-inline CoreBinding discover_core_binding(const comm::Communicator& node, int threads_per_rank) {
+// The CPUs each rank of `node` (a communicator of one node's ranks) may run on, in rank order.
+// Collective over `node`; every rank returns the same.
+inline std::vector<std::vector<int>> allowed_cpus_of_ranks(const comm::Communicator& node) {
   constexpr int words = 1024 / 64;  // CPU_SETSIZE bits
   Kokkos::View<std::int64_t*, Kokkos::HostSpace> masks("trident::plan::core_binding",
                                                        static_cast<std::size_t>(node.size()) * words);
@@ -51,7 +52,13 @@ inline CoreBinding discover_core_binding(const comm::Communicator& node, int thr
     for (int cpu = 0; cpu < 64 * words; ++cpu)
       if ((masks(static_cast<std::size_t>(r) * words + cpu / 64) >> (cpu % 64)) & 1)
         cpus[static_cast<std::size_t>(r)].push_back(cpu);
-  return binding_from_cpus(std::move(cpus), threads_per_rank);
+  return cpus;
+}
+
+// This launch's binding of `node`'s ranks (a communicator of one node's ranks, in rank order).
+// Collective over `node`.
+inline CoreBinding discover_core_binding(const comm::Communicator& node, int threads_per_rank) {
+  return binding_from_cpus(allowed_cpus_of_ranks(node), threads_per_rank);
 }
 
 }  // namespace trident::plan

@@ -24,7 +24,10 @@ struct AutoLayout {
   std::int64_t global_batch = 0;  // samples per step, what step() will be given
   double memory_bytes = 0;        // per rank; 0: no cap
   std::string calibration_cache;  // a JSON file of measurements to reuse ("" measures every time)
-  plan::SearchSpace space;        // what the search may choose from
+  // The collectives are timed over at least this long: a minute where the host's communication
+  // changes pace over tens of seconds (plan::CalibrationRequest).
+  double communication_seconds = 0;
+  plan::SearchSpace space;  // what the search may choose from
   // The type gradients are reduced in between replicas (the chosen layout keeps it; the plans
   // price its bytes).
   data_parallel::GradientPrecision gradient_precision = data_parallel::GradientPrecision::full;

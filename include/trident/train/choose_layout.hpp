@@ -90,8 +90,9 @@ LayoutChoice choose_layout(const ExecutionSpace& space, const comm::Communicator
         if (std::find(micro_batches.begin(), micro_batches.end(), mb) == micro_batches.end())
           micro_batches.push_back(mb);
   LayoutChoice choice;
-  choice.machine = plan::calibrate_cached<compute_t<Scalar>>(
-      space, world, plan::calibration_request(spec, micro_batches, tp_sizes), automatic.calibration_cache);
+  plan::CalibrationRequest request = plan::calibration_request(spec, micro_batches, tp_sizes);
+  request.communication_seconds = automatic.communication_seconds;
+  choice.machine = plan::calibrate_cached<compute_t<Scalar>>(space, world, request, automatic.calibration_cache);
   choice.machine.memory_bytes = automatic.memory_bytes;
   const bool reduced = automatic.gradient_precision != data_parallel::GradientPrecision::full;
   plan::Workload work{spec,
