@@ -8,10 +8,9 @@
 # correlation, the first choice against the measured best and the largest memory error.
 # The ranks are bound to cores round-robin (rank r on core r mod cores), so that 4 ranks on 2
 # cores stay where they started and the planner, which reads the binding, replays them there.
-# Calibration times the collectives over a minute (--communication-seconds 60): a shared host's
-# communication changes pace every few tens of seconds, and a run of minutes meets each pace.
 # Usage: bench/plan/run.sh [BUILD_DIR (default build)] [OUTPUT_DIR (default $TMPDIR or /tmp)]
-#        [-- bench_plan flags, which take the place of the defaults: --communication-seconds 0]
+#        [-- bench_plan flags: e.g. -- --communication-seconds 60 to time the calibration's
+#        collectives over a minute instead of three passes]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../common/run_args.sh"
@@ -22,7 +21,7 @@ out="$output_dir/bench_plan.jsonl"
 for ranks in 2 4; do
   for model in gpt2 mlp; do
     mpiexec -n $ranks --oversubscribe --mca mpi_yield_when_idle 1 --bind-to core:overload-allowed --map-by core \
-      "$bench" "${bench_flags[@]}" --model $model --communication-seconds 60 \
+      "$bench" ${bench_flags[@]+"${bench_flags[@]}"} --model $model \
       --cache "$output_dir/plan-machine-$ranks-$model.json" | tee -a "$out"
   done
 done

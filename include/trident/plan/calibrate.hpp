@@ -45,6 +45,7 @@
 #include <trident/optim/adamw.hpp>
 #include <trident/optim/clip.hpp>
 #include <trident/plan/calibrate_communication.hpp>
+#include <trident/plan/core_binding.hpp>
 #include <trident/plan/machine.hpp>
 #include <trident/plan/read_cache_size.hpp>
 #include <trident/plan/read_core_binding.hpp>
@@ -411,10 +412,8 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;
   using vector = Kokkos::View<Scalar*, memory_space>;
   const int repeats = std::max(request.repeats, 1);
-  // Every rank is given the same request, so every rank refuses alike.
-  require_argument(std::isfinite(request.communication_seconds) && request.communication_seconds >= 0,
-                   "trident::plan::calibrate", ": communication_seconds must be a finite number >= 0, got ",
-                   request.communication_seconds);
+  // Before anything is timed; every rank is given the same request, so every rank refuses alike.
+  require_communication_window(request.communication_seconds, "trident::plan::calibrate");
   const auto fenced = [&](auto&& f) {
     return [&, f]() {
       f();
@@ -442,6 +441,9 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     Kokkos::View<double*, Kokkos::HostSpace> cache("trident::plan::calibrate::cache", 1);
     cache(0) = last_level_cache_bytes("/sys/devices/system/cpu", cpus);
     comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, cache, comm::ReduceOp::min);
+    // A cache file timed its cold GEMMs past another cache (ranks bound elsewhere): again.
+    if (cache(0) != machine.cache_bytes)
+      for (GemmSample& s : machine.gemms) s.cold_seconds = 0;
     machine.cache_bytes = cache(0);
   }
   // On a device every rank of a node computes on its own: all of them at once.
@@ -648,12 +650,12 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
   const auto known_cold = timed_cold();
   const bool complete = known > 0 && machine.memory_bytes_per_s > 0;
   const std::optional<double> share = machine.waiting_rank_share, overlap = machine.reduction_overlap;
-  const double communication_seconds = machine.communication_seconds;
+  const double communication_seconds = machine.communication_seconds, cache_bytes = machine.cache_bytes;
   calibrate<Scalar>(space, world, request, machine);
   if (world.rank() == 0 && !path.empty() &&
       (!complete || machine.gemms.size() + machine.kernels.size() != known || timed_cold() != known_cold ||
        machine.waiting_rank_share != share || machine.reduction_overlap != overlap ||
-       machine.communication_seconds != communication_seconds)) {
+       machine.communication_seconds != communication_seconds || machine.cache_bytes != cache_bytes)) {
     const std::string json = to_json(machine).dump(1);
     io::AtomicFileWriter file(path, "trident::plan::calibrate_cached");
     file.write(json.data(), json.size());

@@ -100,9 +100,9 @@ struct Machine {
   double gemm_efficiency = 1;
   double memory_bytes_per_s = 0;
   double attention_flops_per_s = 0;  // 0: as a GEMM of the same FLOPs at the peak
-  // All the last-level cache of the cores a node's ranks run on (0: unknown, or ranks on
-  // devices): when the node's ranks keep more than it holds, their GEMMs read their operands
-  // from memory in part.
+  // All the last-level cache of the cores a node's ranks run on, the least over the nodes (0:
+  // unknown, or ranks on devices): when the node's ranks keep more than it holds, their GEMMs
+  // read their operands from memory in part.
   double cache_bytes = 0;
   std::vector<GemmSample> gemms;  // measured shapes
   GemmFit gemm_fit;               // over them, when calibrated

@@ -1,21 +1,21 @@
 #pragma once
-// A launch's binding of a node's ranks to cores (plan/core_binding.hpp), as calibration reads it
-// at every start: each rank's CPUs, gathered over the node.
+// Where a launch let a node's ranks run, as calibration reads it at every start: each rank's
+// CPUs, gathered over the node, which give the binding (plan/core_binding.hpp) and the caches
+// the ranks meet (plan/read_cache_size.hpp).
 //   allowed_cpus()                         the calling thread's CPUs (Linux; else none)
-//   allowed_cpus_of_ranks(node)            each rank's, collective over one node's ranks
-//   discover_core_binding(node, threads)   collective over one node's ranks
+//   allowed_cpus_of_ranks(node)            each rank's, collective over one node's ranks; with
+//                                          binding_from_cpus, the node's binding
 // Read before the host threads bind themselves (OMP_PROC_BIND), or with them unbound: a bound
-// OpenMP master thread reports its own place, not its rank's.
+// OpenMP master thread reports its own place, not its rank's (and calibration would count that
+// place's last-level cache alone).
 
 #include <trident/comm/allreduce.hpp>
 #include <trident/comm/communicator.hpp>
-#include <trident/plan/core_binding.hpp>
 
 #include <Kokkos_Core.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #ifdef __linux__
@@ -53,12 +53,6 @@ inline std::vector<std::vector<int>> allowed_cpus_of_ranks(const comm::Communica
       if ((masks(static_cast<std::size_t>(r) * words + cpu / 64) >> (cpu % 64)) & 1)
         cpus[static_cast<std::size_t>(r)].push_back(cpu);
   return cpus;
-}
-
-// This launch's binding of `node`'s ranks (a communicator of one node's ranks, in rank order).
-// Collective over `node`.
-inline CoreBinding discover_core_binding(const comm::Communicator& node, int threads_per_rank) {
-  return binding_from_cpus(allowed_cpus_of_ranks(node), threads_per_rank);
 }
 
 }  // namespace trident::plan
