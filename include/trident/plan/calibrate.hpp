@@ -86,7 +86,8 @@ struct CalibrationRequest {
   std::vector<AttentionShape> attention;  // the largest is timed
   int repeats = 5;                        // the median of this many
   // The collectives are timed in passes over at least this long (at least communication_passes
-  // passes): a minute on a host whose communication changes pace over tens of seconds.
+  // passes): a minute on a host whose communication changes pace over tens of seconds, so that
+  // the calibration repeats itself.
   double communication_seconds = 0;
 };
 

@@ -16,7 +16,6 @@
 #include <trident/comm/link_cost.hpp>
 #include <trident/comm/point_to_point.hpp>
 #include <trident/comm/reduce_scatter.hpp>
-#include <trident/core/error.hpp>
 #include <trident/plan/machine.hpp>
 #include <trident/plan/timing.hpp>
 
@@ -24,7 +23,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -137,17 +135,11 @@ void time_communication(const ExecutionSpace& space, const comm::Communicator& w
   times.point_to_point.passes.push_back(pass);
 }
 
-// A window to time the collectives over: finite (a NaN or infinite one never closes) and >= 0.
-inline void require_communication_window(double seconds, const char* op) {
-  require_argument(std::isfinite(seconds) && seconds >= 0, op,
-                   ": communication_seconds must be a finite number >= 0, got ", seconds);
-}
-
 // Passes of time_communication, at least `passes` and more until `seconds` have gone by since the
 // first began (the longest time any rank has seen go by decides, so every rank stops after the
-// same pass): on a host whose communication changes pace every few tens of seconds, a window of a
-// minute meets each pace about as often as a run of minutes does, and the median over its passes
-// prices what most of that run's steps meet. Collective over `world`.
+// same pass): on a host whose communication changes pace every few tens of seconds, a few
+// seconds of passes meet one pace or the other, and the median over a minute of them repeats
+// from one calibration to the next. Collective over `world`.
 template <class Scalar, class ExecutionSpace>
 CommunicationTimes time_communication_for(const ExecutionSpace& space, const comm::Communicator& world, int repeats,
                                           int passes, double seconds) {

@@ -221,6 +221,13 @@ struct Machine {
   }
 };
 
+// A window to time the collectives over (Machine::communication_seconds): finite (a NaN or
+// infinite one never closes) and >= 0.
+inline void require_communication_window(double seconds, const char* op) {
+  require_argument(std::isfinite(seconds) && seconds >= 0, op,
+                   ": communication_seconds must be a finite number >= 0, got ", seconds);
+}
+
 // ---- JSON ----
 
 inline nlohmann::json to_json(const Machine& m) {
@@ -350,8 +357,7 @@ inline Machine machine_from_json(const nlohmann::json& j) {
               CollectiveFit{c.at("latency_s").get<double>(), c.at("bytes_per_s").get<double>()};
     }
     m.communication_seconds = j.value("communication_seconds", 0.0);
-    require_argument(std::isfinite(m.communication_seconds) && m.communication_seconds >= 0, op,
-                     ": communication_seconds must be a finite number >= 0, got ", m.communication_seconds);
+    require_communication_window(m.communication_seconds, op);
     if (j.contains("point_to_point")) {
       const auto link = detail::link_from(j.at("point_to_point"), "point_to_point");
       m.point_to_point = CollectiveFit{link.latency_s, link.bytes_per_s};
