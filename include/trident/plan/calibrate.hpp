@@ -458,8 +458,7 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
   std::vector<Gemm> missing;
   for (const Gemm& g : request.gemms) {
     const bool known =
-        std::any_of(machine.gemms.begin(), machine.gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); }) ||
-        std::any_of(missing.begin(), missing.end(), [&](const Gemm& m) {
+        machine.measured(g) != nullptr || std::any_of(missing.begin(), missing.end(), [&](const Gemm& m) {
           return GemmSample{m.m, m.n, m.k, m.trans_a, m.trans_b, 0, m.accumulate}.same_shape(g);
         });
     if (!known) missing.push_back(g);

@@ -126,9 +126,13 @@ struct Machine {
   }
   // How much slower a measured shape ran with its operands out of the caches; 1 where not measured.
   double gemm_cold_ratio(const Gemm& g) const {
-    for (const GemmSample& s : gemms)
-      if (s.same_shape(g) && s.cold_seconds > 0 && s.seconds > 0) return std::max(1.0, s.cold_seconds / s.seconds);
-    return 1;
+    const GemmSample* s = measured(g);
+    return s && s->cold_seconds > 0 && s->seconds > 0 ? std::max(1.0, s->cold_seconds / s->seconds) : 1.0;
+  }
+  // The sample of g's exact shape and beta; null where it was not measured.
+  const GemmSample* measured(const Gemm& g) const {
+    const auto it = std::find_if(gemms.begin(), gemms.end(), [&](const GemmSample& s) { return s.same_shape(g); });
+    return it == gemms.end() ? nullptr : &*it;
   }
   // The share of what `ranks` ranks of a node keep, `rank_bytes` each, that the node's cache
   // cannot hold: what a GEMM then reads from memory.
@@ -138,15 +142,13 @@ struct Machine {
   }
   double cached_gemm_seconds(const Gemm& g) const {
     if (g.m <= 0 || g.n <= 0 || g.k <= 0) return 0;
-    if (gemm_fit.fitted()) {
-      for (const GemmSample& s : gemms)
-        if (s.same_shape(g)) return gemm_fit.seconds(g, element_bytes(), s.seconds);
-      return gemm_fit.seconds(g, element_bytes());
-    }
+    const GemmSample* exact = measured(g);
+    if (gemm_fit.fitted())
+      return exact ? gemm_fit.seconds(g, element_bytes(), exact->seconds) : gemm_fit.seconds(g, element_bytes());
+    if (exact) return exact->seconds;
     const GemmSample* nearest = nullptr;
     double best = std::numeric_limits<double>::infinity();
     for (const GemmSample& s : gemms) {
-      if (s.same_shape(g)) return s.seconds;
       const double d = std::pow(std::log(double(s.m) / g.m), 2) + std::pow(std::log(double(s.n) / g.n), 2) +
                        std::pow(std::log(double(s.k) / g.k), 2);
       if (d < best) best = d, nearest = &s;
