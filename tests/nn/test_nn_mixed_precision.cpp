@@ -182,11 +182,12 @@ std::string temporary_path(const char* name) {
 // The tolerances: bfloat16 keeps 8 significant bits, so every activation carries a relative
 // rounding of up to 2^-9 = 2e-3 (float16: 11 bits, 2^-12); the parameters, their gradients and
 // AdamW stay float, so the rounding does not accumulate in the weights beyond what the
-// gradients carry. Measured over the 30 steps in the layouts of 1, 2 and 4 ranks: bfloat16
-// within 0.0021 of the float run's loss, float16 within 0.00016, while the loss falls by 1.4
-// from ln 300 = 5.7. The bounds are 3x those. A run that rounded the ids past 256, kept 16-bit
-// weights or did not unscale its gradients misses them by far.
-constexpr double bf16_gap = 0.0065, fp16_gap = 0.0005;
+// gradients carry (the products read the weights rounded, afresh at every step). Measured over
+// the 30 steps in the layouts of 1, 2 and 4 ranks: bfloat16 within 0.0022 of the float run's
+// loss, float16 within 0.00011, while the loss falls by 1.4 from ln 300 = 5.7. The bounds are
+// 3x those. A run that rounded the ids past 256, kept 16-bit master weights or did not unscale
+// its gradients misses them by far.
+constexpr double bf16_gap = 0.0065, fp16_gap = 0.00035;
 
 TEST_CASE("bfloat16 and float16 activations track the float run in every layout", "[nn][mixed]") {
   for (const Layout& layout : layouts_of(trident_test::world_size())) {
@@ -201,7 +202,7 @@ TEST_CASE("bfloat16 and float16 activations track the float run in every layout"
     CHECK(largest_gap(bf16.losses, fp32.losses) < bf16_gap);
     CHECK(largest_gap(fp16.losses, fp32.losses) < fp16_gap);
     // The gradients themselves, unscaled (AdamW would hide a forgotten 1 / loss scale): measured
-    // within 0.0035 (bfloat16) and 0.00052 (float16) of float's, relative to the largest.
+    // within 0.0063 (bfloat16) and 0.00041 (float16) of float's, relative to the largest.
     CHECK(std::abs(fp16.grad_norms.front() / fp32.grad_norms.front() - 1) < 1e-3);
     CHECK(std::abs(bf16.grad_norms.front() / fp32.grad_norms.front() - 1) < 1e-2);
     if (layout.zero == 0) {

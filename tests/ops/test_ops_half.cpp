@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 using namespace ops_test;
 using trident::bfloat16;
@@ -145,6 +146,28 @@ auto widened(const View& h) {
     for (std::size_t j = 0; j < h.extent(1); ++j) host(i, j) = static_cast<float>(from(i, j));
   Kokkos::deep_copy(f, host);
   return f;
+}
+
+// A 16-bit copy of a float matrix: each value rounded to T.
+template <class T, class View>
+auto copy_to_half(const View& f) {
+  Kokkos::View<T**, Kokkos::LayoutRight, typename View::memory_space> h("half", f.extent(0), f.extent(1));
+  auto host = Kokkos::create_mirror_view(h);
+  const auto from = to_host(f);
+  for (std::size_t i = 0; i < f.extent(0); ++i)
+    for (std::size_t j = 0; j < f.extent(1); ++j) host(i, j) = T(from(i, j));
+  Kokkos::deep_copy(h, host);
+  return h;
+}
+
+// How many elements of two float matrices of one shape differ.
+template <class View>
+std::int64_t count_differing(const View& a, const View& b) {
+  const auto ha = to_host(a), hb = to_host(b);
+  std::int64_t differing = 0;
+  for (std::size_t i = 0; i < a.extent(0); ++i)
+    for (std::size_t j = 0; j < a.extent(1); ++j) differing += ha(i, j) != hb(i, j) ? 1 : 0;
+  return differing;
 }
 
 template <class View>
@@ -318,6 +341,49 @@ TEMPLATE_LIST_TEST_CASE("a 16-bit linear layer: activations in 16 bits, float we
   trident::ops::linear_forward(space, y_f, x.f, weight.f, fine_bias);
   trident::ops::linear_forward(space, y_h, x.h, weight.h, fine_bias);
   require_rounded(y_h, y_f, "linear output with a float bias", slack);
+}
+
+TEMPLATE_LIST_TEST_CASE("a float weight beside 16-bit activations is rounded to their type for its products",
+                        "[ops][half]", HalfTypesOnEverySpace) {
+  using T = typename TestType::scalar;
+  using Space = typename TestType::space;
+  const Space space;
+  const std::int64_t in = 48, out = 300;
+  const float slack = product_slack<Space>();
+  // A master weight of float values, most of which T cannot hold, and the same values rounded.
+  const auto master = random_matrix<float, Space>("master", in, out, -0.3, 0.3, 22);
+  const auto rounded = widened(copy_to_half<T>(master));
+  const auto x = twin<T, Space>("x", rows, in, -1.0, 1.0, 23);
+  const auto dout = twin<T, Space>("dout", rows, out, -1.0, 1.0, 24);
+  const auto bias = random_vector<float, Space>("bias", out, -0.5, 0.5, 25);
+  REQUIRE(count_differing(master, rounded) > in * out / 2);  // the rounding changes the weight
+  Matrix<float, Space> y_f("y", rows, out), dx_f("dx", rows, in);
+  Matrix<T, Space> y_h("y", rows, out), dx_h("dx", rows, in);
+  const std::decay_t<decltype(bias)> no_bias;
+  for (const bool with_bias : {false, true}) {
+    CAPTURE(with_bias);
+    trident::ops::linear_forward(space, y_f, x.f, rounded, with_bias ? bias : no_bias);
+    trident::ops::linear_forward(space, y_h, x.h, master, with_bias ? bias : no_bias);
+    require_rounded(y_h, y_f, "linear output", slack);
+  }
+  trident::ops::linear_backward(space, dx_f, Matrix<float, Space>(), no_bias, dout.f, x.f, rounded);
+  trident::ops::linear_backward(space, dx_h, Matrix<float, Space>(), no_bias, dout.h, x.h, master);
+  require_rounded(dx_h, dx_f, "input gradient", slack);
+  // The tied head reads its table [V, C] transposed: here the master [in, out] as V = in, C = out.
+  Matrix<float, Space> logits_f("logits", rows, in), dinp_f("dinp", rows, out);
+  Matrix<T, Space> logits_h("logits", rows, in), dinp_h("dinp", rows, out);
+  const auto dlogits = twin<T, Space>("dlogits", rows, in, -1.0, 1.0, 26);
+  trident::ops::linear_transposed_forward(space, logits_f, dout.f, rounded);
+  trident::ops::linear_transposed_forward(space, logits_h, dout.h, master);
+  require_rounded(logits_h, logits_f, "tied head's logits", slack);
+  trident::ops::linear_transposed_backward(space, dinp_f, Matrix<float, Space>(), dlogits.f, dout.f, rounded);
+  trident::ops::linear_transposed_backward(space, dinp_h, Matrix<float, Space>(), dlogits.h, dout.h, master);
+  require_rounded(dinp_h, dinp_f, "tied head's input gradient", slack);
+  // Float activations multiply the master weight itself.
+  Matrix<float, Space> y_master("y_master", rows, out);
+  trident::ops::linear_forward(space, y_master, x.f, master, no_bias);
+  trident::ops::linear_forward(space, y_f, x.f, rounded, no_bias);
+  CHECK(count_differing(y_master, y_f) > 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("16-bit logits give the float cross-entropy, and its gradient rounded", "[ops][half][loss]",

@@ -17,7 +17,8 @@ namespace trident::nn {
 // in param_type (float), and so do what the model reads from outside (its input: token ids
 // are exact in float, while bfloat16 holds integers only to 256), the targets, the losses and
 // per-row statistics; a kernel reads its 16-bit operands into float and rounds its result
-// once. For float and double all of these are Scalar.
+// once. A linear layer's products read its float weights rounded to Scalar (ops/linear.hpp).
+// For float and double all of these are Scalar.
 template <class Scalar, class ExecutionSpace>
 struct LayerTypes {
   using memory_space = typename ExecutionSpace::memory_space;

@@ -5,17 +5,25 @@
 // Backward conventions (every *_backward in trident::ops): parameter gradients are
 // accumulated (+=, so micro-batches add up); the input gradient is written, or added when
 // `accumulate` is true (residual streams); an empty view means "not needed" and is skipped.
+//
+// In mixed precision the parameters compute in the activations' 16-bit type: a float weight
+// multiplied by 16-bit activations (forward, and the input gradient) is rounded to their type
+// for the product, as Megatron-LM's 16-bit copy of the model and autocast round it. Both
+// operands are then 16-bit, which a device's vendor GEMM runs on its tensor cores, and every
+// backend multiplies the same values.
 
 #include <trident/core/half_precision.hpp>
 #include <trident/core/profiling.hpp>
 #include <trident/ops/detail/checks.hpp>
 #include <trident/ops/detail/launch.hpp>
+#include <trident/ops/detail/vendor_gemm.hpp>
 #include <trident/ops/matmul.hpp>
 
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace trident {
 namespace ops {
@@ -28,6 +36,36 @@ struct BroadcastBias {
   BiasView m_bias;
   KOKKOS_FUNCTION void operator()(const std::int64_t n, const std::int64_t o) const { m_out(n, o) = m_bias(o); }
 };
+
+// to = from rounded to Activation, stored in to's type.
+template <class Activation, class ToView, class FromView>
+struct RoundElements {
+  ToView m_to;
+  FromView m_from;
+  KOKKOS_FUNCTION void operator()(const std::int64_t i, const std::int64_t j) const {
+    m_to(i, j) = static_cast<typename ToView::non_const_value_type>(Activation(m_from(i, j)));
+  }
+};
+
+// The weight as a product with `Activation`s reads it: a float weight beside 16-bit activations
+// rounded to their type, into a 16-bit copy where the space has the vendor's 16-bit GEMM and a
+// float copy of the rounded values elsewhere (which the BLAS then takes without widening it);
+// otherwise the weight itself.
+template <class Activation, class ExecutionSpace, class WeightView>
+auto product_weight(const ExecutionSpace& space, const WeightView& weight) {
+  using Weight = typename WeightView::non_const_value_type;
+  if constexpr (is_half_precision_v<Activation> && !is_half_precision_v<Weight>) {
+    using Copy = std::conditional_t<has_vendor_gemm<ExecutionSpace>(), Activation, float>;
+    using CopyView = Kokkos::View<Copy**, Kokkos::LayoutRight, typename WeightView::memory_space>;
+    const CopyView copy(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("trident::ops::linear_weight")),
+                        weight.extent(0), weight.extent(1));
+    for_each_element(space, "trident::ops::linear_round_weight", extent(weight, 0), extent(weight, 1),
+                     RoundElements<Activation, CopyView, WeightView>{copy, weight});
+    return copy;
+  } else {
+    return weight;
+  }
+}
 
 }  // namespace detail
 
@@ -44,6 +82,7 @@ void linear_forward(const ExecutionSpace& space, const OutView& out, const InpVi
   detail::require_shape(out, n, o, op, "out");
   const bool has_bias = !detail::is_empty(bias);
   if (has_bias) detail::require_length(bias, o, op, "bias");
+  const auto weight_used = detail::product_weight<typename InpView::non_const_value_type>(space, weight);
   if constexpr (is_half_precision_v<typename OutView::non_const_value_type>) {
     if (has_bias) {
       // The bias joins the product in float, so out is rounded once (not the bias first, then
@@ -52,7 +91,7 @@ void linear_forward(const ExecutionSpace& space, const OutView& out, const InpVi
       const Sum sum(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("trident::ops::linear_sum")), n, o);
       detail::for_each_element(space, "trident::ops::linear_bias", n, o,
                                detail::BroadcastBias<Sum, BiasView>{sum, bias});
-      matmul(space, 'N', 'N', 1.0f, inp, weight, 1.0f, sum);
+      matmul(space, 'N', 'N', 1.0f, inp, weight_used, 1.0f, sum);
       detail::for_each_element(space, "trident::ops::linear_round", n, o, detail::CopyElements<OutView, Sum>{out, sum});
       return;
     }
@@ -61,7 +100,7 @@ void linear_forward(const ExecutionSpace& space, const OutView& out, const InpVi
     detail::for_each_element(space, "trident::ops::linear_bias", n, o,
                              detail::BroadcastBias<OutView, BiasView>{out, bias});
   using Scalar = compute_t<typename OutView::non_const_value_type>;
-  matmul(space, 'N', 'N', Scalar(1), inp, weight, has_bias ? Scalar(1) : Scalar(0), out);
+  matmul(space, 'N', 'N', Scalar(1), inp, weight_used, has_bias ? Scalar(1) : Scalar(0), out);
 }
 
 // dinp[N, I] (=, or += with accumulate) dout · weight^T;  dweight[I, O] += inp^T · dout;
@@ -81,7 +120,9 @@ void linear_backward(const ExecutionSpace& space, const DInpView& dinp, const DW
   detail::require_shape(dout, n, o, op, "dout");
   if (!detail::is_empty(dinp)) {
     detail::require_shape(dinp, n, in, op, "dinp");
-    matmul(space, 'N', 'T', Scalar(1), dout, weight, accumulate ? Scalar(1) : Scalar(0), dinp);
+    matmul(space, 'N', 'T', Scalar(1), dout,
+           detail::product_weight<typename DOutView::non_const_value_type>(space, weight),
+           accumulate ? Scalar(1) : Scalar(0), dinp);
   }
   if (!detail::is_empty(dweight)) {
     detail::require_shape(dweight, in, o, op, "dweight");
@@ -105,7 +146,8 @@ void linear_transposed_forward(const ExecutionSpace& space, const OutView& out, 
                    " columns");
   detail::require_shape(out, n, v, op, "out");
   using Scalar = compute_t<typename OutView::non_const_value_type>;
-  matmul(space, 'N', 'T', Scalar(1), inp, weight, Scalar(0), out);
+  matmul(space, 'N', 'T', Scalar(1), inp, detail::product_weight<typename InpView::non_const_value_type>(space, weight),
+         Scalar(0), out);
 }
 
 // dinp[N, C] (=, or += with accumulate) dout · weight;  dweight[V, C] += dout^T · inp.
@@ -123,7 +165,9 @@ void linear_transposed_backward(const ExecutionSpace& space, const DInpView& din
   detail::require_shape(dout, n, v, op, "dout");
   if (!detail::is_empty(dinp)) {
     detail::require_shape(dinp, n, c, op, "dinp");
-    matmul(space, 'N', 'N', Scalar(1), dout, weight, accumulate ? Scalar(1) : Scalar(0), dinp);
+    matmul(space, 'N', 'N', Scalar(1), dout,
+           detail::product_weight<typename DOutView::non_const_value_type>(space, weight),
+           accumulate ? Scalar(1) : Scalar(0), dinp);
   }
   if (!detail::is_empty(dweight)) {
     detail::require_shape(dweight, v, c, op, "dweight");

@@ -570,7 +570,11 @@ inline Estimate estimate_at_cold_share(const Workload& work, const Candidate& la
       if (stages > 1)  // the executor's transfer buffers, in and out
         other += 2 * (st.input_bytes + (s + 1 < stages ? st.output_bytes : 0.0));
     }
-    activations += std::max(building, transient);
+    // A kernel's copies live while its layer runs. ZeRO-3 without a pipeline holds a unit
+    // gathered and the next in flight exactly then, so they add to that peak; elsewhere the
+    // peak is where a slot is built, beside the larger of the two.
+    const bool gathered_units = machine.runtime == Runtime::trident && layout.zero_stage == 3 && stages == 1;
+    activations += gathered_units ? building + transient : std::max(building, transient);
     other += work.batch_bytes_per_row * static_cast<double>(work.global_batch * seq);
     const double total = params + grads + optimizer + activations + other;
     result.mean_rank_bytes += total / layout.pp;

@@ -337,15 +337,18 @@ class CostWalker {
 
   // A product of 16-bit activations widens them into float copies for its duration
   // (ops/matmul.hpp): forward the input and the output, backward the output's gradient and the
-  // input's (or the input, for the weight gradient); the parameters are already float. Each
-  // copy reads 16 bits and writes 32 (the output is rounded back the other way).
-  void widened_operands(LayerCost& cost, double input_elements, double output_elements) const {
+  // input's (or the input, for the weight gradient). Each copy reads 16 bits and writes 32 (the
+  // output is rounded back the other way). The float weight is rounded to 16 bits for the
+  // forward and input-gradient products (ops/linear.hpp), into a float copy beside the others.
+  void widened_operands(LayerCost& cost, double input_elements, double output_elements, double weight_elements) const {
     const double e = m_shape.element_bytes, f = m_shape.compute_element_bytes();
     if (e >= f) return;
     const double n = input_elements + output_elements;
-    cost.transient_bytes = std::max(cost.transient_bytes, n * f);
-    cost.forward.kernels.push_back({"matmul_widen", n, n * (e + f)});
-    for (int product = 0; product < 2; ++product) cost.backward.kernels.push_back({"matmul_widen", n, n * (e + f)});
+    cost.transient_bytes = std::max(cost.transient_bytes, (n + weight_elements) * f);
+    const Kernel widen{"matmul_widen", n, n * (e + f)},
+        round_weight{"round_weight", weight_elements, weight_elements * 2 * f};
+    cost.forward.kernels.insert(cost.forward.kernels.end(), {widen, round_weight});
+    cost.backward.kernels.insert(cost.backward.kernels.end(), {widen, widen, round_weight});
   }
 
   // y = x W (+ b): one product forward, two backward (input and weight gradients), and the
@@ -359,7 +362,7 @@ class CostWalker {
     cost.backward.gemms.push_back({k, n, m, true, 'T', 'N'});          // dW += X^T dY
     const double e = m_shape.element_bytes;
     cost.trident.deferred += rows * out * e;
-    widened_operands(cost, rows * in, rows * out);
+    widened_operands(cost, rows * in, rows * out, in * out);
     if (bias_first) {
       cost.forward.kernels.push_back({"bias_forward", rows * out, 2 * rows * out * e, out});
       cost.backward.kernels.push_back({"bias_backward", rows * out, rows * out * e, out});
@@ -454,7 +457,7 @@ class CostWalker {
     const auto m = static_cast<std::int64_t>(m_r), n = static_cast<std::int64_t>(vocab_local),
                k = static_cast<std::int64_t>(c);
     cost.trident.deferred += m_r * vocab_local * e;
-    widened_operands(cost, m_r * c, m_r * vocab_local);
+    widened_operands(cost, m_r * c, m_r * vocab_local, vocab_local * c);
     cost.forward.gemms.push_back({m, n, k, false, 'N', 'T', false});   // logits = X E^T
     cost.backward.gemms.push_back({m, k, n, false, 'N', 'N', false});  // dX = dY E
     cost.backward.gemms.push_back({n, k, m, true, 'T', 'N'});          // dE += dY^T X
