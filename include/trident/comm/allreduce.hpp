@@ -2,6 +2,7 @@
 // allreduce: every rank ends with the element-wise reduction (sum, max, min) of all ranks' views.
 //   allreduce(space, comm, send, recv, op)   recv.size() == send.size()
 //   allreduce(space, comm, view, op)         in place (MPI_IN_PLACE)
+//   allreduce_value(comm, value, op)         one host number, returned
 // and the nonblocking iallreduce with the same arguments, returning a Request.
 
 #include <trident/comm/communicator.hpp>
@@ -95,6 +96,15 @@ void allreduce(const ExecutionSpace& space, const Communicator& comm, const View
                ReduceOp op = ReduceOp::sum) {
   ScopedRegion region("trident::comm::allreduce");
   Impl::allreduce_in_place(Impl::Mode::blocking, space, comm, view, op);
+}
+
+// One number of this host reduced over `comm` (a loss, a time, a size), on every rank.
+template <class T>
+T allreduce_value(const Communicator& comm, T value, ReduceOp op = ReduceOp::sum) {
+  Kokkos::View<T*, Kokkos::HostSpace> one("trident::comm::allreduce_value", 1);
+  one(0) = value;
+  allreduce(Kokkos::DefaultHostExecutionSpace(), comm, one, op);
+  return one(0);
 }
 
 template <class ExecutionSpace, class SendView, class RecvView,

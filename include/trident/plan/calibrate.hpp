@@ -273,10 +273,8 @@ double reduction_overlap(const comm::Communicator& world, const ComputeTurns& tu
     const double alone = median_seconds(
         repeats, [&](int) { group.barrier(); }, [&] { reduce().wait(); });
     // a chunk of GEMMs a quarter of the reduction, at least one (the same count on every rank)
-    Kokkos::View<double*, Kokkos::HostSpace> ratio("trident::plan::calibrate::chunk", 1);
-    ratio(0) = alone / 4 / chunk;
-    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), group, ratio, comm::ReduceOp::max);
-    const int per_chunk = std::clamp(static_cast<int>(std::lround(ratio(0))), 1, 64);
+    const double ratio = comm::allreduce_value(group, alone / 4 / chunk, comm::ReduceOp::max);
+    const int per_chunk = std::clamp(static_cast<int>(std::lround(ratio)), 1, 64);
     const auto chunks = [&](comm::Request* request) {
       for (int c = 0; c < 8; ++c) {
         for (int i = 0; i < per_chunk; ++i) compute();
@@ -439,13 +437,12 @@ void calibrate(const ExecutionSpace& space, const comm::Communicator& world, con
     // that every rank prices alike.
     std::vector<int> cpus;
     for (const auto& of_rank : node_cpus) cpus.insert(cpus.end(), of_rank.begin(), of_rank.end());
-    Kokkos::View<double*, Kokkos::HostSpace> cache("trident::plan::calibrate::cache", 1);
-    cache(0) = last_level_cache_bytes("/sys/devices/system/cpu", cpus);
-    comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, cache, comm::ReduceOp::min);
+    const double cache =
+        comm::allreduce_value(world, last_level_cache_bytes("/sys/devices/system/cpu", cpus), comm::ReduceOp::min);
     // A cache file timed its cold GEMMs past another cache (ranks bound elsewhere): again.
-    if (cache(0) != machine.cache_bytes)
+    if (cache != machine.cache_bytes)
       for (GemmSample& s : machine.gemms) s.cold_seconds = 0;
-    machine.cache_bytes = cache(0);
+    machine.cache_bytes = cache;
   }
   // On a device every rank of a node computes on its own: all of them at once.
   detail::ComputeTurns turns =
@@ -630,15 +627,13 @@ Machine calibrate_cached(const ExecutionSpace& space, const comm::Communicator& 
     text = buffer.str();
   }
   // Every rank takes rank 0's cache.
-  Kokkos::View<std::int64_t*, Kokkos::HostSpace> length("trident::plan::calibrate::length", 1);
-  length(0) = static_cast<std::int64_t>(text.size());
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, length, comm::ReduceOp::max);
-  Kokkos::View<char*, Kokkos::HostSpace> bytes("trident::plan::calibrate::cache", static_cast<std::size_t>(length(0)));
+  const auto length = comm::allreduce_value(world, static_cast<std::int64_t>(text.size()), comm::ReduceOp::max);
+  Kokkos::View<char*, Kokkos::HostSpace> bytes("trident::plan::calibrate::cache", static_cast<std::size_t>(length));
   if (world.rank() == 0) std::copy(text.begin(), text.end(), bytes.data());
-  if (length(0) > 0) comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, bytes, comm::ReduceOp::max);
+  if (length > 0) comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, bytes, comm::ReduceOp::max);
   Machine machine;
   machine.name = name;
-  if (length(0) > 0) {
+  if (length > 0) {
     const auto json = nlohmann::json::parse(std::string(bytes.data(), bytes.extent(0)), nullptr, false);
     if (!json.is_discarded() && json.value("name", std::string()) == name) machine = machine_from_json(json);
   }

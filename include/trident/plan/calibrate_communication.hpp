@@ -147,12 +147,10 @@ CommunicationTimes time_communication_for(const ExecutionSpace& space, const com
   CommunicationTimes times;
   if (world.size() < 2) return times;
   const auto start = std::chrono::steady_clock::now();
-  Kokkos::View<double*, Kokkos::HostSpace> elapsed("trident::plan::calibrate::elapsed", 1);
   for (int pass = 0;; ++pass) {
     if (pass >= passes) {
-      elapsed(0) = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, elapsed, comm::ReduceOp::max);
-      if (elapsed(0) >= seconds) break;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (comm::allreduce_value(world, elapsed, comm::ReduceOp::max) >= seconds) break;
     }
     time_communication<Scalar>(space, world, repeats, times);
   }

@@ -52,10 +52,8 @@ double median_seconds(int repeats, Before&& before, Run&& run) {
 
 // The mean of `value` over the ranks of `world`, the same on every rank.
 inline double mean_over(const comm::Communicator& world, double value) {
-  Kokkos::View<double*, Kokkos::HostSpace> sum("trident::plan::calibrate::time", 1);
-  sum(0) = value;
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), world, sum);
-  return sum(0) / world.size();
+  const double sum = comm::allreduce_value(world, value);
+  return sum / world.size();
 }
 
 // The mean over the world of each rank's median timing of `run`; every rank starts each timing

@@ -215,10 +215,8 @@ auto Trainer<Scalar, ExecutionSpace>::evaluate(const batch_type& batch) -> doubl
     set_micro_batches(batch, split, scale);
     local_loss = forward_through_pipeline(split.micro_batches, split.micro_rows, nullptr);
   }
-  Kokkos::View<double*, Kokkos::HostSpace> total("trident::train::evaluate", 1);
-  total(0) = local_loss;
-  comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.dp(), total);
-  return total(0) * scale;
+  const double total = comm::allreduce_value(m_mesh.dp(), local_loss);
+  return total * scale;
 }
 
 template <class Scalar, class ExecutionSpace>
@@ -432,11 +430,10 @@ auto Trainer<Scalar, ExecutionSpace>::sum_tied_gradients() -> void {
 
 template <class Scalar, class ExecutionSpace>
 auto Trainer<Scalar, ExecutionSpace>::sum_over_model_groups(double value) const -> double {
-  Kokkos::View<double*, Kokkos::HostSpace> total("trident::train::sum", 1);
-  total(0) = value;
-  if (m_layout.tp > 1) comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.tp(), total);
-  if (m_layout.pp > 1) comm::allreduce(Kokkos::DefaultHostExecutionSpace(), m_mesh.pp(), total);
-  return total(0);
+  double total = value;
+  if (m_layout.tp > 1) total = comm::allreduce_value(m_mesh.tp(), total);
+  if (m_layout.pp > 1) total = comm::allreduce_value(m_mesh.pp(), total);
+  return total;
 }
 
 template <class Scalar, class ExecutionSpace>
